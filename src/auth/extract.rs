@@ -1,0 +1,130 @@
+//! Request guards: a handler names the least role it needs by the extractor it takes.
+//!
+//! `Guest` (anyone), `SignedIn` (any active user), `EditorUser`, `AdminUser`. Anonymous requests
+//! are sent to sign-in; a signed-in user without the role gets the 403 page.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_session::SessionExt;
+use actix_web::dev::Payload;
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use super::model::{Role, User};
+use super::service;
+use crate::error::AppError;
+use crate::web::Ctx;
+use crate::AppState;
+
+const USER_SESSION_KEY: &str = "uid";
+
+pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| AppError::internal("application state is not configured"))
+}
+
+/// Marks the session as signed in as `user`, under a new session id.
+pub fn start_session(session: &actix_session::Session, user: &User) -> Result<(), AppError> {
+    session.renew();
+    session
+        .insert(USER_SESSION_KEY, user.id)
+        .map_err(AppError::internal)?;
+    crate::web::renew_csrf_token(session);
+    Ok(())
+}
+
+async fn signed_in_user(req: &HttpRequest, needed: Role) -> Result<(User, Ctx), AppError> {
+    let session = req.get_session();
+    let next = (req.method() == Method::GET).then(|| {
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| req.path().to_string())
+    });
+    let Some(user_id) = session.get::<i64>(USER_SESSION_KEY).ok().flatten() else {
+        return Err(AppError::SignInRequired { next });
+    };
+    let state = state(req)?;
+    let user = state
+        .db(move |conn| service::find_active_user(conn, user_id))
+        .await?;
+    let Some(user) = user else {
+        // Deactivated or deleted since sign-in: the session ends here.
+        session.purge();
+        return Err(AppError::SignInRequired { next });
+    };
+    if user.role() < needed {
+        return Err(AppError::Forbidden(format!(
+            "This needs the {needed} role; you are signed in as {} with the {} role.",
+            user.email,
+            user.role()
+        )));
+    }
+    let ctx = Ctx::new(req, &session, Some(user.clone()));
+    Ok((user, ctx))
+}
+
+type GuardFuture<T> = Pin<Box<dyn Future<Output = Result<T, AppError>>>>;
+
+macro_rules! role_guard {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        pub struct $name {
+            pub user: User,
+            pub ctx: Ctx,
+        }
+
+        impl FromRequest for $name {
+            type Error = AppError;
+            type Future = GuardFuture<Self>;
+
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                let req = req.clone();
+                Box::pin(async move {
+                    let (user, ctx) = signed_in_user(&req, $role).await?;
+                    Ok($name { user, ctx })
+                })
+            }
+        }
+    };
+}
+
+role_guard!(
+    /// Any active user (viewers included).
+    SignedIn,
+    Role::Viewer
+);
+role_guard!(
+    /// Editors and admins.
+    EditorUser,
+    Role::Editor
+);
+role_guard!(
+    /// Admins only.
+    AdminUser,
+    Role::Admin
+);
+
+/// Anyone, signed in or not: pages such as sign-in and setup.
+pub struct Guest {
+    pub ctx: Ctx,
+}
+
+impl FromRequest for Guest {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let session = req.get_session();
+        std::future::ready(Ok(Guest {
+            ctx: Ctx::new(req, &session, None),
+        }))
+    }
+}
+
+/// Whether the session names a user (without checking the database).
+pub fn has_session_user(session: &actix_session::Session) -> bool {
+    matches!(session.get::<i64>(USER_SESSION_KEY), Ok(Some(_)))
+}

@@ -1,0 +1,308 @@
+//! One connection type over PostgreSQL and SQLite, chosen by the database URL.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, CustomizeConnection, ManageConnection, R2D2Connection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// PostgreSQL first: SQLite would accept any string as a file name.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type DbPool = r2d2::Pool<DbManager>;
+pub type PooledConn = r2d2::PooledConnection<DbManager>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{0}")]
+    BadUrl(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("cannot prepare the SQLite file: {0}")]
+    Io(String),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("database pool: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Where the data lives, parsed from `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbTarget {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+impl DbTarget {
+    /// Accepts `postgres://…`, `postgresql://…`, `sqlite://PATH` or a plain file path.
+    pub fn parse(url: &str) -> Result<Self, DbError> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(DbError::BadUrl("DATABASE_URL is empty".into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_string()));
+        }
+        let path = if let Some(rest) = url.strip_prefix("sqlite://") {
+            rest
+        } else if let Some((scheme, _)) = url.split_once("://") {
+            return Err(DbError::BadUrl(format!(
+                "unsupported database URL scheme '{scheme}://' in DATABASE_URL: \
+                 use sqlite://PATH, a plain file path, or postgres://USER@HOST/DB"
+            )));
+        } else {
+            url
+        };
+        if path.is_empty() {
+            return Err(DbError::BadUrl(
+                "DATABASE_URL names no SQLite file: use sqlite://PATH".into(),
+            ));
+        }
+        if path == ":memory:" || path.contains("mode=memory") {
+            return Err(DbError::BadUrl(
+                "an in-memory SQLite database cannot be shared by a connection pool: \
+                 give a file path instead"
+                    .into(),
+            ));
+        }
+        Ok(Self::Sqlite(PathBuf::from(path)))
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "PostgreSQL",
+            Self::Sqlite(_) => "SQLite",
+        }
+    }
+}
+
+/// Opens connections of the chosen backend directly, so a failure reports its real cause.
+#[derive(Debug, Clone)]
+pub struct DbManager {
+    target: DbTarget,
+}
+
+impl ManageConnection for DbManager {
+    type Connection = DbConn;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, r2d2::Error> {
+        let conn = match &self.target {
+            DbTarget::Postgres(url) => diesel::PgConnection::establish(url).map(DbConn::Pg),
+            DbTarget::Sqlite(path) => {
+                diesel::SqliteConnection::establish(&path.to_string_lossy()).map(DbConn::Sqlite)
+            }
+        };
+        conn.map_err(r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        conn.ping().map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// Per-connection SQLite settings: writers wait for each other instead of failing at once.
+/// WAL (readers never block the writer) is a property of the file, set once in `connect`.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConn, r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        if let DbConn::Sqlite(c) = conn {
+            c.batch_execute(
+                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
+                 PRAGMA foreign_keys = ON;",
+            )
+            .map_err(r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds the pool after one direct connection attempt (r2d2 alone would only say "timed out").
+pub fn connect(database_url: &str) -> Result<DbPool, DbError> {
+    let target = DbTarget::parse(database_url)?;
+    if let DbTarget::Sqlite(path) = &target {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DbError::Io(format!("{}: {e}", dir.display())))?;
+        }
+    }
+    let manager = DbManager {
+        target: target.clone(),
+    };
+    let mut first = manager
+        .connect()
+        .map_err(|e| DbError::Connect(format!("{} ({})", e, target.backend_name())))?;
+    if let DbConn::Sqlite(c) = &mut first {
+        // Switching to WAL needs the file to itself: done here, before the pool opens others.
+        c.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;")?;
+    }
+    drop(first);
+    let max_size = match target {
+        DbTarget::Postgres(_) => 10,
+        DbTarget::Sqlite(_) => 8,
+    };
+    let pool = r2d2::Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(Duration::from_secs(10))
+        .connection_customizer(Box::new(SqlitePragmas))
+        .build(manager)?;
+    Ok(pool)
+}
+
+/// Applies pending migrations of the connection's backend; returns the versions applied.
+pub fn run_migrations(conn: &mut DbConn) -> Result<Vec<String>, DbError> {
+    let applied = match conn {
+        DbConn::Pg(c) => {
+            // Several instances may start at once: only one migrates at a time.
+            c.batch_execute("SELECT pg_advisory_lock(727274)")?;
+            let result = c
+                .run_pending_migrations(PG_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>());
+            c.batch_execute("SELECT pg_advisory_unlock(727274)")?;
+            result
+        }
+        DbConn::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>()),
+    };
+    applied.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// A write transaction. On SQLite it starts with `BEGIN IMMEDIATE`, so a transaction that reads
+/// and then writes waits for the write lock up front instead of failing with "database is locked".
+pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    let sqlite_at_top_level = match conn {
+        DbConn::Sqlite(c) => {
+            AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()?
+                == None
+        }
+        DbConn::Pg(_) => false,
+    };
+    if !sqlite_at_top_level {
+        return conn.transaction(f);
+    }
+    if let DbConn::Sqlite(c) = conn {
+        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+    }
+    // The multi-backend transaction manager delegates to the inner SQLite one, which now
+    // knows a transaction is open: nested `transaction` calls inside `f` become savepoints.
+    let result = f(conn);
+    match result {
+        Ok(value) => {
+            <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            <DbConn as Connection>::TransactionManager::rollback_transaction(conn)?;
+            Err(e)
+        }
+    }
+}
+
+/// The current time in UTC, to the second: SQLite and PostgreSQL then store the same value.
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(0)
+}
+
+/// Lists `table -> [(column, type class, nullable)]` of the live schema, for comparing backends.
+pub fn describe_schema(conn: &mut DbConn) -> Result<Vec<ColumnInfo>, DbError> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        table_name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        column_name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        data_type: String,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        nullable: bool,
+    }
+    let sql = match conn {
+        DbConn::Pg(_) => {
+            "SELECT table_name::text AS table_name, column_name::text AS column_name, \
+             data_type::text AS data_type, (is_nullable = 'YES') AS nullable \
+             FROM information_schema.columns WHERE table_schema = 'public' \
+             AND table_name <> '__diesel_schema_migrations'"
+        }
+        DbConn::Sqlite(_) => {
+            "SELECT m.name AS table_name, p.name AS column_name, p.type AS data_type, \
+             (p.\"notnull\" = 0 AND p.pk = 0) AS nullable \
+             FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+             AND m.name <> '__diesel_schema_migrations'"
+        }
+    };
+    let mut rows: Vec<ColumnInfo> = diesel::sql_query(sql)
+        .load::<Row>(conn)?
+        .into_iter()
+        .map(|r| ColumnInfo {
+            table: r.table_name,
+            column: r.column_name,
+            type_class: type_class(&r.data_type).to_string(),
+            nullable: r.nullable,
+        })
+        .collect();
+    rows.sort();
+    Ok(rows)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ColumnInfo {
+    pub table: String,
+    pub column: String,
+    pub type_class: String,
+    pub nullable: bool,
+}
+
+/// Maps each backend's spelling of a column type to the class diesel reads it as.
+fn type_class(declared: &str) -> &'static str {
+    let t = declared.to_ascii_lowercase();
+    if t.contains("int") || t.contains("serial") {
+        "integer"
+    } else if t.contains("bool") {
+        "boolean"
+    } else if t.contains("timestamp") {
+        "timestamp"
+    } else if t.contains("date") {
+        "date"
+    } else if t.contains("double") || t.contains("real") || t.contains("numeric") {
+        "number"
+    } else if t.contains("bytea") || t.contains("blob") {
+        "binary"
+    } else {
+        "text"
+    }
+}
+
+/// A SQLite file path for the data folder's default database.
+pub fn default_sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("syncdesk.db").display())
+}
+
+/// `SELECT 1` through the pool, for the health check.
+pub fn check(conn: &mut DbConn) -> QueryResult<()> {
+    conn.ping()
+}

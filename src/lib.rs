@@ -1,0 +1,115 @@
+//! syncdesk: keeps contact and company records in step with external systems and applications.
+//!
+//! `build_app` is the whole web application; `serve` and the tests both run exactly it.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod home;
+pub mod schema;
+pub mod web;
+
+use std::sync::Arc;
+
+/// Shown in the page footer.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+use actix_session::config::{CookieContentSecurity, PersistentSession};
+use actix_session::storage::CookieSessionStore;
+use actix_session::SessionMiddleware;
+use actix_web::body::MessageBody;
+use actix_web::cookie::{time::Duration as CookieDuration, Key, SameSite};
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{middleware, web as aweb, App};
+
+use crate::config::Config;
+use crate::db::{DbConn, DbPool};
+use crate::error::AppError;
+
+/// Shared by every request: the pool and the configuration.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: DbPool,
+    pub config: Arc<Config>,
+    session_key: Key,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("the session key is unusable: {0}")]
+    SessionKey(String),
+}
+
+impl AppState {
+    /// Opens the database, applies pending migrations and loads the session key.
+    pub fn open(config: Config) -> Result<Self, StartError> {
+        config.ensure_data_dir()?;
+        let pool = db::connect(&config.database_url)?;
+        let mut conn = pool.get().map_err(db::DbError::from)?;
+        db::run_migrations(&mut conn)?;
+        drop(conn);
+        let key_bytes = config.session_key_bytes()?;
+        let session_key =
+            Key::try_from(&key_bytes[..]).map_err(|e| StartError::SessionKey(e.to_string()))?;
+        Ok(Self {
+            pool,
+            config: Arc::new(config),
+            session_key,
+        })
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool, never on the executor.
+    pub async fn db<T, E, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<AppError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        aweb::block(move || {
+            let mut conn = pool.get().map_err(AppError::from)?;
+            f(&mut conn).map_err(Into::into)
+        })
+        .await?
+    }
+}
+
+/// The application exactly as `serve` runs it.
+pub fn build_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let session = SessionMiddleware::builder(CookieSessionStore::default(), state.session_key.clone())
+        .cookie_name("syncdesk_session".into())
+        .cookie_secure(state.config.secure_cookies)
+        .cookie_http_only(true)
+        .cookie_same_site(SameSite::Lax)
+        .cookie_content_security(CookieContentSecurity::Private)
+        .session_lifecycle(PersistentSession::default().session_ttl(CookieDuration::days(7)))
+        .build();
+    App::new()
+        .app_data(aweb::Data::new(state))
+        .app_data(aweb::FormConfig::default().limit(64 * 1024))
+        .wrap(middleware::from_fn(web::csrf_guard))
+        .wrap(middleware::from_fn(web::render_error_pages))
+        .wrap(session)
+        .wrap(web::security_headers())
+        .wrap(tracing_actix_web::TracingLogger::default())
+        .service(actix_files::Files::new("/static", web::static_dir()))
+        .configure(home::routes)
+        .configure(auth::routes::configure)
+        .default_service(aweb::to(web::not_found))
+}

@@ -1,0 +1,315 @@
+//! Pieces every page shares: the page context, CSRF, security headers, error pages.
+
+use std::path::PathBuf;
+
+use actix_session::{Session, SessionExt};
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use crate::auth::model::{Role, User};
+use crate::error::AppError;
+
+pub const CSRF_FIELD: &str = "csrf_token";
+pub const CSRF_HEADER: &str = "X-CSRF-Token";
+const CSRF_SESSION_KEY: &str = "csrf";
+const FLASH_SESSION_KEY: &str = "flash";
+
+/// What the layout needs on every page.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub user: Option<User>,
+    pub csrf: String,
+    /// The request path, to mark the current navigation entry.
+    pub path: String,
+    pub flash: Option<String>,
+}
+
+impl Ctx {
+    pub fn new(req: &HttpRequest, session: &Session, user: Option<User>) -> Self {
+        Self {
+            user,
+            csrf: csrf_token(session),
+            path: req.path().to_string(),
+            flash: session.remove_as::<String>(FLASH_SESSION_KEY).and_then(Result::ok),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| u.role() == Role::Admin)
+    }
+
+    /// `aria-current` for the navigation entry under `prefix`.
+    pub fn current(&self, prefix: &str) -> &'static str {
+        let here = if prefix == "/" {
+            self.path == "/"
+        } else {
+            self.path.starts_with(prefix)
+        };
+        if here {
+            "page"
+        } else {
+            "false"
+        }
+    }
+}
+
+/// The session's CSRF token, made on first use.
+pub fn csrf_token(session: &Session) -> String {
+    if let Ok(Some(token)) = session.get::<String>(CSRF_SESSION_KEY) {
+        return token;
+    }
+    renew_csrf_token(session)
+}
+
+/// A new token, e.g. at sign-in, so a token seen before sign-in is worthless after it.
+pub fn renew_csrf_token(session: &Session) -> String {
+    let token = random_token();
+    // A failed insert only means the next form post is refused and the page asks for a reload.
+    let _ = session.insert(CSRF_SESSION_KEY, &token);
+    token
+}
+
+/// A message shown once on the next page.
+pub fn flash(session: &Session, message: impl Into<String>) {
+    let _ = session.insert(FLASH_SESSION_KEY, message.into());
+}
+
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses every state-changing request without the session's token, sent either in the
+/// `X-CSRF-Token` header (htmx) or in the `csrf_token` field of a url-encoded form.
+pub async fn csrf_guard(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // The JSON API authenticates with bearer tokens, not cookies, so it needs no CSRF token.
+    if safe || req.path().starts_with("/api/") {
+        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+    }
+    let expected = req.get_session().get::<String>(CSRF_SESSION_KEY).ok().flatten();
+    let mut provided = req
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if provided.is_none() && is_form {
+        let body = req.extract::<web::Bytes>().await?;
+        provided = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+            .ok()
+            .and_then(|fields| fields.into_iter().find(|(k, _)| k == CSRF_FIELD))
+            .map(|(_, v)| v);
+        // Put the body back for the handler's own form extractor.
+        req.set_payload(Payload::from(body));
+    }
+    match (expected, provided) {
+        (Some(expected), Some(provided))
+            if constant_time_eq(expected.as_bytes(), provided.as_bytes()) =>
+        {
+            next.call(req).await.map(ServiceResponse::map_into_left_body)
+        }
+        _ => Ok(req
+            .error_response(AppError::Forbidden(
+                "This form could not be accepted: its security token is missing or out of date. \
+                 Reload the page and try again."
+                    .into(),
+            ))
+            .map_into_right_body()),
+    }
+}
+
+/// Sent with every response.
+pub fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "same-origin"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()"))
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    ctx: Ctx,
+    status: u16,
+    title: &'a str,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "error.html", block = "message")]
+struct ErrorFragment<'a> {
+    status: u16,
+    title: &'a str,
+    message: String,
+}
+
+pub fn is_htmx(req: &HttpRequest) -> bool {
+    req.headers().contains_key("HX-Request")
+}
+
+/// Renders handler and extractor errors as pages, or as fragments for htmx requests (shown in
+/// the page's message area, since htmx would otherwise put them where the content should go).
+pub async fn render_error_pages(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let status = res.status();
+    let Some(error) = res.response().error() else {
+        return Ok(res.map_into_boxed_body());
+    };
+    let htmx = is_htmx(res.request());
+    if let Some(AppError::SignInRequired { .. }) = error.as_error::<AppError>() {
+        if htmx {
+            let response = HttpResponse::NoContent()
+                .insert_header(("HX-Redirect", "/signin"))
+                .finish();
+            return Ok(res.into_response(response));
+        }
+    }
+    if res.request().path().starts_with("/api/")
+        || !(status.is_client_error() || status.is_server_error())
+    {
+        return Ok(res.map_into_boxed_body());
+    }
+    let message = match error.as_error::<AppError>() {
+        Some(app_error) => app_error.to_string(),
+        None if status.is_server_error() => {
+            tracing::error!(%error, "request failed");
+            AppError::internal("").to_string()
+        }
+        None => error.to_string(),
+    };
+    let title = status_title(status);
+    let rendered = if htmx {
+        ErrorFragment {
+            status: status.as_u16(),
+            title,
+            message,
+        }
+        .render()
+    } else {
+        let session = res.request().get_session();
+        ErrorPage {
+            ctx: Ctx::new(res.request(), &session, None),
+            status: status.as_u16(),
+            title,
+            message,
+        }
+        .render()
+    };
+    let mut builder = HttpResponse::build(status);
+    builder.content_type("text/html; charset=utf-8");
+    if htmx {
+        builder.insert_header(("HX-Retarget", "#messages"));
+        builder.insert_header(("HX-Reswap", "innerHTML"));
+    }
+    let response = match rendered {
+        Ok(html) => builder.body(html),
+        Err(e) => {
+            tracing::error!(error = %e, "error page failed to render");
+            builder.content_type("text/plain; charset=utf-8").body(title)
+        }
+    };
+    Ok(res.into_response(response))
+}
+
+fn status_title(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "The request could not be understood",
+        403 => "Not allowed",
+        404 => "Not found",
+        409 => "Conflict",
+        413 => "Too large",
+        429 => "Too many attempts",
+        s if s >= 500 => "Something went wrong",
+        _ => status.canonical_reason().unwrap_or("Error"),
+    }
+}
+
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound(format!(
+        "There is no page at {}.",
+        req.path()
+    )))
+}
+
+/// A 303 to `location`: the answer to a successful form post.
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
+/// Only same-site paths may follow a sign-in, never `//host` or a full URL.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+pub fn url_encode(value: &str) -> String {
+    serde_urlencoded::to_string([("", value)])
+        .map(|s| s.trim_start_matches('=').to_string())
+        .unwrap_or_default()
+}
+
+/// The static folder: `SYNCDESK_STATIC_DIR`, else the project's own `static/`.
+pub fn static_dir() -> PathBuf {
+    std::env::var_os("SYNCDESK_STATIC_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")))
+}
+
+/// The client address for throttling: the TCP peer, never a header a client could forge.
+pub fn client_address(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_paths_stay_on_site() {
+        assert_eq!(safe_next(Some("/users")), "/users");
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

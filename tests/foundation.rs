@@ -1,0 +1,600 @@
+//! The foundation: setup, sign-in, throttling, CSRF, roles, users, errors, configuration.
+//! Runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
+
+mod common;
+
+use actix_web::http::Method;
+use common::{spawn, TestDb, PASSWORD};
+use syncdesk::auth::model::Role;
+use syncdesk::auth::service::{MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ADDRESS};
+
+#[actix_web::test]
+async fn first_run_setup_creates_the_admin_then_disappears() {
+    let mut app = spawn().await;
+    app.get("/").await.assert_redirect("/setup");
+    app.get("/signin").await.assert_redirect("/setup");
+    app.get("/setup")
+        .await
+        .assert_status(200)
+        .assert_contains("Create the first admin");
+
+    // Refused without the form's token, and nothing is created.
+    app.post_raw(
+        "/setup",
+        &[
+            ("email", "boss@example.org"),
+            ("password", PASSWORD),
+            ("password_confirmation", PASSWORD),
+        ],
+    )
+    .await
+    .assert_status(403);
+
+    app.post(
+        "/setup",
+        &[
+            ("email", "boss@example.org"),
+            ("password", PASSWORD),
+            ("password_confirmation", "something else"),
+        ],
+    )
+    .await
+    .assert_status(422)
+    .assert_contains("confirmation differ");
+    app.post(
+        "/setup",
+        &[
+            ("email", "boss@example.org"),
+            ("password", "short"),
+            ("password_confirmation", "short"),
+        ],
+    )
+    .await
+    .assert_status(422)
+    .assert_contains("at least 10 characters");
+    app.post(
+        "/setup",
+        &[
+            ("email", "not-an-email"),
+            ("password", PASSWORD),
+            ("password_confirmation", PASSWORD),
+        ],
+    )
+    .await
+    .assert_status(422)
+    .assert_contains("not a valid email address");
+
+    app.post(
+        "/setup",
+        &[
+            ("email", " Boss@Example.org "),
+            ("display_name", "The Boss"),
+            ("password", PASSWORD),
+            ("password_confirmation", PASSWORD),
+        ],
+    )
+    .await
+    .assert_redirect("/");
+    app.get("/")
+        .await
+        .assert_status(200)
+        .assert_contains("Hello, The Boss")
+        .assert_contains("boss@example.org")
+        .assert_contains("<strong>admin</strong>")
+        .assert_contains("You are the first admin");
+
+    app.get("/setup")
+        .await
+        .assert_status(404)
+        .assert_contains("First-run setup is done");
+    app.post(
+        "/setup",
+        &[
+            ("email", "intruder@example.org"),
+            ("password", PASSWORD),
+            ("password_confirmation", PASSWORD),
+        ],
+    )
+    .await
+    .assert_status(404);
+    let users = app.state.pool.get().map(|mut c| syncdesk::auth::service::list_users(&mut c));
+    let users = users.expect("connection").expect("users");
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].email, "boss@example.org");
+    assert_eq!(users[0].role(), Role::Admin);
+}
+
+#[actix_web::test]
+async fn sign_in_success_failure_and_return_to_the_asked_page() {
+    let mut app = spawn().await;
+    app.create_user("ada@example.org", Role::Admin);
+
+    app.get("/users").await.assert_redirect("/signin?next=%2Fusers");
+    let before = app.get("/signin?next=/users").await;
+    before.assert_status(200).assert_contains("value=\"/users\"");
+    let token_before = app.csrf.clone();
+
+    app.post(
+        "/signin",
+        &[("email", "ada@example.org"), ("password", "wrong password"), ("next", "/users")],
+    )
+    .await
+    .assert_status(401)
+    .assert_contains("The email or the password is wrong.");
+    app.post(
+        "/signin",
+        &[("email", "nobody@example.org"), ("password", PASSWORD)],
+    )
+    .await
+    .assert_status(401)
+    .assert_contains("The email or the password is wrong.");
+
+    app.post(
+        "/signin",
+        &[("email", "ADA@example.org"), ("password", PASSWORD), ("next", "/users")],
+    )
+    .await
+    .assert_redirect("/users");
+    app.get("/users").await.assert_status(200);
+    // A token from before sign-in is worthless after it.
+    assert_ne!(token_before, app.csrf);
+    let stale = token_before.unwrap_or_default();
+    app.post_raw("/signout", &[("csrf_token", stale.as_str())])
+        .await
+        .assert_status(403);
+
+    // An offsite `next` is ignored.
+    app.sign_out().await;
+    app.get("/signin").await;
+    app.post(
+        "/signin",
+        &[("email", "ada@example.org"), ("password", PASSWORD), ("next", "//evil.example/")],
+    )
+    .await
+    .assert_redirect("/");
+}
+
+#[actix_web::test]
+async fn repeated_failures_throttle_the_account() {
+    let mut app = spawn().await;
+    app.create_user("ada@example.org", Role::Editor);
+    app.create_user("bob@example.org", Role::Editor);
+    for _ in 0..MAX_FAILURES_PER_ACCOUNT {
+        app.sign_in("ada@example.org", "wrong password")
+            .await
+            .assert_status(401);
+    }
+    // Even the right password is refused now, with a clear message.
+    app.sign_in("ada@example.org", PASSWORD)
+        .await
+        .assert_status(429)
+        .assert_contains("Too many failed sign-in attempts for this account")
+        .assert_contains("Try again in 15 minutes");
+    // Another account from the same address is not affected.
+    app.sign_in("bob@example.org", PASSWORD)
+        .await
+        .assert_redirect("/");
+}
+
+#[actix_web::test]
+async fn repeated_failures_throttle_the_address() {
+    let mut app = spawn().await;
+    app.create_user("ada@example.org", Role::Viewer);
+    for i in 0..MAX_FAILURES_PER_ADDRESS {
+        let email = format!("guess{i}@example.org");
+        app.sign_in(&email, "wrong password").await.assert_status(401);
+    }
+    app.sign_in("ada@example.org", PASSWORD)
+        .await
+        .assert_status(429)
+        .assert_contains("from your network address");
+    // The same account from another address still signs in.
+    app.peer = "10.1.2.3:5000".parse().expect("address");
+    app.sign_in("ada@example.org", PASSWORD)
+        .await
+        .assert_redirect("/");
+}
+
+#[actix_web::test]
+async fn sign_out_ends_the_session() {
+    let mut app = spawn().await;
+    app.signed_in_as("ada@example.org", Role::Editor).await;
+    app.get("/").await.assert_status(200);
+    app.post_raw("/signout", &[]).await.assert_status(403);
+    app.get("/").await.assert_status(200);
+    app.sign_out().await;
+    app.get("/").await.assert_redirect("/signin?next=%2F");
+    app.get("/account/password")
+        .await
+        .assert_redirect("/signin?next=%2Faccount%2Fpassword");
+}
+
+#[actix_web::test]
+async fn csrf_token_is_required_on_every_state_change() {
+    let mut app = spawn().await;
+    app.signed_in_as("root@example.org", Role::Admin).await;
+    let form = [
+        ("email", "new@example.org"),
+        ("role", "viewer"),
+        ("password", PASSWORD),
+    ];
+    app.post_raw("/users", &form)
+        .await
+        .assert_status(403)
+        .assert_contains("security token");
+    let mut wrong = form.to_vec();
+    wrong.push(("csrf_token", "0000"));
+    app.post_raw("/users", &wrong).await.assert_status(403);
+    app.get("/users").await.assert_status(200);
+    assert!(!app.get("/users").await.body.contains("new@example.org"));
+
+    // The header htmx sends is accepted as well as the form field.
+    let token = app.csrf.clone().unwrap_or_default();
+    let body = serde_urlencoded::to_string(form).expect("form");
+    app.send(
+        actix_web::test::TestRequest::post()
+            .uri("/users")
+            .insert_header(("content-type", "application/x-www-form-urlencoded"))
+            .insert_header(("X-CSRF-Token", token))
+            .set_payload(body),
+    )
+    .await
+    .assert_redirect("/users");
+    app.get("/users")
+        .await
+        .assert_contains("new@example.org")
+        .assert_contains("new@example.org can now sign in as viewer.");
+}
+
+#[actix_web::test]
+async fn users_page_is_for_admins_only() {
+    for (role, status) in [(Role::Admin, 200), (Role::Editor, 403), (Role::Viewer, 403)] {
+        let mut app = spawn().await;
+        let other = app.create_user("other@example.org", Role::Viewer);
+        app.signed_in_as("me@example.org", role).await;
+        let page = app.get("/users").await;
+        page.assert_status(status);
+        if status == 403 {
+            page.assert_contains("This needs the admin role")
+                .assert_contains("Not allowed");
+            app.get("/users/new").await.assert_status(403);
+            app.post(&format!("/users/{other}/role"), &[("role", "admin")])
+                .await
+                .assert_status(403);
+            app.post(&format!("/users/{other}/active"), &[("active", "false")])
+                .await
+                .assert_status(403);
+            app.post(
+                "/users",
+                &[("email", "x@example.org"), ("role", "admin"), ("password", PASSWORD)],
+            )
+            .await
+            .assert_status(403);
+            // The navigation offers no Users entry to them.
+            assert!(!app.get("/").await.body.contains("href=\"/users\""));
+        } else {
+            page.assert_contains("other@example.org");
+            assert!(app.get("/").await.body.contains("href=\"/users\""));
+        }
+    }
+    let mut anonymous = spawn().await;
+    anonymous.create_user("someone@example.org", Role::Admin);
+    anonymous
+        .get("/users")
+        .await
+        .assert_redirect("/signin?next=%2Fusers");
+}
+
+#[actix_web::test]
+async fn admin_creates_users_changes_roles_and_deactivates() {
+    let mut app = spawn().await;
+    app.signed_in_as("root@example.org", Role::Admin).await;
+    app.get("/users/new").await.assert_status(200);
+    app.post(
+        "/users",
+        &[("email", "ed@example.org"), ("display_name", "Ed"), ("role", "editor"), ("password", PASSWORD)],
+    )
+    .await
+    .assert_redirect("/users");
+    app.post(
+        "/users",
+        &[("email", "ed@example.org"), ("role", "viewer"), ("password", PASSWORD)],
+    )
+    .await
+    .assert_status(409)
+    .assert_contains("already exists");
+    app.post(
+        "/users",
+        &[("email", "x@example.org"), ("role", "owner"), ("password", PASSWORD)],
+    )
+    .await
+    .assert_status(422)
+    .assert_contains("&#39;owner&#39; is not a role");
+
+    let ed = find_user(&app, "ed@example.org");
+    app.post(&format!("/users/{ed}/role"), &[("role", "viewer")])
+        .await
+        .assert_redirect("/users");
+    app.get("/users").await.assert_contains("ed@example.org is now viewer.");
+
+    // Ed signs in in another browser, then is deactivated: his session ends at once.
+    let mut ed_browser = app.fork();
+    ed_browser.sign_in("ed@example.org", PASSWORD).await.assert_redirect("/");
+    app.post(&format!("/users/{ed}/active"), &[("active", "false")])
+        .await
+        .assert_redirect("/users");
+    app.get("/users")
+        .await
+        .assert_contains("deactivated")
+        .assert_contains("Reactivate");
+    ed_browser.get("/").await.assert_redirect("/signin?next=%2F");
+    ed_browser
+        .sign_in("ed@example.org", PASSWORD)
+        .await
+        .assert_status(401);
+
+    app.post(&format!("/users/{ed}/active"), &[("active", "true")])
+        .await
+        .assert_redirect("/users");
+    ed_browser.sign_in("ed@example.org", PASSWORD).await.assert_redirect("/");
+    app.post("/users/999999/role", &[("role", "viewer")])
+        .await
+        .assert_status(404);
+}
+
+#[actix_web::test]
+async fn the_last_active_admin_can_be_neither_demoted_nor_deactivated() {
+    let mut app = spawn().await;
+    app.signed_in_as("root@example.org", Role::Admin).await;
+    let root = find_user(&app, "root@example.org");
+    app.get("/users").await.assert_contains("last active admin");
+    app.post(&format!("/users/{root}/role"), &[("role", "editor")])
+        .await
+        .assert_status(409)
+        .assert_contains("root@example.org is the last active admin");
+    app.post(&format!("/users/{root}/active"), &[("active", "false")])
+        .await
+        .assert_status(409)
+        .assert_contains("last active admin");
+    // A deactivated admin does not count.
+    let dormant = app.create_user("dormant@example.org", Role::Admin);
+    app.post(&format!("/users/{dormant}/active"), &[("active", "false")])
+        .await
+        .assert_redirect("/users");
+    app.post(&format!("/users/{root}/role"), &[("role", "viewer")])
+        .await
+        .assert_status(409);
+
+    // With a second active admin, the first may step down.
+    let second = app.create_user("second@example.org", Role::Admin);
+    app.post(&format!("/users/{root}/role"), &[("role", "editor")])
+        .await
+        .assert_redirect("/");
+    // Root is an editor now: the users page is closed to them.
+    app.get("/users").await.assert_status(403);
+    let mut conn = app.state.pool.get().expect("connection");
+    let err = syncdesk::auth::service::set_role(&mut conn, second, Role::Viewer).unwrap_err();
+    assert!(err.to_string().contains("last active admin"), "{err}");
+}
+
+#[actix_web::test]
+async fn a_user_changes_their_own_password() {
+    let mut app = spawn().await;
+    app.signed_in_as("ada@example.org", Role::Viewer).await;
+    app.get("/account/password").await.assert_status(200);
+    let new_password = "a much longer secret";
+    app.post(
+        "/account/password",
+        &[("current_password", "wrong"), ("new_password", new_password), ("new_password_confirmation", new_password)],
+    )
+    .await
+    .assert_status(422)
+    .assert_contains("current password is wrong");
+    app.post(
+        "/account/password",
+        &[("current_password", PASSWORD), ("new_password", new_password), ("new_password_confirmation", "different")],
+    )
+    .await
+    .assert_status(422)
+    .assert_contains("differ");
+    app.post(
+        "/account/password",
+        &[("current_password", PASSWORD), ("new_password", new_password), ("new_password_confirmation", new_password)],
+    )
+    .await
+    .assert_redirect("/");
+    app.get("/").await.assert_contains("Your password has been changed.");
+    app.sign_out().await;
+    app.sign_in("ada@example.org", PASSWORD).await.assert_status(401);
+    app.sign_in("ada@example.org", new_password).await.assert_redirect("/");
+}
+
+#[actix_web::test]
+async fn errors_are_pages_or_htmx_fragments_and_every_response_has_security_headers() {
+    let mut app = spawn().await;
+    app.signed_in_as("ada@example.org", Role::Viewer).await;
+
+    let page = app.get("/no/such/page").await;
+    page.assert_status(404)
+        .assert_contains("<!doctype html>")
+        .assert_contains("There is no page at /no/such/page.");
+
+    let fragment = app.htmx(Method::GET, "/users").await;
+    fragment.assert_status(403).assert_contains("This needs the admin role");
+    assert!(!fragment.body.contains("<!doctype html>"), "{}", fragment.body);
+    assert_eq!(fragment.header("HX-Retarget"), Some("#messages"));
+
+    for path in ["/", "/no/such/page", "/static/app.css", "/healthz", "/signin"] {
+        let res = app.get(path).await;
+        let csp = res.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(res.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(res.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(res.header("referrer-policy"), Some("same-origin"), "{path}");
+    }
+
+    // An htmx request from a signed-out browser is sent to sign-in by htmx itself.
+    app.sign_out().await;
+    let res = app.htmx(Method::GET, "/users").await;
+    res.assert_status(204);
+    assert_eq!(res.header("HX-Redirect"), Some("/signin"));
+}
+
+#[actix_web::test]
+async fn session_cookie_is_http_only_and_same_site() {
+    let mut app = spawn().await;
+    let res = app.get("/setup").await;
+    let cookie = res.header("set-cookie").unwrap_or_default().to_string();
+    assert!(cookie.starts_with("syncdesk_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "secure cookies are off by default: {cookie}");
+}
+
+#[actix_web::test]
+async fn names_are_escaped_in_pages() {
+    let mut app = spawn().await;
+    app.signed_in_as("root@example.org", Role::Admin).await;
+    app.post(
+        "/users",
+        &[("email", "x@example.org"), ("display_name", "<script>alert(1)</script>"), ("role", "viewer"), ("password", PASSWORD)],
+    )
+    .await
+    .assert_redirect("/users");
+    let page = app.get("/users").await;
+    page.assert_contains("&#60;script&#62;alert(1)&#60;/script&#62;");
+    assert!(!page.body.contains("<script>alert(1)"));
+}
+
+#[actix_web::test]
+async fn health_check_reports_the_database() {
+    let mut app = spawn().await;
+    let res = app.get("/healthz").await;
+    res.assert_status(200).assert_contains("\"status\":\"ok\"");
+}
+
+#[actix_web::test]
+async fn concurrent_writes_do_not_lock_each_other_out() {
+    let app = spawn().await;
+    let pool = app.state.pool.clone();
+    let handles: Vec<_> = (0..16)
+        .map(|i| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let mut conn = pool.get().expect("connection");
+                syncdesk::auth::service::create_user(
+                    &mut conn,
+                    &syncdesk::auth::service::NewUser {
+                        email: format!("user{i}@example.org"),
+                        display_name: String::new(),
+                        password: PASSWORD.into(),
+                        role: Role::Viewer,
+                    },
+                )
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().expect("thread").expect("user created");
+    }
+    let mut conn = pool.get().expect("connection");
+    assert_eq!(syncdesk::auth::service::user_count(&mut conn).expect("count"), 16);
+}
+
+#[core::prelude::v1::test]
+fn unknown_database_scheme_gives_a_clear_message() {
+    let db = TestDb::new();
+    let mut config = db.config();
+    config.database_url = "mysql://root@localhost/syncdesk".into();
+    let err = syncdesk::AppState::open(config).err().expect("refused").to_string();
+    assert!(err.contains("unsupported database URL scheme 'mysql://'"), "{err}");
+    assert!(err.contains("postgres://"), "{err}");
+
+    let mut config = db.config();
+    config.database_url = ":memory:".into();
+    let err = syncdesk::AppState::open(config).err().expect("refused").to_string();
+    assert!(err.contains("in-memory SQLite"), "{err}");
+}
+
+#[core::prelude::v1::test]
+fn command_line_refuses_bad_configuration() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+        .arg("migrate")
+        .env("SYNCDESK_DATA_DIR", dir.path())
+        .env("DATABASE_URL", "mongodb://localhost/x")
+        .output()
+        .expect("run syncdesk");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DATABASE_URL is invalid"), "{stderr}");
+    assert!(stderr.contains("'mongodb://'"), "{stderr}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+        .arg("migrate")
+        .env("SYNCDESK_DATA_DIR", dir.path())
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .expect("run syncdesk");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot connect to the database"), "{stderr}");
+    assert!(stderr.contains("(PostgreSQL)"), "{stderr}");
+}
+
+#[actix_web::test]
+async fn command_line_migrates_and_creates_users_on_the_same_configuration() {
+    use std::io::Write;
+    let mut app = spawn().await;
+    let config = app.db.config();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+            .args(args)
+            .env("SYNCDESK_DATA_DIR", &config.data_dir)
+            .env("DATABASE_URL", &config.database_url)
+            .env_remove("SYNCDESK_CONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run syncdesk");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("output")
+    };
+    let out = run(&["migrate"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
+
+    let out = run(&["user", "create", "--email", "cli@example.org", "--role", "editor"], &format!("{PASSWORD}\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Created cli@example.org (editor)"));
+
+    let out = run(&["user", "create", "--email", "cli@example.org", "--role", "editor"], &format!("{PASSWORD}\n"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+
+    let out = run(&["user", "create", "--email", "weak@example.org", "--role", "viewer"], "short\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 10 characters"));
+
+    app.sign_in("cli@example.org", PASSWORD).await.assert_redirect("/");
+    app.get("/").await.assert_contains("<strong>editor</strong>");
+}
+
+fn find_user<S>(app: &common::TestApp<S>, email: &str) -> i64 {
+    let mut conn = app.state.pool.get().expect("connection");
+    syncdesk::auth::service::list_users(&mut conn)
+        .expect("users")
+        .into_iter()
+        .find(|u| u.email == email)
+        .map(|u| u.id)
+        .expect("user exists")
+}
