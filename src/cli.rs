@@ -11,7 +11,11 @@ use crate::config::Config;
 use crate::{build_app, AppState, StartError};
 
 #[derive(Debug, Parser)]
-#[command(name = "syncdesk", version, about = "Keeps contact and company records in step")]
+#[command(
+    name = "syncdesk",
+    version,
+    about = "Keeps contact and company records in step"
+)]
 pub struct Cli {
     /// A TOML configuration file (keys: bind, database_url, data_dir, session_key,
     /// secure_cookies). Environment variables override it.
@@ -65,7 +69,10 @@ pub enum CliError {
     #[error("{0}")]
     Input(String),
     #[error("cannot listen on {bind}: {source}")]
-    Bind { bind: String, source: std::io::Error },
+    Bind {
+        bind: String,
+        source: std::io::Error,
+    },
     #[error("server stopped: {0}")]
     Server(std::io::Error),
 }
@@ -122,8 +129,9 @@ fn migrate(config: Config) -> Result<(), CliError> {
 }
 
 fn create_user(config: Config, email: String, role: &str, name: String) -> Result<(), CliError> {
-    let role = Role::parse(role)
-        .ok_or_else(|| CliError::Input(format!("'{role}' is not a role: admin, editor or viewer")))?;
+    let role = Role::parse(role).ok_or_else(|| {
+        CliError::Input(format!("'{role}' is not a role: admin, editor or viewer"))
+    })?;
     let password = read_password()?;
     let state = AppState::open(config)?;
     let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
@@ -136,7 +144,10 @@ fn create_user(config: Config, email: String, role: &str, name: String) -> Resul
             role,
         },
     )?;
-    println!("Created {} ({}) with id {}.", user.email, user.role, user.id);
+    println!(
+        "Created {} ({}) with id {}.",
+        user.email, user.role, user.id
+    );
     Ok(())
 }
 

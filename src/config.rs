@@ -196,9 +196,12 @@ mod tests {
 
     #[test]
     fn unknown_database_scheme_is_refused_with_its_name() {
-        let err = Config::from_sources(None, env_of(&[("DATABASE_URL", "mysql://root@localhost/x")]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_sources(
+            None,
+            env_of(&[("DATABASE_URL", "mysql://root@localhost/x")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("DATABASE_URL"), "{err}");
         assert!(err.contains("mysql://"), "{err}");
     }
@@ -221,7 +224,8 @@ mod tests {
         let file = dir.path().join("syncdesk.toml");
         std::fs::write(&file, "bind = \"0.0.0.0:9000\"\nsecure_cookies = true\n").unwrap();
         let config =
-            Config::from_sources(Some(&file), env_of(&[("SYNCDESK_SECURE_COOKIES", "off")])).unwrap();
+            Config::from_sources(Some(&file), env_of(&[("SYNCDESK_SECURE_COOKIES", "off")]))
+                .unwrap();
         assert_eq!(config.bind, "0.0.0.0:9000");
         assert!(!config.secure_cookies);
     }
@@ -231,7 +235,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("syncdesk.toml");
         std::fs::write(&file, "bnd = \"x\"\n").unwrap();
-        let err = Config::from_sources(Some(&file), env_of(&[])).unwrap_err().to_string();
+        let err = Config::from_sources(Some(&file), env_of(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bnd"), "{err}");
     }
 

@@ -61,10 +61,10 @@ async fn dashboard(
 /// 200 when the database answers, 503 otherwise; for load balancers and monitors.
 #[get("/healthz")]
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
-    match state.db(|conn| crate::db::check(conn)).await {
+    match state.db(crate::db::check).await {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "ok", "database": "ok" })),
         Err(e) => {
-            tracing::error!(error = %e, "health check failed");
+            tracing::error!(error = ?e, "health check failed");
             HttpResponse::ServiceUnavailable()
                 .json(json!({ "status": "unavailable", "database": "unreachable" }))
         }

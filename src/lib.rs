@@ -92,14 +92,15 @@ pub fn build_app(
         InitError = (),
     >,
 > {
-    let session = SessionMiddleware::builder(CookieSessionStore::default(), state.session_key.clone())
-        .cookie_name("syncdesk_session".into())
-        .cookie_secure(state.config.secure_cookies)
-        .cookie_http_only(true)
-        .cookie_same_site(SameSite::Lax)
-        .cookie_content_security(CookieContentSecurity::Private)
-        .session_lifecycle(PersistentSession::default().session_ttl(CookieDuration::days(7)))
-        .build();
+    let session =
+        SessionMiddleware::builder(CookieSessionStore::default(), state.session_key.clone())
+            .cookie_name("syncdesk_session".into())
+            .cookie_secure(state.config.secure_cookies)
+            .cookie_http_only(true)
+            .cookie_same_site(SameSite::Lax)
+            .cookie_content_security(CookieContentSecurity::Private)
+            .session_lifecycle(PersistentSession::default().session_ttl(CookieDuration::days(7)))
+            .build();
     App::new()
         .app_data(aweb::Data::new(state))
         .app_data(aweb::FormConfig::default().limit(64 * 1024))

@@ -1,4 +1,5 @@
 use clap::Parser;
+use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -6,6 +7,8 @@ fn main() {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        // One line per finished request (method, route, status, time) from tracing-actix-web.
+        .with_span_events(FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .init();
     let cli = syncdesk::cli::Cli::parse();

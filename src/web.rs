@@ -34,7 +34,9 @@ impl Ctx {
             user,
             csrf: csrf_token(session),
             path: req.path().to_string(),
-            flash: session.remove_as::<String>(FLASH_SESSION_KEY).and_then(Result::ok),
+            flash: session
+                .remove_as::<String>(FLASH_SESSION_KEY)
+                .and_then(Result::ok),
         }
     }
 
@@ -97,9 +99,16 @@ pub async fn csrf_guard(
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     // The JSON API authenticates with bearer tokens, not cookies, so it needs no CSRF token.
     if safe || req.path().starts_with("/api/") {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
     }
-    let expected = req.get_session().get::<String>(CSRF_SESSION_KEY).ok().flatten();
+    let expected = req
+        .get_session()
+        .get::<String>(CSRF_SESSION_KEY)
+        .ok()
+        .flatten();
     let mut provided = req
         .headers()
         .get(CSRF_HEADER)
@@ -123,7 +132,9 @@ pub async fn csrf_guard(
         (Some(expected), Some(provided))
             if constant_time_eq(expected.as_bytes(), provided.as_bytes()) =>
         {
-            next.call(req).await.map(ServiceResponse::map_into_left_body)
+            next.call(req)
+                .await
+                .map(ServiceResponse::map_into_left_body)
         }
         _ => Ok(req
             .error_response(AppError::Forbidden(
@@ -147,7 +158,10 @@ pub fn security_headers() -> DefaultHeaders {
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::REFERRER_POLICY, "same-origin"))
         .add(("Cross-Origin-Opener-Policy", "same-origin"))
-        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()"))
+        .add((
+            "Permissions-Policy",
+            "camera=(), microphone=(), geolocation=()",
+        ))
 }
 
 #[derive(Template)]
@@ -232,7 +246,9 @@ pub async fn render_error_pages(
         Ok(html) => builder.body(html),
         Err(e) => {
             tracing::error!(error = %e, "error page failed to render");
-            builder.content_type("text/plain; charset=utf-8").body(title)
+            builder
+                .content_type("text/plain; charset=utf-8")
+                .body(title)
         }
     };
     Ok(res.into_response(response))

@@ -97,7 +97,11 @@ async fn first_run_setup_creates_the_admin_then_disappears() {
     )
     .await
     .assert_status(404);
-    let users = app.state.pool.get().map(|mut c| syncdesk::auth::service::list_users(&mut c));
+    let users = app
+        .state
+        .pool
+        .get()
+        .map(|mut c| syncdesk::auth::service::list_users(&mut c));
     let users = users.expect("connection").expect("users");
     assert_eq!(users.len(), 1);
     assert_eq!(users[0].email, "boss@example.org");
@@ -109,14 +113,22 @@ async fn sign_in_success_failure_and_return_to_the_asked_page() {
     let mut app = spawn().await;
     app.create_user("ada@example.org", Role::Admin);
 
-    app.get("/users").await.assert_redirect("/signin?next=%2Fusers");
+    app.get("/users")
+        .await
+        .assert_redirect("/signin?next=%2Fusers");
     let before = app.get("/signin?next=/users").await;
-    before.assert_status(200).assert_contains("value=\"/users\"");
+    before
+        .assert_status(200)
+        .assert_contains("value=\"/users\"");
     let token_before = app.csrf.clone();
 
     app.post(
         "/signin",
-        &[("email", "ada@example.org"), ("password", "wrong password"), ("next", "/users")],
+        &[
+            ("email", "ada@example.org"),
+            ("password", "wrong password"),
+            ("next", "/users"),
+        ],
     )
     .await
     .assert_status(401)
@@ -131,7 +143,11 @@ async fn sign_in_success_failure_and_return_to_the_asked_page() {
 
     app.post(
         "/signin",
-        &[("email", "ADA@example.org"), ("password", PASSWORD), ("next", "/users")],
+        &[
+            ("email", "ADA@example.org"),
+            ("password", PASSWORD),
+            ("next", "/users"),
+        ],
     )
     .await
     .assert_redirect("/users");
@@ -148,7 +164,11 @@ async fn sign_in_success_failure_and_return_to_the_asked_page() {
     app.get("/signin").await;
     app.post(
         "/signin",
-        &[("email", "ada@example.org"), ("password", PASSWORD), ("next", "//evil.example/")],
+        &[
+            ("email", "ada@example.org"),
+            ("password", PASSWORD),
+            ("next", "//evil.example/"),
+        ],
     )
     .await
     .assert_redirect("/");
@@ -182,7 +202,9 @@ async fn repeated_failures_throttle_the_address() {
     app.create_user("ada@example.org", Role::Viewer);
     for i in 0..MAX_FAILURES_PER_ADDRESS {
         let email = format!("guess{i}@example.org");
-        app.sign_in(&email, "wrong password").await.assert_status(401);
+        app.sign_in(&email, "wrong password")
+            .await
+            .assert_status(401);
     }
     app.sign_in("ada@example.org", PASSWORD)
         .await
@@ -266,7 +288,11 @@ async fn users_page_is_for_admins_only() {
                 .assert_status(403);
             app.post(
                 "/users",
-                &[("email", "x@example.org"), ("role", "admin"), ("password", PASSWORD)],
+                &[
+                    ("email", "x@example.org"),
+                    ("role", "admin"),
+                    ("password", PASSWORD),
+                ],
             )
             .await
             .assert_status(403);
@@ -292,20 +318,33 @@ async fn admin_creates_users_changes_roles_and_deactivates() {
     app.get("/users/new").await.assert_status(200);
     app.post(
         "/users",
-        &[("email", "ed@example.org"), ("display_name", "Ed"), ("role", "editor"), ("password", PASSWORD)],
+        &[
+            ("email", "ed@example.org"),
+            ("display_name", "Ed"),
+            ("role", "editor"),
+            ("password", PASSWORD),
+        ],
     )
     .await
     .assert_redirect("/users");
     app.post(
         "/users",
-        &[("email", "ed@example.org"), ("role", "viewer"), ("password", PASSWORD)],
+        &[
+            ("email", "ed@example.org"),
+            ("role", "viewer"),
+            ("password", PASSWORD),
+        ],
     )
     .await
     .assert_status(409)
     .assert_contains("already exists");
     app.post(
         "/users",
-        &[("email", "x@example.org"), ("role", "owner"), ("password", PASSWORD)],
+        &[
+            ("email", "x@example.org"),
+            ("role", "owner"),
+            ("password", PASSWORD),
+        ],
     )
     .await
     .assert_status(422)
@@ -315,11 +354,16 @@ async fn admin_creates_users_changes_roles_and_deactivates() {
     app.post(&format!("/users/{ed}/role"), &[("role", "viewer")])
         .await
         .assert_redirect("/users");
-    app.get("/users").await.assert_contains("ed@example.org is now viewer.");
+    app.get("/users")
+        .await
+        .assert_contains("ed@example.org is now viewer.");
 
     // Ed signs in in another browser, then is deactivated: his session ends at once.
     let mut ed_browser = app.fork();
-    ed_browser.sign_in("ed@example.org", PASSWORD).await.assert_redirect("/");
+    ed_browser
+        .sign_in("ed@example.org", PASSWORD)
+        .await
+        .assert_redirect("/");
     app.post(&format!("/users/{ed}/active"), &[("active", "false")])
         .await
         .assert_redirect("/users");
@@ -327,7 +371,10 @@ async fn admin_creates_users_changes_roles_and_deactivates() {
         .await
         .assert_contains("deactivated")
         .assert_contains("Reactivate");
-    ed_browser.get("/").await.assert_redirect("/signin?next=%2F");
+    ed_browser
+        .get("/")
+        .await
+        .assert_redirect("/signin?next=%2F");
     ed_browser
         .sign_in("ed@example.org", PASSWORD)
         .await
@@ -336,7 +383,10 @@ async fn admin_creates_users_changes_roles_and_deactivates() {
     app.post(&format!("/users/{ed}/active"), &[("active", "true")])
         .await
         .assert_redirect("/users");
-    ed_browser.sign_in("ed@example.org", PASSWORD).await.assert_redirect("/");
+    ed_browser
+        .sign_in("ed@example.org", PASSWORD)
+        .await
+        .assert_redirect("/");
     app.post("/users/999999/role", &[("role", "viewer")])
         .await
         .assert_status(404);
@@ -385,28 +435,46 @@ async fn a_user_changes_their_own_password() {
     let new_password = "a much longer secret";
     app.post(
         "/account/password",
-        &[("current_password", "wrong"), ("new_password", new_password), ("new_password_confirmation", new_password)],
+        &[
+            ("current_password", "wrong"),
+            ("new_password", new_password),
+            ("new_password_confirmation", new_password),
+        ],
     )
     .await
     .assert_status(422)
     .assert_contains("current password is wrong");
     app.post(
         "/account/password",
-        &[("current_password", PASSWORD), ("new_password", new_password), ("new_password_confirmation", "different")],
+        &[
+            ("current_password", PASSWORD),
+            ("new_password", new_password),
+            ("new_password_confirmation", "different"),
+        ],
     )
     .await
     .assert_status(422)
     .assert_contains("differ");
     app.post(
         "/account/password",
-        &[("current_password", PASSWORD), ("new_password", new_password), ("new_password_confirmation", new_password)],
+        &[
+            ("current_password", PASSWORD),
+            ("new_password", new_password),
+            ("new_password_confirmation", new_password),
+        ],
     )
     .await
     .assert_redirect("/");
-    app.get("/").await.assert_contains("Your password has been changed.");
+    app.get("/")
+        .await
+        .assert_contains("Your password has been changed.");
     app.sign_out().await;
-    app.sign_in("ada@example.org", PASSWORD).await.assert_status(401);
-    app.sign_in("ada@example.org", new_password).await.assert_redirect("/");
+    app.sign_in("ada@example.org", PASSWORD)
+        .await
+        .assert_status(401);
+    app.sign_in("ada@example.org", new_password)
+        .await
+        .assert_redirect("/");
 }
 
 #[actix_web::test]
@@ -420,17 +488,36 @@ async fn errors_are_pages_or_htmx_fragments_and_every_response_has_security_head
         .assert_contains("There is no page at /no/such/page.");
 
     let fragment = app.htmx(Method::GET, "/users").await;
-    fragment.assert_status(403).assert_contains("This needs the admin role");
-    assert!(!fragment.body.contains("<!doctype html>"), "{}", fragment.body);
+    fragment
+        .assert_status(403)
+        .assert_contains("This needs the admin role");
+    assert!(
+        !fragment.body.contains("<!doctype html>"),
+        "{}",
+        fragment.body
+    );
     assert_eq!(fragment.header("HX-Retarget"), Some("#messages"));
 
-    for path in ["/", "/no/such/page", "/static/app.css", "/healthz", "/signin"] {
+    for path in [
+        "/",
+        "/no/such/page",
+        "/static/app.css",
+        "/healthz",
+        "/signin",
+    ] {
         let res = app.get(path).await;
         let csp = res.header("content-security-policy").unwrap_or_default();
-        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
         assert!(csp.contains("frame-ancestors 'none'"), "{path}");
         assert_eq!(res.header("x-frame-options"), Some("DENY"), "{path}");
-        assert_eq!(res.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(
+            res.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
         assert_eq!(res.header("referrer-policy"), Some("same-origin"), "{path}");
     }
 
@@ -449,7 +536,10 @@ async fn session_cookie_is_http_only_and_same_site() {
     assert!(cookie.starts_with("syncdesk_session="), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
-    assert!(!cookie.contains("Secure"), "secure cookies are off by default: {cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "secure cookies are off by default: {cookie}"
+    );
 }
 
 #[actix_web::test]
@@ -458,7 +548,12 @@ async fn names_are_escaped_in_pages() {
     app.signed_in_as("root@example.org", Role::Admin).await;
     app.post(
         "/users",
-        &[("email", "x@example.org"), ("display_name", "<script>alert(1)</script>"), ("role", "viewer"), ("password", PASSWORD)],
+        &[
+            ("email", "x@example.org"),
+            ("display_name", "<script>alert(1)</script>"),
+            ("role", "viewer"),
+            ("password", PASSWORD),
+        ],
     )
     .await
     .assert_redirect("/users");
@@ -501,7 +596,10 @@ async fn concurrent_writes_do_not_lock_each_other_out() {
         handle.join().expect("thread").expect("user created");
     }
     let mut conn = pool.get().expect("connection");
-    assert_eq!(syncdesk::auth::service::user_count(&mut conn).expect("count"), 16);
+    assert_eq!(
+        syncdesk::auth::service::user_count(&mut conn).expect("count"),
+        16
+    );
 }
 
 #[core::prelude::v1::test]
@@ -509,13 +607,22 @@ fn unknown_database_scheme_gives_a_clear_message() {
     let db = TestDb::new();
     let mut config = db.config();
     config.database_url = "mysql://root@localhost/syncdesk".into();
-    let err = syncdesk::AppState::open(config).err().expect("refused").to_string();
-    assert!(err.contains("unsupported database URL scheme 'mysql://'"), "{err}");
+    let err = syncdesk::AppState::open(config)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("unsupported database URL scheme 'mysql://'"),
+        "{err}"
+    );
     assert!(err.contains("postgres://"), "{err}");
 
     let mut config = db.config();
     config.database_url = ":memory:".into();
-    let err = syncdesk::AppState::open(config).err().expect("refused").to_string();
+    let err = syncdesk::AppState::open(config)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("in-memory SQLite"), "{err}");
 }
 
@@ -541,7 +648,10 @@ fn command_line_refuses_bad_configuration() {
         .expect("run syncdesk");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot connect to the database"), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the database"),
+        "{stderr}"
+    );
     assert!(stderr.contains("(PostgreSQL)"), "{stderr}");
 }
 
@@ -570,23 +680,65 @@ async fn command_line_migrates_and_creates_users_on_the_same_configuration() {
         child.wait_with_output().expect("output")
     };
     let out = run(&["migrate"], "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
 
-    let out = run(&["user", "create", "--email", "cli@example.org", "--role", "editor"], &format!("{PASSWORD}\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &[
+            "user",
+            "create",
+            "--email",
+            "cli@example.org",
+            "--role",
+            "editor",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Created cli@example.org (editor)"));
 
-    let out = run(&["user", "create", "--email", "cli@example.org", "--role", "editor"], &format!("{PASSWORD}\n"));
+    let out = run(
+        &[
+            "user",
+            "create",
+            "--email",
+            "cli@example.org",
+            "--role",
+            "editor",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
 
-    let out = run(&["user", "create", "--email", "weak@example.org", "--role", "viewer"], "short\n");
+    let out = run(
+        &[
+            "user",
+            "create",
+            "--email",
+            "weak@example.org",
+            "--role",
+            "viewer",
+        ],
+        "short\n",
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 10 characters"));
 
-    app.sign_in("cli@example.org", PASSWORD).await.assert_redirect("/");
-    app.get("/").await.assert_contains("<strong>editor</strong>");
+    app.sign_in("cli@example.org", PASSWORD)
+        .await
+        .assert_redirect("/");
+    app.get("/")
+        .await
+        .assert_contains("<strong>editor</strong>");
 }
 
 fn find_user<S>(app: &common::TestApp<S>, email: &str) -> i64 {
@@ -597,4 +749,46 @@ fn find_user<S>(app: &common::TestApp<S>, email: &str) -> i64 {
         .find(|u| u.email == email)
         .map(|u| u.id)
         .expect("user exists")
+}
+
+/// Both migration sets must give the same tables, columns, type classes and nullability.
+/// Uses TEST_DATABASE_URL, or the local PostgreSQL every machine of this kind runs.
+#[core::prelude::v1::test]
+fn sqlite_and_postgres_migrations_give_the_same_schema() {
+    use diesel::Connection;
+    let explicit = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let pg_admin = explicit
+        .clone()
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    if explicit.is_none() && diesel::PgConnection::establish(&pg_admin).is_err() {
+        eprintln!("skipped: no PostgreSQL at {pg_admin} and TEST_DATABASE_URL is not set");
+        return;
+    }
+    let sqlite = TestDb::sqlite();
+    let pg = TestDb::postgres(&pg_admin);
+    let describe = |db: &TestDb| {
+        let pool = syncdesk::db::connect(&db.url).expect("connect");
+        let mut conn = pool.get().expect("connection");
+        syncdesk::db::run_migrations(&mut conn).expect("migrate");
+        syncdesk::db::describe_schema(&mut conn).expect("describe")
+    };
+    let sqlite_schema = describe(&sqlite);
+    let pg_schema = describe(&pg);
+    assert!(sqlite_schema
+        .iter()
+        .any(|c| c.table == "users" && c.column == "email"));
+    let only_sqlite: Vec<_> = sqlite_schema
+        .iter()
+        .filter(|c| !pg_schema.contains(c))
+        .collect();
+    let only_pg: Vec<_> = pg_schema
+        .iter()
+        .filter(|c| !sqlite_schema.contains(c))
+        .collect();
+    assert!(
+        only_sqlite.is_empty() && only_pg.is_empty(),
+        "schemas differ\nonly in SQLite: {only_sqlite:#?}\nonly in PostgreSQL: {only_pg:#?}"
+    );
 }

@@ -141,7 +141,10 @@ async fn setup_submit(
             extract::start_session(&session, &user)?;
             flash(
                 &session,
-                format!("Welcome, {}. You are the first admin of syncdesk.", user.display_name),
+                format!(
+                    "Welcome, {}. You are the first admin of syncdesk.",
+                    user.display_name
+                ),
             );
             Ok(see_other("/"))
         }
@@ -406,7 +409,10 @@ async fn create_user(
     };
     let Some(role) = role else {
         return render_with_status(
-            page(format!("'{}' is not a role: choose admin, editor or viewer.", form.role)),
+            page(format!(
+                "'{}' is not a role: choose admin, editor or viewer.",
+                form.role
+            )),
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     };
@@ -422,7 +428,10 @@ async fn create_user(
     {
         Ok(user) => {
             tracing::info!(by = %admin.user.email, user = %user.email, role = %role, "user created");
-            flash(&session, format!("{} can now sign in as {}.", user.email, role));
+            flash(
+                &session,
+                format!("{} can now sign in as {}.", user.email, role),
+            );
             Ok(see_other("/users"))
         }
         Err(e) => match form_error_status(&e) {
@@ -458,7 +467,11 @@ async fn change_role(
     tracing::info!(by = %admin.user.email, user = %user.email, role = %role, "role changed");
     flash(&session, format!("{} is now {}.", user.email, role));
     // Admins who step down can no longer see the users page.
-    let back = if user.id == admin.user.id && role != Role::Admin { "/" } else { "/users" };
+    let back = if user.id == admin.user.id && role != Role::Admin {
+        "/"
+    } else {
+        "/users"
+    };
     Ok(see_other(back))
 }
 
@@ -485,7 +498,11 @@ async fn change_active(
         session.purge();
         return Ok(see_other("/signin"));
     }
-    let what = if active { "reactivated" } else { "deactivated: they can no longer sign in" };
+    let what = if active {
+        "reactivated"
+    } else {
+        "deactivated: they can no longer sign in"
+    };
     flash(&session, format!("{} is {what}.", user.email));
     Ok(see_other("/users"))
 }

@@ -341,9 +341,12 @@ pub fn set_role(conn: &mut DbConn, user_id: i64, role: Role) -> Result<User, Aut
             ensure_not_last_admin(conn, &user)?;
         }
         diesel::update(users::table.find(user_id))
-            .set((users::role.eq(role.as_str()), users::updated_at.eq(db::now())))
+            .set((
+                users::role.eq(role.as_str()),
+                users::updated_at.eq(db::now()),
+            ))
             .execute(conn)?;
-        Ok(find_user(conn, user_id)?.ok_or(AuthError::NoSuchUser)?)
+        find_user(conn, user_id)?.ok_or(AuthError::NoSuchUser)
     })
 }
 
@@ -358,7 +361,7 @@ pub fn set_active(conn: &mut DbConn, user_id: i64, active: bool) -> Result<User,
         diesel::update(users::table.find(user_id))
             .set((users::active.eq(active), users::updated_at.eq(db::now())))
             .execute(conn)?;
-        Ok(find_user(conn, user_id)?.ok_or(AuthError::NoSuchUser)?)
+        find_user(conn, user_id)?.ok_or(AuthError::NoSuchUser)
     })
 }
 
@@ -399,7 +402,15 @@ mod tests {
     #[test]
     fn email_checks() {
         assert!(validate_email("ada@example.org").is_ok());
-        for bad in ["", "ada", "ada@", "@example.org", "ada@example", "a b@example.org", "a@b@c.d"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.org",
+            "ada@example",
+            "a b@example.org",
+            "a@b@c.d",
+        ] {
             assert!(validate_email(bad).is_err(), "{bad} should be refused");
         }
     }

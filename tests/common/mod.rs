@@ -32,31 +32,40 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// PostgreSQL when TEST_DATABASE_URL is set, SQLite otherwise.
     pub fn new() -> Self {
+        match std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            Some(admin_url) => Self::postgres(&admin_url),
+            None => Self::sqlite(),
+        }
+    }
+
+    pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
-        match std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-            Some(admin_url) => {
-                let name = format!("syncdesk_test_{}", syncdesk::web::random_token()[..16].to_string());
-                let mut admin = diesel::PgConnection::establish(&admin_url)
-                    .unwrap_or_else(|e| panic!("cannot connect to TEST_DATABASE_URL: {e}"));
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .expect("create test database");
-                let url = replace_database(&admin_url, &name);
-                TestDb {
-                    url,
-                    dir,
-                    pg_drop: Some((admin_url, name)),
-                }
-            }
-            None => {
-                let url = format!("sqlite://{}", dir.path().join("test.db").display());
-                TestDb {
-                    url,
-                    dir,
-                    pg_drop: None,
-                }
-            }
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        TestDb {
+            url,
+            dir,
+            pg_drop: None,
+        }
+    }
+
+    /// A new database on the server of `admin_url`, dropped with this value.
+    pub fn postgres(admin_url: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let name = format!("syncdesk_test_{}", &syncdesk::web::random_token()[..16]);
+        let mut admin = diesel::PgConnection::establish(admin_url)
+            .unwrap_or_else(|e| panic!("cannot connect to {admin_url}: {e}"));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        TestDb {
+            url: replace_database(admin_url, &name),
+            dir,
+            pg_drop: Some((admin_url.to_string(), name)),
         }
     }
 
@@ -79,7 +88,8 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((admin_url, name)) = &self.pg_drop {
             if let Ok(mut admin) = diesel::PgConnection::establish(admin_url) {
-                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                let _ =
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
             }
         }
     }
@@ -90,7 +100,10 @@ fn replace_database(url: &str, name: &str) -> String {
         Some((b, q)) => (b, format!("?{q}")),
         None => (url, String::new()),
     };
-    let cut = base.rfind('/').filter(|i| *i > "postgres://".len()).unwrap_or(base.len());
+    let cut = base
+        .rfind('/')
+        .filter(|i| *i > "postgres://".len())
+        .unwrap_or(base.len());
     format!("{}/{}{}", &base[..cut], name, query)
 }
 
@@ -148,7 +161,13 @@ pub struct TestApp<S> {
     pub db: Rc<TestDb>,
 }
 
-pub async fn spawn() -> TestApp<impl Service<actix_http::Request, Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error>> {
+pub async fn spawn() -> TestApp<
+    impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+    >,
+> {
     let db = TestDb::new();
     let state = AppState::open(db.config()).expect("app state");
     let svc = test::init_service(build_app(state.clone())).await;
@@ -188,7 +207,9 @@ where
         }
         let res = test::call_service(&*self.svc, req.to_request()).await;
         for cookie in res.response().cookies() {
-            let removed = cookie.max_age().is_some_and(|a| a.is_zero() || a.is_negative())
+            let removed = cookie
+                .max_age()
+                .is_some_and(|a| a.is_zero() || a.is_negative())
                 || cookie.value().is_empty();
             if removed {
                 self.cookies.remove(cookie.name());
@@ -292,7 +313,8 @@ where
 }
 
 fn meta_csrf(body: &str) -> Option<String> {
-    let start = body.find("name=\"csrf-token\" content=\"")? + "name=\"csrf-token\" content=\"".len();
+    let start =
+        body.find("name=\"csrf-token\" content=\"")? + "name=\"csrf-token\" content=\"".len();
     let end = body[start..].find('"')? + start;
     Some(body[start..end].to_string())
 }
