@@ -35,6 +35,8 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Load a small demo data set (companies, contacts, custom fields). Safe to run twice.
+    Demo,
     /// Manage user accounts.
     User {
         #[command(subcommand)]
@@ -82,6 +84,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve { bind } => serve(config, bind),
         Command::Migrate => migrate(config),
+        Command::Demo => demo(config),
         Command::User {
             command: UserCommand::Create { email, role, name },
         } => create_user(config, email, &role, name),
@@ -125,6 +128,19 @@ fn migrate(config: Config) -> Result<(), CliError> {
         }
         println!("{} migration(s) applied.", applied.len());
     }
+    Ok(())
+}
+
+fn demo(config: Config) -> Result<(), CliError> {
+    let country = config.default_country;
+    let state = AppState::open(config)?;
+    let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
+    let summary = crate::records::demo::load(&mut conn, country)
+        .map_err(|e| CliError::Input(format!("the demo data could not be loaded: {e}")))?;
+    println!(
+        "Demo data loaded: {} field(s) and {} record(s) added.",
+        summary.fields_added, summary.records_added
+    );
     Ok(())
 }
 

@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::fields::validate::PhoneCountry;
+
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_MAX_UPLOAD_MB: u64 = 10;
 const SESSION_KEY_FILE: &str = "session.key";
 /// actix-session signs and encrypts cookies with a 64-byte key.
 const SESSION_KEY_BYTES: usize = 64;
@@ -28,6 +31,10 @@ pub struct Config {
     /// Hex or raw secret; `None` means "generate and keep one in the data folder".
     pub session_key: Option<String>,
     pub secure_cookies: bool,
+    /// Country assumed for phone numbers without an international prefix.
+    pub default_country: PhoneCountry,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: usize,
 }
 
 /// Keys of the optional config file; each one has the environment variable named in `load`.
@@ -39,6 +46,8 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     session_key: Option<String>,
     secure_cookies: Option<bool>,
+    default_country: Option<String>,
+    max_upload_mb: Option<u64>,
 }
 
 impl Config {
@@ -80,12 +89,34 @@ impl Config {
         if let Some(key) = &session_key {
             decode_session_key(key)?;
         }
+        let default_country = match env("SYNCDESK_DEFAULT_COUNTRY").or(from_file.default_country) {
+            Some(code) => PhoneCountry::parse(&code).map_err(|message| ConfigError::Invalid {
+                name: "SYNCDESK_DEFAULT_COUNTRY",
+                message,
+            })?,
+            None => PhoneCountry::default(),
+        };
+        let max_upload_mb = match env("SYNCDESK_MAX_UPLOAD_MB") {
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "SYNCDESK_MAX_UPLOAD_MB",
+                    message: format!("'{v}' is not a positive whole number of megabytes"),
+                })?,
+            None => from_file.max_upload_mb.unwrap_or(DEFAULT_MAX_UPLOAD_MB),
+        };
         Ok(Self {
             bind,
             database_url,
             data_dir,
             session_key,
             secure_cookies,
+            default_country,
+            max_upload_bytes: usize::try_from(max_upload_mb.saturating_mul(1024 * 1024))
+                .unwrap_or(usize::MAX),
         })
     }
 
@@ -251,6 +282,8 @@ mod tests {
             data_dir: data,
             session_key: None,
             secure_cookies: false,
+            default_country: PhoneCountry::default(),
+            max_upload_bytes: 1024,
         };
         let first = config.session_key_bytes().unwrap();
         let second = config.session_key_bytes().unwrap();

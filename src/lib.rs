@@ -7,7 +7,9 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fields;
 pub mod home;
+pub mod records;
 pub mod schema;
 pub mod web;
 
@@ -112,5 +114,7 @@ pub fn build_app(
         .service(actix_files::Files::new("/static", web::static_dir()))
         .configure(home::routes)
         .configure(auth::routes::configure)
+        .configure(fields::routes::configure)
+        .configure(records::routes::configure)
         .default_service(aweb::to(web::not_found))
 }

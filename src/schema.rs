@@ -22,4 +22,130 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(users, login_failures);
+diesel::table! {
+    field_defs (id) {
+        id -> BigInt,
+        kind -> Text,
+        key -> Text,
+        label -> Text,
+        field_type -> Text,
+        options -> Text,
+        builtin -> Bool,
+        position -> Integer,
+        archived -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sources (id) {
+        id -> BigInt,
+        name -> Text,
+        kind -> Text,
+        id_column -> Text,
+        mode -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    source_fields (id) {
+        id -> BigInt,
+        source_id -> BigInt,
+        column_name -> Text,
+        field_key -> Text,
+        to_record -> Text,
+        to_source -> Text,
+        blanks_clear -> Bool,
+    }
+}
+
+diesel::table! {
+    records (id) {
+        id -> BigInt,
+        kind -> Text,
+        name -> Text,
+        email -> Text,
+        phone -> Text,
+        registration_number -> Text,
+        address -> Text,
+        name_norm -> Text,
+        email_norm -> Text,
+        phone_norm -> Text,
+        company_id -> Nullable<BigInt>,
+        owner_source_id -> Nullable<BigInt>,
+        forced_manual -> Bool,
+        missing_from_source -> Bool,
+        archived -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    record_values (record_id, field_id) {
+        record_id -> BigInt,
+        field_id -> BigInt,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    record_links (id) {
+        id -> BigInt,
+        record_id -> BigInt,
+        source_id -> BigInt,
+        external_id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    record_history (id) {
+        id -> BigInt,
+        record_id -> BigInt,
+        field_key -> Text,
+        old_value -> Nullable<Text>,
+        new_value -> Nullable<Text>,
+        origin -> Text,
+        origin_id -> Nullable<BigInt>,
+        actor_id -> Nullable<BigInt>,
+        actor_label -> Text,
+        changed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    documents (id) {
+        id -> BigInt,
+        sha256 -> Text,
+        filename -> Text,
+        content_type -> Text,
+        size -> BigInt,
+        uploaded_by -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(source_fields -> sources (source_id));
+diesel::joinable!(record_values -> records (record_id));
+diesel::joinable!(record_values -> field_defs (field_id));
+diesel::joinable!(record_links -> records (record_id));
+diesel::joinable!(record_links -> sources (source_id));
+diesel::joinable!(record_history -> records (record_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    login_failures,
+    field_defs,
+    sources,
+    source_fields,
+    records,
+    record_values,
+    record_links,
+    record_history,
+    documents,
+);

@@ -114,12 +114,20 @@ pub async fn csrf_guard(
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let is_form = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if provided.is_none() && is_form {
+        .unwrap_or_default()
+        .to_string();
+    // A file upload's body is not buffered here: its form carries the token in its action URL.
+    if provided.is_none() && content_type.starts_with("multipart/form-data") {
+        provided = serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+            .ok()
+            .and_then(|fields| fields.into_iter().find(|(k, _)| k == CSRF_FIELD))
+            .map(|(_, v)| v);
+    }
+    if provided.is_none() && content_type.starts_with("application/x-www-form-urlencoded") {
         let body = req.extract::<web::Bytes>().await?;
         provided = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
             .ok()

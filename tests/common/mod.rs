@@ -80,6 +80,9 @@ impl TestDb {
             data_dir: self.dir.path().join("data"),
             session_key: Some("ab".repeat(64)),
             secure_cookies: false,
+            default_country: syncdesk::fields::validate::PhoneCountry::parse("FR")
+                .expect("country"),
+            max_upload_bytes: 1024 * 1024,
         }
     }
 }

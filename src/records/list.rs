@@ -1,0 +1,363 @@
+//! The contact and company lists: search, filters, sorting and keyset pagination.
+//!
+//! A page is read as "the next N rows after (sort value, id)", which an index serves directly,
+//! so page 1000 costs what page 1 costs, and a row deleted between two pages shifts nothing.
+
+use std::collections::BTreeMap;
+
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Text};
+use serde::{Deserialize, Serialize};
+
+use super::model::RecordRow;
+use super::service::escape_like;
+use crate::db::DbConn;
+use crate::fields::model::{FieldDef, RecordKind};
+use crate::fields::validate::{norm_phone, norm_text};
+use crate::schema::{record_values, records};
+
+type Backend = <DbConn as diesel::Connection>::Backend;
+type BoxedRecords<'a> = records::BoxedQuery<'a, Backend>;
+
+pub const PAGE_SIZE: i64 = 50;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerFilter {
+    Any,
+    Manual,
+    Synced,
+    Source(i64),
+}
+
+impl OwnerFilter {
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "manual" => Self::Manual,
+            "synced" => Self::Synced,
+            other => other
+                .strip_prefix("source:")
+                .and_then(|id| id.parse().ok())
+                .map(Self::Source)
+                .unwrap_or(Self::Any),
+        }
+    }
+
+    pub fn as_param(&self) -> String {
+        match self {
+            Self::Any => String::new(),
+            Self::Manual => "manual".into(),
+            Self::Synced => "synced".into(),
+            Self::Source(id) => format!("source:{id}"),
+        }
+    }
+}
+
+/// What to sort by: a built-in column or a custom field's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SortKey {
+    Name,
+    Email,
+    Phone,
+    Updated,
+    Custom { field_id: i64, key: String },
+}
+
+impl SortKey {
+    pub fn parse(key: &str, defs: &[FieldDef]) -> Self {
+        match key {
+            "email" => Self::Email,
+            "phone" => Self::Phone,
+            "updated" => Self::Updated,
+            "name" | "" => Self::Name,
+            other => defs
+                .iter()
+                .find(|d| d.key == other && !d.builtin)
+                .map(|d| Self::Custom {
+                    field_id: d.id,
+                    key: d.key.clone(),
+                })
+                .unwrap_or(Self::Name),
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Name => "name",
+            Self::Email => "email",
+            Self::Phone => "phone",
+            Self::Updated => "updated",
+            Self::Custom { key, .. } => key,
+        }
+    }
+}
+
+/// Where the previous page stopped: the last row's sort value and id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub value: String,
+    pub id: i64,
+}
+
+impl Cursor {
+    /// An opaque token for the "next page" link.
+    pub fn encode(&self) -> String {
+        hex::encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn decode(token: &str) -> Option<Self> {
+        serde_json::from_slice(&hex::decode(token).ok()?).ok()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub kind: RecordKind,
+    pub search: String,
+    pub owner: OwnerFilter,
+    /// `Some(true)`: only forced manual; `Some(false)`: only not forced.
+    pub forced_manual: Option<bool>,
+    pub missing_from_source: bool,
+    pub archived: bool,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub after: Option<Cursor>,
+    pub limit: i64,
+}
+
+impl ListQuery {
+    pub fn new(kind: RecordKind) -> Self {
+        Self {
+            kind,
+            search: String::new(),
+            owner: OwnerFilter::Any,
+            forced_manual: None,
+            missing_from_source: false,
+            archived: false,
+            sort: SortKey::Name,
+            descending: false,
+            after: None,
+            limit: PAGE_SIZE,
+        }
+    }
+}
+
+pub struct ListRow {
+    pub record: RecordRow,
+    /// Custom values of the listed custom columns, by key.
+    pub custom: BTreeMap<String, String>,
+}
+
+pub struct Page {
+    pub rows: Vec<ListRow>,
+    pub next: Option<Cursor>,
+    pub total: i64,
+}
+
+/// The filters, without sort or position: shared by the page and its count.
+fn filtered(q: &ListQuery) -> BoxedRecords<'static> {
+    let mut query = records::table
+        .filter(records::kind.eq(q.kind.as_str()))
+        .filter(records::archived.eq(q.archived))
+        .into_boxed();
+    let search = q.search.trim();
+    if !search.is_empty() {
+        let text = format!("%{}%", escape_like(&norm_text(search)));
+        let digits = norm_phone(search);
+        let by_text = records::name_norm
+            .like(text.clone())
+            .escape('\\')
+            .or(records::email_norm.like(text).escape('\\'));
+        // Only a search with digits looks at phones (else every phone would match "%%").
+        query = if digits.trim_start_matches('+').is_empty() {
+            query.filter(by_text)
+        } else {
+            let by_phone = records::phone_norm
+                .like(format!("%{}%", digits.trim_start_matches('+')))
+                .escape('\\');
+            query.filter(by_text.or(by_phone))
+        };
+    }
+    query = match q.owner {
+        OwnerFilter::Any => query,
+        OwnerFilter::Manual => query.filter(records::owner_source_id.is_null()),
+        OwnerFilter::Synced => query.filter(records::owner_source_id.is_not_null()),
+        OwnerFilter::Source(id) => query.filter(records::owner_source_id.eq(id)),
+    };
+    if let Some(forced) = q.forced_manual {
+        query = query.filter(records::forced_manual.eq(forced));
+    }
+    if q.missing_from_source {
+        query = query.filter(records::missing_from_source.eq(true));
+    }
+    query
+}
+
+/// The SQL of a custom field's value for the current row ('' when it has none).
+fn custom_value_sql(
+    field_id: i64,
+) -> diesel::expression::SqlLiteral<Text, impl diesel::query_builder::QueryFragment<Backend> + Send>
+{
+    sql::<Text>(
+        "COALESCE((SELECT rv.value FROM record_values rv WHERE rv.record_id = records.id AND rv.field_id = ",
+    )
+    .bind::<BigInt, _>(field_id)
+    .sql("), '')")
+}
+
+macro_rules! keyset {
+    ($query:expr, $column:expr, $value:expr, $id:expr, $desc:expr) => {{
+        let (value, id) = ($value, $id);
+        if $desc {
+            $query
+                .filter(
+                    $column
+                        .lt(value.clone())
+                        .or($column.eq(value).and(records::id.lt(id))),
+                )
+                .order(($column.desc(), records::id.desc()))
+        } else {
+            $query
+                .filter(
+                    $column
+                        .gt(value.clone())
+                        .or($column.eq(value).and(records::id.gt(id))),
+                )
+                .order(($column.asc(), records::id.asc()))
+        }
+    }};
+}
+
+macro_rules! ordered {
+    ($query:expr, $column:expr, $desc:expr) => {{
+        if $desc {
+            $query.order(($column.desc(), records::id.desc()))
+        } else {
+            $query.order(($column.asc(), records::id.asc()))
+        }
+    }};
+}
+
+/// One page of records, the total count, and where the next page starts.
+pub fn page(conn: &mut DbConn, q: &ListQuery, custom_columns: &[FieldDef]) -> QueryResult<Page> {
+    let total: i64 = filtered(q).count().get_result(conn)?;
+    let desc = q.descending;
+    let base = filtered(q);
+    let query = match (&q.sort, &q.after) {
+        (SortKey::Name, None) => ordered!(base, records::name_norm, desc),
+        (SortKey::Email, None) => ordered!(base, records::email_norm, desc),
+        (SortKey::Phone, None) => ordered!(base, records::phone_norm, desc),
+        (SortKey::Updated, None) => ordered!(base, records::updated_at, desc),
+        (SortKey::Name, Some(c)) => keyset!(base, records::name_norm, c.value.clone(), c.id, desc),
+        (SortKey::Email, Some(c)) => {
+            keyset!(base, records::email_norm, c.value.clone(), c.id, desc)
+        }
+        (SortKey::Phone, Some(c)) => {
+            keyset!(base, records::phone_norm, c.value.clone(), c.id, desc)
+        }
+        (SortKey::Updated, Some(c)) => {
+            let at = chrono::NaiveDateTime::parse_from_str(&c.value, "%Y-%m-%d %H:%M:%S")
+                .unwrap_or_default();
+            keyset!(base, records::updated_at, at, c.id, desc)
+        }
+        (SortKey::Custom { field_id, .. }, after) => {
+            let mut query = base;
+            if let Some(c) = after {
+                let (cmp, id_cmp) = if desc { ("<", "<") } else { (">", ">") };
+                let condition = sql::<Bool>("(")
+                    .sql(&format!("COALESCE((SELECT rv.value FROM record_values rv WHERE rv.record_id = records.id AND rv.field_id = {field_id}), '') {cmp} "))
+                    .bind::<Text, _>(c.value.clone())
+                    .sql(&format!(" OR (COALESCE((SELECT rv.value FROM record_values rv WHERE rv.record_id = records.id AND rv.field_id = {field_id}), '') = "))
+                    .bind::<Text, _>(c.value.clone())
+                    .sql(&format!(" AND records.id {id_cmp} "))
+                    .bind::<BigInt, _>(c.id)
+                    .sql("))");
+                query = query.filter(condition);
+            }
+            if desc {
+                query.order((custom_value_sql(*field_id).desc(), records::id.desc()))
+            } else {
+                query.order((custom_value_sql(*field_id).asc(), records::id.asc()))
+            }
+        }
+    };
+    let mut rows: Vec<RecordRow> = query
+        .limit(q.limit + 1)
+        .select(RecordRow::as_select())
+        .load(conn)?;
+    let has_more = rows.len() as i64 > q.limit;
+    rows.truncate(usize::try_from(q.limit).unwrap_or(0));
+
+    let mut custom = custom_of(conn, &rows, custom_columns, &q.sort)?;
+    let next = if has_more {
+        rows.last().map(|last| Cursor {
+            value: sort_value(last, &q.sort, &custom),
+            id: last.id,
+        })
+    } else {
+        None
+    };
+    let rows = rows
+        .into_iter()
+        .map(|record| {
+            let values = custom.remove(&record.id).unwrap_or_default();
+            ListRow {
+                record,
+                custom: values,
+            }
+        })
+        .collect();
+    Ok(Page { rows, next, total })
+}
+
+/// Values of the listed custom columns (and the custom sort field) for the page's records.
+fn custom_of(
+    conn: &mut DbConn,
+    rows: &[RecordRow],
+    columns: &[FieldDef],
+    sort: &SortKey,
+) -> QueryResult<BTreeMap<i64, BTreeMap<String, String>>> {
+    let mut field_keys: BTreeMap<i64, String> =
+        columns.iter().map(|d| (d.id, d.key.clone())).collect();
+    if let SortKey::Custom { field_id, key } = sort {
+        field_keys.insert(*field_id, key.clone());
+    }
+    let mut out: BTreeMap<i64, BTreeMap<String, String>> = BTreeMap::new();
+    if rows.is_empty() || field_keys.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let found: Vec<(i64, i64, String)> = record_values::table
+        .filter(record_values::record_id.eq_any(&ids))
+        .filter(record_values::field_id.eq_any(field_keys.keys().copied().collect::<Vec<_>>()))
+        .select((
+            record_values::record_id,
+            record_values::field_id,
+            record_values::value,
+        ))
+        .load(conn)?;
+    for (record_id, field_id, value) in found {
+        if let Some(key) = field_keys.get(&field_id) {
+            out.entry(record_id).or_default().insert(key.clone(), value);
+        }
+    }
+    Ok(out)
+}
+
+fn sort_value(
+    record: &RecordRow,
+    sort: &SortKey,
+    custom: &BTreeMap<i64, BTreeMap<String, String>>,
+) -> String {
+    match sort {
+        SortKey::Name => norm_text(&record.name),
+        SortKey::Email => norm_text(&record.email),
+        SortKey::Phone => norm_phone(&record.phone),
+        SortKey::Updated => record.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        SortKey::Custom { key, .. } => custom
+            .get(&record.id)
+            .and_then(|values| values.get(key))
+            .cloned()
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,9 @@
+//! Contacts and companies: values, ownership and links, documents, history, lists and exports.
+
+pub mod demo;
+pub mod documents;
+pub mod export;
+pub mod list;
+pub mod model;
+pub mod routes;
+pub mod service;

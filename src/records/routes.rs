@@ -1,0 +1,1012 @@
+//! Contact and company pages: lists, record page, forms, documents, CSV export.
+
+use std::collections::BTreeMap;
+
+use actix_multipart::Multipart;
+use actix_session::Session;
+use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use askama::Template;
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use super::documents::{self, DocumentError};
+use super::export;
+use super::list::{self, Cursor, ListQuery, OwnerFilter, SortKey};
+use super::model::{Actor, Document, HistoryEntry, LinkView, RecordInput, RecordRow};
+use super::service::{self, FieldErrors, RecordError};
+use crate::auth::extract::{EditorUser, SignedIn};
+use crate::auth::model::Role;
+use crate::error::AppError;
+use crate::fields::model::{FieldDef, FieldType, RecordKind};
+use crate::fields::service as fields;
+use crate::web::{flash, is_htmx, see_other, Ctx};
+use crate::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(export_csv)
+        .service(suggest_companies)
+        .service(new_record_page)
+        .service(list_page)
+        .service(create_record)
+        .service(record_page)
+        .service(edit_page)
+        .service(update_record)
+        .service(archive_record)
+        .service(forced_manual)
+        .service(upload_document)
+        .service(download_document);
+}
+
+impl From<RecordError> for AppError {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::Db(db) => db.into(),
+            RecordError::NotFound => AppError::not_found("That record"),
+            RecordError::Invalid(_) => AppError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl From<DocumentError> for AppError {
+    fn from(e: DocumentError) -> Self {
+        match e {
+            DocumentError::Refused(message) => AppError::BadRequest(message),
+            DocumentError::Io(io) => AppError::internal(io),
+            DocumentError::Db(db) => db.into(),
+        }
+    }
+}
+
+fn kind_of(segment: &str) -> Result<RecordKind, AppError> {
+    match segment {
+        "contacts" => Ok(RecordKind::Contact),
+        "companies" => Ok(RecordKind::Company),
+        _ => Err(AppError::NotFound(format!(
+            "There is no page at /{segment}."
+        ))),
+    }
+}
+
+fn html(status: StatusCode, page: &impl Template) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(page.render()?))
+}
+
+// ---- list ------------------------------------------------------------------------------
+
+/// The list's parameters as they arrive in the query string (repeated `col` keys included).
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub q: String,
+    pub owner: String,
+    pub forced: String,
+    pub missing: bool,
+    pub archived: bool,
+    pub sort: String,
+    pub desc: bool,
+    pub after: String,
+    pub columns: Vec<String>,
+    pub columns_chosen: bool,
+}
+
+impl ListParams {
+    fn parse(pairs: &[(String, String)]) -> Self {
+        let mut p = ListParams::default();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "q" => p.q = value.clone(),
+                "owner" => p.owner = value.clone(),
+                "forced" => p.forced = value.clone(),
+                "missing" => p.missing = value == "1",
+                "archived" => p.archived = value == "1",
+                "sort" => p.sort = value.clone(),
+                "dir" => p.desc = value == "desc",
+                "after" => p.after = value.clone(),
+                "col" => p.columns.push(value.clone()),
+                "cols" => p.columns_chosen = true,
+                _ => {}
+            }
+        }
+        p
+    }
+
+    fn query(&self, kind: RecordKind, defs: &[FieldDef]) -> ListQuery {
+        let mut q = ListQuery::new(kind);
+        q.search = self.q.clone();
+        q.owner = OwnerFilter::parse(&self.owner);
+        q.forced_manual = match self.forced.as_str() {
+            "yes" => Some(true),
+            "no" => Some(false),
+            _ => None,
+        };
+        q.missing_from_source = self.missing;
+        q.archived = self.archived;
+        q.sort = SortKey::parse(&self.sort, defs);
+        q.descending = self.desc;
+        q.after = Cursor::decode(&self.after);
+        q
+    }
+
+    /// The query string with the given changes: for sort links and the next page.
+    pub fn link(&self, sort: Option<&str>, after: Option<&str>) -> String {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        let push = |pairs: &mut Vec<(&str, String)>, k, v: &str| {
+            if !v.is_empty() {
+                pairs.push((k, v.to_string()));
+            }
+        };
+        push(&mut pairs, "q", &self.q);
+        push(&mut pairs, "owner", &self.owner);
+        push(&mut pairs, "forced", &self.forced);
+        if self.missing {
+            pairs.push(("missing", "1".into()));
+        }
+        if self.archived {
+            pairs.push(("archived", "1".into()));
+        }
+        match sort {
+            Some(key) => {
+                let flip = self.sort_key() == key && !self.desc;
+                pairs.push(("sort", key.to_string()));
+                if flip {
+                    pairs.push(("dir", "desc".into()));
+                }
+            }
+            None => {
+                push(&mut pairs, "sort", &self.sort);
+                if self.desc {
+                    pairs.push(("dir", "desc".into()));
+                }
+            }
+        }
+        if self.columns_chosen {
+            pairs.push(("cols", "1".into()));
+            for c in &self.columns {
+                pairs.push(("col", c.clone()));
+            }
+        }
+        if let Some(after) = after {
+            pairs.push(("after", after.to_string()));
+        }
+        serde_urlencoded::to_string(&pairs).unwrap_or_default()
+    }
+
+    fn sort_key(&self) -> &str {
+        if self.sort.is_empty() {
+            "name"
+        } else {
+            &self.sort
+        }
+    }
+
+    /// "▲" or "▼" beside the sorted column's header.
+    pub fn arrow(&self, key: &str) -> &'static str {
+        match (self.sort_key() == key, self.desc) {
+            (false, _) => "",
+            (true, false) => " ▲",
+            (true, true) => " ▼",
+        }
+    }
+}
+
+/// A column of the list: a built-in, a custom field, or a record property.
+pub struct Column {
+    pub key: String,
+    pub label: String,
+    pub sortable: bool,
+    pub shown: bool,
+}
+
+fn columns_for(kind: RecordKind, defs: &[FieldDef], params: &ListParams) -> Vec<Column> {
+    let mut all: Vec<Column> = defs
+        .iter()
+        .filter(|d| d.ftype() != FieldType::Document)
+        .map(|d| Column {
+            key: d.key.clone(),
+            label: d.label.clone(),
+            sortable: matches!(d.key.as_str(), "name" | "email" | "phone") || !d.builtin,
+            shown: false,
+        })
+        .collect();
+    if kind == RecordKind::Contact {
+        all.push(Column {
+            key: "company".into(),
+            label: "Company".into(),
+            sortable: false,
+            shown: false,
+        });
+    }
+    all.push(Column {
+        key: "owner".into(),
+        label: "Owner".into(),
+        sortable: false,
+        shown: false,
+    });
+    all.push(Column {
+        key: "updated".into(),
+        label: "Updated".into(),
+        sortable: true,
+        shown: false,
+    });
+    let defaults = ["name", "email", "phone", "company", "owner"];
+    for column in &mut all {
+        column.shown = column.key == "name"
+            || if params.columns_chosen {
+                params.columns.contains(&column.key)
+            } else {
+                defaults.contains(&column.key.as_str())
+            };
+    }
+    all
+}
+
+pub struct ListEntry {
+    pub record: RecordRow,
+    pub cells: Vec<Cell>,
+}
+
+pub struct Cell {
+    pub text: String,
+    pub href: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "records/list.html")]
+struct ListPage {
+    ctx: Ctx,
+    kind: RecordKind,
+    params: ListParams,
+    columns: Vec<Column>,
+    entries: Vec<ListEntry>,
+    total: i64,
+    next: Option<String>,
+    first_page: bool,
+    sources: BTreeMap<i64, String>,
+    can_edit: bool,
+}
+
+#[derive(Template)]
+#[template(path = "records/list.html", block = "results")]
+struct ListResults {
+    kind: RecordKind,
+    params: ListParams,
+    columns: Vec<Column>,
+    entries: Vec<ListEntry>,
+    total: i64,
+    next: Option<String>,
+    first_page: bool,
+    can_edit: bool,
+}
+
+/// One column's cell for one record; names link to their record pages.
+fn cell(
+    column: &str,
+    record: &RecordRow,
+    custom: &BTreeMap<String, String>,
+    sources: &BTreeMap<i64, String>,
+    company: Option<&(i64, String)>,
+) -> Cell {
+    let (text, href) = match column {
+        "name" => (record.name.clone(), Some(format!("/records/{}", record.id))),
+        "owner" => (service::owner_label(record, sources), None),
+        "company" => match company {
+            Some((id, name)) => (name.clone(), Some(format!("/records/{id}"))),
+            None => (String::new(), None),
+        },
+        "updated" => (record.updated_at.format("%Y-%m-%d %H:%M").to_string(), None),
+        key => (
+            record
+                .builtin_value(key)
+                .map(str::to_string)
+                .or_else(|| custom.get(key).cloned())
+                .unwrap_or_default(),
+            None,
+        ),
+    };
+    Cell { text, href }
+}
+
+#[get("/{kind:contacts|companies}")]
+async fn list_page(
+    state: web::Data<AppState>,
+    me: SignedIn,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let kind = kind_of(&path)?;
+    let params = ListParams::parse(&query);
+    let first_page = params.after.is_empty();
+    let params_for_db = params.clone();
+    let (columns, entries, total, next, sources) = state
+        .db(move |conn| -> Result<_, AppError> {
+            let defs = fields::list(conn, kind, false)?;
+            let columns = columns_for(kind, &defs, &params_for_db);
+            let custom_shown: Vec<FieldDef> = defs
+                .iter()
+                .filter(|d| !d.builtin && columns.iter().any(|c| c.shown && c.key == d.key))
+                .cloned()
+                .collect();
+            let q = params_for_db.query(kind, &defs);
+            let page = list::page(conn, &q, &custom_shown)?;
+            let sources = service::source_names(conn)?;
+            let company_ids: Vec<i64> = page
+                .rows
+                .iter()
+                .filter_map(|r| r.record.company_id)
+                .collect();
+            let companies = service::names_of(conn, &company_ids)?;
+            let entries = page
+                .rows
+                .into_iter()
+                .map(|row| {
+                    let company = row
+                        .record
+                        .company_id
+                        .and_then(|id| companies.get(&id).map(|name| (id, name.clone())));
+                    let cells = columns
+                        .iter()
+                        .filter(|c| c.shown)
+                        .map(|c| cell(&c.key, &row.record, &row.custom, &sources, company.as_ref()))
+                        .collect();
+                    ListEntry {
+                        record: row.record,
+                        cells,
+                    }
+                })
+                .collect();
+            Ok((
+                columns,
+                entries,
+                page.total,
+                page.next.map(|c| c.encode()),
+                sources,
+            ))
+        })
+        .await?;
+    let can_edit = me.user.can(Role::Editor);
+    if is_htmx(&req) {
+        return html(
+            StatusCode::OK,
+            &ListResults {
+                kind,
+                params,
+                columns,
+                entries,
+                total,
+                next,
+                first_page,
+                can_edit,
+            },
+        );
+    }
+    html(
+        StatusCode::OK,
+        &ListPage {
+            ctx: me.ctx,
+            kind,
+            params,
+            columns,
+            entries,
+            total,
+            next,
+            first_page,
+            sources,
+            can_edit,
+        },
+    )
+}
+
+#[get("/{kind:contacts|companies}/export.csv")]
+async fn export_csv(
+    state: web::Data<AppState>,
+    _me: SignedIn,
+    path: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let kind = kind_of(&path)?;
+    let params = ListParams::parse(&query);
+    let bytes = state
+        .db(move |conn| -> Result<Vec<u8>, AppError> {
+            let defs = fields::list(conn, kind, false)?;
+            let mut q = params.query(kind, &defs);
+            q.after = None;
+            let columns = columns_for(kind, &defs, &params);
+            let shown: Vec<String> = columns
+                .iter()
+                .filter(|c| c.shown)
+                .map(|c| c.key.clone())
+                .collect();
+            let labels: Vec<String> = columns
+                .iter()
+                .filter(|c| c.shown)
+                .map(|c| c.label.clone())
+                .collect();
+            export::list_csv(conn, q, &defs, &shown, &labels).map_err(AppError::internal)
+        })
+        .await?;
+    let filename = format!(
+        "{}-{}.csv",
+        kind.plural(),
+        chrono::Utc::now().format("%Y%m%d-%H%M%S")
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(filename)],
+        })
+        .body(bytes))
+}
+
+#[derive(Deserialize)]
+struct SuggestQuery {
+    #[serde(default)]
+    company: String,
+}
+
+#[derive(Template)]
+#[template(path = "records/company_options.html")]
+struct CompanyOptions {
+    companies: Vec<(i64, String)>,
+}
+
+/// Options for the company picker (a datalist), refreshed as the person types.
+#[get("/companies/suggest")]
+async fn suggest_companies(
+    state: web::Data<AppState>,
+    _me: SignedIn,
+    query: web::Query<SuggestQuery>,
+) -> Result<HttpResponse, AppError> {
+    let typed = query.into_inner().company;
+    let companies = state
+        .db(move |conn| service::companies_named(conn, &typed, 20))
+        .await?;
+    html(StatusCode::OK, &CompanyOptions { companies })
+}
+
+// ---- record page -----------------------------------------------------------------------
+
+pub struct FieldView {
+    pub def: FieldDef,
+    pub value: String,
+    pub document: Option<Document>,
+    pub locked: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "records/show.html")]
+struct RecordPage {
+    ctx: Ctx,
+    record: RecordRow,
+    kind: RecordKind,
+    fields: Vec<FieldView>,
+    company: Option<(i64, String)>,
+    contacts: Vec<(i64, String)>,
+    owner: Option<String>,
+    links: Vec<LinkView>,
+    history: Vec<HistoryEntry>,
+    can_edit: bool,
+    max_upload_mb: usize,
+    accepted: String,
+}
+
+struct RecordData {
+    record: RecordRow,
+    fields: Vec<FieldView>,
+    company: Option<(i64, String)>,
+    contacts: Vec<(i64, String)>,
+    owner: Option<String>,
+    links: Vec<LinkView>,
+    history: Vec<HistoryEntry>,
+}
+
+fn load_record(conn: &mut crate::db::DbConn, id: i64) -> Result<RecordData, AppError> {
+    let record = service::find(conn, id)?.ok_or_else(|| AppError::not_found("That record"))?;
+    let kind = record.record_kind();
+    let defs = fields::list(conn, kind, false)?;
+    let values = service::values(conn, &record, &defs)?;
+    let locked = service::locked_fields(conn, &record)?;
+    let mut views = Vec::new();
+    for def in defs {
+        let value = values.get(&def.key).cloned().unwrap_or_default();
+        let document = match (def.ftype(), value.parse::<i64>()) {
+            (FieldType::Document, Ok(doc)) => documents::find(conn, doc)?,
+            _ => None,
+        };
+        views.push(FieldView {
+            locked: locked.get(&def.key).cloned(),
+            def,
+            value,
+            document,
+        });
+    }
+    let company = match record.company_id {
+        Some(cid) => service::find(conn, cid)?.map(|c| (c.id, c.name)),
+        None => None,
+    };
+    let contacts = if kind == RecordKind::Company {
+        service::contacts_of(conn, id)?
+    } else {
+        Vec::new()
+    };
+    let owner = match record.owner_source_id {
+        Some(source) => service::source_name(conn, source)?,
+        None => None,
+    };
+    let links = service::links_of(conn, id)?;
+    let history = service::history_of(conn, id, 200)?;
+    Ok(RecordData {
+        record,
+        fields: views,
+        company,
+        contacts,
+        owner,
+        links,
+        history,
+    })
+}
+
+#[get("/records/{id}")]
+async fn record_page(
+    state: web::Data<AppState>,
+    me: SignedIn,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let data = state.db(move |conn| load_record(conn, id)).await?;
+    html(
+        StatusCode::OK,
+        &RecordPage {
+            ctx: me.ctx,
+            kind: data.record.record_kind(),
+            record: data.record,
+            fields: data.fields,
+            company: data.company,
+            contacts: data.contacts,
+            owner: data.owner,
+            links: data.links,
+            history: data.history,
+            can_edit: me.user.can(Role::Editor),
+            max_upload_mb: state.config.max_upload_bytes / (1024 * 1024),
+            accepted: documents::accepted_extensions(),
+        },
+    )
+}
+
+// ---- create and edit forms -------------------------------------------------------------
+
+pub struct FormField {
+    pub def: FieldDef,
+    pub value: String,
+    pub error: Option<String>,
+    pub locked: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "records/form.html")]
+struct RecordForm {
+    ctx: Ctx,
+    kind: RecordKind,
+    /// `None` for a new record.
+    record: Option<RecordRow>,
+    fields: Vec<FormField>,
+    company: String,
+    company_error: Option<String>,
+    form_error: Option<String>,
+}
+
+impl RecordForm {
+    pub fn action(&self) -> String {
+        match &self.record {
+            Some(r) => format!("/records/{}", r.id),
+            None => format!("/{}", self.kind.plural()),
+        }
+    }
+}
+
+fn form_fields(
+    defs: Vec<FieldDef>,
+    values: &BTreeMap<String, String>,
+    errors: &FieldErrors,
+    locked: &BTreeMap<String, String>,
+) -> Vec<FormField> {
+    defs.into_iter()
+        .map(|def| FormField {
+            value: values.get(&def.key).cloned().unwrap_or_default(),
+            error: errors.get(&def.key).cloned(),
+            locked: locked.get(&def.key).cloned(),
+            def,
+        })
+        .collect()
+}
+
+#[get("/{kind:contacts|companies}/new")]
+async fn new_record_page(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let kind = kind_of(&path)?;
+    let defs = state
+        .db(move |conn| fields::list(conn, kind, false))
+        .await?;
+    html(
+        StatusCode::OK,
+        &RecordForm {
+            ctx: me.ctx,
+            kind,
+            record: None,
+            fields: form_fields(
+                defs,
+                &BTreeMap::new(),
+                &FieldErrors::new(),
+                &BTreeMap::new(),
+            ),
+            company: String::new(),
+            company_error: None,
+            form_error: None,
+        },
+    )
+}
+
+/// The posted form: `f_<key>` inputs for fields, `company` for a contact's company.
+struct PostedRecord {
+    values: BTreeMap<String, String>,
+    company: Option<String>,
+}
+
+fn posted(form: &[(String, String)]) -> PostedRecord {
+    let mut values = BTreeMap::new();
+    let mut company = None;
+    for (name, value) in form {
+        if let Some(key) = name.strip_prefix("f_") {
+            values.insert(key.to_string(), value.clone());
+        } else if name == "company" {
+            company = Some(value.clone());
+        }
+    }
+    PostedRecord { values, company }
+}
+
+#[post("/{kind:contacts|companies}")]
+async fn create_record(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    session: Session,
+    path: web::Path<String>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let kind = kind_of(&path)?;
+    let posted = posted(&form);
+    let actor = Actor::user(&me.user);
+    let country = state.config.default_country;
+    let values = posted.values.clone();
+    let company = posted.company.clone().unwrap_or_default();
+    let outcome = state
+        .db(move |conn| -> Result<_, AppError> {
+            let result = service::resolve_company(conn, &company).and_then(|company_id| {
+                let input = RecordInput {
+                    values,
+                    company_id: (kind == RecordKind::Contact).then_some(company_id),
+                };
+                service::create(conn, kind, &input, &actor, country)
+            });
+            let defs = fields::list(conn, kind, false)?;
+            Ok((result, defs))
+        })
+        .await?;
+    match outcome {
+        (Ok(record), _) => {
+            flash(&session, format!("{} created.", record.name));
+            Ok(see_other(&format!("/records/{}", record.id)))
+        }
+        (Err(RecordError::Invalid(errors)), defs) => html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &RecordForm {
+                ctx: me.ctx,
+                kind,
+                record: None,
+                fields: form_fields(defs, &posted.values, &errors, &BTreeMap::new()),
+                company: posted.company.unwrap_or_default(),
+                company_error: errors.get("company").cloned(),
+                form_error: Some("Nothing was saved: correct the fields marked below.".into()),
+            },
+        ),
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+fn company_text(company: &Option<(i64, String)>) -> String {
+    company
+        .as_ref()
+        .map(|(id, name)| format!("#{id} {name}"))
+        .unwrap_or_default()
+}
+
+#[get("/records/{id}/edit")]
+async fn edit_page(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let (data, defs) = state
+        .db(move |conn| -> Result<_, AppError> {
+            let data = load_record(conn, id)?;
+            let defs = fields::list(conn, data.record.record_kind(), false)?;
+            Ok((data, defs))
+        })
+        .await?;
+    let values: BTreeMap<String, String> = data
+        .fields
+        .iter()
+        .map(|f| (f.def.key.clone(), f.value.clone()))
+        .collect();
+    let locked: BTreeMap<String, String> = data
+        .fields
+        .iter()
+        .filter_map(|f| f.locked.clone().map(|l| (f.def.key.clone(), l)))
+        .collect();
+    html(
+        StatusCode::OK,
+        &RecordForm {
+            ctx: me.ctx,
+            kind: data.record.record_kind(),
+            company: company_text(&data.company),
+            record: Some(data.record),
+            fields: form_fields(defs, &values, &FieldErrors::new(), &locked),
+            company_error: None,
+            form_error: None,
+        },
+    )
+}
+
+/// `#12 Acme` (as the edit form shows it) or a name or `#12` as typed.
+fn company_reference(typed: &str) -> String {
+    let typed = typed.trim();
+    match typed
+        .strip_prefix('#')
+        .and_then(|rest| rest.split_once(' '))
+    {
+        Some((id, _)) if id.chars().all(|c| c.is_ascii_digit()) => format!("#{id}"),
+        _ => typed.to_string(),
+    }
+}
+
+#[post("/records/{id}")]
+async fn update_record(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let posted = posted(&form);
+    let actor = Actor::user(&me.user);
+    let country = state.config.default_country;
+    let values = posted.values.clone();
+    let company = posted.company.clone();
+    let (result, data) = state
+        .db(move |conn| -> Result<_, AppError> {
+            let record =
+                service::find(conn, id)?.ok_or_else(|| AppError::not_found("That record"))?;
+            let is_contact = record.record_kind() == RecordKind::Contact;
+            let result = match company.filter(|_| is_contact) {
+                Some(typed) => service::resolve_company(conn, &company_reference(&typed)).map(Some),
+                None => Ok(None),
+            }
+            .and_then(|company_id| {
+                let input = RecordInput { values, company_id };
+                service::update(conn, id, &input, &actor, country)
+            });
+            let data = load_record(conn, id)?;
+            Ok((result, data))
+        })
+        .await?;
+    match result {
+        Ok(changes) => {
+            let message = if changes.is_empty() {
+                "Nothing changed.".to_string()
+            } else {
+                format!(
+                    "Saved: {} changed.",
+                    changes
+                        .iter()
+                        .map(|c| c.field_key.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            flash(&session, message);
+            Ok(see_other(&format!("/records/{id}")))
+        }
+        Err(RecordError::Invalid(errors)) => {
+            let locked: BTreeMap<String, String> = data
+                .fields
+                .iter()
+                .filter_map(|f| f.locked.clone().map(|l| (f.def.key.clone(), l)))
+                .collect();
+            let mut values: BTreeMap<String, String> = data
+                .fields
+                .iter()
+                .map(|f| (f.def.key.clone(), f.value.clone()))
+                .collect();
+            values.extend(posted.values.clone());
+            let defs = data.fields.iter().map(|f| f.def.clone()).collect();
+            html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &RecordForm {
+                    ctx: me.ctx,
+                    kind: data.record.record_kind(),
+                    company: posted
+                        .company
+                        .unwrap_or_else(|| company_text(&data.company)),
+                    record: Some(data.record),
+                    fields: form_fields(defs, &values, &errors, &locked),
+                    company_error: errors.get("company").cloned(),
+                    form_error: Some("Nothing was saved: correct the fields marked below.".into()),
+                },
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct FlagForm {
+    value: bool,
+}
+
+#[post("/records/{id}/archive")]
+async fn archive_record(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<FlagForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let archived = form.value;
+    let actor = Actor::user(&me.user);
+    let record = state
+        .db(move |conn| service::set_archived(conn, id, archived, &actor))
+        .await?;
+    let what = if archived {
+        "archived: it no longer shows in lists, and nothing was deleted"
+    } else {
+        "restored"
+    };
+    flash(&session, format!("{} is {what}.", record.name));
+    Ok(see_other(&format!("/records/{id}")))
+}
+
+#[post("/records/{id}/forced-manual")]
+async fn forced_manual(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<FlagForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let forced = form.value;
+    let actor = Actor::user(&me.user);
+    let record = state
+        .db(move |conn| service::set_forced_manual(conn, id, forced, &actor))
+        .await?;
+    let what = if forced {
+        "forced manual: imports keep it linked but no longer change its values"
+    } else {
+        "no longer forced manual: its source updates it again"
+    };
+    flash(&session, format!("{} is {what}.", record.name));
+    Ok(see_other(&format!("/records/{id}")))
+}
+
+// ---- documents -------------------------------------------------------------------------
+
+/// Reads the `file` part of a multipart upload, refusing it as soon as it passes the limit.
+async fn read_upload(
+    mut payload: Multipart,
+    max_bytes: usize,
+) -> Result<(String, Vec<u8>), AppError> {
+    while let Some(field) = payload.next().await {
+        let mut field = field
+            .map_err(|e| AppError::BadRequest(format!("The upload could not be read: {e}")))?;
+        if field.name() != Some("file") {
+            continue;
+        }
+        let filename = field
+            .content_disposition()
+            .and_then(|d| d.get_filename())
+            .unwrap_or("document")
+            .to_string();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk
+                .map_err(|e| AppError::BadRequest(format!("The upload could not be read: {e}")))?;
+            if bytes.len() + chunk.len() > max_bytes {
+                return Err(AppError::PayloadTooLarge(format!(
+                    "'{filename}' is larger than the {} MB limit.",
+                    max_bytes / (1024 * 1024)
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        return Ok((filename, bytes));
+    }
+    Err(AppError::BadRequest("Choose a file to upload.".into()))
+}
+
+#[post("/records/{id}/documents/{key}")]
+async fn upload_document(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    session: Session,
+    path: web::Path<(i64, String)>,
+    payload: Multipart,
+) -> Result<HttpResponse, AppError> {
+    let (id, key) = path.into_inner();
+    let max = state.config.max_upload_bytes;
+    let (filename, bytes) = read_upload(payload, max).await?;
+    let data_dir = state.config.data_dir.clone();
+    let country = state.config.default_country;
+    let user = me.user.clone();
+    let document = state
+        .db(move |conn| -> Result<_, AppError> {
+            let record =
+                service::find(conn, id)?.ok_or_else(|| AppError::not_found("That record"))?;
+            let defs = fields::list(conn, record.record_kind(), false)?;
+            if !defs
+                .iter()
+                .any(|d| d.key == key && d.ftype() == FieldType::Document)
+            {
+                return Err(AppError::BadRequest(format!(
+                    "'{key}' is not a document field."
+                )));
+            }
+            crate::db::write_tx(conn, |conn| -> Result<_, AppError> {
+                let document =
+                    documents::store(conn, &data_dir, &filename, &bytes, max, Some(user.id))?;
+                let mut input = RecordInput::default();
+                input.values.insert(key.clone(), document.id.to_string());
+                service::update(conn, id, &input, &Actor::user(&user), country)?;
+                Ok(document)
+            })
+        })
+        .await?;
+    flash(&session, format!("{} uploaded.", document.filename));
+    Ok(see_other(&format!("/records/{id}")))
+}
+
+#[get("/documents/{id}")]
+async fn download_document(
+    state: web::Data<AppState>,
+    _me: SignedIn,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let data_dir = state.config.data_dir.clone();
+    let (document, bytes) = state
+        .db(move |conn| -> Result<_, AppError> {
+            let document =
+                documents::find(conn, id)?.ok_or_else(|| AppError::not_found("That document"))?;
+            let file = documents::file_of(&data_dir, &document)
+                .ok_or_else(|| AppError::internal(format!("document {id}: stored file missing")))?;
+            let bytes = std::fs::read(file).map_err(AppError::internal)?;
+            Ok((document, bytes))
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, document.content_type.clone()))
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(document.filename.clone())],
+        })
+        .body(bytes))
+}
