@@ -119,6 +119,8 @@ pub struct ListQuery {
     pub forced_manual: Option<bool>,
     pub missing_from_source: bool,
     pub archived: bool,
+    /// Custom field filters: (field id, value, exact). Exact for lists, "contains" otherwise.
+    pub custom: Vec<(i64, String, bool)>,
     pub sort: SortKey,
     pub descending: bool,
     pub after: Option<Cursor>,
@@ -134,6 +136,7 @@ impl ListQuery {
             forced_manual: None,
             missing_from_source: false,
             archived: false,
+            custom: Vec::new(),
             sort: SortKey::Name,
             descending: false,
             after: None,
@@ -189,6 +192,21 @@ fn filtered(q: &ListQuery) -> BoxedRecords<'static> {
     }
     if q.missing_from_source {
         query = query.filter(records::missing_from_source.eq(true));
+    }
+    for (field_id, value, exact) in &q.custom {
+        let matching = record_values::table
+            .filter(record_values::field_id.eq(*field_id))
+            .select(record_values::record_id);
+        query = if *exact {
+            query
+                .filter(records::id.eq_any(matching.filter(record_values::value.eq(value.clone()))))
+        } else {
+            let pattern = format!("%{}%", escape_like(value.trim()));
+            query.filter(
+                records::id
+                    .eq_any(matching.filter(record_values::value.like(pattern).escape('\\'))),
+            )
+        };
     }
     query
 }

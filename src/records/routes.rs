@@ -90,6 +90,8 @@ pub struct ListParams {
     pub after: String,
     pub columns: Vec<String>,
     pub columns_chosen: bool,
+    /// `cf_<key>=value`: custom field filters.
+    pub custom: Vec<(String, String)>,
 }
 
 impl ListParams {
@@ -107,7 +109,14 @@ impl ListParams {
                 "after" => p.after = value.clone(),
                 "col" => p.columns.push(value.clone()),
                 "cols" => p.columns_chosen = true,
-                _ => {}
+                other => {
+                    if let Some(field) = other
+                        .strip_prefix("cf_")
+                        .filter(|_| !value.trim().is_empty())
+                    {
+                        p.custom.push((field.to_string(), value.trim().to_string()));
+                    }
+                }
             }
         }
         p
@@ -124,6 +133,14 @@ impl ListParams {
         };
         q.missing_from_source = self.missing;
         q.archived = self.archived;
+        q.custom = self
+            .custom
+            .iter()
+            .filter_map(|(key, value)| {
+                let def = defs.iter().find(|d| &d.key == key && !d.builtin)?;
+                Some((def.id, value.clone(), def.ftype() == FieldType::List))
+            })
+            .collect();
         q.sort = SortKey::parse(&self.sort, defs);
         q.descending = self.desc;
         q.after = Cursor::decode(&self.after);
@@ -146,6 +163,14 @@ impl ListParams {
         }
         if self.archived {
             pairs.push(("archived", "1".into()));
+        }
+        let custom: Vec<(String, String)> = self
+            .custom
+            .iter()
+            .map(|(k, v)| (format!("cf_{k}"), v.clone()))
+            .collect();
+        for (k, v) in &custom {
+            pairs.push((k.as_str(), v.clone()));
         }
         match sort {
             Some(key) => {
@@ -180,6 +205,15 @@ impl ListParams {
         } else {
             &self.sort
         }
+    }
+
+    /// The value of the filter on custom field `key`, for the filter form.
+    pub fn custom_value(&self, key: &str) -> &str {
+        self.custom
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     }
 
     /// "▲" or "▼" beside the sorted column's header.
@@ -266,6 +300,8 @@ struct ListPage {
     first_page: bool,
     sources: BTreeMap<i64, String>,
     can_edit: bool,
+    /// Custom fields offered as filters.
+    filters: Vec<FieldDef>,
 }
 
 #[derive(Template)]
@@ -321,7 +357,7 @@ async fn list_page(
     let params = ListParams::parse(&query);
     let first_page = params.after.is_empty();
     let params_for_db = params.clone();
-    let (columns, entries, total, next, sources) = state
+    let (columns, entries, total, next, sources, filters) = state
         .db(move |conn| -> Result<_, AppError> {
             let defs = fields::list(conn, kind, false)?;
             let columns = columns_for(kind, &defs, &params_for_db);
@@ -358,12 +394,17 @@ async fn list_page(
                     }
                 })
                 .collect();
+            let filters = defs
+                .into_iter()
+                .filter(|d| !d.builtin && d.ftype() != FieldType::Document)
+                .collect::<Vec<_>>();
             Ok((
                 columns,
                 entries,
                 page.total,
                 page.next.map(|c| c.encode()),
                 sources,
+                filters,
             ))
         })
         .await?;
@@ -396,6 +437,7 @@ async fn list_page(
             first_page,
             sources,
             can_edit,
+            filters,
         },
     )
 }
@@ -608,6 +650,21 @@ impl RecordForm {
     }
 }
 
+/// The sentence above the form; errors of fields the form does not show are spelled out.
+fn form_error(errors: &FieldErrors, shown: &[FormField]) -> String {
+    let unshown: Vec<&str> = errors
+        .iter()
+        .filter(|(key, _)| *key != "company" && !shown.iter().any(|f| &f.def.key == *key))
+        .map(|(_, message)| message.as_str())
+        .collect();
+    let mut text = "Nothing was saved: correct the fields marked below.".to_string();
+    for message in unshown {
+        text.push(' ');
+        text.push_str(message);
+    }
+    text
+}
+
 fn form_fields(
     defs: Vec<FieldDef>,
     values: &BTreeMap<String, String>,
@@ -704,18 +761,21 @@ async fn create_record(
             flash(&session, format!("{} created.", record.name));
             Ok(see_other(&format!("/records/{}", record.id)))
         }
-        (Err(RecordError::Invalid(errors)), defs) => html(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &RecordForm {
-                ctx: me.ctx,
-                kind,
-                record: None,
-                fields: form_fields(defs, &posted.values, &errors, &BTreeMap::new()),
-                company: posted.company.unwrap_or_default(),
-                company_error: errors.get("company").cloned(),
-                form_error: Some("Nothing was saved: correct the fields marked below.".into()),
-            },
-        ),
+        (Err(RecordError::Invalid(errors)), defs) => {
+            let fields = form_fields(defs, &posted.values, &errors, &BTreeMap::new());
+            html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &RecordForm {
+                    ctx: me.ctx,
+                    kind,
+                    record: None,
+                    form_error: Some(form_error(&errors, &fields)),
+                    fields,
+                    company: posted.company.unwrap_or_default(),
+                    company_error: errors.get("company").cloned(),
+                },
+            )
+        }
         (Err(e), _) => Err(e.into()),
     }
 }

@@ -274,6 +274,40 @@ where
         self.post_raw(path, &all).await
     }
 
+    /// A file upload as a browser sends it (the form's token rides in the action URL).
+    pub async fn upload(
+        &mut self,
+        path: &str,
+        filename: &str,
+        bytes: &[u8],
+        with_token: bool,
+    ) -> Response {
+        let boundary = "----syncdesk-test-boundary";
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let uri = match (&self.csrf, with_token) {
+            (Some(token), true) => format!("{path}?csrf_token={token}"),
+            _ => path.to_string(),
+        };
+        self.send(
+            TestRequest::post()
+                .uri(&uri)
+                .insert_header((
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                ))
+                .set_payload(body),
+        )
+        .await
+    }
+
     /// Creates a user directly through the service (as `syncdesk user create` does).
     pub fn create_user(&self, email: &str, role: Role) -> i64 {
         let mut conn = self.state.pool.get().expect("connection");
