@@ -133,13 +133,13 @@ async fn custom_field_from_definition_to_history() {
     let history = &page.body[page.body.find("id=\"history\"").expect("history")..];
     let rows: Vec<&str> = history.split("<tr>").skip(2).collect();
     assert!(
-        rows[0].contains("<code>tag1</code>")
+        rows[0].contains("<td>Tag 1</td>")
             && rows[0].contains("<td>vip</td>")
             && rows[0].contains("<td>gold</td>"),
         "newest first: {}",
         rows[0]
     );
-    assert!(rows.iter().skip(1).any(|r| r.contains("<code>tag1</code>")
+    assert!(rows.iter().skip(1).any(|r| r.contains("<td>Tag 1</td>")
         && r.contains("(blank)")
         && r.contains("<td>vip</td>")));
     assert_eq!(history.matches("<td>editor</td>").count(), 5, "{history}");

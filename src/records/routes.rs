@@ -519,6 +519,23 @@ pub struct FieldView {
     pub locked: Option<String>,
 }
 
+impl RecordPage {
+    /// A history row's field as people know it: its label (or the property's name).
+    pub fn label_of(&self, key: &str) -> String {
+        match key {
+            "company" => "Company".into(),
+            "forced_manual" => "Forced manual".into(),
+            "archived" => "Archived".into(),
+            _ => self
+                .fields
+                .iter()
+                .find(|f| f.def.key == key)
+                .map(|f| f.def.label.clone())
+                .unwrap_or_else(|| key.to_string()),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "records/show.html")]
 struct RecordPage {

@@ -1,4 +1,5 @@
-// Browser smoke test: first-run setup, sign out and in, the users page, a new user.
+// Browser smoke test: first-run setup, sign out and in, the users page, a new user, a custom
+// field used by a new contact, an edit seen in the history, search as you type.
 // Drives Debian's Chromium (no browser download). Needs BASE_URL of a console with an empty
 // database; writes screenshots to SCREENSHOT_DIR.
 import { chromium } from 'playwright-core';
@@ -25,9 +26,9 @@ const problems = [];
 try {
   const page = await browser.newPage();
   // A CSP violation or a script error shows up here: the page must run without either.
-  // The refused sign-in answers 401 on purpose; anything else logged as an error is a problem.
+  // The refused sign-in (401) and the refused form (422) are on purpose; any other error is a problem.
   page.on('console', (msg) => {
-    if (msg.type() === 'error' && !msg.text().includes('status of 401')) problems.push(msg.text());
+    if (msg.type() === 'error' && !/status of (401|422)/.test(msg.text())) problems.push(msg.text());
   });
   page.on('pageerror', (err) => problems.push(err.message));
 
@@ -63,10 +64,48 @@ try {
   check((await page.textContent('.flash')).includes('editor@example.org can now sign in as editor.'), 'creation is confirmed');
   check(await page.isVisible('tr[data-user="editor@example.org"]'), 'the new user is listed');
 
-  const shot = join(shots, 'users.png');
-  await page.screenshot({ path: shot, fullPage: true });
+  const usersShot = join(shots, 'users.png');
+  await page.screenshot({ path: usersShot, fullPage: true });
+
+  // Records: an admin adds the custom field tag1, a contact uses it, an edit shows in history.
+  await Promise.all([page.waitForURL(`${base}/fields`), page.click('nav >> text=Fields')]);
+  await page.fill('input[name=key]', 'tag1');
+  await page.fill('input[name=label]', 'Tag 1');
+  await page.selectOption('select[name=field_type]', 'text');
+  await Promise.all([page.waitForURL(/\/fields\?kind=contact$/), page.click('main button:has-text("Add field")')]);
+  check(await page.isVisible('tr[data-field="tag1"]'), 'tag1 is listed among the contact fields');
+
+  await Promise.all([page.waitForURL(`${base}/contacts`), page.click('nav >> text=Contacts')]);
+  await Promise.all([page.waitForURL(`${base}/contacts/new`), page.click('text=New contact')]);
+  await page.fill('input[name=f_name]', 'Ada Lovelace');
+  await page.fill('input[name=f_email]', 'not-an-email');
+  await page.fill('input[name=f_tag1]', 'vip');
+  await page.click('main button[type=submit]');
+  check((await page.textContent('.field-error')).includes('not a valid email address'), 'a bad email is refused inline');
+  await page.fill('input[name=f_email]', 'ada@example.org');
+  await Promise.all([page.waitForURL(/\/records\/\d+$/), page.click('main button[type=submit]')]);
+  check((await page.textContent('tr[data-field="tag1"]')).includes('vip'), 'the record shows tag1');
+
+  await Promise.all([page.waitForURL(/\/edit$/), page.click('text=Edit')]);
+  await page.fill('input[name=f_tag1]', 'gold');
+  await Promise.all([page.waitForURL(/\/records\/\d+$/), page.click('main button[type=submit]')]);
+  const history = await page.textContent('#history');
+  check(history.includes('vip') && history.includes('gold') && history.includes(admin.name), 'the history shows the edit and who made it');
+  await page.screenshot({ path: join(shots, 'record.png'), fullPage: true });
+
+  // Search as you type narrows the list without a page load (htmx).
+  {
+    await Promise.all([page.waitForURL(`${base}/contacts`), page.click('nav >> text=Contacts')]);
+    await page.fill('#search', 'zzz-nobody');
+    await page.waitForSelector('text=No contacts to show.');
+    await page.fill('#search', 'ada');
+    await page.waitForSelector('#records >> text=Ada Lovelace');
+    check(page.url().includes('q=ada'), `the search is in the address bar, got ${page.url()}`);
+  }
+  await page.screenshot({ path: join(shots, 'contacts.png'), fullPage: true });
+
   check(problems.length === 0, `no console errors, got: ${problems.join(' | ')}`);
-  console.log(`browser smoke test passed; screenshot: ${shot}`);
+  console.log(`browser smoke test passed; screenshots in ${shots}`);
 } finally {
   await browser.close();
 }
