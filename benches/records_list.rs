@@ -84,7 +84,7 @@ fn main() {
     let mut custom = base.clone();
     custom.sort = SortKey::parse("tier", &defs);
     time("first page, by a custom field", || {
-        list::page(&mut conn, &custom, &[tier.clone()]).expect("page");
+        list::page(&mut conn, &custom, std::slice::from_ref(&tier)).expect("page");
     });
 
     drop(conn);

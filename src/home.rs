@@ -9,6 +9,8 @@ use crate::auth::extract::SignedIn;
 use crate::auth::model::{Role, User};
 use crate::auth::service;
 use crate::error::AppError;
+use crate::fields::model::RecordKind;
+use crate::records::list::{self, ListQuery};
 use crate::web::{see_other, Ctx};
 use crate::AppState;
 
@@ -23,6 +25,8 @@ struct Dashboard {
     me: User,
     role: Role,
     user_count: i64,
+    contacts: i64,
+    companies: i64,
     backend: &'static str,
 }
 
@@ -42,6 +46,25 @@ async fn dashboard(
         }
     };
     let user_count = state.db(service::user_count).await?;
+    let (contacts, companies) = state
+        .db(|conn| -> Result<_, AppError> {
+            let count = |conn: &mut crate::db::DbConn, kind: RecordKind| {
+                list::page(
+                    conn,
+                    &ListQuery {
+                        limit: 0,
+                        ..ListQuery::new(kind)
+                    },
+                    &[],
+                )
+                .map(|page| page.total)
+            };
+            Ok((
+                count(conn, RecordKind::Contact)?,
+                count(conn, RecordKind::Company)?,
+            ))
+        })
+        .await?;
     let backend = match crate::db::DbTarget::parse(&state.config.database_url) {
         Ok(target) => target.backend_name(),
         Err(_) => "unknown",
@@ -51,6 +74,8 @@ async fn dashboard(
         me: me.user,
         ctx: me.ctx,
         user_count,
+        contacts,
+        companies,
         backend,
     };
     Ok(HttpResponse::Ok()

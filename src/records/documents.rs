@@ -21,8 +21,11 @@ pub enum DocumentError {
     Db(#[from] diesel::result::Error),
 }
 
-/// Accepted kinds of file: extension, stored content type, and a check of the first bytes.
-const KINDS: [(&str, &str, fn(&[u8]) -> bool); 10] = [
+/// Extension, stored content type, and a check of the first bytes.
+type FileKind = (&'static str, &'static str, fn(&[u8]) -> bool);
+
+/// Accepted kinds of file.
+const KINDS: [FileKind; 10] = [
     ("pdf", "application/pdf", |b| b.starts_with(b"%PDF-")),
     ("png", "image/png", |b| b.starts_with(b"\x89PNG\r\n\x1a\n")),
     ("jpg", "image/jpeg", |b| b.starts_with(&[0xFF, 0xD8, 0xFF])),
