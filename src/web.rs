@@ -282,6 +282,13 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
     )))
 }
 
+/// A rendered page with the given status (forms shown again with their errors use 4xx).
+pub fn render(status: StatusCode, page: &impl Template) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(page.render()?))
+}
+
 /// A 303 to `location`: the answer to a successful form post.
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()

@@ -11,7 +11,7 @@ use super::extract::{self, AdminUser, Guest, SignedIn};
 use super::model::{Role, User};
 use super::service::{self, AuthError, NewUser, MIN_PASSWORD_LEN};
 use crate::error::AppError;
-use crate::web::{client_address, flash, safe_next, see_other, Ctx};
+use crate::web::{client_address, flash, render, safe_next, see_other, Ctx};
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -122,9 +122,9 @@ async fn setup_submit(
         min_password: MIN_PASSWORD_LEN,
     };
     if form.password != form.password_confirmation {
-        return render_with_status(
-            page("The password and its confirmation differ.".into()),
+        return render(
             StatusCode::UNPROCESSABLE_ENTITY,
+            &page("The password and its confirmation differ.".into()),
         );
     }
     let new = NewUser {
@@ -150,16 +150,10 @@ async fn setup_submit(
         }
         Err(AuthError::SetupDone) => Err(setup_done()),
         Err(e) => match form_error_status(&e) {
-            Some(status) => render_with_status(page(e.to_string()), status),
+            Some(status) => render(status, &page(e.to_string())),
             None => Err(e.into()),
         },
     }
-}
-
-fn render_with_status(page: impl Template, status: StatusCode) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(page.render()?))
 }
 
 // ---- sign in / out ---------------------------------------------------------------------
@@ -198,14 +192,14 @@ async fn signin_page(
     if extract::has_session_user(&session) {
         return Ok(see_other(&safe_next(query.next.as_deref())));
     }
-    render_with_status(
-        SigninPage {
+    render(
+        StatusCode::OK,
+        &SigninPage {
             ctx: guest.ctx,
             email: String::new(),
             next: safe_next(query.next.as_deref()),
             error: None,
         },
-        StatusCode::OK,
     )
 }
 
@@ -243,14 +237,14 @@ async fn signin_submit(
                 return Err(e.into());
             };
             tracing::warn!(email = %form.email, reason = %e, "sign-in refused");
-            render_with_status(
-                SigninPage {
+            render(
+                status,
+                &SigninPage {
                     ctx: guest.ctx,
                     email: form.email,
                     next,
                     error: Some(e.to_string()),
                 },
-                status,
             )
         }
     }
@@ -314,13 +308,13 @@ async fn password_submit(
             Ok(see_other("/"))
         }
         Err(e) => match form_error_status(&e) {
-            Some(status) => render_with_status(
-                PasswordPage {
+            Some(status) => render(
+                status,
+                &PasswordPage {
                     ctx: me.ctx,
                     error: Some(e.to_string()),
                     min_password: MIN_PASSWORD_LEN,
                 },
-                status,
             ),
             None => Err(e.into()),
         },
@@ -408,12 +402,12 @@ async fn create_user(
         min_password: MIN_PASSWORD_LEN,
     };
     let Some(role) = role else {
-        return render_with_status(
-            page(format!(
+        return render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &page(format!(
                 "'{}' is not a role: choose admin, editor or viewer.",
                 form.role
             )),
-            StatusCode::UNPROCESSABLE_ENTITY,
         );
     };
     let new = NewUser {
@@ -435,7 +429,7 @@ async fn create_user(
             Ok(see_other("/users"))
         }
         Err(e) => match form_error_status(&e) {
-            Some(status) => render_with_status(page(e.to_string()), status),
+            Some(status) => render(status, &page(e.to_string())),
             None => Err(e.into()),
         },
     }

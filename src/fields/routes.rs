@@ -10,7 +10,7 @@ use super::model::{FieldDef, FieldType, RecordKind};
 use super::service::{self, FieldError, NewField};
 use crate::auth::extract::AdminUser;
 use crate::error::AppError;
-use crate::web::{flash, see_other, Ctx};
+use crate::web::{flash, render, see_other, Ctx};
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -64,12 +64,6 @@ struct KindQuery {
 fn kind_param(kind: Option<&str>) -> RecordKind {
     kind.and_then(RecordKind::parse)
         .unwrap_or(RecordKind::Contact)
-}
-
-fn render(status: StatusCode, page: &impl Template) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(page.render()?))
 }
 
 #[get("/fields")]

@@ -15,13 +15,13 @@ use super::documents::{self, DocumentError};
 use super::export;
 use super::list::{self, Cursor, ListQuery, OwnerFilter, SortKey};
 use super::model::{Actor, Document, HistoryEntry, LinkView, RecordInput, RecordRow};
-use super::service::{self, FieldErrors, RecordError};
+use super::service::{self, FieldErrors, RecordError, RecordFlag};
 use crate::auth::extract::{EditorUser, SignedIn};
 use crate::auth::model::Role;
 use crate::error::AppError;
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::service as fields;
-use crate::web::{flash, is_htmx, see_other, Ctx};
+use crate::web::{flash, is_htmx, render, see_other, Ctx};
 use crate::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -33,8 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(record_page)
         .service(edit_page)
         .service(update_record)
-        .service(archive_record)
-        .service(forced_manual)
+        .service(set_flag)
         .service(upload_document)
         .service(download_document);
 }
@@ -67,12 +66,6 @@ fn kind_of(segment: &str) -> Result<RecordKind, AppError> {
             "There is no page at /{segment}."
         ))),
     }
-}
-
-fn html(status: StatusCode, page: &impl Template) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(page.render()?))
 }
 
 // ---- list ------------------------------------------------------------------------------
@@ -410,7 +403,7 @@ async fn list_page(
         .await?;
     let can_edit = me.user.can(Role::Editor);
     if is_htmx(&req) {
-        return html(
+        return render(
             StatusCode::OK,
             &ListResults {
                 kind,
@@ -424,7 +417,7 @@ async fn list_page(
             },
         );
     }
-    html(
+    render(
         StatusCode::OK,
         &ListPage {
             ctx: me.ctx,
@@ -507,7 +500,7 @@ async fn suggest_companies(
     let companies = state
         .db(move |conn| service::companies_named(conn, &typed, 20))
         .await?;
-    html(StatusCode::OK, &CompanyOptions { companies })
+    render(StatusCode::OK, &CompanyOptions { companies })
 }
 
 // ---- record page -----------------------------------------------------------------------
@@ -617,7 +610,7 @@ async fn record_page(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let data = state.db(move |conn| load_record(conn, id)).await?;
-    html(
+    render(
         StatusCode::OK,
         &RecordPage {
             ctx: me.ctx,
@@ -708,7 +701,7 @@ async fn new_record_page(
     let defs = state
         .db(move |conn| fields::list(conn, kind, false))
         .await?;
-    html(
+    render(
         StatusCode::OK,
         &RecordForm {
             ctx: me.ctx,
@@ -780,7 +773,7 @@ async fn create_record(
         }
         (Err(RecordError::Invalid(errors)), defs) => {
             let fields = form_fields(defs, &posted.values, &errors, &BTreeMap::new());
-            html(
+            render(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &RecordForm {
                     ctx: me.ctx,
@@ -828,7 +821,7 @@ async fn edit_page(
         .iter()
         .filter_map(|f| f.locked.clone().map(|l| (f.def.key.clone(), l)))
         .collect();
-    html(
+    render(
         StatusCode::OK,
         &RecordForm {
             ctx: me.ctx,
@@ -915,7 +908,7 @@ async fn update_record(
                 .collect();
             values.extend(posted.values.clone());
             let defs = data.fields.iter().map(|f| f.def.clone()).collect();
-            html(
+            render(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &RecordForm {
                     ctx: me.ctx,
@@ -939,47 +932,35 @@ struct FlagForm {
     value: bool,
 }
 
-#[post("/records/{id}/archive")]
-async fn archive_record(
+/// Archive/restore, or force manual/lift it: `value=true|false`.
+#[post("/records/{id}/{flag:archive|forced-manual}")]
+async fn set_flag(
     state: web::Data<AppState>,
     me: EditorUser,
     session: Session,
-    path: web::Path<i64>,
+    path: web::Path<(i64, String)>,
     form: web::Form<FlagForm>,
 ) -> Result<HttpResponse, AppError> {
-    let id = path.into_inner();
-    let archived = form.value;
-    let actor = Actor::user(&me.user);
-    let record = state
-        .db(move |conn| service::set_archived(conn, id, archived, &actor))
-        .await?;
-    let what = if archived {
-        "archived: it no longer shows in lists, and nothing was deleted"
+    let (id, flag) = path.into_inner();
+    let flag = if flag == "archive" {
+        RecordFlag::Archived
     } else {
-        "restored"
+        RecordFlag::ForcedManual
     };
-    flash(&session, format!("{} is {what}.", record.name));
-    Ok(see_other(&format!("/records/{id}")))
-}
-
-#[post("/records/{id}/forced-manual")]
-async fn forced_manual(
-    state: web::Data<AppState>,
-    me: EditorUser,
-    session: Session,
-    path: web::Path<i64>,
-    form: web::Form<FlagForm>,
-) -> Result<HttpResponse, AppError> {
-    let id = path.into_inner();
-    let forced = form.value;
+    let value = form.value;
     let actor = Actor::user(&me.user);
     let record = state
-        .db(move |conn| service::set_forced_manual(conn, id, forced, &actor))
+        .db(move |conn| service::set_flag(conn, id, flag, value, &actor))
         .await?;
-    let what = if forced {
-        "forced manual: imports keep it linked but no longer change its values"
-    } else {
-        "no longer forced manual: its source updates it again"
+    let what = match (flag, value) {
+        (RecordFlag::Archived, true) => {
+            "archived: it no longer shows in lists, and nothing was deleted"
+        }
+        (RecordFlag::Archived, false) => "restored",
+        (RecordFlag::ForcedManual, true) => {
+            "forced manual: imports keep it linked but no longer change its values"
+        }
+        (RecordFlag::ForcedManual, false) => "no longer forced manual: its source updates it again",
     };
     flash(&session, format!("{} is {what}.", record.name));
     Ok(see_other(&format!("/records/{id}")))

@@ -365,38 +365,54 @@ fn yes_no(flag: bool) -> Option<String> {
     Some(if flag { "yes" } else { "no" }.to_string())
 }
 
-/// Sets or lifts "forced manual": imports then link the record but never change its values.
-pub fn set_forced_manual(
-    conn: &mut DbConn,
-    id: i64,
-    forced: bool,
-    actor: &Actor,
-) -> Result<RecordRow, RecordError> {
-    set_flag(conn, id, "forced_manual", forced, actor)
+/// A yes/no property of a record that people set, with history like any value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFlag {
+    /// Hidden from lists; nothing is deleted.
+    Archived,
+    /// Imports link the record but never change its values.
+    ForcedManual,
 }
 
-/// Archives (hides from lists, keeps everything) or restores a record.
+impl RecordFlag {
+    fn key(self) -> &'static str {
+        match self {
+            Self::Archived => "archived",
+            Self::ForcedManual => "forced_manual",
+        }
+    }
+}
+
 pub fn set_archived(
     conn: &mut DbConn,
     id: i64,
     archived: bool,
     actor: &Actor,
 ) -> Result<RecordRow, RecordError> {
-    set_flag(conn, id, "archived", archived, actor)
+    set_flag(conn, id, RecordFlag::Archived, archived, actor)
 }
 
-fn set_flag(
+pub fn set_forced_manual(
     conn: &mut DbConn,
     id: i64,
-    flag: &str,
+    forced: bool,
+    actor: &Actor,
+) -> Result<RecordRow, RecordError> {
+    set_flag(conn, id, RecordFlag::ForcedManual, forced, actor)
+}
+
+pub fn set_flag(
+    conn: &mut DbConn,
+    id: i64,
+    flag: RecordFlag,
     value: bool,
     actor: &Actor,
 ) -> Result<RecordRow, RecordError> {
     db::write_tx(conn, |conn| {
         let record = find(conn, id)?.ok_or(RecordError::NotFound)?;
         let current = match flag {
-            "forced_manual" => record.forced_manual,
-            _ => record.archived,
+            RecordFlag::ForcedManual => record.forced_manual,
+            RecordFlag::Archived => record.archived,
         };
         if current == value {
             return Ok(record);
@@ -404,17 +420,17 @@ fn set_flag(
         let target = records::table.find(id);
         let now = db::now();
         match flag {
-            "forced_manual" => diesel::update(target)
+            RecordFlag::ForcedManual => diesel::update(target)
                 .set((
                     records::forced_manual.eq(value),
                     records::updated_at.eq(now),
                 ))
                 .execute(conn)?,
-            _ => diesel::update(target)
+            RecordFlag::Archived => diesel::update(target)
                 .set((records::archived.eq(value), records::updated_at.eq(now)))
                 .execute(conn)?,
         };
-        history(conn, id, flag, yes_no(current), yes_no(value), actor)?;
+        history(conn, id, flag.key(), yes_no(current), yes_no(value), actor)?;
         find(conn, id)?.ok_or(RecordError::NotFound)
     })
 }
