@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::auth::model::Role;
 use crate::auth::service::{self, NewUser};
 use crate::config::Config;
+use crate::fields::model::RecordKind;
 use crate::{build_app, AppState, StartError};
 
 #[derive(Debug, Parser)]
@@ -37,10 +38,68 @@ pub enum Command {
     Migrate,
     /// Load a small demo data set (companies, contacts, custom fields). Safe to run twice.
     Demo,
+    /// Manage sources (external systems) for scripted set-ups.
+    Source {
+        #[command(subcommand)]
+        command: SourceCommand,
+    },
+    /// Import a CSV file through a source (with a progress bar and a summary).
+    Import {
+        /// The source's name.
+        source: String,
+        file: PathBuf,
+        /// Report what would happen; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also write the run report as CSV (line,external_id,outcome,record_id,reason,changes).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// utf-8, utf-8-bom or windows-1252 (detected when not given).
+        #[arg(long)]
+        encoding: Option<String>,
+        /// comma, semicolon or tab (detected when not given).
+        #[arg(long)]
+        delimiter: Option<String>,
+    },
+    /// Read records from a script's point of view.
+    Records {
+        #[command(subcommand)]
+        command: RecordsCommand,
+    },
     /// Manage user accounts.
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// Create a source with its mapping: --map 'COLUMN=field[:rule]' (rule: always,
+    /// fill_blanks, review, never; default always).
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["contact", "company"])]
+        kind: String,
+        #[arg(long)]
+        id_column: String,
+        #[arg(long, default_value = "full", value_parser = ["full", "delta"])]
+        mode: String,
+        #[arg(long = "map")]
+        maps: Vec<String>,
+    },
+    /// List sources with their mapping.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordsCommand {
+    /// Every record of a kind with id, fields, owner, forced manual, links and flags.
+    Export {
+        #[arg(long, value_parser = ["contact", "company"])]
+        kind: String,
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+        format: String,
     },
 }
 
@@ -85,6 +144,18 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve { bind } => serve(config, bind),
         Command::Migrate => migrate(config),
         Command::Demo => demo(config),
+        Command::Source { command } => source(config, command),
+        Command::Import {
+            source,
+            file,
+            dry_run,
+            report,
+            encoding,
+            delimiter,
+        } => import(config, &source, &file, dry_run, report, encoding, delimiter),
+        Command::Records {
+            command: RecordsCommand::Export { kind, format },
+        } => export_records(config, &kind, &format),
         Command::User {
             command: UserCommand::Create { email, role, name },
         } => create_user(config, email, &role, name),
@@ -98,6 +169,11 @@ fn serve(mut config: Config, bind: Option<String>) -> Result<(), CliError> {
     let bind = config.bind.clone();
     let database = crate::db::DbTarget::parse(&config.database_url)?;
     let state = AppState::open(config)?;
+    crate::sync::jobs::spawn_worker(
+        state.pool.clone(),
+        state.config.data_dir.clone(),
+        state.config.default_country,
+    );
     actix_web::rt::System::new().block_on(async move {
         let server = actix_web::HttpServer::new(move || build_app(state.clone()))
             .bind(&bind)
@@ -141,6 +217,197 @@ fn demo(config: Config) -> Result<(), CliError> {
         "Demo data loaded: {} field(s) and {} record(s) added.",
         summary.fields_added, summary.records_added
     );
+    Ok(())
+}
+
+fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
+    use crate::sources::service as sources;
+    let state = AppState::open(config)?;
+    let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
+    match command {
+        SourceCommand::Add {
+            name,
+            kind,
+            id_column,
+            mode,
+            maps,
+        } => {
+            let lines = maps
+                .iter()
+                .map(|m| sources::parse_map_arg(m))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(CliError::Input)?;
+            let kind = RecordKind::parse(&kind)
+                .ok_or_else(|| CliError::Input(format!("'{kind}' is not a record kind")))?;
+            let created =
+                crate::db::write_tx(&mut conn, |conn| -> Result<_, sources::SourceError> {
+                    let source = sources::create(
+                        conn,
+                        &sources::SourceInput {
+                            name,
+                            kind,
+                            id_column,
+                            full_mode: mode == "full",
+                        },
+                    )?;
+                    let mapping = sources::set_mapping(conn, source.id, &lines)?;
+                    Ok((source, mapping))
+                })
+                .map_err(|e| CliError::Input(e.to_string()))?;
+            println!(
+                "Created source {} (#{}, {} records, id column '{}', {} mode) with {} mapped column(s).",
+                created.0.name, created.0.id, created.0.kind, created.0.id_column, created.0.mode, created.1.len()
+            );
+        }
+        SourceCommand::List => {
+            let all = sources::list(&mut conn).map_err(crate::db::DbError::from)?;
+            if all.is_empty() {
+                println!("No sources yet: add one with `syncdesk source add`.");
+            }
+            for source in all {
+                println!(
+                    "#{} {} ({}, {}, {} mode, id column '{}')",
+                    source.id,
+                    source.name,
+                    source.kind,
+                    source.status,
+                    source.mode,
+                    source.id_column
+                );
+                for m in sources::mapping(&mut conn, source.id).map_err(crate::db::DbError::from)? {
+                    let clear = if m.blanks_clear { ", blanks clear" } else { "" };
+                    println!(
+                        "    {} -> {} (to record: {}, to source: {}{clear})",
+                        m.column_name, m.field_key, m.to_record, m.to_source
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn import(
+    config: Config,
+    source_name: &str,
+    file: &std::path::Path,
+    dry_run: bool,
+    report: Option<PathBuf>,
+    encoding: Option<String>,
+    delimiter: Option<String>,
+) -> Result<(), CliError> {
+    use crate::sync::{csvfile, engine, jobs};
+    let country = config.default_country;
+    let data_dir = config.data_dir.clone();
+    let state = AppState::open(config)?;
+    let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
+    let source = crate::sources::service::find_by_name(&mut conn, source_name)
+        .map_err(crate::db::DbError::from)?
+        .ok_or_else(|| {
+            CliError::Input(format!(
+                "there is no source named '{source_name}' (see `syncdesk source list`)"
+            ))
+        })?;
+    let input = std::fs::File::open(file)
+        .map_err(|e| CliError::Input(format!("cannot open {}: {e}", file.display())))?;
+    let mut format = csvfile::detect_file(file).map_err(|e| CliError::Input(e.to_string()))?;
+    if let Some(encoding) = encoding {
+        format.encoding = csvfile::TextEncoding::parse(&encoding).ok_or_else(|| {
+            CliError::Input(format!(
+                "'{encoding}' is not utf-8, utf-8-bom or windows-1252"
+            ))
+        })?;
+    }
+    if let Some(delimiter) = delimiter {
+        format.delimiter = csvfile::FileFormat::parse_delimiter(&delimiter).ok_or_else(|| {
+            CliError::Input(format!("'{delimiter}' is not comma, semicolon or tab"))
+        })?;
+    }
+    let sha =
+        jobs::store_file(&data_dir, input, u64::MAX).map_err(|e| CliError::Input(e.to_string()))?;
+    let file_name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let run_id = jobs::enqueue(
+        &mut conn,
+        &jobs::NewRun {
+            source: &source,
+            file_name: &file_name,
+            sha256: &sha,
+            format,
+            dry_run,
+            plan_of: None,
+            user_id: None,
+            user_label: "command line",
+        },
+    )
+    .map_err(|e| CliError::Input(e.to_string()))?;
+    jobs::claim(&mut conn, run_id).map_err(crate::db::DbError::from)?;
+    drop(conn);
+    eprintln!(
+        "{} {} into {} ({}, {})",
+        if dry_run { "Dry run of" } else { "Importing" },
+        file.display(),
+        source.name,
+        format.encoding.label(),
+        format.delimiter_label()
+    );
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} rows ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let result = jobs::process(
+        &state.pool,
+        run_id,
+        &data_dir,
+        country,
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    );
+    bar.finish_and_clear();
+    let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
+    if let Some(path) = report {
+        let out = std::fs::File::create(&path)
+            .map_err(|e| CliError::Input(format!("cannot write {}: {e}", path.display())))?;
+        engine::report_csv(&mut conn, run_id, std::io::BufWriter::new(out))
+            .map_err(|e| CliError::Input(e.to_string()))?;
+        eprintln!("Report written to {}.", path.display());
+    }
+    result.map_err(|e| CliError::Input(format!("import run #{run_id} failed: {e}")))?;
+    let run = engine::load_run(&mut conn, run_id)
+        .map_err(crate::db::DbError::from)?
+        .ok_or_else(|| CliError::Input("the run disappeared".into()))?;
+    println!(
+        "Run #{run_id}{}: {} rows.",
+        if dry_run {
+            " (dry run, nothing written)"
+        } else {
+            ""
+        },
+        run.rows_total
+    );
+    for (outcome, n) in run.counts() {
+        println!("  {outcome:<22} {n}");
+    }
+    Ok(())
+}
+
+fn export_records(config: Config, kind: &str, format: &str) -> Result<(), CliError> {
+    let kind = RecordKind::parse(kind)
+        .ok_or_else(|| CliError::Input(format!("'{kind}' is not a record kind")))?;
+    let state = AppState::open(config)?;
+    let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    crate::records::export::all_records(&mut conn, kind, format == "json", &mut out)
+        .map_err(|e| CliError::Input(format!("export failed: {e}")))?;
     Ok(())
 }
 

@@ -10,7 +10,10 @@ pub mod error;
 pub mod fields;
 pub mod home;
 pub mod records;
+pub mod review;
 pub mod schema;
+pub mod sources;
+pub mod sync;
 pub mod web;
 
 use std::sync::Arc;
@@ -116,5 +119,7 @@ pub fn build_app(
         .configure(auth::routes::configure)
         .configure(fields::routes::configure)
         .configure(records::routes::configure)
+        .configure(sources::routes::configure)
+        .configure(sync::routes::configure)
         .default_service(aweb::to(web::not_found))
 }

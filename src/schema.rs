@@ -137,6 +137,74 @@ diesel::joinable!(record_links -> records (record_id));
 diesel::joinable!(record_links -> sources (source_id));
 diesel::joinable!(record_history -> records (record_id));
 
+diesel::table! {
+    import_runs (id) {
+        id -> BigInt,
+        source_id -> BigInt,
+        status -> Text,
+        dry_run -> Bool,
+        mode -> Text,
+        file_name -> Text,
+        file_sha256 -> Text,
+        encoding -> Text,
+        delimiter -> Text,
+        plan_of -> Nullable<BigInt>,
+        started_by -> Nullable<BigInt>,
+        started_by_label -> Text,
+        rows_total -> BigInt,
+        rows_done -> BigInt,
+        counts -> Text,
+        error -> Nullable<Text>,
+        undo_report -> Nullable<Text>,
+        undone_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        heartbeat_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    import_rows (id) {
+        id -> BigInt,
+        run_id -> BigInt,
+        line -> BigInt,
+        external_id -> Text,
+        outcome -> Text,
+        record_id -> Nullable<BigInt>,
+        reason -> Text,
+        changes -> Text,
+        candidates -> Text,
+        row_values -> Text,
+        record_created -> Bool,
+        link_added -> Bool,
+        previous_owner -> Nullable<BigInt>,
+        owner_changed -> Bool,
+        record_updated_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    proposals (id) {
+        id -> BigInt,
+        record_id -> BigInt,
+        field_key -> Text,
+        current_value -> Text,
+        proposed_value -> Text,
+        origin -> Text,
+        origin_id -> Nullable<BigInt>,
+        origin_label -> Text,
+        status -> Text,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(import_runs -> sources (source_id));
+diesel::joinable!(import_rows -> import_runs (run_id));
+diesel::joinable!(proposals -> records (record_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     login_failures,
@@ -148,4 +216,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     record_links,
     record_history,
     documents,
+    import_runs,
+    import_rows,
+    proposals,
 );

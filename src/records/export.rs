@@ -104,3 +104,105 @@ mod tests {
         assert_eq!(spreadsheet_safe(""), "");
     }
 }
+
+enum Sink<'a> {
+    Csv(csv::Writer<&'a mut dyn std::io::Write>),
+    Json(&'a mut dyn std::io::Write),
+}
+
+/// Every record of a kind with its values, owner, flags and links, for scripts
+/// (`syncdesk records export`). Read in id order, a thousand at a time.
+pub fn all_records(
+    conn: &mut DbConn,
+    kind: crate::fields::model::RecordKind,
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<usize, ExportError> {
+    use crate::schema::records;
+    use diesel::prelude::*;
+    let defs = crate::fields::service::list(conn, kind, true)?;
+    let sources = service::source_names(conn)?;
+    let mut sink = if json {
+        out.write_all(b"[")?;
+        Sink::Json(out)
+    } else {
+        let mut w = csv::Writer::from_writer(out);
+        let mut header = vec!["id".to_string()];
+        header.extend(defs.iter().map(|d| d.key.clone()));
+        header.extend(
+            [
+                "company_id",
+                "owner",
+                "forced_manual",
+                "missing_from_source",
+                "archived",
+                "links",
+            ]
+            .map(String::from),
+        );
+        w.write_record(&header)?;
+        Sink::Csv(w)
+    };
+    let mut after = 0i64;
+    let mut count = 0usize;
+    loop {
+        let batch: Vec<super::model::RecordRow> = records::table
+            .filter(records::kind.eq(kind.as_str()))
+            .filter(records::id.gt(after))
+            .order(records::id.asc())
+            .limit(1000)
+            .select(super::model::RecordRow::as_select())
+            .load(conn)?;
+        let Some(last) = batch.last() else { break };
+        after = last.id;
+        for record in &batch {
+            let values = service::values(conn, record, &defs)?;
+            let links = service::links_of(conn, record.id)?;
+            let owner = service::owner_label(record, &sources);
+            match &mut sink {
+                Sink::Csv(w) => {
+                    let mut line = vec![record.id.to_string()];
+                    line.extend(defs.iter().map(|d| {
+                        spreadsheet_safe(values.get(&d.key).map(String::as_str).unwrap_or(""))
+                    }));
+                    line.push(record.company_id.map(|c| c.to_string()).unwrap_or_default());
+                    line.push(owner);
+                    line.push(record.forced_manual.to_string());
+                    line.push(record.missing_from_source.to_string());
+                    line.push(record.archived.to_string());
+                    let links: Vec<String> = links
+                        .iter()
+                        .map(|l| format!("{}:{}", l.source_name, l.external_id))
+                        .collect();
+                    line.push(spreadsheet_safe(&links.join("; ")));
+                    w.write_record(&line)?;
+                }
+                Sink::Json(out) => {
+                    let item = serde_json::json!({
+                        "id": record.id,
+                        "kind": record.kind,
+                        "fields": values,
+                        "company_id": record.company_id,
+                        "owner": owner,
+                        "forced_manual": record.forced_manual,
+                        "missing_from_source": record.missing_from_source,
+                        "archived": record.archived,
+                        "links": links
+                            .iter()
+                            .map(|l| serde_json::json!({"source": l.source_name, "external_id": l.external_id}))
+                            .collect::<Vec<_>>(),
+                    });
+                    let separator: &[u8] = if count > 0 { b",\n  " } else { b"\n  " };
+                    out.write_all(separator)?;
+                    out.write_all(item.to_string().as_bytes())?;
+                }
+            }
+            count += 1;
+        }
+    }
+    match sink {
+        Sink::Csv(mut w) => w.flush()?,
+        Sink::Json(out) => out.write_all(b"\n]\n")?,
+    }
+    Ok(count)
+}

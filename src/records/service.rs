@@ -361,6 +361,45 @@ pub fn history(
         .execute(conn)
 }
 
+/// A history row for a change of owner (`None`: manual).
+pub fn history_owner(
+    conn: &mut DbConn,
+    record_id: i64,
+    old: Option<&str>,
+    new: Option<&str>,
+    actor: &Actor,
+) -> QueryResult<usize> {
+    let label = |owner: Option<&str>| Some(owner.unwrap_or("manual").to_string());
+    history(conn, record_id, "owner", label(old), label(new), actor)
+}
+
+/// Makes `source` (or nobody) the owner of a record, with history.
+pub fn set_owner(
+    conn: &mut DbConn,
+    record: &RecordRow,
+    source: Option<(i64, &str)>,
+    actor: &Actor,
+) -> QueryResult<()> {
+    let old_name = match record.owner_source_id {
+        Some(id) => source_name(conn, id)?,
+        None => None,
+    };
+    diesel::update(records::table.find(record.id))
+        .set((
+            records::owner_source_id.eq(source.map(|(id, _)| id)),
+            records::updated_at.eq(db::now()),
+        ))
+        .execute(conn)?;
+    history_owner(
+        conn,
+        record.id,
+        old_name.as_deref(),
+        source.map(|(_, n)| n),
+        actor,
+    )?;
+    Ok(())
+}
+
 fn yes_no(flag: bool) -> Option<String> {
     Some(if flag { "yes" } else { "no" }.to_string())
 }

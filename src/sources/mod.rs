@@ -1,0 +1,5 @@
+//! External systems: name, record kind, id column, mode, status, and the field mapping.
+
+pub mod model;
+pub mod routes;
+pub mod service;

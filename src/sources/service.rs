@@ -1,0 +1,310 @@
+//! Sources: create, edit, map fields, disconnect and reconnect.
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use super::model::{Mapping, MappingInput, Source};
+use crate::db::{self, DbConn};
+use crate::fields::model::{FieldDef, RecordKind};
+use crate::fields::service as fields;
+use crate::records::model::Actor;
+use crate::records::service as record_service;
+use crate::schema::{self, source_fields, sources};
+use crate::sync::decide::Rule;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("A source named '{0}' already exists.")]
+    NameTaken(String),
+    #[error("That source does not exist.")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] DieselError),
+}
+
+/// What a source is, as a form or the command line gives it.
+#[derive(Debug, Clone)]
+pub struct SourceInput {
+    pub name: String,
+    pub kind: RecordKind,
+    pub id_column: String,
+    pub full_mode: bool,
+}
+
+pub fn list(conn: &mut DbConn) -> QueryResult<Vec<Source>> {
+    sources::table
+        .order(sources::name.asc())
+        .select(Source::as_select())
+        .load(conn)
+}
+
+pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<Source>> {
+    sources::table
+        .find(id)
+        .select(Source::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_name(conn: &mut DbConn, name: &str) -> QueryResult<Option<Source>> {
+    sources::table
+        .filter(sources::name.eq(name.trim()))
+        .select(Source::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn mapping(conn: &mut DbConn, source_id: i64) -> QueryResult<Vec<Mapping>> {
+    source_fields::table
+        .filter(source_fields::source_id.eq(source_id))
+        .order(source_fields::id.asc())
+        .select(Mapping::as_select())
+        .load(conn)
+}
+
+fn check(input: &SourceInput) -> Result<(String, String), SourceError> {
+    let name = input.name.trim().to_string();
+    let id_column = input.id_column.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(SourceError::Invalid(
+            "The name is required (at most 100 characters).".into(),
+        ));
+    }
+    if id_column.is_empty() {
+        return Err(SourceError::Invalid(
+            "Name the column that carries the external id (for example External Id).".into(),
+        ));
+    }
+    Ok((name, id_column))
+}
+
+fn name_taken(e: DieselError, name: &str) -> SourceError {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            SourceError::NameTaken(name.to_string())
+        }
+        other => other.into(),
+    }
+}
+
+pub fn create(conn: &mut DbConn, input: &SourceInput) -> Result<Source, SourceError> {
+    let (name, id_column) = check(input)?;
+    let now = db::now();
+    let id: i64 = diesel::insert_into(sources::table)
+        .values((
+            sources::name.eq(&name),
+            sources::kind.eq(input.kind.as_str()),
+            sources::id_column.eq(&id_column),
+            sources::mode.eq(if input.full_mode { "full" } else { "delta" }),
+            sources::status.eq("connected"),
+            sources::created_at.eq(now),
+            sources::updated_at.eq(now),
+        ))
+        .returning(sources::id)
+        .get_result(conn)
+        .map_err(|e| name_taken(e, &name))?;
+    find(conn, id)?.ok_or(SourceError::NotFound)
+}
+
+/// Name, id column and mode may change; the record kind may not once records depend on it.
+pub fn update(conn: &mut DbConn, id: i64, input: &SourceInput) -> Result<Source, SourceError> {
+    let (name, id_column) = check(input)?;
+    let current = find(conn, id)?.ok_or(SourceError::NotFound)?;
+    if current.record_kind() != input.kind {
+        return Err(SourceError::Invalid(
+            "The record kind of a source cannot change: create another source.".into(),
+        ));
+    }
+    diesel::update(sources::table.find(id))
+        .set((
+            sources::name.eq(&name),
+            sources::id_column.eq(&id_column),
+            sources::mode.eq(if input.full_mode { "full" } else { "delta" }),
+            sources::updated_at.eq(db::now()),
+        ))
+        .execute(conn)
+        .map_err(|e| name_taken(e, &name))?;
+    find(conn, id)?.ok_or(SourceError::NotFound)
+}
+
+/// Replaces the whole mapping, after checking every line against the kind's fields.
+pub fn set_mapping(
+    conn: &mut DbConn,
+    source_id: i64,
+    lines: &[MappingInput],
+) -> Result<Vec<Mapping>, SourceError> {
+    db::write_tx(conn, |conn| {
+        let source = find(conn, source_id)?.ok_or(SourceError::NotFound)?;
+        let defs = fields::list(conn, source.record_kind(), false)?;
+        let mut problems = Vec::new();
+        let mut seen_columns: Vec<String> = Vec::new();
+        let mut seen_fields: Vec<&str> = Vec::new();
+        for line in lines {
+            let column = line.column_name.trim();
+            if column.is_empty() {
+                problems.push("A mapping line has no column name.".to_string());
+                continue;
+            }
+            if column.eq_ignore_ascii_case(source.id_column.trim()) {
+                problems.push(format!(
+                    "'{column}' is the id column: it links records, it is not mapped to a field."
+                ));
+            }
+            if seen_columns.iter().any(|c| c.eq_ignore_ascii_case(column)) {
+                problems.push(format!("The column '{column}' is mapped twice."));
+            }
+            seen_columns.push(column.to_string());
+            if !defs.iter().any(|d| d.key == line.field_key) {
+                problems.push(format!(
+                    "Column '{column}': there is no active {} field '{}'.",
+                    source.kind, line.field_key
+                ));
+            } else if seen_fields.contains(&line.field_key.as_str()) {
+                problems.push(format!(
+                    "The field '{}' is mapped from two columns.",
+                    line.field_key
+                ));
+            }
+            seen_fields.push(&line.field_key);
+        }
+        if !problems.is_empty() {
+            return Err(SourceError::Invalid(problems.join(" ")));
+        }
+        diesel::delete(source_fields::table.filter(source_fields::source_id.eq(source_id)))
+            .execute(conn)?;
+        for line in lines {
+            diesel::insert_into(source_fields::table)
+                .values((
+                    source_fields::source_id.eq(source_id),
+                    source_fields::column_name.eq(line.column_name.trim()),
+                    source_fields::field_key.eq(&line.field_key),
+                    source_fields::to_record.eq(line.to_record.as_str()),
+                    source_fields::to_source.eq(line.to_source.as_str()),
+                    source_fields::blanks_clear.eq(line.blanks_clear),
+                ))
+                .execute(conn)?;
+        }
+        Ok(mapping(conn, source_id)?)
+    })
+}
+
+/// Parses `COLUMN=field[:rule]` as the command line takes it (rule defaults to `always`).
+pub fn parse_map_arg(arg: &str) -> Result<MappingInput, String> {
+    let (column, target) = arg
+        .rsplit_once('=')
+        .ok_or_else(|| format!("'{arg}' is not COLUMN=field[:rule]"))?;
+    let (field, rule) = match target.split_once(':') {
+        Some((field, rule)) => (
+            field,
+            Rule::parse(rule).ok_or_else(|| {
+                format!("'{rule}' in '{arg}' is not a rule: always, fill_blanks, review or never")
+            })?,
+        ),
+        None => (target, Rule::Always),
+    };
+    Ok(MappingInput {
+        column_name: column.trim().to_string(),
+        field_key: field.trim().to_string(),
+        to_record: rule,
+        to_source: Rule::Never,
+        blanks_clear: false,
+    })
+}
+
+fn simplify(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// A first mapping from a file's header: columns whose name matches a field's key or label
+/// (ignoring case, spaces and punctuation), rule `always`. The admin corrects it.
+pub fn propose_mapping(
+    headers: &[String],
+    id_column: &str,
+    defs: &[FieldDef],
+) -> Vec<MappingInput> {
+    let mut out: Vec<MappingInput> = Vec::new();
+    for header in headers {
+        if header.trim().eq_ignore_ascii_case(id_column.trim()) {
+            continue;
+        }
+        let wanted = simplify(header);
+        let found = defs
+            .iter()
+            .find(|d| simplify(&d.key) == wanted || simplify(&d.label) == wanted);
+        if let Some(def) = found {
+            if out.iter().all(|m| m.field_key != def.key) {
+                out.push(MappingInput {
+                    column_name: header.trim().to_string(),
+                    field_key: def.key.clone(),
+                    to_record: Rule::Always,
+                    to_source: Rule::Never,
+                    blanks_clear: false,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Every record the source owns becomes manual and keeps its links; the next import
+/// (a reconnect) converts them back through those links.
+pub fn disconnect(conn: &mut DbConn, source_id: i64, actor: &Actor) -> Result<usize, SourceError> {
+    db::write_tx(conn, |conn| {
+        let source = find(conn, source_id)?.ok_or(SourceError::NotFound)?;
+        use schema::records;
+        let owned: Vec<i64> = records::table
+            .filter(records::owner_source_id.eq(source_id))
+            .select(records::id)
+            .load(conn)?;
+        diesel::update(records::table.filter(records::owner_source_id.eq(source_id)))
+            .set((
+                records::owner_source_id.eq(None::<i64>),
+                records::updated_at.eq(db::now()),
+            ))
+            .execute(conn)?;
+        for id in &owned {
+            record_service::history_owner(conn, *id, Some(&source.name), None, actor)?;
+        }
+        diesel::update(sources::table.find(source_id))
+            .set((
+                sources::status.eq("disconnected"),
+                sources::updated_at.eq(db::now()),
+            ))
+            .execute(conn)?;
+        Ok(owned.len())
+    })
+}
+
+pub fn reconnect(conn: &mut DbConn, source_id: i64) -> Result<Source, SourceError> {
+    diesel::update(sources::table.find(source_id))
+        .set((
+            sources::status.eq("connected"),
+            sources::updated_at.eq(db::now()),
+        ))
+        .execute(conn)?;
+    find(conn, source_id)?.ok_or(SourceError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_arguments() {
+        let m = parse_map_arg("Phone number=phone:fill_blanks").unwrap();
+        assert_eq!(
+            (m.column_name.as_str(), m.field_key.as_str(), m.to_record),
+            ("Phone number", "phone", Rule::FillBlanks)
+        );
+        assert_eq!(parse_map_arg("Name=name").unwrap().to_record, Rule::Always);
+        assert!(parse_map_arg("Name").unwrap_err().contains("COLUMN=field"));
+        assert!(parse_map_arg("Name=name:sometimes")
+            .unwrap_err()
+            .contains("not a rule"));
+    }
+}

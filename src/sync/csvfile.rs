@@ -1,0 +1,317 @@
+//! Reading import files: UTF-8 (with or without BOM) or Windows-1252, delimited by `,` `;` or
+//! tab, with quoted fields that may hold line breaks. Streams: memory does not grow with the file.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use encoding_rs::{Decoder, Encoding, UTF_8, WINDOWS_1252};
+
+const SAMPLE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextEncoding {
+    Utf8,
+    Utf8Bom,
+    Windows1252,
+}
+
+impl TextEncoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Utf8 => "utf-8",
+            Self::Utf8Bom => "utf-8-bom",
+            Self::Windows1252 => "windows-1252",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Utf8 => "UTF-8",
+            Self::Utf8Bom => "UTF-8 with BOM",
+            Self::Windows1252 => "Windows-1252",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Some(Self::Utf8),
+            "utf-8-bom" => Some(Self::Utf8Bom),
+            "windows-1252" | "cp1252" | "latin1" => Some(Self::Windows1252),
+            _ => None,
+        }
+    }
+
+    fn encoding(self) -> &'static Encoding {
+        match self {
+            Self::Utf8 | Self::Utf8Bom => UTF_8,
+            Self::Windows1252 => WINDOWS_1252,
+        }
+    }
+}
+
+/// How a file is read: detected from its first bytes, or chosen by a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileFormat {
+    pub encoding: TextEncoding,
+    pub delimiter: u8,
+}
+
+impl FileFormat {
+    pub fn delimiter_label(&self) -> &'static str {
+        match self.delimiter {
+            b';' => "semicolon (;)",
+            b'\t' => "tab",
+            _ => "comma (,)",
+        }
+    }
+
+    pub fn delimiter_str(&self) -> &'static str {
+        match self.delimiter {
+            b';' => ";",
+            b'\t' => "tab",
+            _ => ",",
+        }
+    }
+
+    pub fn parse_delimiter(value: &str) -> Option<u8> {
+        match value {
+            "," | "comma" => Some(b','),
+            ";" | "semicolon" => Some(b';'),
+            "tab" | "\t" => Some(b'\t'),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read the file: {0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Csv(String),
+}
+
+impl From<csv::Error> for FileError {
+    fn from(e: csv::Error) -> Self {
+        let line = e
+            .position()
+            .map(|p| format!("line {}: ", p.line()))
+            .unwrap_or_default();
+        match e.into_kind() {
+            csv::ErrorKind::Io(io) if io.kind() == io::ErrorKind::InvalidData => {
+                FileError::Csv(format!("{line}{io}"))
+            }
+            kind => FileError::Csv(format!("{line}{}", describe_csv_error(kind))),
+        }
+    }
+}
+
+fn describe_csv_error(kind: csv::ErrorKind) -> String {
+    match kind {
+        csv::ErrorKind::Utf8 { err, .. } => {
+            format!("the text is not valid UTF-8 ({err}); choose Windows-1252")
+        }
+        csv::ErrorKind::Io(io) => io.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Guesses the encoding (BOM, then UTF-8 validity, else Windows-1252) and the delimiter (the
+/// most frequent of `,` `;` tab on the first line, outside quotes).
+pub fn detect(sample: &[u8]) -> FileFormat {
+    let encoding = if sample.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        TextEncoding::Utf8Bom
+    } else {
+        match std::str::from_utf8(sample) {
+            Ok(_) => TextEncoding::Utf8,
+            // A sample may end inside a character: only a real error counts.
+            Err(e) if e.error_len().is_none() => TextEncoding::Utf8,
+            Err(_) => TextEncoding::Windows1252,
+        }
+    };
+    let (text, _) = encoding.encoding().decode_without_bom_handling(sample);
+    let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0)];
+    let mut quoted = false;
+    for c in text.bytes() {
+        match c {
+            b'"' => quoted = !quoted,
+            b'\n' | b'\r' if !quoted => break,
+            _ if !quoted => {
+                if let Some(entry) = counts.iter_mut().find(|(d, _)| *d == c) {
+                    entry.1 += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let delimiter = counts
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .filter(|(_, n)| *n > 0)
+        .map(|(d, _)| *d)
+        .unwrap_or(b',');
+    FileFormat {
+        encoding,
+        delimiter,
+    }
+}
+
+pub fn detect_file(path: &Path) -> Result<FileFormat, FileError> {
+    let mut sample = Vec::with_capacity(SAMPLE_BYTES);
+    File::open(path)?
+        .take(SAMPLE_BYTES as u64)
+        .read_to_end(&mut sample)?;
+    Ok(detect(&sample))
+}
+
+/// Decodes any supported encoding to UTF-8 as the CSV reader asks for bytes.
+pub struct DecodingReader<R> {
+    inner: R,
+    decoder: Decoder,
+    strict_utf8: bool,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    position: usize,
+    finished: bool,
+    bytes_read: u64,
+}
+
+impl<R: Read> DecodingReader<R> {
+    pub fn new(inner: R, encoding: TextEncoding) -> Self {
+        Self {
+            inner,
+            decoder: encoding.encoding().new_decoder_with_bom_removal(),
+            strict_utf8: encoding != TextEncoding::Windows1252,
+            input: vec![0; 16 * 1024],
+            output: Vec::new(),
+            position: 0,
+            finished: false,
+            bytes_read: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for DecodingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.position >= self.output.len() {
+            if self.finished {
+                return Ok(0);
+            }
+            let n = self.inner.read(&mut self.input)?;
+            let last = n == 0;
+            let capacity = self.decoder.max_utf8_buffer_length(n).unwrap_or(n * 3 + 16);
+            self.output.clear();
+            self.output.resize(capacity, 0);
+            self.position = 0;
+            let (_, read, written, had_errors) =
+                self.decoder
+                    .decode_to_utf8(&self.input[..n], &mut self.output, last);
+            if had_errors && self.strict_utf8 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the file is not valid UTF-8 (near byte {}): choose the Windows-1252 encoding",
+                        self.bytes_read + read as u64
+                    ),
+                ));
+            }
+            self.bytes_read += n as u64;
+            self.output.truncate(written);
+            self.finished = last;
+        }
+        let n = (self.output.len() - self.position).min(buf.len());
+        buf[..n].copy_from_slice(&self.output[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
+}
+
+pub type CsvReader = csv::Reader<DecodingReader<File>>;
+
+/// A CSV reader over the whole file; rows of another length are reported by the caller.
+pub fn open(path: &Path, format: FileFormat) -> Result<CsvReader, FileError> {
+    let file = File::open(path)?;
+    Ok(csv::ReaderBuilder::new()
+        .delimiter(format.delimiter)
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(DecodingReader::new(file, format.encoding)))
+}
+
+/// The header and the first `rows` records, for a preview.
+pub fn preview(
+    path: &Path,
+    format: FileFormat,
+    rows: usize,
+) -> Result<(Vec<String>, Vec<Vec<String>>), FileError> {
+    let mut reader = open(path, format)?;
+    let headers = reader
+        .headers()?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let mut out = Vec::new();
+    for record in reader.records().take(rows) {
+        out.push(record?.iter().map(str::to_string).collect());
+    }
+    Ok((headers, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(bytes: &[u8]) -> (FileFormat, Vec<Vec<String>>) {
+        let format = detect(bytes);
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(format.delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(DecodingReader::new(bytes, format.encoding));
+        let rows = reader
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect();
+        (format, rows)
+    }
+
+    #[test]
+    fn encodings_and_delimiters_are_detected() {
+        let (f, rows) = read_all(b"\xEF\xBB\xBFId,Name\r\n1,Z\xC3\xA9lie\r\n");
+        assert_eq!((f.encoding, f.delimiter), (TextEncoding::Utf8Bom, b','));
+        assert_eq!(rows[0], ["Id", "Name"]);
+        assert_eq!(rows[1], ["1", "Zélie"]);
+
+        let (f, rows) = read_all(b"Id;Name;City\n1;Z\xE9lie;S\xE8te\n");
+        assert_eq!((f.encoding, f.delimiter), (TextEncoding::Windows1252, b';'));
+        assert_eq!(rows[1], ["1", "Zélie", "Sète"]);
+
+        let (f, rows) = read_all(b"Id\tName\n1\t\"Multi\nline; name, with commas\"\n");
+        assert_eq!((f.encoding, f.delimiter), (TextEncoding::Utf8, b'\t'));
+        assert_eq!(rows[1], ["1", "Multi\nline; name, with commas"]);
+
+        // Delimiters inside quotes do not count.
+        let (f, _) = read_all(b"\"a;b;c\",x\n");
+        assert_eq!(f.delimiter, b',');
+    }
+
+    #[test]
+    fn invalid_utf8_after_the_sample_is_an_error_not_garbage() {
+        let mut bytes = b"Id,Name\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b"1,abc\n".as_slice(), 20_000).flatten());
+        bytes.extend_from_slice(b"2,caf\xE9\n");
+        let format = FileFormat {
+            encoding: TextEncoding::Utf8,
+            delimiter: b',',
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .from_reader(DecodingReader::new(bytes.as_slice(), format.encoding));
+        let err = reader.records().find_map(Result::err).expect("an error");
+        let message = FileError::from(err).to_string();
+        assert!(
+            message.contains("not valid UTF-8") && message.contains("Windows-1252"),
+            "{message}"
+        );
+    }
+}

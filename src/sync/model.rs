@@ -1,0 +1,126 @@
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::{import_rows, import_runs};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = import_runs)]
+pub struct ImportRun {
+    pub id: i64,
+    pub source_id: i64,
+    pub status: String,
+    pub dry_run: bool,
+    pub mode: String,
+    pub file_name: String,
+    pub file_sha256: String,
+    pub encoding: String,
+    pub delimiter: String,
+    pub plan_of: Option<i64>,
+    pub started_by: Option<i64>,
+    pub started_by_label: String,
+    pub rows_total: i64,
+    pub rows_done: i64,
+    pub counts: String,
+    pub error: Option<String>,
+    pub undo_report: Option<String>,
+    pub undone_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub started_at: Option<NaiveDateTime>,
+    pub heartbeat_at: Option<NaiveDateTime>,
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+impl ImportRun {
+    pub fn counts(&self) -> BTreeMap<String, i64> {
+        serde_json::from_str(&self.counts).unwrap_or_default()
+    }
+
+    pub fn count(&self, outcome: &str) -> i64 {
+        self.counts().get(outcome).copied().unwrap_or(0)
+    }
+
+    pub fn finished(&self) -> bool {
+        matches!(self.status.as_str(), "done" | "failed")
+    }
+
+    pub fn percent(&self) -> i64 {
+        if self.rows_total <= 0 {
+            if self.finished() {
+                100
+            } else {
+                0
+            }
+        } else {
+            (self.rows_done * 100 / self.rows_total).clamp(0, 100)
+        }
+    }
+
+    pub fn undo_lines(&self) -> Vec<String> {
+        self.undo_report
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// A field change as a report shows it (and undo reverses it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub old: String,
+    pub new: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = import_rows)]
+pub struct ImportRow {
+    pub id: i64,
+    pub run_id: i64,
+    pub line: i64,
+    pub external_id: String,
+    pub outcome: String,
+    pub record_id: Option<i64>,
+    pub reason: String,
+    pub changes: String,
+    pub candidates: String,
+    pub row_values: String,
+    pub record_created: bool,
+    pub link_added: bool,
+    pub previous_owner: Option<i64>,
+    pub owner_changed: bool,
+    pub record_updated_at: Option<NaiveDateTime>,
+}
+
+impl ImportRow {
+    pub fn changes(&self) -> Vec<FieldChange> {
+        serde_json::from_str(&self.changes).unwrap_or_default()
+    }
+
+    pub fn candidates(&self) -> Vec<i64> {
+        serde_json::from_str(&self.candidates).unwrap_or_default()
+    }
+
+    pub fn values(&self) -> BTreeMap<String, String> {
+        serde_json::from_str(&self.row_values).unwrap_or_default()
+    }
+
+    /// `phone: 0400 000 002 → 0400 000 012; email: … → …`
+    pub fn changes_text(&self) -> String {
+        self.changes()
+            .iter()
+            .map(|c| format!("{}: {} → {}", c.field, blank(&c.old), blank(&c.new)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn blank(value: &str) -> &str {
+    if value.is_empty() {
+        "(blank)"
+    } else {
+        value
+    }
+}

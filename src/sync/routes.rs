@@ -1,0 +1,3 @@
+//! (pages in progress)
+
+pub fn configure(_cfg: &mut actix_web::web::ServiceConfig) {}
