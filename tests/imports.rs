@@ -1,0 +1,1033 @@
+//! Sources and the import engine: the seed's two worked examples, bad files, dry run, apply
+//! plan, undo, idempotence, disconnect/reconnect, one run per source, proposals, ambiguity.
+//! Runs on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
+
+mod common;
+
+use diesel::prelude::*;
+use syncdesk::fields::model::RecordKind;
+use syncdesk::fields::validate::PhoneCountry;
+use syncdesk::records::model::{Actor, RecordInput};
+use syncdesk::records::service as records;
+use syncdesk::schema::{import_rows, record_history, record_links, records as records_t};
+use syncdesk::sources::model::{MappingInput, Source};
+use syncdesk::sources::service::{self as sources, SourceInput};
+use syncdesk::sync::decide::Rule;
+use syncdesk::sync::engine;
+use syncdesk::sync::jobs::{self, NewRun};
+use syncdesk::sync::model::ImportRow;
+use syncdesk::AppState;
+
+fn au() -> PhoneCountry {
+    PhoneCountry::parse("AU").expect("country")
+}
+
+struct Env {
+    state: AppState,
+    _db: common::TestDb,
+}
+
+impl Env {
+    fn new() -> Self {
+        let db = common::TestDb::new();
+        let state = AppState::open(db.config()).expect("state");
+        Env { state, _db: db }
+    }
+
+    fn conn(&self) -> syncdesk::db::PooledConn {
+        self.state.pool.get().expect("connection")
+    }
+
+    fn source(&self, name: &str, full: bool, maps: &[(&str, &str, Rule)]) -> Source {
+        let mut conn = self.conn();
+        let source = sources::create(
+            &mut conn,
+            &SourceInput {
+                name: name.into(),
+                kind: RecordKind::Contact,
+                id_column: "External Id".into(),
+                full_mode: full,
+            },
+        )
+        .expect("source");
+        let lines: Vec<MappingInput> = maps
+            .iter()
+            .map(|(column, field, rule)| MappingInput {
+                column_name: column.to_string(),
+                field_key: field.to_string(),
+                to_record: *rule,
+                to_source: Rule::Never,
+                blanks_clear: false,
+            })
+            .collect();
+        sources::set_mapping(&mut conn, source.id, &lines).expect("mapping");
+        source
+    }
+
+    fn standard_source(&self) -> Source {
+        self.source(
+            "Contact Sync",
+            true,
+            &[
+                ("Name", "name", Rule::Always),
+                ("Email", "email", Rule::Always),
+                ("Phone", "phone", Rule::Always),
+            ],
+        )
+    }
+
+    fn contact(&self, name: &str, email: &str, phone: &str) -> i64 {
+        let mut conn = self.conn();
+        let input = RecordInput {
+            values: [("name", name), ("email", email), ("phone", phone)]
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            company_id: None,
+        };
+        records::create(
+            &mut conn,
+            RecordKind::Contact,
+            &input,
+            &Actor::system("setup"),
+            au(),
+        )
+        .expect("contact")
+        .id
+    }
+
+    fn own(&self, record_id: i64, source: &Source, external_id: Option<&str>) {
+        let mut conn = self.conn();
+        let record = records::find(&mut conn, record_id)
+            .expect("find")
+            .expect("record");
+        records::set_owner(
+            &mut conn,
+            &record,
+            Some((source.id, &source.name)),
+            &Actor::system("setup"),
+        )
+        .expect("owner");
+        if let Some(ext) = external_id {
+            self.link(record_id, source, ext);
+        }
+    }
+
+    fn link(&self, record_id: i64, source: &Source, external_id: &str) {
+        let mut conn = self.conn();
+        diesel::insert_into(record_links::table)
+            .values((
+                record_links::record_id.eq(record_id),
+                record_links::source_id.eq(source.id),
+                record_links::external_id.eq(external_id),
+                record_links::created_at.eq(syncdesk::db::now()),
+            ))
+            .execute(&mut conn)
+            .expect("link");
+    }
+
+    fn enqueue(
+        &self,
+        source: &Source,
+        csv: &[u8],
+        dry_run: bool,
+        plan_of: Option<i64>,
+    ) -> Result<i64, String> {
+        let data_dir = &self.state.config.data_dir;
+        let sha = jobs::store_file(data_dir, csv, 1024 * 1024).map_err(|e| e.to_string())?;
+        let format = syncdesk::sync::csvfile::detect(csv);
+        let mut conn = self.conn();
+        jobs::enqueue(
+            &mut conn,
+            &NewRun {
+                source,
+                file_name: "test.csv",
+                sha256: &sha,
+                format,
+                dry_run,
+                plan_of,
+                user_id: None,
+                user_label: "test",
+            },
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Imports a file and returns the run id (the run is finished, done or failed).
+    fn import(&self, source: &Source, csv: &str, dry_run: bool) -> i64 {
+        let run = self
+            .enqueue(source, csv.as_bytes(), dry_run, None)
+            .expect("enqueue");
+        jobs::run_queued(&self.state.pool, &self.state.config.data_dir, au()).expect("run");
+        run
+    }
+
+    fn rows(&self, run_id: i64) -> Vec<ImportRow> {
+        let mut conn = self.conn();
+        import_rows::table
+            .filter(import_rows::run_id.eq(run_id))
+            .order((import_rows::line.asc(), import_rows::id.asc()))
+            .select(ImportRow::as_select())
+            .load(&mut conn)
+            .expect("rows")
+    }
+
+    fn run(&self, run_id: i64) -> syncdesk::sync::model::ImportRun {
+        engine::load_run(&mut self.conn(), run_id)
+            .expect("load")
+            .expect("run")
+    }
+
+    /// (owner name or "manual", forced manual, links "Source:id", email, phone, archived)
+    fn state_of(&self, id: i64) -> (String, bool, Vec<String>, String, String, bool) {
+        let mut conn = self.conn();
+        let record = records::find(&mut conn, id).expect("find").expect("record");
+        let owner = match record.owner_source_id {
+            Some(s) => records::source_name(&mut conn, s)
+                .expect("name")
+                .unwrap_or_default(),
+            None => "manual".into(),
+        };
+        let links = records::links_of(&mut conn, id)
+            .expect("links")
+            .into_iter()
+            .map(|l| format!("{}:{}", l.source_name, l.external_id))
+            .collect();
+        (
+            owner,
+            record.forced_manual,
+            links,
+            record.email,
+            record.phone,
+            record.archived,
+        )
+    }
+
+    fn record_count(&self) -> i64 {
+        records_t::table
+            .count()
+            .get_result(&mut self.conn())
+            .expect("count")
+    }
+}
+
+fn outcome_of(rows: &[ImportRow], external_id: &str) -> (String, Option<i64>, String) {
+    let row = rows
+        .iter()
+        .find(|r| r.external_id == external_id)
+        .unwrap_or_else(|| panic!("no row {external_id}"));
+    (row.outcome.clone(), row.record_id, row.reason.clone())
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+/// Seed example 1: first connection with five existing records and five rows.
+#[core::prelude::v1::test]
+fn seed_example_1_first_connection() {
+    let env = Env::new();
+    let bgl = env.source("BGL", false, &[("Name", "name", Rule::Always)]);
+    let sync = env.standard_source();
+    assert_eq!(env.contact("John Smith", "john@smith.com", ""), 1);
+    assert_eq!(env.contact("Mary Smith", "mary@smith.com", ""), 2);
+    assert_eq!(env.contact("Chris Smith", "chris@smith.com", ""), 3);
+    assert_eq!(env.contact("Leila Smith", "leila@smith.com", ""), 4);
+    assert_eq!(env.contact("Harry Smith", "harry_manual@smith.com", ""), 5);
+    env.own(3, &bgl, Some("X3"));
+    env.link(4, &sync, "D");
+    env.link(5, &sync, "E");
+    records::set_forced_manual(&mut env.conn(), 5, true, &Actor::system("setup")).expect("forced");
+
+    let run = env.import(
+        &sync,
+        "External Id,Name,Email,Phone\n\
+         A,John Smith,john@smith.com,\n\
+         B,Mary Smith,mary@smith.com,0400 000 001\n\
+         C,Chris Smith,chris@smith.com,\n\
+         D,Leila Smith,leila.smith@smith.com,0400 000 002\n\
+         E,Harry Smith,harry@smith.com,0400 000 003\n",
+        false,
+    );
+    assert_eq!(env.run(run).status, "done");
+    let rows = env.rows(run);
+    // Outcome of every row, and the record it landed on.
+    let (outcome, record, reason) = outcome_of(&rows, "A");
+    assert_eq!((outcome.as_str(), record), ("converted", Some(1)));
+    assert!(reason.contains("Name, email and phone matched"), "{reason}");
+    let (outcome, record, reason) = outcome_of(&rows, "B");
+    assert_eq!((outcome.as_str(), record), ("created", Some(6)));
+    assert!(reason.contains("no existing record matched"), "{reason}");
+    let (outcome, record, reason) = outcome_of(&rows, "C");
+    assert_eq!((outcome.as_str(), record), ("created", Some(7)));
+    assert!(reason.contains("belongs to source BGL"), "{reason}");
+    let (outcome, record, reason) = outcome_of(&rows, "D");
+    assert_eq!((outcome.as_str(), record), ("updated", Some(4)));
+    assert!(
+        reason.contains("external id D") && reason.contains("Updated: email, phone"),
+        "{reason}"
+    );
+    let (outcome, record, reason) = outcome_of(&rows, "E");
+    assert_eq!(
+        (outcome.as_str(), record),
+        ("linked_forced_manual", Some(5))
+    );
+    assert!(reason.contains("forced manual"), "{reason}");
+
+    // Every record after the import: owner, forced manual, links, values (the seed's table).
+    let sync_name = "Contact Sync";
+    assert_eq!(
+        env.state_of(1),
+        (
+            s(sync_name),
+            false,
+            vec![s("Contact Sync:A")],
+            s("john@smith.com"),
+            s(""),
+            false
+        )
+    );
+    assert_eq!(
+        env.state_of(2),
+        (
+            s("manual"),
+            false,
+            vec![],
+            s("mary@smith.com"),
+            s(""),
+            false
+        )
+    );
+    assert_eq!(
+        env.state_of(3),
+        (
+            s("BGL"),
+            false,
+            vec![s("BGL:X3")],
+            s("chris@smith.com"),
+            s(""),
+            false
+        )
+    );
+    assert_eq!(
+        env.state_of(4),
+        (
+            s(sync_name),
+            false,
+            vec![s("Contact Sync:D")],
+            s("leila.smith@smith.com"),
+            s("+61400000002"),
+            false
+        )
+    );
+    assert_eq!(
+        env.state_of(5),
+        (
+            s(sync_name),
+            true,
+            vec![s("Contact Sync:E")],
+            s("harry_manual@smith.com"),
+            s(""),
+            false
+        )
+    );
+    assert_eq!(
+        env.state_of(6),
+        (
+            s(sync_name),
+            false,
+            vec![s("Contact Sync:B")],
+            s("mary@smith.com"),
+            s("+61400000001"),
+            false
+        )
+    );
+    assert_eq!(
+        env.state_of(7),
+        (
+            s(sync_name),
+            false,
+            vec![s("Contact Sync:C")],
+            s("chris@smith.com"),
+            s(""),
+            false
+        )
+    );
+    assert_eq!(env.record_count(), 7);
+
+    // Re-running the same import changes nothing.
+    let again = env.import(
+        &sync,
+        "External Id,Name,Email,Phone\n\
+         A,John Smith,john@smith.com,\n\
+         B,Mary Smith,mary@smith.com,0400 000 001\n\
+         C,Chris Smith,chris@smith.com,\n\
+         D,Leila Smith,leila.smith@smith.com,0400 000 002\n\
+         E,Harry Smith,harry@smith.com,0400 000 003\n",
+        false,
+    );
+    let outcomes: Vec<String> = env.rows(again).iter().map(|r| r.outcome.clone()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "unchanged",
+            "unchanged",
+            "unchanged",
+            "unchanged",
+            "linked_forced_manual"
+        ]
+    );
+    assert_eq!(env.record_count(), 7);
+}
+
+/// Seed example 2: the ongoing sync.
+#[core::prelude::v1::test]
+fn seed_example_2_ongoing_sync() {
+    let env = Env::new();
+    let sync = env.standard_source();
+    let john = env.contact("John Smith", "john@smith.com", "");
+    let gap1 = env.contact("placeholder", "", "");
+    let gap2 = env.contact("placeholder", "", "");
+    let leila = env.contact("Leila Smith", "leila@smith.com", "0400 000 002");
+    let harry = env.contact("Harry Smith", "harry@smith.com", "");
+    assert_eq!((john, leila, harry), (1, 4, 5));
+    diesel::delete(records_t::table.filter(records_t::id.eq_any([gap1, gap2])))
+        .execute(&mut env.conn())
+        .expect("delete placeholders");
+    env.own(1, &sync, Some("A"));
+    env.own(4, &sync, Some("D"));
+    env.own(5, &sync, Some("E"));
+    records::set_forced_manual(&mut env.conn(), 5, true, &Actor::system("setup")).expect("forced");
+
+    let run = env.import(
+        &sync,
+        "External Id,Name,Email,Phone\n\
+         A,John Smith,john@smith.com,\n\
+         D,Leila Smith,leila.smith@smith.com,0400 000 012\n\
+         E,Harry Smith,harry@smith.com,0400 000 003\n\
+         F,Cleo Smith,cleo@smith.com,\n",
+        false,
+    );
+    let rows = env.rows(run);
+    assert_eq!(outcome_of(&rows, "A").0, "unchanged");
+    assert!(outcome_of(&rows, "A").2.contains("No value changed"));
+    assert_eq!(
+        (outcome_of(&rows, "D").0.as_str(), outcome_of(&rows, "D").1),
+        ("updated", Some(4))
+    );
+    assert!(outcome_of(&rows, "D").2.contains("Updated: email, phone"));
+    assert_eq!(
+        (outcome_of(&rows, "E").0.as_str(), outcome_of(&rows, "E").1),
+        ("linked_forced_manual", Some(5))
+    );
+    assert_eq!(
+        (outcome_of(&rows, "F").0.as_str(), outcome_of(&rows, "F").1),
+        ("created", Some(6))
+    );
+
+    assert_eq!(
+        env.state_of(1),
+        (
+            s("Contact Sync"),
+            false,
+            vec![s("Contact Sync:A")],
+            s("john@smith.com"),
+            s(""),
+            false
+        )
+    );
+    assert_eq!(
+        env.state_of(4),
+        (
+            s("Contact Sync"),
+            false,
+            vec![s("Contact Sync:D")],
+            s("leila.smith@smith.com"),
+            s("+61400000012"),
+            false
+        )
+    );
+    assert_eq!(
+        env.state_of(5),
+        (
+            s("Contact Sync"),
+            true,
+            vec![s("Contact Sync:E")],
+            s("harry@smith.com"),
+            s(""),
+            false
+        )
+    );
+    assert_eq!(
+        env.state_of(6),
+        (
+            s("Contact Sync"),
+            false,
+            vec![s("Contact Sync:F")],
+            s("cleo@smith.com"),
+            s(""),
+            false
+        )
+    );
+    // The history names the run for every value it changed.
+    let mut conn = env.conn();
+    let by_run: i64 = record_history::table
+        .filter(record_history::record_id.eq(4))
+        .filter(record_history::origin.eq("import"))
+        .filter(record_history::origin_id.eq(run))
+        .count()
+        .get_result(&mut conn)
+        .expect("history");
+    assert_eq!(by_run, 2);
+}
+
+#[core::prelude::v1::test]
+fn bad_files_are_explained_and_lose_nothing() {
+    let env = Env::new();
+    let sync = env.standard_source();
+    // Missing id column: the run fails before anything is written.
+    let run = env.import(&sync, "Id,Name\n1,Ann\n", false);
+    let failed = env.run(run);
+    assert_eq!(failed.status, "failed");
+    let error = failed.error.unwrap_or_default();
+    assert!(
+        error.contains("no column 'External Id'")
+            && error.contains("'Id', 'Name'")
+            && error.contains("Nothing was imported"),
+        "{error}"
+    );
+    assert_eq!(env.record_count(), 0);
+
+    // Wrong number of fields, invalid value, duplicate id, empty id: error rows; others apply.
+    let run = env.import(
+        &sync,
+        "External Id,Name,Email,Phone\n\
+         1,Ann,ann@example.org,\n\
+         2,Bob\n\
+         3,Cy,not-an-email,\n\
+         1,Ann again,ann2@example.org,\n\
+         ,Nobody,,\n\
+         4,\"Dee\nSecond line\",dee@example.org,\n",
+        false,
+    );
+    let rows = env.rows(run);
+    let reasons: Vec<(i64, String, String)> = rows
+        .iter()
+        .map(|r| (r.line, r.outcome.clone(), r.reason.clone()))
+        .collect();
+    assert_eq!(reasons[0].1, "created");
+    assert!(
+        reasons[1]
+            .2
+            .contains("Line 3 has 2 fields; the header has 4"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2]
+            .2
+            .contains("Line 4, column 'Email': Email: 'not-an-email' is not a valid email address"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[3].2.contains(
+            "Line 5: the external id 1 already appeared on line 2; only line 2 was applied"
+        ),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[4]
+            .2
+            .contains("Line 6: the id column 'External Id' is empty"),
+        "{reasons:?}"
+    );
+    assert_eq!((reasons[5].0, reasons[5].1.as_str()), (7, "created"));
+    assert_eq!(env.record_count(), 2);
+    let dee = rows[5].record_id.expect("record");
+    assert_eq!(
+        records::find(&mut env.conn(), dee)
+            .expect("find")
+            .expect("dee")
+            .name,
+        "Dee\nSecond line"
+    );
+
+    // Windows-1252, semicolons and a BOM are read as such.
+    let mut latin =
+        b"External Id;Name;Email;Phone\r\n9;Z\xE9lie M\xFCller;zelie@example.org;\r\n".to_vec();
+    env.enqueue(&sync, &latin, false, None).expect("enqueue");
+    jobs::run_queued(&env.state.pool, &env.state.config.data_dir, au()).expect("run");
+    latin.clear();
+    let bom = "\u{feff}External Id,Name,Email,Phone\n10,Åsa,asa@example.org,\n";
+    let run = env.import(&sync, bom, false);
+    assert_eq!(
+        outcome_of(&env.rows(run), "10").0,
+        "created",
+        "the BOM is not part of the first column's name"
+    );
+    let names: Vec<String> = records_t::table
+        .select(records_t::name)
+        .load(&mut env.conn())
+        .expect("names");
+    assert!(
+        names.contains(&s("Zélie Müller")) && names.contains(&s("Åsa")),
+        "{names:?}"
+    );
+
+    // Over the upload limit: refused before a run exists.
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let err = env.enqueue(&sync, &big, false, None).unwrap_err();
+    assert!(err.contains("larger than the 1 MB upload limit"), "{err}");
+}
+
+#[core::prelude::v1::test]
+fn dry_run_writes_nothing_and_its_plan_applies() {
+    let env = Env::new();
+    let sync = env.standard_source();
+    let ann = env.contact("Ann  Lee", "ann@example.org", "");
+    let file = "External Id,Name,Email,Phone\n1,Ann Lee,ann@example.org,\n2,Bob,bob@example.org,\n";
+    let history_before: i64 = record_history::table
+        .count()
+        .get_result(&mut env.conn())
+        .expect("count");
+    let dry = env.import(&sync, file, true);
+    let rows = env.rows(dry);
+    assert_eq!(
+        rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(),
+        ["converted", "created"]
+    );
+    assert_eq!(rows[0].changes_text(), "name: Ann  Lee → Ann Lee");
+    // Nothing written: no record, no link, no owner, no value, no history.
+    assert_eq!(env.record_count(), 1);
+    assert_eq!(
+        env.state_of(ann),
+        (
+            s("manual"),
+            false,
+            vec![],
+            s("ann@example.org"),
+            s(""),
+            false
+        )
+    );
+    assert_eq!(
+        records::find(&mut env.conn(), ann)
+            .expect("find")
+            .expect("ann")
+            .name,
+        "Ann  Lee"
+    );
+    let history_after: i64 = record_history::table
+        .count()
+        .get_result(&mut env.conn())
+        .expect("count");
+    assert_eq!(history_before, history_after);
+
+    // Someone edits Ann before the plan is applied: the apply reports it.
+    diesel::update(records_t::table.find(ann))
+        .set(records_t::updated_at.eq(syncdesk::db::now() + chrono::Duration::minutes(5)))
+        .execute(&mut env.conn())
+        .expect("touch");
+    let run = env
+        .enqueue(&sync, file.as_bytes(), false, Some(dry))
+        .expect("enqueue");
+    jobs::run_queued(&env.state.pool, &env.state.config.data_dir, au()).expect("run");
+    let applied = env.rows(run);
+    assert_eq!(
+        applied
+            .iter()
+            .map(|r| r.outcome.as_str())
+            .collect::<Vec<_>>(),
+        ["converted", "created"]
+    );
+    assert!(
+        applied[0].reason.contains("changed since the dry run"),
+        "{}",
+        applied[0].reason
+    );
+    assert!(!applied[1].reason.contains("changed since"));
+    assert_eq!(
+        records::find(&mut env.conn(), ann)
+            .expect("find")
+            .expect("ann")
+            .name,
+        "Ann Lee"
+    );
+    assert_eq!(env.record_count(), 2);
+}
+
+#[core::prelude::v1::test]
+fn undo_restores_values_and_reports_later_edits() {
+    let env = Env::new();
+    let sync = env.standard_source();
+    let ann = env.contact("Ann", "ann@example.org", "");
+    let leila = env.contact("Leila", "leila@example.org", "0400 000 002");
+    env.own(leila, &sync, Some("L"));
+    let run = env.import(
+        &sync,
+        "External Id,Name,Email,Phone\nA,Ann,ann@example.org,\nL,Leila,leila@new.example,0400 000 012\nN,New Person,new@example.org,\n",
+        false,
+    );
+    let rows = env.rows(run);
+    assert_eq!(
+        rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(),
+        ["converted", "updated", "created"]
+    );
+    let new_id = rows[2].record_id.expect("created");
+    // A person edits Leila's email after the import (as a review decision would).
+    let mut conn = env.conn();
+    let record = records::find(&mut conn, leila)
+        .expect("find")
+        .expect("leila");
+    let defs =
+        syncdesk::fields::service::list(&mut conn, RecordKind::Contact, false).expect("defs");
+    let email = defs.into_iter().find(|d| d.key == "email").expect("email");
+    records::write_values(
+        &mut conn,
+        &record,
+        &[(email, "leila@person.example".into())],
+        &Actor::system("a person"),
+    )
+    .expect("edit");
+    drop(conn);
+
+    let report = engine::undo(&mut env.conn(), run, &Actor::system("tester")).expect("undo");
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert!(
+        report[0].contains("email: left as 'leila@person.example'")
+            && report[0].contains("edited after the import"),
+        "{report:?}"
+    );
+    // Leila: phone restored, the later email edit kept, still owned (she was before).
+    assert_eq!(
+        env.state_of(leila),
+        (
+            s("Contact Sync"),
+            false,
+            vec![s("Contact Sync:L")],
+            s("leila@person.example"),
+            s("+61400000002"),
+            false
+        )
+    );
+    // Ann: converted back to manual, link removed.
+    assert_eq!(
+        env.state_of(ann),
+        (
+            s("manual"),
+            false,
+            vec![],
+            s("ann@example.org"),
+            s(""),
+            false
+        )
+    );
+    // The created record: archived, unlinked, manual.
+    assert_eq!(
+        env.state_of(new_id),
+        (
+            s("manual"),
+            false,
+            vec![],
+            s("new@example.org"),
+            s(""),
+            true
+        )
+    );
+    let undo_rows: i64 = record_history::table
+        .filter(record_history::origin.eq("undo"))
+        .count()
+        .get_result(&mut env.conn())
+        .expect("count");
+    assert!(undo_rows >= 4, "history rows for the undo: {undo_rows}");
+    let err = engine::undo(&mut env.conn(), run, &Actor::system("tester")).unwrap_err();
+    assert!(err.to_string().contains("already been undone"));
+}
+
+#[core::prelude::v1::test]
+fn disconnect_then_reconnect_through_links() {
+    let env = Env::new();
+    let sync = env.standard_source();
+    let file = "External Id,Name,Email,Phone\nA,Ann,ann@example.org,\nB,Bob,bob@example.org,\n";
+    env.import(&sync, file, false);
+    let count =
+        sources::disconnect(&mut env.conn(), sync.id, &Actor::system("admin")).expect("disconnect");
+    assert_eq!(count, 2);
+    assert_eq!(
+        env.state_of(1),
+        (
+            s("manual"),
+            false,
+            vec![s("Contact Sync:A")],
+            s("ann@example.org"),
+            s(""),
+            false
+        )
+    );
+    let source = sources::find(&mut env.conn(), sync.id)
+        .expect("find")
+        .expect("source");
+    assert_eq!(source.status, "disconnected");
+    // Reconnecting is the next import: links convert the records back.
+    let run = env.import(&source, file, false);
+    let rows = env.rows(run);
+    assert!(
+        rows.iter()
+            .all(|r| r.outcome == "unchanged" && r.reason.contains("now belongs to Contact Sync")),
+        "{:?}",
+        rows.iter().map(|r| &r.reason).collect::<Vec<_>>()
+    );
+    assert_eq!(env.state_of(1).0, "Contact Sync");
+    assert_eq!(
+        sources::find(&mut env.conn(), sync.id)
+            .expect("find")
+            .expect("source")
+            .status,
+        "connected"
+    );
+    assert_eq!(env.record_count(), 2);
+}
+
+#[core::prelude::v1::test]
+fn one_running_import_per_source() {
+    let env = Env::new();
+    let sync = env.standard_source();
+    let other = env.source("Other", false, &[("Name", "name", Rule::Always)]);
+    let file = b"External Id,Name,Email,Phone\nA,Ann,,\n";
+    env.enqueue(&sync, file, false, None).expect("first");
+    let err = env.enqueue(&sync, file, false, None).unwrap_err();
+    assert!(
+        err.contains("An import is already running for source Contact Sync"),
+        "{err}"
+    );
+    // Another source is not blocked.
+    env.enqueue(&other, file, false, None)
+        .expect("other source");
+    // Many at once: exactly one is accepted.
+    jobs::run_queued(&env.state.pool, &env.state.config.data_dir, au()).expect("run");
+    let accepted: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| env.enqueue(&sync, file, false, None).is_ok()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(accepted.iter().filter(|ok| **ok).count(), 1, "{accepted:?}");
+}
+
+#[core::prelude::v1::test]
+fn full_mode_flags_missing_records_and_delta_does_not() {
+    let env = Env::new();
+    let full = env.standard_source();
+    env.import(
+        &full,
+        "External Id,Name,Email,Phone\nA,Ann,,\nB,Bob,,\n",
+        false,
+    );
+    let run = env.import(&full, "External Id,Name,Email,Phone\nA,Ann,,\n", false);
+    let rows = env.rows(run);
+    let missing = rows
+        .iter()
+        .find(|r| r.outcome == "missing_from_source")
+        .expect("missing row");
+    assert_eq!(missing.external_id, "B");
+    assert!(missing.reason.contains("nothing is deleted"));
+    let bob = missing.record_id.expect("record");
+    assert!(
+        records::find(&mut env.conn(), bob)
+            .expect("find")
+            .expect("bob")
+            .missing_from_source
+    );
+    // Back in the next file: the flag goes.
+    env.import(
+        &full,
+        "External Id,Name,Email,Phone\nA,Ann,,\nB,Bob,,\n",
+        false,
+    );
+    assert!(
+        !records::find(&mut env.conn(), bob)
+            .expect("find")
+            .expect("bob")
+            .missing_from_source
+    );
+
+    let delta = env.source("Delta", false, &[("Name", "name", Rule::Always)]);
+    env.import(&delta, "External Id,Name\nX,Xena\nY,Yann\n", false);
+    let run = env.import(&delta, "External Id,Name\nX,Xena\n", false);
+    assert!(env
+        .rows(run)
+        .iter()
+        .all(|r| r.outcome != "missing_from_source"));
+}
+
+#[core::prelude::v1::test]
+fn rules_review_makes_proposals_and_custom_columns_map_to_custom_fields() {
+    let env = Env::new();
+    syncdesk::fields::service::create(
+        &mut env.conn(),
+        RecordKind::Contact,
+        &syncdesk::fields::service::NewField {
+            key: "tag1".into(),
+            label: "Tag 1".into(),
+            field_type: "text".into(),
+            options: String::new(),
+        },
+    )
+    .expect("field");
+    let src = env.source(
+        "Books",
+        false,
+        &[
+            ("Name", "name", Rule::Always),
+            ("Phone", "phone", Rule::Review),
+            ("Email", "email", Rule::FillBlanks),
+            ("tag1", "tag1", Rule::Always),
+        ],
+    );
+    env.import(
+        &src,
+        "External Id,Name,Email,Phone,tag1\nA,Ann,ann@example.org,0400 000 001,vip\n",
+        false,
+    );
+    let run = env.import(
+        &src,
+        "External Id,Name,Email,Phone,tag1\nA,Ann,other@example.org,0400 000 009,gold\n",
+        false,
+    );
+    let row = &env.rows(run)[0];
+    assert_eq!(row.outcome, "updated");
+    assert!(
+        row.reason.contains("Updated: tag1") && row.reason.contains("Proposed for review: phone"),
+        "{}",
+        row.reason
+    );
+    let id = row.record_id.expect("record");
+    let pending = syncdesk::review::service::pending_for(&mut env.conn(), id).expect("proposals");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (
+            pending[0].field_key.as_str(),
+            pending[0].current_value.as_str(),
+            pending[0].proposed_value.as_str()
+        ),
+        ("phone", "+61400000001", "+61400000009")
+    );
+    assert_eq!(pending[0].origin_id, Some(run));
+    // fill_blanks kept the email; always wrote the custom field.
+    assert_eq!(env.state_of(id).3, "ann@example.org");
+    let defs =
+        syncdesk::fields::service::list(&mut env.conn(), RecordKind::Contact, false).expect("defs");
+    let record = records::find(&mut env.conn(), id)
+        .expect("find")
+        .expect("record");
+    assert_eq!(
+        records::values(&mut env.conn(), &record, &defs).expect("values")["tag1"],
+        "gold"
+    );
+    // A newer proposal replaces the older one.
+    let run = env.import(
+        &src,
+        "External Id,Name,Email,Phone,tag1\nA,Ann,,0400 000 008,gold\n",
+        false,
+    );
+    assert_eq!(env.rows(run)[0].outcome, "unchanged");
+    let pending = syncdesk::review::service::pending_for(&mut env.conn(), id).expect("proposals");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].proposed_value, "+61400000008");
+}
+
+#[core::prelude::v1::test]
+fn ambiguous_rows_wait_for_a_person() {
+    let env = Env::new();
+    let sync = env.standard_source();
+    let first = env.contact("Sam Lee", "sam@example.org", "");
+    let second = env.contact("Sam  LEE ", "SAM@example.org", "");
+    let run = env.import(
+        &sync,
+        "External Id,Name,Email,Phone\nS1,sam lee,sam@example.org,\nS2,Sam Lee,sam@example.org,\n",
+        false,
+    );
+    let rows = env.rows(run);
+    assert_eq!(rows[0].outcome, "ambiguous");
+    assert_eq!(rows[0].candidates(), vec![first, second]);
+    assert!(
+        rows[0].reason.contains("2 manual records")
+            && rows[0].reason.contains(&format!("#{first}, #{second}"))
+    );
+    assert_eq!(env.record_count(), 2, "nothing applied");
+
+    let message = engine::resolve_ambiguous(
+        &mut env.conn(),
+        rows[0].id,
+        Some(second),
+        &Actor::system("Ada"),
+        au(),
+    )
+    .expect("link");
+    assert!(message.contains(&format!("linked to record #{second}")));
+    assert_eq!(env.state_of(second).0, "Contact Sync");
+    assert_eq!(env.state_of(second).2, vec![s("Contact Sync:S1")]);
+    let err = engine::resolve_ambiguous(
+        &mut env.conn(),
+        rows[0].id,
+        Some(first),
+        &Actor::system("Ada"),
+        au(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not ambiguous"));
+    // The other row: a new record instead.
+    let message = engine::resolve_ambiguous(
+        &mut env.conn(),
+        rows[1].id,
+        None,
+        &Actor::system("Ada"),
+        au(),
+    )
+    .expect("create");
+    assert!(message.contains("new record"));
+    assert_eq!(env.record_count(), 3);
+    let counts = env.run(run).counts();
+    assert_eq!(
+        (
+            counts.get("converted"),
+            counts.get("created"),
+            counts.get("ambiguous")
+        ),
+        (Some(&1), Some(&1), None)
+    );
+}
+
+#[core::prelude::v1::test]
+fn the_report_downloads_as_csv() {
+    let env = Env::new();
+    let sync = env.standard_source();
+    let run = env.import(
+        &sync,
+        "External Id,Name,Email,Phone\n=1,=Evil,,\n2,Bob,bob@example.org,\n",
+        false,
+    );
+    let mut out = Vec::new();
+    engine::report_csv(&mut env.conn(), run, &mut out).expect("report");
+    let text = String::from_utf8(out).expect("utf-8");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(
+        reader.headers().expect("header").iter().collect::<Vec<_>>(),
+        [
+            "line",
+            "external_id",
+            "outcome",
+            "record_id",
+            "reason",
+            "changes"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    assert_eq!(&rows[0][1], "'=1");
+    assert_eq!(&rows[0][2], "created");
+    assert!(rows[0][5].contains("name: (blank) → =Evil"));
+    assert_eq!(&rows[1][0], "3");
+}
