@@ -9,6 +9,7 @@ use crate::fields::validate::PhoneCountry;
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_MAX_UPLOAD_MB: u64 = 10;
+pub const DEFAULT_MAX_IMPORT_MB: u64 = 200;
 const SESSION_KEY_FILE: &str = "session.key";
 /// actix-session signs and encrypts cookies with a 64-byte key.
 const SESSION_KEY_BYTES: usize = 64;
@@ -33,8 +34,10 @@ pub struct Config {
     pub secure_cookies: bool,
     /// Country assumed for phone numbers without an international prefix.
     pub default_country: PhoneCountry,
-    /// Largest accepted upload, in bytes.
+    /// Largest accepted document upload, in bytes.
     pub max_upload_bytes: usize,
+    /// Largest accepted import file uploaded in the console, in bytes.
+    pub max_import_bytes: usize,
 }
 
 /// Keys of the optional config file; each one has the environment variable named in `load`.
@@ -48,6 +51,7 @@ struct FileConfig {
     secure_cookies: Option<bool>,
     default_country: Option<String>,
     max_upload_mb: Option<u64>,
+    max_import_mb: Option<u64>,
 }
 
 impl Config {
@@ -96,18 +100,27 @@ impl Config {
             })?,
             None => PhoneCountry::default(),
         };
-        let max_upload_mb = match env("SYNCDESK_MAX_UPLOAD_MB") {
+        let megabytes = |name: &'static str, default: u64| match env(name) {
             Some(v) => v
                 .trim()
                 .parse::<u64>()
                 .ok()
                 .filter(|n| *n > 0)
+                .map(to_bytes)
                 .ok_or_else(|| ConfigError::Invalid {
-                    name: "SYNCDESK_MAX_UPLOAD_MB",
+                    name,
                     message: format!("'{v}' is not a positive whole number of megabytes"),
-                })?,
-            None => from_file.max_upload_mb.unwrap_or(DEFAULT_MAX_UPLOAD_MB),
+                }),
+            None => Ok(to_bytes(default)),
         };
+        let max_upload_bytes = megabytes(
+            "SYNCDESK_MAX_UPLOAD_MB",
+            from_file.max_upload_mb.unwrap_or(DEFAULT_MAX_UPLOAD_MB),
+        )?;
+        let max_import_bytes = megabytes(
+            "SYNCDESK_MAX_IMPORT_MB",
+            from_file.max_import_mb.unwrap_or(DEFAULT_MAX_IMPORT_MB),
+        )?;
         Ok(Self {
             bind,
             database_url,
@@ -115,8 +128,8 @@ impl Config {
             session_key,
             secure_cookies,
             default_country,
-            max_upload_bytes: usize::try_from(max_upload_mb.saturating_mul(1024 * 1024))
-                .unwrap_or(usize::MAX),
+            max_upload_bytes,
+            max_import_bytes,
         })
     }
 
@@ -151,6 +164,10 @@ impl Config {
             Err(e) => Err(data_dir_error(e)),
         }
     }
+}
+
+fn to_bytes(megabytes: u64) -> usize {
+    usize::try_from(megabytes.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -284,6 +301,7 @@ mod tests {
             secure_cookies: false,
             default_country: PhoneCountry::default(),
             max_upload_bytes: 1024,
+            max_import_bytes: 1024,
         };
         let first = config.session_key_bytes().unwrap();
         let second = config.session_key_bytes().unwrap();

@@ -344,3 +344,94 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }
+
+/// Reads the `file` part of a multipart upload into memory, refusing it as soon as it passes
+/// `max_bytes` (documents).
+pub async fn read_upload(
+    payload: actix_multipart::Multipart,
+    max_bytes: usize,
+) -> Result<(String, Vec<u8>), AppError> {
+    let mut bytes = Vec::new();
+    let filename = each_upload_chunk(payload, max_bytes, |chunk| {
+        bytes.extend_from_slice(&chunk);
+        async { Ok(()) }
+    })
+    .await?;
+    Ok((filename, bytes))
+}
+
+/// Streams the `file` part of a multipart upload to a temporary file (imports: memory does not
+/// grow with the file). Writes happen on the blocking pool.
+pub async fn upload_to_temp_file(
+    payload: actix_multipart::Multipart,
+    max_bytes: usize,
+) -> Result<(String, tempfile::NamedTempFile), AppError> {
+    use std::io::Write;
+    let file = web::block(tempfile::NamedTempFile::new)
+        .await?
+        .map_err(AppError::internal)?;
+    let cell = std::rc::Rc::new(std::cell::RefCell::new(Some(file)));
+    let filename = each_upload_chunk(payload, max_bytes, |chunk| {
+        let cell = cell.clone();
+        async move {
+            let mut file = cell
+                .borrow_mut()
+                .take()
+                .ok_or_else(|| AppError::internal("upload file lost"))?;
+            let file = web::block(move || file.write_all(&chunk).map(|_| file))
+                .await?
+                .map_err(AppError::internal)?;
+            *cell.borrow_mut() = Some(file);
+            Ok(())
+        }
+    })
+    .await?;
+    let file = cell
+        .borrow_mut()
+        .take()
+        .ok_or_else(|| AppError::internal("upload file lost"))?;
+    Ok((filename, file))
+}
+
+async fn each_upload_chunk<F, Fut>(
+    mut payload: actix_multipart::Multipart,
+    max_bytes: usize,
+    mut on_chunk: F,
+) -> Result<String, AppError>
+where
+    F: FnMut(web::Bytes) -> Fut,
+    Fut: std::future::Future<Output = Result<(), AppError>>,
+{
+    use futures_util::StreamExt;
+    let unreadable = |e: actix_multipart::MultipartError| {
+        AppError::BadRequest(format!("The upload could not be read: {e}"))
+    };
+    while let Some(field) = payload.next().await {
+        let mut field = field.map_err(unreadable)?;
+        if field.name() != Some("file") {
+            continue;
+        }
+        let filename = field
+            .content_disposition()
+            .and_then(|d| d.get_filename())
+            .unwrap_or("upload")
+            .to_string();
+        let mut total = 0usize;
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(unreadable)?;
+            total += chunk.len();
+            if total > max_bytes {
+                return Err(AppError::PayloadTooLarge(format!(
+                    "'{filename}' is larger than the {} MB limit.",
+                    max_bytes / (1024 * 1024)
+                )));
+            }
+            on_chunk(chunk).await?;
+        }
+        if total == 0 {
+            return Err(AppError::BadRequest(format!("'{filename}' is empty.")));
+        }
+        return Ok(filename);
+    }
+    Err(AppError::BadRequest("Choose a file to upload.".into()))
+}

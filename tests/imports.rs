@@ -1031,3 +1031,265 @@ fn the_report_downloads_as_csv() {
     assert!(rows[0][5].contains("name: (blank) → =Evil"));
     assert_eq!(&rows[1][0], "3");
 }
+
+/// The console flow: an admin sets up a source, an editor uploads, previews, dry-runs, applies
+/// the plan, reads the report and undoes it; viewers only read.
+#[actix_web::test]
+async fn console_flow_from_source_to_undo() {
+    use syncdesk::auth::model::Role;
+    let mut admin = common::spawn().await;
+    admin.signed_in_as("admin@example.org", Role::Admin).await;
+    admin
+        .get("/sources")
+        .await
+        .assert_status(200)
+        .assert_contains("No sources yet");
+    admin
+        .post(
+            "/sources",
+            &[
+                ("name", "Practice"),
+                ("kind", "contact"),
+                ("id_column", "External Id"),
+                ("mode", "full"),
+            ],
+        )
+        .await;
+    let source_id: i64 = syncdesk::schema::sources::table
+        .select(syncdesk::schema::sources::id)
+        .first(&mut admin.state.pool.get().expect("conn"))
+        .expect("source");
+    let page = admin.get(&format!("/sources/{source_id}")).await;
+    page.assert_status(200)
+        .assert_contains("Source Practice created");
+    // Propose a mapping from a sample header, then save it as corrected.
+    let sample = b"External Id;Name;E-mail;Phone;Notes\n1;Ann;ann@example.org;;x\n";
+    let proposal = admin
+        .upload(
+            &format!("/sources/{source_id}/propose"),
+            "sample.csv",
+            sample,
+            true,
+        )
+        .await;
+    proposal
+        .assert_status(200)
+        .assert_contains("3 of 5 columns matched")
+        .assert_contains("value=\"E-mail\"");
+    admin
+        .post(
+            &format!("/sources/{source_id}/mapping"),
+            &[
+                ("m0.column", "Name"),
+                ("m0.field", "name"),
+                ("m0.to_record", "always"),
+                ("m0.to_source", "never"),
+                ("m1.column", "Phone"),
+                ("m1.field", "phone"),
+                ("m1.to_record", "always"),
+                ("m1.to_source", "never"),
+                ("m2.column", "E-mail"),
+                ("m2.field", "email"),
+                ("m2.to_record", "review"),
+                ("m2.to_source", "always"),
+                ("m3.column", "Notes"),
+                ("m3.field", ""),
+                ("m3.to_record", "always"),
+                ("m3.to_source", "never"),
+            ],
+        )
+        .await
+        .assert_redirect(&format!("/sources/{source_id}"));
+    admin
+        .get(&format!("/sources/{source_id}"))
+        .await
+        .assert_contains("Mapping saved: 3 column(s).");
+    admin
+        .post(
+            &format!("/sources/{source_id}/mapping"),
+            &[
+                ("m0.column", "Name"),
+                ("m0.field", "nope"),
+                ("m0.to_record", "always"),
+                ("m0.to_source", "never"),
+            ],
+        )
+        .await
+        .assert_status(422)
+        .assert_contains("there is no active contact field &#39;nope&#39;");
+
+    let mut viewer = admin.fork();
+    viewer
+        .signed_in_as("viewer@example.org", Role::Viewer)
+        .await;
+    viewer
+        .get("/sources")
+        .await
+        .assert_status(200)
+        .assert_contains("Practice");
+    viewer
+        .get(&format!("/sources/{source_id}"))
+        .await
+        .assert_status(200);
+    viewer.get("/sources/new").await.assert_status(403);
+    viewer
+        .upload(
+            &format!("/sources/{source_id}/imports"),
+            "a.csv",
+            b"External Id\n1\n",
+            true,
+        )
+        .await
+        .assert_status(403);
+
+    let mut editor = admin.fork();
+    editor
+        .signed_in_as("editor@example.org", Role::Editor)
+        .await;
+    editor
+        .post(
+            "/sources",
+            &[("name", "X"), ("kind", "contact"), ("id_column", "Id")],
+        )
+        .await
+        .assert_status(403);
+    editor
+        .post(&format!("/sources/{source_id}/disconnect"), &[])
+        .await
+        .assert_status(403);
+    editor.get(&format!("/sources/{source_id}")).await;
+    // A file without the id column: the preview says so and nothing can start.
+    let res = editor
+        .upload(
+            &format!("/sources/{source_id}/imports"),
+            "bad.csv",
+            b"Id;Name\n1;Ann\n",
+            true,
+        )
+        .await;
+    let preview_url = res.location().expect("preview").to_string();
+    editor
+        .get(&preview_url)
+        .await
+        .assert_contains("has no 'External Id' column");
+    let sha = preview_url
+        .split('/')
+        .nth(4)
+        .and_then(|s| s.split('?').next())
+        .expect("sha")
+        .to_string();
+    editor
+        .post(
+            &format!("/sources/{source_id}/imports/{sha}/run"),
+            &[
+                ("encoding", "utf-8"),
+                ("delimiter", "semicolon"),
+                ("action", "apply"),
+            ],
+        )
+        .await
+        .assert_status(400)
+        .assert_contains("Nothing was imported");
+
+    // A good file: preview with the detected format, dry run, plan, report, undo.
+    let file = "External Id;Name;E-mail;Phone\n1;Ann;ann@example.org;\n2;Bob;bob@example.org;+61 400 000 001\n".as_bytes();
+    let res = editor
+        .upload(
+            &format!("/sources/{source_id}/imports"),
+            "people.csv",
+            file,
+            true,
+        )
+        .await;
+    let preview_url = res.location().expect("preview").to_string();
+    let preview = editor.get(&preview_url).await;
+    preview
+        .assert_status(200)
+        .assert_contains("Read as <strong>UTF-8</strong>, separated by <strong>semicolon (;)</strong> (detected)")
+        .assert_contains("→ email (review)")
+        .assert_contains("<td>bob@example.org</td>");
+    let sha = preview_url
+        .split('/')
+        .nth(4)
+        .and_then(|s| s.split('?').next())
+        .expect("sha")
+        .to_string();
+    let start = format!("/sources/{source_id}/imports/{sha}/run");
+    let queued = editor
+        .post(
+            &start,
+            &[
+                ("file_name", "people.csv"),
+                ("encoding", "utf-8"),
+                ("delimiter", "semicolon"),
+                ("action", "dry_run"),
+            ],
+        )
+        .await;
+    let run_url = queued.location().expect("run page").to_string();
+    // Still queued: a second import of the same source is refused with a clear message.
+    editor
+        .post(
+            &start,
+            &[
+                ("file_name", "people.csv"),
+                ("encoding", "utf-8"),
+                ("delimiter", "semicolon"),
+                ("action", "apply"),
+            ],
+        )
+        .await
+        .assert_status(400)
+        .assert_contains("An import is already running for source Practice");
+    editor
+        .get(&run_url)
+        .await
+        .assert_contains("Status: <strong>queued</strong>")
+        .assert_contains("hx-trigger=\"every 1s\"");
+    jobs::run_queued(&editor.state.pool, &editor.state.config.data_dir, au()).expect("run");
+    let run_page = editor.get(&run_url).await;
+    run_page
+        .assert_contains("Status: <strong>done</strong>")
+        .assert_contains("created: 2")
+        .assert_contains("nothing was written")
+        .assert_contains("Apply this plan");
+    assert!(
+        !run_page.body.contains("every 1s"),
+        "no polling once finished"
+    );
+    let progress = editor
+        .htmx(actix_web::http::Method::GET, &format!("{run_url}/progress"))
+        .await;
+    assert_eq!(progress.header("HX-Refresh"), Some("true"));
+    let dry_id: i64 = run_url.trim_start_matches("/runs/").parse().expect("id");
+    let applied = editor.post(&format!("/runs/{dry_id}/apply"), &[]).await;
+    let applied_url = applied.location().expect("applied run").to_string();
+    jobs::run_queued(&editor.state.pool, &editor.state.config.data_dir, au()).expect("run");
+    let report_page = editor.get(&format!("{applied_url}?outcome=created")).await;
+    report_page
+        .assert_contains("data-outcome=\"created\"")
+        .assert_contains("Undo this run");
+    let csv = editor.get(&format!("{applied_url}/report.csv")).await;
+    csv.assert_status(200)
+        .assert_contains("line,external_id,outcome,record_id,reason,changes");
+    assert_eq!(csv.body.lines().count(), 3);
+    editor
+        .get("/contacts")
+        .await
+        .assert_contains(">Bob<")
+        .assert_contains("Practice");
+    viewer
+        .post(&format!("{applied_url}/undo"), &[])
+        .await
+        .assert_status(403);
+    editor.post(&format!("{applied_url}/undo"), &[]).await;
+    editor
+        .get(&applied_url)
+        .await
+        .assert_contains("Run undone")
+        .assert_contains("<strong>undone</strong>");
+    assert!(
+        !editor.get("/contacts").await.body.contains(">Bob<"),
+        "created records are archived"
+    );
+}

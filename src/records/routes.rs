@@ -8,7 +8,6 @@ use actix_web::http::header::{self, ContentDisposition, DispositionParam, Dispos
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
-use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::documents::{self, DocumentError};
@@ -541,6 +540,7 @@ struct RecordPage {
     owner: Option<String>,
     links: Vec<LinkView>,
     history: Vec<HistoryEntry>,
+    proposals: Vec<crate::review::service::Proposal>,
     can_edit: bool,
     max_upload_mb: usize,
     accepted: String,
@@ -554,6 +554,7 @@ struct RecordData {
     owner: Option<String>,
     links: Vec<LinkView>,
     history: Vec<HistoryEntry>,
+    proposals: Vec<crate::review::service::Proposal>,
 }
 
 fn load_record(conn: &mut crate::db::DbConn, id: i64) -> Result<RecordData, AppError> {
@@ -591,7 +592,9 @@ fn load_record(conn: &mut crate::db::DbConn, id: i64) -> Result<RecordData, AppE
     };
     let links = service::links_of(conn, id)?;
     let history = service::history_of(conn, id, 200)?;
+    let proposals = crate::review::service::pending_for(conn, id)?;
     Ok(RecordData {
+        proposals,
         record,
         fields: views,
         company,
@@ -622,6 +625,7 @@ async fn record_page(
             owner: data.owner,
             links: data.links,
             history: data.history,
+            proposals: data.proposals,
             can_edit: me.user.can(Role::Editor),
             max_upload_mb: state.config.max_upload_bytes / (1024 * 1024),
             accepted: documents::accepted_extensions(),
@@ -968,39 +972,6 @@ async fn set_flag(
 
 // ---- documents -------------------------------------------------------------------------
 
-/// Reads the `file` part of a multipart upload, refusing it as soon as it passes the limit.
-async fn read_upload(
-    mut payload: Multipart,
-    max_bytes: usize,
-) -> Result<(String, Vec<u8>), AppError> {
-    while let Some(field) = payload.next().await {
-        let mut field = field
-            .map_err(|e| AppError::BadRequest(format!("The upload could not be read: {e}")))?;
-        if field.name() != Some("file") {
-            continue;
-        }
-        let filename = field
-            .content_disposition()
-            .and_then(|d| d.get_filename())
-            .unwrap_or("document")
-            .to_string();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = field.next().await {
-            let chunk = chunk
-                .map_err(|e| AppError::BadRequest(format!("The upload could not be read: {e}")))?;
-            if bytes.len() + chunk.len() > max_bytes {
-                return Err(AppError::PayloadTooLarge(format!(
-                    "'{filename}' is larger than the {} MB limit.",
-                    max_bytes / (1024 * 1024)
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        return Ok((filename, bytes));
-    }
-    Err(AppError::BadRequest("Choose a file to upload.".into()))
-}
-
 #[post("/records/{id}/documents/{key}")]
 async fn upload_document(
     state: web::Data<AppState>,
@@ -1011,7 +982,7 @@ async fn upload_document(
 ) -> Result<HttpResponse, AppError> {
     let (id, key) = path.into_inner();
     let max = state.config.max_upload_bytes;
-    let (filename, bytes) = read_upload(payload, max).await?;
+    let (filename, bytes) = crate::web::read_upload(payload, max).await?;
     let data_dir = state.config.data_dir.clone();
     let country = state.config.default_country;
     let user = me.user.clone();

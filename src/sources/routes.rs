@@ -1,3 +1,703 @@
-//! (pages in progress)
+//! Sources pages: list, create and edit (admins), field mapping with a proposal from a sample
+//! file, disconnect/reconnect, and the import upload with its preview (editors and admins).
 
-pub fn configure(_cfg: &mut actix_web::web::ServiceConfig) {}
+use std::collections::BTreeMap;
+
+use actix_multipart::Multipart;
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::model::{Mapping, MappingInput, Source};
+use super::service::{self, SourceError, SourceInput};
+use crate::auth::extract::{AdminUser, EditorUser, SignedIn};
+use crate::auth::model::Role;
+use crate::error::AppError;
+use crate::fields::model::{FieldDef, RecordKind};
+use crate::fields::service as fields;
+use crate::records::model::Actor;
+use crate::sync::csvfile::{self, FileFormat, TextEncoding};
+use crate::sync::decide::Rule;
+use crate::sync::engine;
+use crate::sync::jobs::{self, NewRun};
+use crate::sync::model::ImportRun;
+use crate::web::{flash, render, see_other, upload_to_temp_file, Ctx};
+use crate::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_page)
+        .service(new_page)
+        .service(create)
+        .service(show)
+        .service(update)
+        .service(save_mapping)
+        .service(propose)
+        .service(disconnect)
+        .service(reconnect)
+        .service(upload_import)
+        .service(preview)
+        .service(start_run);
+}
+
+impl From<SourceError> for AppError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Db(db) => db.into(),
+            SourceError::NotFound => AppError::not_found("That source"),
+            SourceError::NameTaken(_) => AppError::Conflict(e.to_string()),
+            SourceError::Invalid(_) => AppError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl From<engine::ImportError> for AppError {
+    fn from(e: engine::ImportError) -> Self {
+        match e {
+            engine::ImportError::Db(db) => db.into(),
+            other => AppError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sources/list.html")]
+struct ListPage {
+    ctx: Ctx,
+    sources: Vec<Source>,
+    is_admin: bool,
+}
+
+#[get("/sources")]
+async fn list_page(state: web::Data<AppState>, me: SignedIn) -> Result<HttpResponse, AppError> {
+    let sources = state.db(service::list).await?;
+    render(
+        StatusCode::OK,
+        &ListPage {
+            is_admin: me.user.can(Role::Admin),
+            ctx: me.ctx,
+            sources,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "sources/new.html")]
+struct NewPage {
+    ctx: Ctx,
+    form: SourceForm,
+    error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct SourceForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    id_column: String,
+    #[serde(default)]
+    mode: String,
+}
+
+impl SourceForm {
+    fn input(&self) -> Result<SourceInput, AppError> {
+        Ok(SourceInput {
+            name: self.name.clone(),
+            kind: RecordKind::parse(&self.kind)
+                .ok_or_else(|| AppError::BadRequest("Choose contacts or companies.".into()))?,
+            id_column: self.id_column.clone(),
+            full_mode: self.mode != "delta",
+        })
+    }
+}
+
+#[get("/sources/new")]
+async fn new_page(admin: AdminUser) -> Result<HttpResponse, AppError> {
+    render(
+        StatusCode::OK,
+        &NewPage {
+            ctx: admin.ctx,
+            form: SourceForm {
+                kind: "contact".into(),
+                mode: "full".into(),
+                id_column: "External Id".into(),
+                ..Default::default()
+            },
+            error: None,
+        },
+    )
+}
+
+#[post("/sources")]
+async fn create(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    session: Session,
+    form: web::Form<SourceForm>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    let input = form.input()?;
+    match state
+        .db(move |conn| Ok::<_, AppError>(service::create(conn, &input)))
+        .await?
+    {
+        Ok(source) => {
+            flash(
+                &session,
+                format!(
+                    "Source {} created. Map its columns to fields next.",
+                    source.name
+                ),
+            );
+            Ok(see_other(&format!("/sources/{}", source.id)))
+        }
+        Err(e @ (SourceError::Invalid(_) | SourceError::NameTaken(_))) => render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &NewPage {
+                ctx: admin.ctx,
+                form,
+                error: Some(e.to_string()),
+            },
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One line of the mapping editor.
+pub struct MappingLine {
+    pub column: String,
+    pub field: String,
+    pub to_record: Rule,
+    pub to_source: Rule,
+    pub blanks_clear: bool,
+}
+
+impl From<&Mapping> for MappingLine {
+    fn from(m: &Mapping) -> Self {
+        Self {
+            column: m.column_name.clone(),
+            field: m.field_key.clone(),
+            to_record: m.to_record_rule(),
+            to_source: m.to_source_rule(),
+            blanks_clear: m.blanks_clear,
+        }
+    }
+}
+
+impl From<&MappingInput> for MappingLine {
+    fn from(m: &MappingInput) -> Self {
+        Self {
+            column: m.column_name.clone(),
+            field: m.field_key.clone(),
+            to_record: m.to_record,
+            to_source: m.to_source,
+            blanks_clear: m.blanks_clear,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sources/show.html")]
+struct ShowPage {
+    ctx: Ctx,
+    source: Source,
+    lines: Vec<MappingLine>,
+    fields: Vec<FieldDef>,
+    rules: [Rule; 4],
+    runs: Vec<ImportRun>,
+    is_admin: bool,
+    can_import: bool,
+    mapping_note: Option<String>,
+    error: Option<String>,
+    max_import_mb: usize,
+}
+
+struct SourceData {
+    source: Source,
+    mapping: Vec<Mapping>,
+    fields: Vec<FieldDef>,
+    runs: Vec<ImportRun>,
+}
+
+fn load(conn: &mut crate::db::DbConn, id: i64) -> Result<SourceData, AppError> {
+    let source = service::find(conn, id)?.ok_or_else(|| AppError::not_found("That source"))?;
+    let mapping = service::mapping(conn, id)?;
+    let fields = fields::list(conn, source.record_kind(), false)?;
+    let runs = crate::sync::routes::runs_of(conn, id, 20)?;
+    Ok(SourceData {
+        source,
+        mapping,
+        fields,
+        runs,
+    })
+}
+
+fn show_page(
+    ctx: Ctx,
+    user: &crate::auth::model::User,
+    data: SourceData,
+    lines: Option<Vec<MappingLine>>,
+    mapping_note: Option<String>,
+    error: Option<String>,
+    max_import_bytes: usize,
+) -> ShowPage {
+    ShowPage {
+        ctx,
+        lines: lines.unwrap_or_else(|| data.mapping.iter().map(MappingLine::from).collect()),
+        source: data.source,
+        fields: data.fields,
+        rules: Rule::ALL,
+        runs: data.runs,
+        is_admin: user.can(Role::Admin),
+        can_import: user.can(Role::Editor),
+        mapping_note,
+        error,
+        max_import_mb: max_import_bytes / (1024 * 1024),
+    }
+}
+
+#[get("/sources/{id}")]
+async fn show(
+    state: web::Data<AppState>,
+    me: SignedIn,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let data = state.db(move |conn| load(conn, id)).await?;
+    let page = show_page(
+        me.ctx,
+        &me.user,
+        data,
+        None,
+        None,
+        None,
+        state.config.max_import_bytes,
+    );
+    render(StatusCode::OK, &page)
+}
+
+#[post("/sources/{id}")]
+async fn update(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<SourceForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let input = form.input()?;
+    let outcome = state
+        .db(move |conn| -> Result<_, AppError> {
+            Ok((service::update(conn, id, &input), load(conn, id)?))
+        })
+        .await?;
+    match outcome {
+        (Ok(source), _) => {
+            flash(&session, format!("Source {} saved.", source.name));
+            Ok(see_other(&format!("/sources/{id}")))
+        }
+        (Err(e @ (SourceError::Invalid(_) | SourceError::NameTaken(_))), data) => {
+            let page = show_page(
+                admin.ctx,
+                &admin.user,
+                data,
+                None,
+                None,
+                Some(e.to_string()),
+                state.config.max_import_bytes,
+            );
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// `m<N>.column`, `m<N>.field`, `m<N>.to_record`, `m<N>.to_source`, `m<N>.clear`; lines
+/// without a field are dropped (that is how a line is removed).
+fn parse_mapping(form: &[(String, String)]) -> Result<Vec<MappingInput>, AppError> {
+    let mut lines: BTreeMap<usize, BTreeMap<String, String>> = BTreeMap::new();
+    for (name, value) in form {
+        let Some(rest) = name.strip_prefix('m') else {
+            continue;
+        };
+        let Some((index, part)) = rest.split_once('.') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        lines
+            .entry(index)
+            .or_default()
+            .insert(part.to_string(), value.clone());
+    }
+    let mut out = Vec::new();
+    for parts in lines.values() {
+        let get = |key: &str| {
+            parts
+                .get(key)
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let (column, field) = (get("column"), get("field"));
+        if field.is_empty() || column.is_empty() {
+            continue;
+        }
+        let rule = |key: &str| {
+            Rule::parse(&get(key)).ok_or_else(|| {
+                AppError::BadRequest(format!("Column '{column}': choose a rule for {key}."))
+            })
+        };
+        out.push(MappingInput {
+            to_record: rule("to_record")?,
+            to_source: rule("to_source")?,
+            blanks_clear: parts.contains_key("clear"),
+            column_name: column.clone(),
+            field_key: field,
+        });
+    }
+    Ok(out)
+}
+
+#[post("/sources/{id}/mapping")]
+async fn save_mapping(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let lines = parse_mapping(&form)?;
+    let submitted: Vec<MappingLine> = lines.iter().map(MappingLine::from).collect();
+    let outcome = state
+        .db(move |conn| -> Result<_, AppError> {
+            Ok((service::set_mapping(conn, id, &lines), load(conn, id)?))
+        })
+        .await?;
+    match outcome {
+        (Ok(mapping), _) => {
+            flash(
+                &session,
+                format!("Mapping saved: {} column(s).", mapping.len()),
+            );
+            Ok(see_other(&format!("/sources/{id}")))
+        }
+        (Err(e @ SourceError::Invalid(_)), data) => {
+            let page = show_page(
+                admin.ctx,
+                &admin.user,
+                data,
+                Some(submitted),
+                None,
+                Some(e.to_string()),
+                state.config.max_import_bytes,
+            );
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// Reads a sample file's header and shows a proposed mapping (not saved) to correct.
+#[post("/sources/{id}/propose")]
+async fn propose(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<i64>,
+    payload: Multipart,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let (file_name, file) = upload_to_temp_file(payload, state.config.max_import_bytes).await?;
+    let (data, proposal, headers) = state
+        .db(move |conn| -> Result<_, AppError> {
+            let data = load(conn, id)?;
+            let format = csvfile::detect_file(file.path())
+                .map_err(|e| AppError::BadRequest(e.to_string()))?;
+            let (headers, _) = csvfile::preview(file.path(), format, 0)
+                .map_err(|e| AppError::BadRequest(e.to_string()))?;
+            let proposal = service::propose_mapping(&headers, &data.source.id_column, &data.fields);
+            Ok((data, proposal, headers))
+        })
+        .await?;
+    let mut lines: Vec<MappingLine> = proposal.iter().map(MappingLine::from).collect();
+    // Unmatched columns are listed too, without a field, for the admin to choose.
+    for header in &headers {
+        let taken = lines.iter().any(|l| l.column.eq_ignore_ascii_case(header));
+        if !taken && !header.eq_ignore_ascii_case(&data.source.id_column) {
+            lines.push(MappingLine {
+                column: header.clone(),
+                field: String::new(),
+                to_record: Rule::Always,
+                to_source: Rule::Never,
+                blanks_clear: false,
+            });
+        }
+    }
+    let has_id = headers
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(&data.source.id_column));
+    let note = format!(
+        "Proposed from the header of {file_name}: {} of {} columns matched a field by name or label. Check it, then save.{}",
+        proposal.len(),
+        headers.len(),
+        if has_id { String::new() } else { format!(" Note: the file has no '{}' column (the id column).", data.source.id_column) }
+    );
+    let page = show_page(
+        admin.ctx,
+        &admin.user,
+        data,
+        Some(lines),
+        Some(note),
+        None,
+        state.config.max_import_bytes,
+    );
+    render(StatusCode::OK, &page)
+}
+
+#[post("/sources/{id}/disconnect")]
+async fn disconnect(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    session: Session,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let actor = Actor::user(&admin.user);
+    let count = state
+        .db(move |conn| service::disconnect(conn, id, &actor))
+        .await?;
+    flash(
+        &session,
+        format!("Disconnected: {count} record(s) became manual and keep their links. The next import reconnects them."),
+    );
+    Ok(see_other(&format!("/sources/{id}")))
+}
+
+#[post("/sources/{id}/reconnect")]
+async fn reconnect(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    session: Session,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    state.db(move |conn| service::reconnect(conn, id)).await?;
+    flash(
+        &session,
+        "Connected. Import a file: records linked to it convert back through their links.",
+    );
+    Ok(see_other(&format!("/sources/{id}")))
+}
+
+/// Stores the uploaded file under its hash, then shows the preview.
+#[post("/sources/{id}/imports")]
+async fn upload_import(
+    state: web::Data<AppState>,
+    _me: EditorUser,
+    path: web::Path<i64>,
+    payload: Multipart,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let (file_name, file) = upload_to_temp_file(payload, state.config.max_import_bytes).await?;
+    let data_dir = state.config.data_dir.clone();
+    let sha = web::block(move || -> Result<String, AppError> {
+        let input = std::fs::File::open(file.path()).map_err(AppError::internal)?;
+        Ok(jobs::store_file(&data_dir, input, u64::MAX)?)
+    })
+    .await??;
+    let query =
+        serde_urlencoded::to_string([("file_name", file_name.as_str())]).unwrap_or_default();
+    Ok(see_other(&format!("/sources/{id}/imports/{sha}?{query}")))
+}
+
+#[derive(Debug, Deserialize)]
+struct PreviewQuery {
+    #[serde(default)]
+    file_name: String,
+    encoding: Option<String>,
+    delimiter: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "sources/preview.html")]
+struct PreviewPage {
+    ctx: Ctx,
+    source: Source,
+    sha: String,
+    file_name: String,
+    format: FileFormat,
+    detected: FileFormat,
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+    /// Per header: the field it maps to, or `None`.
+    mapped: Vec<Option<String>>,
+    missing_columns: Vec<String>,
+    id_missing: bool,
+    error: Option<String>,
+}
+
+fn chosen_format(
+    detected: FileFormat,
+    encoding: Option<&str>,
+    delimiter: Option<&str>,
+) -> FileFormat {
+    FileFormat {
+        encoding: encoding
+            .and_then(TextEncoding::parse)
+            .unwrap_or(detected.encoding),
+        delimiter: delimiter
+            .and_then(FileFormat::parse_delimiter)
+            .unwrap_or(detected.delimiter),
+    }
+}
+
+#[get("/sources/{id}/imports/{sha}")]
+async fn preview(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    path: web::Path<(i64, String)>,
+    query: web::Query<PreviewQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (id, sha) = path.into_inner();
+    let query = query.into_inner();
+    let file = engine::file_path(&state.config.data_dir, &sha)
+        .filter(|p| p.is_file())
+        .ok_or_else(|| AppError::NotFound("That upload is gone: upload the file again.".into()))?;
+    let (encoding, delimiter) = (query.encoding.clone(), query.delimiter.clone());
+    let page = state
+        .db(move |conn| -> Result<_, AppError> {
+            let source =
+                service::find(conn, id)?.ok_or_else(|| AppError::not_found("That source"))?;
+            let mapping = service::mapping(conn, id)?;
+            let detected =
+                csvfile::detect_file(&file).map_err(|e| AppError::BadRequest(e.to_string()))?;
+            let format = chosen_format(detected, encoding.as_deref(), delimiter.as_deref());
+            let (headers, rows, error) = match csvfile::preview(&file, format, 5) {
+                Ok((h, r)) => (h, r, None),
+                Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
+            };
+            let mapped = headers
+                .iter()
+                .map(|h| {
+                    mapping
+                        .iter()
+                        .find(|m| m.column_name.eq_ignore_ascii_case(h))
+                        .map(|m| format!("{} ({})", m.field_key, m.to_record))
+                })
+                .collect();
+            let missing_columns = mapping
+                .iter()
+                .filter(|m| {
+                    !headers
+                        .iter()
+                        .any(|h| h.eq_ignore_ascii_case(&m.column_name))
+                })
+                .map(|m| m.column_name.clone())
+                .collect();
+            let id_missing = error.is_none()
+                && !headers
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(&source.id_column));
+            Ok((
+                source,
+                detected,
+                format,
+                headers,
+                rows,
+                mapped,
+                missing_columns,
+                id_missing,
+                error,
+            ))
+        })
+        .await?;
+    let (source, detected, format, headers, rows, mapped, missing_columns, id_missing, error) =
+        page;
+    render(
+        StatusCode::OK,
+        &PreviewPage {
+            ctx: me.ctx,
+            source,
+            sha,
+            file_name: query.file_name,
+            format,
+            detected,
+            headers,
+            rows,
+            mapped,
+            missing_columns,
+            id_missing,
+            error,
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct StartForm {
+    #[serde(default)]
+    file_name: String,
+    encoding: String,
+    delimiter: String,
+    action: String,
+}
+
+#[post("/sources/{id}/imports/{sha}/run")]
+async fn start_run(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    session: Session,
+    path: web::Path<(i64, String)>,
+    form: web::Form<StartForm>,
+) -> Result<HttpResponse, AppError> {
+    let (id, sha) = path.into_inner();
+    let form = form.into_inner();
+    let file = engine::file_path(&state.config.data_dir, &sha)
+        .filter(|p| p.is_file())
+        .ok_or_else(|| AppError::NotFound("That upload is gone: upload the file again.".into()))?;
+    let user = me.user.clone();
+    let run_id = state
+        .db(move |conn| -> Result<i64, AppError> {
+            let source =
+                service::find(conn, id)?.ok_or_else(|| AppError::not_found("That source"))?;
+            let detected =
+                csvfile::detect_file(&file).map_err(|e| AppError::BadRequest(e.to_string()))?;
+            let format = chosen_format(detected, Some(&form.encoding), Some(&form.delimiter));
+            // A file without the id column is refused here, before any run exists.
+            let (headers, _) = csvfile::preview(&file, format, 0)
+                .map_err(|e| AppError::BadRequest(e.to_string()))?;
+            if !headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&source.id_column))
+            {
+                return Err(engine::ImportError::MissingIdColumn {
+                    column: source.id_column.clone(),
+                    found: headers
+                        .iter()
+                        .map(|h| format!("'{h}'"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+                .into());
+            }
+            Ok(jobs::enqueue(
+                conn,
+                &NewRun {
+                    source: &source,
+                    file_name: &form.file_name,
+                    sha256: &sha,
+                    format,
+                    dry_run: form.action != "apply",
+                    plan_of: None,
+                    user_id: Some(user.id),
+                    user_label: &user.display_name,
+                },
+            )?)
+        })
+        .await?;
+    flash(&session, format!("Import run #{run_id} queued."));
+    Ok(see_other(&format!("/runs/{run_id}")))
+}

@@ -1,3 +1,292 @@
-//! (pages in progress)
+//! Run pages: live progress, counts, the report line by line (filter by outcome), the CSV
+//! report, "apply this plan", undo, and resolving ambiguous rows.
 
-pub fn configure(_cfg: &mut actix_web::web::ServiceConfig) {}
+use actix_session::Session;
+use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use askama::Template;
+use diesel::prelude::*;
+use serde::Deserialize;
+
+use super::decide::OUTCOMES;
+use super::engine;
+use super::jobs::{self, NewRun};
+use super::model::{ImportRow, ImportRun};
+use crate::auth::extract::{EditorUser, SignedIn};
+use crate::auth::model::Role;
+use crate::db::DbConn;
+use crate::error::AppError;
+use crate::records::model::Actor;
+use crate::schema::{import_rows, import_runs};
+use crate::sources::model::Source;
+use crate::sources::service as sources;
+use crate::web::{flash, is_htmx, render, see_other, Ctx};
+use crate::AppState;
+
+const ROWS_PER_PAGE: i64 = 100;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(run_page)
+        .service(progress)
+        .service(report_csv)
+        .service(apply_plan)
+        .service(undo)
+        .service(resolve);
+}
+
+/// The latest runs of a source, newest first.
+pub fn runs_of(conn: &mut DbConn, source_id: i64, limit: i64) -> QueryResult<Vec<ImportRun>> {
+    import_runs::table
+        .filter(import_runs::source_id.eq(source_id))
+        .order(import_runs::id.desc())
+        .limit(limit)
+        .select(ImportRun::as_select())
+        .load(conn)
+}
+
+#[derive(Debug, Deserialize)]
+struct RunQuery {
+    #[serde(default)]
+    outcome: String,
+    /// Keyset: the last (line, row id) of the previous page.
+    after: Option<String>,
+}
+
+fn parse_after(after: Option<&str>) -> Option<(i64, i64)> {
+    let (line, id) = after?.split_once('.')?;
+    Some((line.parse().ok()?, id.parse().ok()?))
+}
+
+#[derive(Template)]
+#[template(path = "sync/run.html")]
+struct RunPage {
+    ctx: Ctx,
+    run: ImportRun,
+    source: Source,
+    counts: Vec<(&'static str, i64)>,
+    outcome: String,
+    rows: Vec<ImportRow>,
+    next: Option<String>,
+    can_edit: bool,
+}
+
+#[derive(Template)]
+#[template(path = "sync/run.html", block = "progress")]
+struct ProgressFragment {
+    run: ImportRun,
+    counts: Vec<(&'static str, i64)>,
+}
+
+fn counts_list(run: &ImportRun) -> Vec<(&'static str, i64)> {
+    let counts = run.counts();
+    OUTCOMES
+        .iter()
+        .map(|o| (*o, counts.get(*o).copied().unwrap_or(0)))
+        .collect()
+}
+
+fn load(conn: &mut DbConn, id: i64) -> Result<(ImportRun, Source), AppError> {
+    let run = engine::load_run(conn, id)?.ok_or_else(|| AppError::not_found("That import run"))?;
+    let source =
+        sources::find(conn, run.source_id)?.ok_or_else(|| AppError::not_found("Its source"))?;
+    Ok((run, source))
+}
+
+#[get("/runs/{id}")]
+async fn run_page(
+    state: web::Data<AppState>,
+    me: SignedIn,
+    path: web::Path<i64>,
+    query: web::Query<RunQuery>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let query = query.into_inner();
+    let outcome = query.outcome.clone();
+    let after = parse_after(query.after.as_deref());
+    let filter = outcome.clone();
+    let (run, source, rows, has_more) = state
+        .db(move |conn| -> Result<_, AppError> {
+            let (run, source) = load(conn, id)?;
+            let mut q = import_rows::table
+                .filter(import_rows::run_id.eq(id))
+                .order((import_rows::line.asc(), import_rows::id.asc()))
+                .limit(ROWS_PER_PAGE + 1)
+                .select(ImportRow::as_select())
+                .into_boxed();
+            if !filter.is_empty() {
+                q = q.filter(import_rows::outcome.eq(filter));
+            }
+            if let Some((line, row)) = after {
+                q = q.filter(
+                    import_rows::line
+                        .gt(line)
+                        .or(import_rows::line.eq(line).and(import_rows::id.gt(row))),
+                );
+            }
+            let mut rows: Vec<ImportRow> = q.load(conn)?;
+            let has_more = rows.len() as i64 > ROWS_PER_PAGE;
+            rows.truncate(ROWS_PER_PAGE as usize);
+            Ok((run, source, rows, has_more))
+        })
+        .await?;
+    let next = has_more
+        .then(|| rows.last().map(|r| format!("{}.{}", r.line, r.id)))
+        .flatten();
+    render(
+        StatusCode::OK,
+        &RunPage {
+            ctx: me.ctx,
+            counts: counts_list(&run),
+            can_edit: me.user.can(Role::Editor),
+            run,
+            source,
+            outcome,
+            rows,
+            next,
+        },
+    )
+}
+
+/// Polled by htmx while the run works; a finished run tells the page to reload once.
+#[get("/runs/{id}/progress")]
+async fn progress(
+    state: web::Data<AppState>,
+    _me: SignedIn,
+    req: HttpRequest,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let (run, _) = state.db(move |conn| load(conn, id)).await?;
+    let fragment = ProgressFragment {
+        counts: counts_list(&run),
+        run,
+    };
+    let mut response = render(StatusCode::OK, &fragment)?;
+    if fragment.run.finished() && is_htmx(&req) {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("hx-refresh"),
+            actix_web::http::header::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
+}
+
+#[get("/runs/{id}/report.csv")]
+async fn report_csv(
+    state: web::Data<AppState>,
+    _me: SignedIn,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let bytes = state
+        .db(move |conn| -> Result<Vec<u8>, AppError> {
+            load(conn, id)?;
+            let mut out = Vec::new();
+            engine::report_csv(conn, id, &mut out)?;
+            Ok(out)
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(format!("import-run-{id}.csv"))],
+        })
+        .body(bytes))
+}
+
+/// Applies a dry run's plan: the same file, now written, noting rows changed since.
+#[post("/runs/{id}/apply")]
+async fn apply_plan(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    session: Session,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let user = me.user.clone();
+    let new_run = state
+        .db(move |conn| -> Result<i64, AppError> {
+            let (run, source) = load(conn, id)?;
+            if !run.dry_run || run.status != "done" {
+                return Err(AppError::BadRequest(
+                    "Only a finished dry run has a plan to apply.".into(),
+                ));
+            }
+            Ok(jobs::enqueue(
+                conn,
+                &NewRun {
+                    source: &source,
+                    file_name: &run.file_name,
+                    sha256: &run.file_sha256,
+                    format: engine::run_format(&run),
+                    dry_run: false,
+                    plan_of: Some(run.id),
+                    user_id: Some(user.id),
+                    user_label: &user.display_name,
+                },
+            )?)
+        })
+        .await?;
+    flash(
+        &session,
+        format!("Applying the plan of dry run #{id} as run #{new_run}."),
+    );
+    Ok(see_other(&format!("/runs/{new_run}")))
+}
+
+#[post("/runs/{id}/undo")]
+async fn undo(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    session: Session,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let actor = Actor::user(&me.user);
+    let report = state.db(move |conn| engine::undo(conn, id, &actor)).await?;
+    let message = if report.is_empty() {
+        "Run undone: every value it changed is back, records it created are archived and unlinked."
+            .to_string()
+    } else {
+        format!(
+            "Run undone, except {} value(s) edited since the import, listed below.",
+            report.len()
+        )
+    };
+    flash(&session, message);
+    Ok(see_other(&format!("/runs/{id}")))
+}
+
+#[derive(Deserialize)]
+struct ResolveForm {
+    /// A candidate's record id, or `new`.
+    choice: String,
+}
+
+#[post("/runs/{id}/rows/{row}/resolve")]
+async fn resolve(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    session: Session,
+    path: web::Path<(i64, i64)>,
+    form: web::Form<ResolveForm>,
+) -> Result<HttpResponse, AppError> {
+    let (id, row) = path.into_inner();
+    let choice = match form.choice.as_str() {
+        "new" => None,
+        other => Some(
+            other
+                .parse::<i64>()
+                .map_err(|_| AppError::BadRequest("Choose a candidate or a new record.".into()))?,
+        ),
+    };
+    let actor = Actor::user(&me.user);
+    let country = state.config.default_country;
+    let message = state
+        .db(move |conn| engine::resolve_ambiguous(conn, row, choice, &actor, country))
+        .await?;
+    flash(&session, message);
+    Ok(see_other(&format!("/runs/{id}?outcome=ambiguous")))
+}

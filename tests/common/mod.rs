@@ -83,6 +83,7 @@ impl TestDb {
             default_country: syncdesk::fields::validate::PhoneCountry::parse("FR")
                 .expect("country"),
             max_upload_bytes: 1024 * 1024,
+            max_import_bytes: 1024 * 1024,
         }
     }
 }
