@@ -91,22 +91,8 @@ pub fn list_csv(
         .map_err(|e| ExportError::Io(e.into_error()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::spreadsheet_safe;
-
-    #[test]
-    fn formulas_are_defused() {
-        for risky in ["=1+1", "+33 1 23", "-2", "@SUM(A1)", "\tx", "\rx"] {
-            assert!(spreadsheet_safe(risky).starts_with('\''), "{risky:?}");
-        }
-        assert_eq!(spreadsheet_safe("Ada"), "Ada");
-        assert_eq!(spreadsheet_safe(""), "");
-    }
-}
-
 enum Sink<'a> {
-    Csv(csv::Writer<&'a mut dyn std::io::Write>),
+    Csv(Box<csv::Writer<&'a mut dyn std::io::Write>>),
     Json(&'a mut dyn std::io::Write),
 }
 
@@ -141,7 +127,7 @@ pub fn all_records(
             .map(String::from),
         );
         w.write_record(&header)?;
-        Sink::Csv(w)
+        Sink::Csv(Box::new(w))
     };
     let mut after = 0i64;
     let mut count = 0usize;
@@ -205,4 +191,18 @@ pub fn all_records(
         Sink::Json(out) => out.write_all(b"\n]\n")?,
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spreadsheet_safe;
+
+    #[test]
+    fn formulas_are_defused() {
+        for risky in ["=1+1", "+33 1 23", "-2", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(spreadsheet_safe(risky).starts_with('\''), "{risky:?}");
+        }
+        assert_eq!(spreadsheet_safe("Ada"), "Ada");
+        assert_eq!(spreadsheet_safe(""), "");
+    }
 }
