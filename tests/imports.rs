@@ -1293,3 +1293,166 @@ async fn console_flow_from_source_to_undo() {
         "created records are archived"
     );
 }
+
+/// A server that stops mid-import leaves its run "running"; the worker puts it back in the
+/// queue and the next claim resumes after the last committed batch: every row once.
+#[core::prelude::v1::test]
+fn an_interrupted_import_completes_cleanly() {
+    use syncdesk::schema::import_runs;
+    let env = Env::new();
+    let sync = env.standard_source();
+    let mut file = String::from("External Id,Name,Email,Phone\n");
+    for i in 0..600 {
+        file.push_str(&format!("{i},Person {i},p{i}@example.org,\n"));
+    }
+    let run = env.import(&sync, &file, false);
+    // As if the process died after the first batch: later report rows were never committed.
+    let mut conn = env.conn();
+    diesel::delete(
+        import_rows::table
+            .filter(import_rows::run_id.eq(run))
+            .filter(import_rows::line.gt(251)),
+    )
+    .execute(&mut conn)
+    .expect("cut");
+    diesel::update(import_runs::table.find(run))
+        .set((
+            import_runs::status.eq("running"),
+            import_runs::heartbeat_at.eq(Some(syncdesk::db::now() - chrono::Duration::hours(1))),
+        ))
+        .execute(&mut conn)
+        .expect("stale");
+    assert_eq!(jobs::recover_stale(&mut conn).expect("recover"), 1);
+    drop(conn);
+    jobs::run_queued(&env.state.pool, &env.state.config.data_dir, au()).expect("resume");
+    let finished = env.run(run);
+    assert_eq!(
+        (
+            finished.status.as_str(),
+            finished.rows_total,
+            finished.rows_done
+        ),
+        ("done", 600, 600)
+    );
+    let rows = env.rows(run);
+    assert_eq!(rows.len(), 600);
+    let mut lines: Vec<i64> = rows.iter().map(|r| r.line).collect();
+    lines.dedup();
+    assert_eq!(lines.len(), 600, "every line reported once");
+    assert_eq!(env.record_count(), 600, "no record twice");
+}
+
+#[core::prelude::v1::test]
+fn command_line_sources_import_and_export() {
+    let db = common::TestDb::new();
+    let config = db.config();
+    let dir = db.dir.path();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+            .args(args)
+            .env("SYNCDESK_DATA_DIR", &config.data_dir)
+            .env("DATABASE_URL", &config.database_url)
+            .env("SYNCDESK_DEFAULT_COUNTRY", "AU")
+            .env_remove("SYNCDESK_CONFIG")
+            .output()
+            .expect("run syncdesk");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        "source",
+        "add",
+        "Practice",
+        "--kind",
+        "contact",
+        "--id-column",
+        "External Id",
+        "--mode",
+        "full",
+        "--map",
+        "Name=name",
+        "--map",
+        "Phone=phone:fill_blanks",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Created source Practice") && out.contains("2 mapped column(s)"),
+        "{out}"
+    );
+    let (ok, _, err) = run(&[
+        "source",
+        "add",
+        "Bad",
+        "--kind",
+        "contact",
+        "--id-column",
+        "Id",
+        "--map",
+        "Name=nope",
+    ]);
+    assert!(
+        !ok && err.contains("no active contact field 'nope'"),
+        "{err}"
+    );
+    let (_, out, _) = run(&["source", "list"]);
+    assert!(
+        out.contains("Practice (contact, connected, full mode")
+            && out.contains("Phone -> phone (to record: fill_blanks"),
+        "{out}"
+    );
+
+    let file = dir.join("people.csv");
+    std::fs::write(
+        &file,
+        "External Id;Name;Phone\r\n1;Ann;0400 000 001\r\n2;Bob;\r\n3;;\r\n",
+    )
+    .expect("file");
+    let report = dir.join("report.csv");
+    let (ok, out, err) = run(&[
+        "import",
+        "Practice",
+        file.to_str().expect("path"),
+        "--dry-run",
+        "--report",
+        report.to_str().expect("path"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("(dry run, nothing written): 3 rows")
+            && out.contains("created")
+            && out.contains("error"),
+        "{out}"
+    );
+    assert!(err.contains("UTF-8, semicolon (;)"), "{err}");
+    let text = std::fs::read_to_string(&report).expect("report");
+    assert!(
+        text.starts_with("line,external_id,outcome,record_id,reason,changes"),
+        "{text}"
+    );
+    assert!(text.contains("a new record needs a name"), "{text}");
+    let (_, out, _) = run(&["records", "export", "--kind", "contact", "--format", "json"]);
+    assert_eq!(out.trim(), "[\n]", "the dry run wrote nothing");
+
+    let (ok, out, err) = run(&["import", "Practice", file.to_str().expect("path")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("created                2"), "{out}");
+    let (_, out, _) = run(&["records", "export", "--kind", "contact", "--format", "json"]);
+    let records: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let ann = &records[0];
+    assert_eq!(ann["fields"]["phone"], "+61400000001");
+    assert_eq!(ann["owner"], "Practice");
+    assert_eq!(ann["links"][0]["external_id"], "1");
+    let (_, out, _) = run(&["records", "export", "--kind", "contact"]);
+    assert!(
+        out.starts_with(
+            "id,name,email,phone,company_id,owner,forced_manual,missing_from_source,archived,links"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("Practice:1"), "{out}");
+    let (ok, _, err) = run(&["import", "Nope", file.to_str().expect("path")]);
+    assert!(!ok && err.contains("no source named 'Nope'"), "{err}");
+}
