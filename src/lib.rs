@@ -9,6 +9,8 @@ pub mod db;
 pub mod error;
 pub mod fields;
 pub mod home;
+pub mod links;
+pub mod processes;
 pub mod records;
 pub mod review;
 pub mod schema;

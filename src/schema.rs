@@ -205,6 +205,105 @@ diesel::joinable!(import_runs -> sources (source_id));
 diesel::joinable!(import_rows -> import_runs (run_id));
 diesel::joinable!(proposals -> records (record_id));
 
+diesel::table! {
+    processes (id) {
+        id -> BigInt,
+        name -> Text,
+        kind -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    process_steps (id) {
+        id -> BigInt,
+        process_id -> BigInt,
+        position -> Integer,
+        title -> Text,
+        per_stakeholder -> Bool,
+    }
+}
+
+diesel::table! {
+    process_items (id) {
+        id -> BigInt,
+        process_id -> BigInt,
+        step_id -> BigInt,
+        position -> Integer,
+        key -> Text,
+        label -> Text,
+        item_type -> Text,
+        required -> Bool,
+        options -> Text,
+    }
+}
+
+diesel::table! {
+    applications (id) {
+        id -> BigInt,
+        process_id -> BigInt,
+        record_id -> BigInt,
+        status -> Text,
+        created_by -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        submitted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    application_stakeholders (id) {
+        id -> BigInt,
+        application_id -> BigInt,
+        contact_id -> BigInt,
+        role -> Text,
+    }
+}
+
+diesel::table! {
+    application_answers (id) {
+        id -> BigInt,
+        application_id -> BigInt,
+        item_id -> BigInt,
+        stakeholder_id -> BigInt,
+        value -> Text,
+        origin -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    application_step_states (id) {
+        id -> BigInt,
+        application_id -> BigInt,
+        step_id -> BigInt,
+        submitted_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    data_links (id) {
+        id -> BigInt,
+        process_id -> BigInt,
+        direction -> Text,
+        record_kind -> Text,
+        data_kind -> Text,
+        item_id -> BigInt,
+        field_key -> Text,
+        roles -> Text,
+        to_record -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(process_steps -> processes (process_id));
+diesel::joinable!(process_items -> process_steps (step_id));
+diesel::joinable!(applications -> processes (process_id));
+diesel::joinable!(application_stakeholders -> applications (application_id));
+diesel::joinable!(application_answers -> applications (application_id));
+diesel::joinable!(data_links -> process_items (item_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     login_failures,
@@ -219,4 +318,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     import_runs,
     import_rows,
     proposals,
+    processes,
+    process_steps,
+    process_items,
+    applications,
+    application_stakeholders,
+    application_answers,
+    application_step_states,
+    data_links,
 );

@@ -1,0 +1,5 @@
+//! Processes (application templates: steps and items) and applications (instances for a
+//! record, with stakeholders and answers).
+
+pub mod model;
+pub mod service;
