@@ -123,5 +123,7 @@ pub fn build_app(
         .configure(records::routes::configure)
         .configure(sources::routes::configure)
         .configure(sync::routes::configure)
+        .configure(processes::routes::configure)
+        .configure(links::routes::configure)
         .default_service(aweb::to(web::not_found))
 }

@@ -474,3 +474,153 @@ fn required_items_and_bad_values_block_submission() {
     )
     .expect("draft");
 }
+
+/// The console: an admin builds a process and links an item to the contact's phone; an editor
+/// (who cannot create links) creates an application that is pre-filled, types a new phone and
+/// submits: the contact is updated, with history naming the application.
+#[actix_web::test]
+async fn console_flow_link_prefill_submit() {
+    use syncdesk::auth::model::Role;
+    let mut admin = common::spawn().await;
+    admin.signed_in_as("admin@example.org", Role::Admin).await;
+    admin
+        .post("/processes", &[("name", "Onboarding"), ("kind", "contact")])
+        .await;
+    let process: i64 = 1;
+    admin
+        .get(&format!("/processes/{process}"))
+        .await
+        .assert_status(200)
+        .assert_contains("Process Onboarding created");
+    admin
+        .post(
+            &format!("/processes/{process}/steps"),
+            &[("title", "Your details")],
+        )
+        .await;
+    admin
+        .post(
+            &format!("/processes/{process}/items"),
+            &[
+                ("step_id", "1"),
+                ("key", "phone"),
+                ("label", "Phone number"),
+                ("item_type", "phone"),
+            ],
+        )
+        .await;
+    admin
+        .post(
+            &format!("/processes/{process}/items"),
+            &[
+                ("step_id", "1"),
+                ("key", "nickname"),
+                ("label", "Nickname"),
+                ("item_type", "text"),
+            ],
+        )
+        .await;
+    let page = admin.get(&format!("/processes/{process}")).await;
+    page.assert_contains("Phone number")
+        .assert_contains("Nickname");
+    let link = |item: &'static str| {
+        vec![
+            ("item_id", item),
+            ("direction", "both"),
+            ("record_kind", "contact"),
+            ("field_key", "phone"),
+            ("data_kind", "information"),
+            ("to_record", "always"),
+            ("roles", ""),
+        ]
+    };
+    admin
+        .post(&format!("/processes/{process}/links"), &link("2"))
+        .await
+        .assert_status(422)
+        .assert_contains("Type mismatch: the item &#39;Nickname&#39; is text and the field &#39;Phone&#39; is phone");
+
+    let mut editor = admin.fork();
+    editor
+        .signed_in_as("editor@example.org", Role::Editor)
+        .await;
+    editor
+        .get(&format!("/processes/{process}/links"))
+        .await
+        .assert_status(403);
+    editor
+        .post(&format!("/processes/{process}/links"), &link("1"))
+        .await
+        .assert_status(403);
+    admin
+        .post(&format!("/processes/{process}/links"), &link("1"))
+        .await
+        .assert_redirect(&format!("/processes/{process}/links"));
+    admin
+        .get(&format!("/processes/{process}/links"))
+        .await
+        .assert_contains("Data link saved.")
+        .assert_contains("contact.phone");
+
+    let ada = editor
+        .post(
+            "/contacts",
+            &[("f_name", "Ada Lovelace"), ("f_phone", "01 23 45 67 89")],
+        )
+        .await;
+    let ada: i64 = ada
+        .location()
+        .and_then(|l| l.trim_start_matches("/records/").parse().ok())
+        .expect("record");
+    let created = editor
+        .post(
+            &format!("/processes/{process}/applications"),
+            &[
+                ("record", &format!("#{ada}")),
+                ("s0.contact", ""),
+                ("s0.role", ""),
+            ],
+        )
+        .await;
+    let app_url = created.location().expect("application").to_string();
+    let page = editor.get(&app_url).await;
+    page.assert_contains("pre-filled from the record")
+        .assert_contains("value=\"+33123456789\"");
+    let mut viewer = admin.fork();
+    viewer
+        .signed_in_as("viewer@example.org", Role::Viewer)
+        .await;
+    viewer.get(&app_url).await.assert_status(200);
+    viewer
+        .post(
+            &format!("{app_url}/steps/1"),
+            &[("a1_0", "0612345678"), ("action", "submit")],
+        )
+        .await
+        .assert_status(403);
+
+    editor
+        .post(
+            &format!("{app_url}/steps/1"),
+            &[("a1_0", "not a phone"), ("action", "submit")],
+        )
+        .await
+        .assert_status(422)
+        .assert_contains("Phone number: &#39;not a phone&#39; is not a phone number");
+    editor
+        .post(
+            &format!("{app_url}/steps/1"),
+            &[("a1_0", "06 12 34 56 78"), ("action", "submit")],
+        )
+        .await
+        .assert_redirect(&app_url);
+    editor
+        .get(&app_url)
+        .await
+        .assert_contains("Step submitted.")
+        .assert_contains("Phone of Ada Lovelace set to +33612345678");
+    let record = editor.get(&format!("/records/{ada}")).await;
+    record
+        .assert_contains("+33612345678")
+        .assert_contains("application #1 (Onboarding)");
+}

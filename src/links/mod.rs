@@ -2,4 +2,5 @@
 //! from records and update them by rule.
 
 pub mod model;
+pub mod routes;
 pub mod service;

@@ -2,4 +2,5 @@
 //! record, with stakeholders and answers).
 
 pub mod model;
+pub mod routes;
 pub mod service;

@@ -839,18 +839,6 @@ async fn edit_page(
     )
 }
 
-/// `#12 Acme` (as the edit form shows it) or a name or `#12` as typed.
-fn company_reference(typed: &str) -> String {
-    let typed = typed.trim();
-    match typed
-        .strip_prefix('#')
-        .and_then(|rest| rest.split_once(' '))
-    {
-        Some((id, _)) if id.chars().all(|c| c.is_ascii_digit()) => format!("#{id}"),
-        _ => typed.to_string(),
-    }
-}
-
 #[post("/records/{id}")]
 async fn update_record(
     state: web::Data<AppState>,
@@ -871,7 +859,7 @@ async fn update_record(
                 service::find(conn, id)?.ok_or_else(|| AppError::not_found("That record"))?;
             let is_contact = record.record_kind() == RecordKind::Contact;
             let result = match company.filter(|_| is_contact) {
-                Some(typed) => service::resolve_company(conn, &company_reference(&typed)).map(Some),
+                Some(typed) => service::resolve_company(conn, &typed).map(Some),
                 None => Ok(None),
             }
             .and_then(|company_id| {

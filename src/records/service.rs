@@ -570,20 +570,47 @@ pub fn companies_named(
 
 /// Finds the company a person typed: `#12`, or a name that only one company has.
 pub fn resolve_company(conn: &mut DbConn, typed: &str) -> Result<Option<i64>, RecordError> {
+    resolve_record(conn, RecordKind::Company, "company", typed)
+}
+
+/// Finds a record of `kind` from what a person typed: `#12` (optionally followed by its name),
+/// or a name only one active record has. Errors are keyed by `field` for the form.
+pub fn resolve_record(
+    conn: &mut DbConn,
+    kind: RecordKind,
+    field: &str,
+    typed: &str,
+) -> Result<Option<i64>, RecordError> {
     let typed = typed.trim();
     if typed.is_empty() {
         return Ok(None);
     }
     let invalid = |message: String| {
         let mut errors = FieldErrors::new();
-        errors.insert("company".into(), message);
+        errors.insert(field.to_string(), message);
         RecordError::Invalid(errors)
     };
-    if let Some(id) = typed.strip_prefix('#').and_then(|n| n.parse::<i64>().ok()) {
-        return Ok(Some(id));
+    let label = match kind {
+        RecordKind::Company => "Company",
+        RecordKind::Contact => "Contact",
+    };
+    if let Some(rest) = typed.strip_prefix('#') {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(id) = digits.parse::<i64>() {
+            let found: i64 = records::table
+                .filter(records::id.eq(id))
+                .filter(records::kind.eq(kind.as_str()))
+                .count()
+                .get_result(conn)?;
+            return if found == 1 {
+                Ok(Some(id))
+            } else {
+                Err(invalid(format!("{label}: there is no {kind} #{id}.")))
+            };
+        }
     }
     let matches: Vec<i64> = records::table
-        .filter(records::kind.eq(RecordKind::Company.as_str()))
+        .filter(records::kind.eq(kind.as_str()))
         .filter(records::archived.eq(false))
         .filter(records::name_norm.eq(norm_text(typed)))
         .select(records::id)
@@ -591,9 +618,10 @@ pub fn resolve_company(conn: &mut DbConn, typed: &str) -> Result<Option<i64>, Re
         .load(conn)?;
     match matches.as_slice() {
         [one] => Ok(Some(*one)),
-        [] => Err(invalid(format!("Company: no company is named '{typed}'."))),
+        [] => Err(invalid(format!("{label}: no {kind} is named '{typed}'."))),
         _ => Err(invalid(format!(
-            "Company: several companies are named '{typed}'; type #id instead (shown on the company page)."
+            "{label}: several {} are named '{typed}'; type #id instead (shown on the record page).",
+            kind.plural()
         ))),
     }
 }
