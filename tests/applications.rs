@@ -624,3 +624,100 @@ async fn console_flow_link_prefill_submit() {
         .assert_contains("+33612345678")
         .assert_contains("application #1 (Onboarding)");
 }
+
+/// Documents are linked, not copied: the pre-filled answer is the record's document, and an
+/// uploaded answer lands in the record's document field.
+#[core::prelude::v1::test]
+fn document_links_share_the_stored_document() {
+    let env = Env::new();
+    let mut conn = env.conn();
+    syncdesk::fields::service::create(
+        &mut conn,
+        RecordKind::Contact,
+        &syncdesk::fields::service::NewField {
+            key: "passport".into(),
+            label: "Passport".into(),
+            field_type: "document".into(),
+            options: String::new(),
+        },
+    )
+    .expect("field");
+    let process = processes::create(&mut conn, "KYC", RecordKind::Contact)
+        .expect("process")
+        .id;
+    let step = processes::add_step(&mut conn, process, "Identity", false)
+        .expect("step")
+        .id;
+    let item = processes::add_item(
+        &mut conn,
+        step,
+        &NewItem {
+            key: "passport".into(),
+            label: "Passport".into(),
+            item_type: "document".into(),
+            required: false,
+            options: String::new(),
+        },
+    )
+    .expect("item")
+    .id;
+    links::create(
+        &mut conn,
+        process,
+        &LinkInput {
+            direction: "both".into(),
+            record_kind: RecordKind::Contact,
+            data_kind: "document".into(),
+            item_id: item,
+            field_key: "passport".into(),
+            roles: String::new(),
+            to_record: Rule::Always,
+        },
+    )
+    .expect("link");
+    let data = env.state.config.data_dir.clone();
+    let old =
+        syncdesk::records::documents::store(&mut conn, &data, "old.pdf", b"%PDF-old", 1024, None)
+            .expect("doc");
+    drop(conn);
+    let ada = env.contact("Ada", "");
+    let mut input = RecordInput::default();
+    input.values.insert("passport".into(), old.id.to_string());
+    records::update(&mut env.conn(), ada, &input, &Actor::system("setup"), fr()).expect("attach");
+    let app = processes::create_application(&mut env.conn(), process, ada, &[], None)
+        .expect("application");
+    assert_eq!(
+        env.answer(app.id, item, 0).map(|a| a.0),
+        Some(old.id.to_string()),
+        "the same document, not a copy"
+    );
+    let new = syncdesk::records::documents::store(
+        &mut env.conn(),
+        &data,
+        "new.pdf",
+        b"%PDF-new",
+        1024,
+        None,
+    )
+    .expect("doc");
+    let typed = BTreeMap::from([((item, 0), new.id.to_string())]);
+    processes::save_step(
+        &mut env.conn(),
+        app.id,
+        step,
+        &typed,
+        true,
+        &Actor::system("Eve"),
+        fr(),
+    )
+    .expect("submit");
+    let record = records::find(&mut env.conn(), ada)
+        .expect("find")
+        .expect("ada");
+    let defs =
+        syncdesk::fields::service::list(&mut env.conn(), RecordKind::Contact, false).expect("defs");
+    assert_eq!(
+        records::values(&mut env.conn(), &record, &defs).expect("values")["passport"],
+        new.id.to_string()
+    );
+}

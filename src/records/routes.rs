@@ -541,6 +541,8 @@ struct RecordPage {
     links: Vec<LinkView>,
     history: Vec<HistoryEntry>,
     proposals: Vec<crate::review::service::Proposal>,
+    /// (application id, process name, status)
+    applications: Vec<(i64, String, String)>,
     can_edit: bool,
     max_upload_mb: usize,
     accepted: String,
@@ -555,6 +557,7 @@ struct RecordData {
     links: Vec<LinkView>,
     history: Vec<HistoryEntry>,
     proposals: Vec<crate::review::service::Proposal>,
+    applications: Vec<(i64, String, String)>,
 }
 
 fn load_record(conn: &mut crate::db::DbConn, id: i64) -> Result<RecordData, AppError> {
@@ -593,7 +596,15 @@ fn load_record(conn: &mut crate::db::DbConn, id: i64) -> Result<RecordData, AppE
     let links = service::links_of(conn, id)?;
     let history = service::history_of(conn, id, 200)?;
     let proposals = crate::review::service::pending_for(conn, id)?;
+    let mut applications = Vec::new();
+    for app in crate::processes::service::applications_of_record(conn, id)? {
+        let process = crate::processes::service::find(conn, app.process_id)?
+            .map(|p| p.name)
+            .unwrap_or_default();
+        applications.push((app.id, process, app.status));
+    }
     Ok(RecordData {
+        applications,
         proposals,
         record,
         fields: views,
@@ -626,6 +637,7 @@ async fn record_page(
             links: data.links,
             history: data.history,
             proposals: data.proposals,
+            applications: data.applications,
             can_edit: me.user.can(Role::Editor),
             max_upload_mb: state.config.max_upload_bytes / (1024 * 1024),
             accepted: documents::accepted_extensions(),

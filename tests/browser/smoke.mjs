@@ -130,6 +130,35 @@ try {
   check((await page.textContent('#progress')).includes('created: 1') && (await page.textContent('#progress')).includes('error: 1'), 'counts per outcome');
   await page.screenshot({ path: join(shots, 'import-run.png'), fullPage: true });
 
+  // Applications: a process, a data link, an application pre-filled, a submitted change.
+  await Promise.all([page.waitForURL(`${base}/processes`), page.click('nav >> text=Processes')]);
+  await page.fill('input[name=name]', 'Onboarding');
+  await Promise.all([page.waitForURL(/\/processes\/\d+$/), page.click('main button:has-text("Create process")')]);
+  await page.fill('input[name=title]', 'Your details');
+  await Promise.all([page.waitForLoadState('load'), page.click('main button:has-text("Add step")')]);
+  await page.fill('input[name=key]', 'phone');
+  await page.fill('input[name=label]', 'Phone number');
+  await page.selectOption('select[name=item_type]', 'phone');
+  await Promise.all([page.waitForLoadState('load'), page.click('main button:has-text("Add item")')]);
+  await Promise.all([page.waitForURL(/\/links$/), page.click('text=Data links')]);
+  await page.selectOption('select[name=direction]', 'both');
+  await page.selectOption('select[name=field_key]', 'phone');
+  await page.selectOption('select[name=to_record]', 'always');
+  await Promise.all([page.waitForLoadState('load'), page.click('main button:has-text("Save data link")')]);
+  check((await page.textContent('#links')).includes('contact.phone'), 'the data link is listed');
+  await Promise.all([page.waitForURL(/\/processes\/\d+$/), page.click('nav[aria-label=breadcrumb] >> text=Onboarding')]);
+  await page.fill('input[name=record]', 'Grace Hopper');
+  await Promise.all([page.waitForURL(/\/applications\/\d+$/), page.click('main button:has-text("Create application")')]);
+  const prefilled = await page.inputValue('input[name^=a][type=tel]');
+  check(prefilled === '+442079460958', `the phone is pre-filled from the contact, got ${prefilled}`);
+  await page.fill('input[name^=a][type=tel]', '+44 20 7946 0123');
+  await Promise.all([page.waitForURL(/\/applications\/\d+$/), page.click('button:has-text("Submit this step")')]);
+  check((await page.textContent('.flash')).includes('set to +442079460123'), 'the submission updates the contact');
+  await page.screenshot({ path: join(shots, 'application.png'), fullPage: true });
+  await Promise.all([page.waitForURL(/\/records\/\d+$/), page.click('hgroup a:has-text("Grace Hopper")')]);
+  check((await page.textContent('tr[data-field="phone"]')).includes('+442079460123'), 'the record shows the new phone');
+  check((await page.textContent('#history')).includes('application #'), 'the history names the application');
+
   check(problems.length === 0, `no console errors, got: ${problems.join(' | ')}`);
   console.log(`browser smoke test passed; screenshots in ${shots}`);
 } finally {
