@@ -305,7 +305,7 @@ pub struct AnswerView {
     pub stakeholder_id: i64,
 }
 
-pub struct StepForm2 {
+pub struct StepSection {
     pub view: StepView,
     pub submitted: bool,
     /// (heading, answers): one group for a shared step, one per stakeholder otherwise.
@@ -320,7 +320,7 @@ struct ApplicationPage {
     process: Process,
     record_name: String,
     stakeholders: Vec<(Stakeholder, String)>,
-    steps: Vec<StepForm2>,
+    steps: Vec<StepSection>,
     can_edit: bool,
     message: Option<String>,
 }
@@ -333,7 +333,7 @@ fn build_steps(
     submitted: &[i64],
     typed: &BTreeMap<(i64, i64), String>,
     errors: &BTreeMap<String, String>,
-) -> Result<Vec<StepForm2>, AppError> {
+) -> Result<Vec<StepSection>, AppError> {
     let mut out = Vec::new();
     for view in steps {
         let targets: Vec<(i64, String)> = if view.step.per_stakeholder {
@@ -377,7 +377,7 @@ fn build_steps(
             }
             groups.push((heading, items));
         }
-        out.push(StepForm2 {
+        out.push(StepSection {
             submitted: submitted.contains(&view.step.id),
             view,
             groups,
