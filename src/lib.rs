@@ -125,5 +125,6 @@ pub fn build_app(
         .configure(sync::routes::configure)
         .configure(processes::routes::configure)
         .configure(links::routes::configure)
+        .configure(review::routes::configure)
         .default_service(aweb::to(web::not_found))
 }

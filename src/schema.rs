@@ -198,6 +198,10 @@ diesel::table! {
         decided_by -> Nullable<Text>,
         decided_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        record_kind -> Text,
+        source_id -> Nullable<BigInt>,
+        process_id -> Nullable<BigInt>,
+        decided_value -> Nullable<Text>,
     }
 }
 

@@ -116,7 +116,8 @@ impl HistoryEntry {
     /// "Ada (user)", "import run 12", ...
     pub fn who(&self) -> String {
         match (self.origin.as_str(), self.origin_id) {
-            ("user", _) => self.actor_label.clone(),
+            // Review labels already say who decided what, and from where.
+            ("user" | "review", _) => self.actor_label.clone(),
             (origin, Some(id)) => format!("{} ({origin} {id})", self.actor_label),
             (origin, None) => format!("{} ({origin})", self.actor_label),
         }

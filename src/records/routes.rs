@@ -272,11 +272,14 @@ fn columns_for(kind: RecordKind, defs: &[FieldDef], params: &ListParams) -> Vec<
 pub struct ListEntry {
     pub record: RecordRow,
     pub cells: Vec<Cell>,
+    /// Fields waiting for a decision (the desync indicator beside the name).
+    pub pending: i64,
 }
 
 pub struct Cell {
     pub text: String,
     pub href: Option<String>,
+    pub is_name: bool,
 }
 
 #[derive(Template)]
@@ -334,7 +337,11 @@ fn cell(
             None,
         ),
     };
-    Cell { text, href }
+    Cell {
+        text,
+        href,
+        is_name: column == "name",
+    }
 }
 
 #[get("/{kind:contacts|companies}")]
@@ -367,6 +374,8 @@ async fn list_page(
                 .filter_map(|r| r.record.company_id)
                 .collect();
             let companies = service::names_of(conn, &company_ids)?;
+            let record_ids: Vec<i64> = page.rows.iter().map(|r| r.record.id).collect();
+            let pending = crate::review::service::pending_counts(conn, &record_ids)?;
             let entries = page
                 .rows
                 .into_iter()
@@ -381,6 +390,7 @@ async fn list_page(
                         .map(|c| cell(&c.key, &row.record, &row.custom, &sources, company.as_ref()))
                         .collect();
                     ListEntry {
+                        pending: pending.get(&row.record.id).copied().unwrap_or(0),
                         record: row.record,
                         cells,
                     }
@@ -512,6 +522,11 @@ pub struct FieldView {
 }
 
 impl RecordPage {
+    /// Pending fields of one of a company's contacts.
+    pub fn contact_pending(&self, contact_id: &i64) -> i64 {
+        self.contacts_pending.get(contact_id).copied().unwrap_or(0)
+    }
+
     /// A history row's field as people know it: its label (or the property's name).
     pub fn label_of(&self, key: &str) -> String {
         match key {
@@ -537,6 +552,8 @@ struct RecordPage {
     fields: Vec<FieldView>,
     company: Option<(i64, String)>,
     contacts: Vec<(i64, String)>,
+    /// A company's contacts with fields waiting for a decision: contact id -> count.
+    contacts_pending: BTreeMap<i64, i64>,
     owner: Option<String>,
     links: Vec<LinkView>,
     history: Vec<HistoryEntry>,
@@ -553,6 +570,7 @@ struct RecordData {
     fields: Vec<FieldView>,
     company: Option<(i64, String)>,
     contacts: Vec<(i64, String)>,
+    contacts_pending: BTreeMap<i64, i64>,
     owner: Option<String>,
     links: Vec<LinkView>,
     history: Vec<HistoryEntry>,
@@ -589,6 +607,8 @@ fn load_record(conn: &mut crate::db::DbConn, id: i64) -> Result<RecordData, AppE
     } else {
         Vec::new()
     };
+    let contact_ids: Vec<i64> = contacts.iter().map(|(id, _)| *id).collect();
+    let contacts_pending = crate::review::service::pending_counts(conn, &contact_ids)?;
     let owner = match record.owner_source_id {
         Some(source) => service::source_name(conn, source)?,
         None => None,
@@ -610,6 +630,7 @@ fn load_record(conn: &mut crate::db::DbConn, id: i64) -> Result<RecordData, AppE
         fields: views,
         company,
         contacts,
+        contacts_pending,
         owner,
         links,
         history,
@@ -633,6 +654,7 @@ async fn record_page(
             fields: data.fields,
             company: data.company,
             contacts: data.contacts,
+            contacts_pending: data.contacts_pending,
             owner: data.owner,
             links: data.links,
             history: data.history,

@@ -1,4 +1,4 @@
-//! Proposals: pending changes to one field of one record, waiting for a person's decision.
-//! (Imports and applications store them; the "check data" screens come with the review issue.)
+//! Proposals and the "check data" review: desynchronised records, decided field by field.
 
+pub mod routes;
 pub mod service;

@@ -1,9 +1,20 @@
+//! Proposals and the "check data" decisions. A proposal is a pending change to one field of
+//! one record; a record with any is desynchronised until a person keeps, accepts or replaces
+//! each proposed value. This module knows no HTTP types.
+
+use std::collections::BTreeMap;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::{self, DbConn};
-use crate::records::model::Actor;
-use crate::schema::proposals;
+use crate::fields::model::{FieldDef, FieldType, RecordKind};
+use crate::fields::validate::{normalize_for, PhoneCountry};
+use crate::records::model::{Actor, RecordRow};
+use crate::records::service as records;
+use crate::schema::{applications, import_runs, proposals};
+
+pub const PENDING: &str = "pending";
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = proposals)]
@@ -20,6 +31,53 @@ pub struct Proposal {
     pub decided_by: Option<String>,
     pub decided_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
+    pub record_kind: String,
+    pub source_id: Option<i64>,
+    pub process_id: Option<i64>,
+    pub decided_value: Option<String>,
+}
+
+impl Proposal {
+    /// The page the proposal came from: the import run or the application.
+    pub fn origin_href(&self) -> Option<String> {
+        let id = self.origin_id?;
+        match self.origin.as_str() {
+            "import" => Some(format!("/runs/{id}")),
+            "application" => Some(format!("/applications/{id}")),
+            _ => None,
+        }
+    }
+
+    /// How it was decided, in words ("accepted the proposed value", ...).
+    pub fn decision_text(&self) -> String {
+        match self.status.as_str() {
+            "accepted" => format!(
+                "accepted the proposed value ({})",
+                shown(&self.proposed_value)
+            ),
+            "kept" => "kept the current value".to_string(),
+            "new_value" => format!(
+                "typed a new value ({})",
+                shown(self.decided_value.as_deref().unwrap_or(""))
+            ),
+            "replaced" => "replaced by a newer proposal".to_string(),
+            _ => "still pending".to_string(),
+        }
+    }
+
+    pub fn decided_at_text(&self) -> String {
+        self.decided_at
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_default()
+    }
+}
+
+fn shown(value: &str) -> &str {
+    if value.is_empty() {
+        "blank"
+    } else {
+        value
+    }
 }
 
 /// Stores a proposal; a pending one for the same record and field is replaced (and kept, with
@@ -32,16 +90,40 @@ pub fn propose(
     proposed: &str,
     actor: &Actor,
 ) -> QueryResult<()> {
+    use crate::schema::records;
     let now = db::now();
+    let record_kind: String = records::table
+        .find(record_id)
+        .select(records::kind)
+        .first(conn)?;
+    let (source_id, process_id) = match (actor.origin, actor.origin_id) {
+        ("import", Some(run)) => (
+            import_runs::table
+                .find(run)
+                .select(import_runs::source_id)
+                .first::<i64>(conn)
+                .optional()?,
+            None,
+        ),
+        ("application", Some(app)) => (
+            None,
+            applications::table
+                .find(app)
+                .select(applications::process_id)
+                .first::<i64>(conn)
+                .optional()?,
+        ),
+        _ => (None, None),
+    };
     diesel::update(
         proposals::table
             .filter(proposals::record_id.eq(record_id))
             .filter(proposals::field_key.eq(field_key))
-            .filter(proposals::status.eq("pending")),
+            .filter(proposals::status.eq(PENDING)),
     )
     .set((
         proposals::status.eq("replaced"),
-        proposals::decided_by.eq(Some(format!("replaced by {}", actor.label))),
+        proposals::decided_by.eq(Some(actor.label.clone())),
         proposals::decided_at.eq(Some(now)),
     ))
     .execute(conn)?;
@@ -54,18 +136,37 @@ pub fn propose(
             proposals::origin.eq(actor.origin),
             proposals::origin_id.eq(actor.origin_id),
             proposals::origin_label.eq(&actor.label),
-            proposals::status.eq("pending"),
+            proposals::status.eq(PENDING),
             proposals::created_at.eq(now),
+            proposals::record_kind.eq(record_kind),
+            proposals::source_id.eq(source_id),
+            proposals::process_id.eq(process_id),
         ))
         .execute(conn)?;
     Ok(())
 }
 
 pub fn pending_for(conn: &mut DbConn, record_id: i64) -> QueryResult<Vec<Proposal>> {
+    pending_of(conn, &[record_id])
+}
+
+/// The pending proposals of several records (a page of the desynchronised view).
+fn pending_of(conn: &mut DbConn, record_ids: &[i64]) -> QueryResult<Vec<Proposal>> {
+    proposals::table
+        .filter(proposals::status.eq(PENDING))
+        .filter(proposals::record_id.eq_any(record_ids))
+        .order((proposals::record_id.asc(), proposals::id.asc()))
+        .select(Proposal::as_select())
+        .load(conn)
+}
+
+/// A record's decided and replaced proposals, newest first: the review's own history.
+pub fn earlier_for(conn: &mut DbConn, record_id: i64, limit: i64) -> QueryResult<Vec<Proposal>> {
     proposals::table
         .filter(proposals::record_id.eq(record_id))
-        .filter(proposals::status.eq("pending"))
-        .order(proposals::field_key.asc())
+        .filter(proposals::status.ne(PENDING))
+        .order(proposals::id.desc())
+        .limit(limit)
         .select(Proposal::as_select())
         .load(conn)
 }
@@ -76,7 +177,7 @@ pub fn withdraw(conn: &mut DbConn, origin: &str, origin_id: i64, by: &str) -> Qu
         proposals::table
             .filter(proposals::origin.eq(origin))
             .filter(proposals::origin_id.eq(origin_id))
-            .filter(proposals::status.eq("pending")),
+            .filter(proposals::status.eq(PENDING)),
     )
     .set((
         proposals::status.eq("replaced"),
@@ -84,4 +185,486 @@ pub fn withdraw(conn: &mut DbConn, origin: &str, origin_id: i64, by: &str) -> Qu
         proposals::decided_at.eq(Some(db::now())),
     ))
     .execute(conn)
+}
+
+/// Pending fields per record, for the indicators of a list page.
+pub fn pending_counts(conn: &mut DbConn, record_ids: &[i64]) -> QueryResult<BTreeMap<i64, i64>> {
+    if record_ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    Ok(proposals::table
+        .filter(proposals::status.eq(PENDING))
+        .filter(proposals::record_id.eq_any(record_ids))
+        .group_by(proposals::record_id)
+        .select((proposals::record_id, diesel::dsl::count_star()))
+        .load::<(i64, i64)>(conn)?
+        .into_iter()
+        .collect())
+}
+
+// ---- decisions -------------------------------------------------------------------------
+
+/// What a person decides for one pending proposal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// Discard the proposal: the record keeps its value (and the next application is
+    /// pre-filled from it).
+    Keep,
+    /// Take the proposed value.
+    Accept,
+    /// Another value, validated by the field's type.
+    NewValue(String),
+}
+
+impl Choice {
+    fn status(&self) -> &'static str {
+        match self {
+            Choice::Keep => "kept",
+            Choice::Accept => "accepted",
+            Choice::NewValue(_) => "new_value",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// Proposal id -> what is wrong with the value typed for it; nothing was applied.
+    #[error("Nothing was applied: {}", .0.values().cloned().collect::<Vec<_>>().join(" "))]
+    Invalid(BTreeMap<i64, String>),
+    #[error("That record does not exist.")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+/// One decision that this request applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub proposal_id: i64,
+    pub field: String,
+    /// "accepted: +33612345678", "kept the current value", ...
+    pub what: String,
+}
+
+/// A line someone else decided first (or a newer proposal replaced): nothing was done for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlreadyDecided {
+    pub proposal_id: i64,
+    pub field: String,
+    pub by: String,
+    pub how: String,
+    pub at: String,
+}
+
+impl AlreadyDecided {
+    pub fn sentence(&self) -> String {
+        if self.how.starts_with("replaced") {
+            format!(
+                "{}: a newer proposal (from {}) replaced the one you decided on at {}; nothing was applied, check the new one.",
+                self.field, self.by, self.at
+            )
+        } else {
+            format!(
+                "{}: already decided by {} at {} ({}); your decision was not applied.",
+                self.field, self.by, self.at, self.how
+            )
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub applied: Vec<Applied>,
+    pub already_decided: Vec<AlreadyDecided>,
+}
+
+impl Outcome {
+    /// One line for a flash message.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if !self.applied.is_empty() {
+            parts.push(format!(
+                "Applied: {}.",
+                self.applied
+                    .iter()
+                    .map(|a| format!("{} {}", a.field, a.what))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+        parts.extend(self.already_decided.iter().map(AlreadyDecided::sentence));
+        if parts.is_empty() {
+            "Nothing was decided.".to_string()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+fn label_of(defs: &[FieldDef], key: &str) -> String {
+    defs.iter()
+        .find(|d| d.key == key)
+        .map(|d| d.label.clone())
+        .unwrap_or_else(|| key.to_string())
+}
+
+/// Checks the values typed for "new value" before anything is written.
+fn validated(
+    defs: &[FieldDef],
+    pending: &[Proposal],
+    decisions: &[(i64, Choice)],
+    country: PhoneCountry,
+) -> Result<BTreeMap<i64, String>, ReviewError> {
+    let mut typed = BTreeMap::new();
+    let mut errors = BTreeMap::new();
+    for (id, choice) in decisions {
+        let Choice::NewValue(raw) = choice else {
+            continue;
+        };
+        let Some(proposal) = pending.iter().find(|p| p.id == *id) else {
+            continue;
+        };
+        let Some(def) = defs.iter().find(|d| d.key == proposal.field_key) else {
+            errors.insert(
+                *id,
+                format!("'{}' is no longer a field.", proposal.field_key),
+            );
+            continue;
+        };
+        if def.ftype() == FieldType::Document {
+            errors.insert(
+                *id,
+                format!(
+                    "{}: a document cannot be typed; keep or accept it.",
+                    def.label
+                ),
+            );
+            continue;
+        }
+        match normalize_for(def, raw, country) {
+            Ok(value) if def.required() && value.is_empty() => {
+                errors.insert(*id, format!("{} cannot be blank.", def.label));
+            }
+            Ok(value) => {
+                typed.insert(*id, value);
+            }
+            Err(message) => {
+                errors.insert(*id, message);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(typed)
+    } else {
+        Err(ReviewError::Invalid(errors))
+    }
+}
+
+/// Applies decisions on a record's proposals in one transaction, each with a history row.
+///
+/// Each proposal is claimed by a conditional update (pending -> decided): of several people
+/// deciding the same line, only the first applies anything; the others are told who decided
+/// and how. A value that fails validation applies nothing at all.
+pub fn decide(
+    conn: &mut DbConn,
+    record_id: i64,
+    decisions: &[(i64, Choice)],
+    actor: &Actor,
+    country: PhoneCountry,
+) -> Result<Outcome, ReviewError> {
+    db::write_tx(conn, |conn| {
+        let record = records::find(conn, record_id)?.ok_or(ReviewError::NotFound)?;
+        let defs = crate::fields::service::list(conn, record.record_kind(), true)?;
+        let ids: Vec<i64> = decisions.iter().map(|(id, _)| *id).collect();
+        let asked: Vec<Proposal> = proposals::table
+            .filter(proposals::id.eq_any(&ids))
+            .filter(proposals::record_id.eq(record_id))
+            .select(Proposal::as_select())
+            .load(conn)?;
+        let typed = validated(&defs, &asked, decisions, country)?;
+        let mut outcome = Outcome::default();
+        for (id, choice) in decisions {
+            let Some(proposal) = asked.iter().find(|p| p.id == *id) else {
+                continue;
+            };
+            let field = label_of(&defs, &proposal.field_key);
+            let value = match choice {
+                Choice::Keep => None,
+                Choice::Accept => Some(proposal.proposed_value.clone()),
+                Choice::NewValue(_) => typed.get(id).cloned(),
+            };
+            if !claim(conn, proposal.id, choice, value.as_deref(), actor)? {
+                let decided: Proposal = proposals::table
+                    .find(proposal.id)
+                    .select(Proposal::as_select())
+                    .first(conn)?;
+                outcome.already_decided.push(AlreadyDecided {
+                    proposal_id: proposal.id,
+                    field,
+                    by: decided.decided_by.clone().unwrap_or_default(),
+                    how: decided.decision_text(),
+                    at: decided.decided_at_text(),
+                });
+                continue;
+            }
+            let what = apply(conn, &record, &defs, proposal, choice, value, actor)?;
+            outcome.applied.push(Applied {
+                proposal_id: proposal.id,
+                field,
+                what,
+            });
+        }
+        Ok(outcome)
+    })
+}
+
+/// Marks a pending proposal decided; false when it no longer was pending.
+fn claim(
+    conn: &mut DbConn,
+    proposal_id: i64,
+    choice: &Choice,
+    value: Option<&str>,
+    actor: &Actor,
+) -> QueryResult<bool> {
+    let decided_value = match choice {
+        Choice::NewValue(_) => value.map(str::to_string),
+        _ => None,
+    };
+    let claimed = diesel::update(
+        proposals::table
+            .filter(proposals::id.eq(proposal_id))
+            .filter(proposals::status.eq(PENDING)),
+    )
+    .set((
+        proposals::status.eq(choice.status()),
+        proposals::decided_by.eq(Some(actor.label.clone())),
+        proposals::decided_at.eq(Some(db::now())),
+        proposals::decided_value.eq(decided_value),
+    ))
+    .execute(conn)?;
+    Ok(claimed == 1)
+}
+
+/// Writes what a claimed decision asks for and its history row; returns it in words.
+fn apply(
+    conn: &mut DbConn,
+    record: &RecordRow,
+    defs: &[FieldDef],
+    proposal: &Proposal,
+    choice: &Choice,
+    value: Option<String>,
+    actor: &Actor,
+) -> QueryResult<String> {
+    let what = match (choice, &value) {
+        (Choice::Keep, _) => format!(
+            "kept the current value, discarded {} from {}",
+            shown(&proposal.proposed_value),
+            proposal.origin_label
+        ),
+        (Choice::Accept, Some(v)) => {
+            format!("accepted {} from {}", shown(v), proposal.origin_label)
+        }
+        (_, v) => format!(
+            "set to a new value {} instead of {} from {}",
+            shown(v.as_deref().unwrap_or("")),
+            shown(&proposal.proposed_value),
+            proposal.origin_label
+        ),
+    };
+    let review_actor = Actor {
+        origin: "review",
+        origin_id: Some(proposal.id),
+        user_id: actor.user_id,
+        label: format!("{}: {what}", actor.label),
+    };
+    // The record may have changed since the page was read: write against its current row.
+    let fresh = records::find(conn, record.id)?.unwrap_or_else(|| record.clone());
+    let def = defs.iter().find(|d| d.key == proposal.field_key);
+    let written = match (value, def) {
+        (Some(value), Some(def)) => {
+            records::write_values(conn, &fresh, &[(def.clone(), value)], &review_actor)?.len()
+        }
+        _ => 0,
+    };
+    if written == 0 {
+        // Kept, or a value equal to the current one: no value changes, but the decision still
+        // gets its history row.
+        let current = records::values(conn, &fresh, defs)?
+            .remove(&proposal.field_key)
+            .filter(|v| !v.is_empty());
+        records::history(
+            conn,
+            record.id,
+            &proposal.field_key,
+            current.clone(),
+            current,
+            &review_actor,
+        )?;
+    }
+    Ok(what)
+}
+
+// ---- the desynchronised-records view ---------------------------------------------------
+
+/// Filters of the desynchronised-records view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesyncFilter {
+    pub kind: Option<RecordKind>,
+    /// Proposals from imports of this source.
+    pub source_id: Option<i64>,
+    /// Proposals from applications of this process.
+    pub process_id: Option<i64>,
+}
+
+type Backend = <DbConn as diesel::Connection>::Backend;
+
+/// Pending proposals matching the filter; each filter has a partial index of its own.
+fn pending_filtered(filter: &DesyncFilter) -> proposals::BoxedQuery<'static, Backend> {
+    let mut q = proposals::table
+        .filter(proposals::status.eq(PENDING))
+        .into_boxed();
+    if let Some(kind) = filter.kind {
+        q = q.filter(proposals::record_kind.eq(kind.as_str()));
+    }
+    if let Some(source) = filter.source_id {
+        q = q.filter(proposals::source_id.eq(source));
+    }
+    if let Some(process) = filter.process_id {
+        q = q.filter(proposals::process_id.eq(process));
+    }
+    q
+}
+
+/// A desynchronised record and what waits for a decision on it.
+pub struct DesyncEntry {
+    pub record: RecordRow,
+    pub proposals: Vec<Proposal>,
+}
+
+impl DesyncEntry {
+    pub fn latest(&self) -> Option<NaiveDateTime> {
+        self.proposals.iter().map(|p| p.created_at).max()
+    }
+
+    /// Distinct origins ("application #3 (Onboarding) by Ann", ...) with their pages.
+    pub fn origins(&self) -> Vec<(String, Option<String>)> {
+        let mut out: Vec<(String, Option<String>)> = Vec::new();
+        for p in &self.proposals {
+            if !out.iter().any(|(label, _)| label == &p.origin_label) {
+                out.push((p.origin_label.clone(), p.origin_href()));
+            }
+        }
+        out
+    }
+}
+
+pub struct DesyncPage {
+    pub entries: Vec<DesyncEntry>,
+    /// Records with pending proposals (under the filter).
+    pub records: i64,
+    /// Pending fields (under the filter).
+    pub fields: i64,
+    /// The last record id of this page when there is another page.
+    pub next_after: Option<i64>,
+}
+
+/// One page of desynchronised records, by record id after `after`, with the totals.
+/// The page reads an index in record order and stops after `limit` records.
+pub fn desynchronised(
+    conn: &mut DbConn,
+    filter: &DesyncFilter,
+    after: Option<i64>,
+    limit: i64,
+) -> QueryResult<DesyncPage> {
+    let fields: i64 = pending_filtered(filter).count().get_result(conn)?;
+    let records_total: i64 = pending_filtered(filter)
+        .select(diesel::dsl::count(proposals::record_id).aggregate_distinct())
+        .first(conn)?;
+    let mut q = pending_filtered(filter)
+        .select(proposals::record_id)
+        .distinct()
+        .order(proposals::record_id.asc())
+        .limit(limit + 1);
+    if let Some(after) = after {
+        q = q.filter(proposals::record_id.gt(after));
+    }
+    let mut ids: Vec<i64> = q.load(conn)?;
+    let has_more = ids.len() as i64 > limit;
+    ids.truncate(usize::try_from(limit).unwrap_or(0));
+    let rows: Vec<RecordRow> = crate::schema::records::table
+        .filter(crate::schema::records::id.eq_any(&ids))
+        .select(RecordRow::as_select())
+        .load(conn)?;
+    let mut pending: BTreeMap<i64, Vec<Proposal>> = BTreeMap::new();
+    for p in pending_of(conn, &ids)? {
+        pending.entry(p.record_id).or_default().push(p);
+    }
+    let entries = ids
+        .iter()
+        .filter_map(|id| {
+            let record = rows.iter().find(|r| r.id == *id)?.clone();
+            Some(DesyncEntry {
+                proposals: pending.remove(id).unwrap_or_default(),
+                record,
+            })
+        })
+        .collect();
+    Ok(DesyncPage {
+        entries,
+        records: records_total,
+        fields,
+        next_after: if has_more { ids.last().copied() } else { None },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decided(status: &str, value: Option<&str>) -> Proposal {
+        Proposal {
+            id: 1,
+            record_id: 1,
+            field_key: "phone".into(),
+            current_value: "+33100000000".into(),
+            proposed_value: "+33600000000".into(),
+            origin: "application".into(),
+            origin_id: Some(4),
+            origin_label: "application #4".into(),
+            status: status.into(),
+            decided_by: Some("Ann".into()),
+            decided_at: None,
+            created_at: NaiveDateTime::default(),
+            record_kind: "contact".into(),
+            source_id: None,
+            process_id: Some(2),
+            decided_value: value.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn decisions_read_as_sentences() {
+        let cases = [
+            (
+                "accepted",
+                None,
+                "accepted the proposed value (+33600000000)",
+            ),
+            ("kept", None, "kept the current value"),
+            (
+                "new_value",
+                Some("+33700000000"),
+                "typed a new value (+33700000000)",
+            ),
+            ("replaced", None, "replaced by a newer proposal"),
+            ("pending", None, "still pending"),
+        ];
+        for (status, value, text) in cases {
+            assert_eq!(decided(status, value).decision_text(), text, "{status}");
+        }
+        assert_eq!(
+            decided("pending", None).origin_href().as_deref(),
+            Some("/applications/4")
+        );
+    }
 }
