@@ -6,38 +6,21 @@
 //!
 //! With BENCH_DATABASE_URL, a database of its own is created on that server and dropped after.
 
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Instant;
+
+use common::{time, BenchDb};
 use diesel::connection::SimpleConnection;
-use diesel::Connection;
 use syncdesk::db::DbConn;
 use syncdesk::fields::model::RecordKind;
 use syncdesk::fields::service::{self as fields, NewField};
 use syncdesk::records::list::{self, ListQuery, SortKey};
 
 fn main() {
-    let rows: u64 = std::env::var("BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let (url, pg_cleanup) = match std::env::var("BENCH_DATABASE_URL") {
-        Ok(admin) => {
-            let name = format!("syncdesk_bench_{}", std::process::id());
-            let mut conn = diesel::PgConnection::establish(&admin).expect("PostgreSQL");
-            conn.batch_execute(&format!("CREATE DATABASE {name}"))
-                .expect("create database");
-            let base = &admin[..admin.rfind('/').expect("database in URL")];
-            (format!("{base}/{name}"), Some((admin.clone(), name)))
-        }
-        Err(_) => (
-            format!("sqlite://{}", dir.path().join("bench.db").display()),
-            None,
-        ),
-    };
-    let pool = syncdesk::db::connect(&url).expect("connect");
-    let mut conn = pool.get().expect("connection");
-    syncdesk::db::run_migrations(&mut conn).expect("migrate");
+    let rows = common::rows(100_000);
+    let db = BenchDb::new();
+    let mut conn = db.pool.get().expect("connection");
     let tier = fields::create(
         &mut conn,
         RecordKind::Contact,
@@ -86,26 +69,6 @@ fn main() {
     time("first page, by a custom field", || {
         list::page(&mut conn, &custom, std::slice::from_ref(&tier)).expect("page");
     });
-
-    drop(conn);
-    drop(pool);
-    if let Some((admin, name)) = pg_cleanup {
-        if let Ok(mut conn) = diesel::PgConnection::establish(&admin) {
-            let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
-    }
-}
-
-fn time(label: &str, mut f: impl FnMut()) {
-    f(); // warm the caches once
-    let runs = 5;
-    let mut total = Duration::ZERO;
-    for _ in 0..runs {
-        let start = Instant::now();
-        f();
-        total += start.elapsed();
-    }
-    println!("{label:<40} {:>10.2?} per run", total / runs);
 }
 
 /// Generates rows inside the database: the bench measures reads, not the insert path.

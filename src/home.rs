@@ -27,6 +27,8 @@ struct Dashboard {
     user_count: i64,
     contacts: i64,
     companies: i64,
+    /// (desynchronised records, fields waiting for a decision)
+    desync: (i64, i64),
     backend: &'static str,
 }
 
@@ -46,7 +48,7 @@ async fn dashboard(
         }
     };
     let user_count = state.db(service::user_count).await?;
-    let (contacts, companies) = state
+    let (contacts, companies, desync) = state
         .db(|conn| -> Result<_, AppError> {
             let count = |conn: &mut crate::db::DbConn, kind: RecordKind| {
                 list::page(
@@ -62,6 +64,7 @@ async fn dashboard(
             Ok((
                 count(conn, RecordKind::Contact)?,
                 count(conn, RecordKind::Company)?,
+                crate::review::service::totals(conn, &Default::default())?,
             ))
         })
         .await?;
@@ -76,6 +79,7 @@ async fn dashboard(
         user_count,
         contacts,
         companies,
+        desync,
         backend,
     };
     Ok(HttpResponse::Ok()

@@ -256,11 +256,7 @@ async fn keep_accept_and_new_value_each_with_history() {
     assert_eq!(now["email"], "ada@example.org");
     assert_eq!(now["tag1"], "platinum");
     assert!(pending(&pool, s.ada).is_empty());
-    for (id, status) in [
-        (&phone, "accepted"),
-        (&email, "kept"),
-        (&tag, "new_value"),
-    ] {
+    for (id, status) in [(&phone, "accepted"), (&email, "kept"), (&tag, "new_value")] {
         let decided = proposal(&pool, id.parse().expect("id"));
         assert_eq!(decided.status, status);
         assert_eq!(decided.decided_by.as_deref(), Some("editor"));
@@ -280,7 +276,10 @@ async fn keep_accept_and_new_value_each_with_history() {
     let kept = &review_rows(&pool, p["email"].id)[0];
     assert_eq!(kept.1, kept.2);
     assert!(kept.0.contains("discarded ada@newmail.example"), "{kept:?}");
-    assert_eq!(proposal(&pool, p["tag1"].id).decided_value.as_deref(), Some("platinum"));
+    assert_eq!(
+        proposal(&pool, p["tag1"].id).decided_value.as_deref(),
+        Some("platinum")
+    );
 
     // In step again: no indicator, no banner, nothing in the desync view.
     assert!(!app.get("/contacts").await.body.contains("data-pending="));
@@ -326,7 +325,11 @@ async fn shortcuts_accept_all_and_keep_all_in_place_with_htmx() {
     assert!(!res.body.contains("<html"), "an htmx answer is a fragment");
     let now = values(&pool, s.ada);
     assert_eq!(
-        (now["phone"].as_str(), now["email"].as_str(), now["tag1"].as_str()),
+        (
+            now["phone"].as_str(),
+            now["email"].as_str(),
+            now["tag1"].as_str()
+        ),
         ("+33612345678", "ada@newmail.example", "gold")
     );
 
@@ -334,7 +337,11 @@ async fn shortcuts_accept_all_and_keep_all_in_place_with_htmx() {
     s.submit(
         &pool,
         s.ada,
-        &[("phone", "06 70 00 00 01"), ("email", "x@example.org"), ("tag1", "bronze")],
+        &[
+            ("phone", "06 70 00 00 01"),
+            ("email", "x@example.org"),
+            ("tag1", "bronze"),
+        ],
     );
     let round: Vec<Proposal> = pending(&pool, s.ada).into_values().collect();
     assert_eq!(round.len(), 3);
@@ -343,7 +350,10 @@ async fn shortcuts_accept_all_and_keep_all_in_place_with_htmx() {
         .map(|p| ("p".to_string(), p.id.to_string()))
         .collect();
     fields.push(("all".into(), "keep".into()));
-    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     app.post(&format!("/records/{}/check", s.ada), &pairs)
         .await
         .assert_redirect(&format!("/records/{}/check", s.ada));
@@ -372,14 +382,20 @@ async fn an_invalid_new_value_applies_nothing_and_says_why() {
         (&format!("v{email}"), "not-an-email"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
-    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let res = app.post(&format!("/records/{}/check", s.ada), &pairs).await;
     res.assert_status(422)
         .assert_contains("Nothing was applied")
         .assert_contains("&#39;not-an-email&#39; is not a valid email address")
         .assert_contains("value=\"not-an-email\"")
         .assert_contains("aria-invalid=\"true\"");
-    assert!(res.body.contains("<html"), "without htmx the whole page comes back");
+    assert!(
+        res.body.contains("<html"),
+        "without htmx the whole page comes back"
+    );
 
     let htmx = app
         .send(
@@ -434,8 +450,7 @@ async fn concurrent_decisions_on_one_proposal_have_one_winner() {
                     user_id: None,
                     label: format!("person {i}"),
                 };
-                review::decide(&mut conn, ada, &[(target, choice)], &actor, fr())
-                    .expect("decide")
+                review::decide(&mut conn, ada, &[(target, choice)], &actor, fr()).expect("decide")
             })
         })
         .collect();
@@ -452,9 +467,17 @@ async fn concurrent_decisions_on_one_proposal_have_one_winner() {
         let told = &outcome.already_decided[0];
         assert_eq!(told.by, winner);
         assert_eq!(told.how, decided.decision_text());
-        assert!(told.sentence().contains("already decided by"), "{}", told.sentence());
+        assert!(
+            told.sentence().contains("already decided by"),
+            "{}",
+            told.sentence()
+        );
     }
-    assert_eq!(review_rows(&pool, target).len(), 1, "applied once, one history row");
+    assert_eq!(
+        review_rows(&pool, target).len(),
+        1,
+        "applied once, one history row"
+    );
     let phone = values(&pool, s.ada)["phone"].clone();
     let expected = match decided.status.as_str() {
         "accepted" => "+33612345678",
@@ -471,7 +494,9 @@ async fn the_second_reviewer_is_told_who_decided() {
     let mut first = spawn().await;
     first.signed_in_as("first@example.org", Role::Editor).await;
     let mut second = first.fork();
-    second.signed_in_as("second@example.org", Role::Editor).await;
+    second
+        .signed_in_as("second@example.org", Role::Editor)
+        .await;
     let pool = first.state.pool.clone();
     let s = setup(&pool);
     s.submit(&pool, s.ada, &[("phone", "06 12 34 56 78")]);
@@ -515,9 +540,12 @@ async fn a_newer_proposal_replaces_an_older_one() {
 
     // Deciding on the page read before the newer proposal came applies nothing.
     let older_id = older.to_string();
-    app.post(&check, &[("p", &older_id), (&format!("c{older_id}"), "accept")])
-        .await
-        .assert_redirect(&check);
+    app.post(
+        &check,
+        &[("p", &older_id), (&format!("c{older_id}"), "accept")],
+    )
+    .await
+    .assert_redirect(&check);
     let page = app.get(&check).await;
     page.assert_contains("a newer proposal")
         .assert_contains("+33699999999")
@@ -577,7 +605,8 @@ async fn keep_means_the_next_application_starts_from_the_record() {
         None,
     )
     .expect("application");
-    let answers = processes::answers(&mut pool.get().expect("connection"), next.id).expect("answers");
+    let answers =
+        processes::answers(&mut pool.get().expect("connection"), next.id).expect("answers");
     let phone = answers
         .iter()
         .find(|a| a.item_id == s.items["phone"])
@@ -597,14 +626,17 @@ fn import_source(pool: &DbPool) -> Source {
         },
     )
     .expect("source");
-    let mapping = [("Name", "name", Rule::Always), ("Phone", "phone", Rule::Review)]
-        .map(|(column, field, rule)| MappingInput {
-            column_name: column.into(),
-            field_key: field.into(),
-            to_record: rule,
-            to_source: Rule::Never,
-            blanks_clear: false,
-        });
+    let mapping = [
+        ("Name", "name", Rule::Always),
+        ("Phone", "phone", Rule::Review),
+    ]
+    .map(|(column, field, rule)| MappingInput {
+        column_name: column.into(),
+        field_key: field.into(),
+        to_record: rule,
+        to_source: Rule::Never,
+        blanks_clear: false,
+    });
     sources::set_mapping(&mut conn, source.id, &mapping).expect("mapping");
     source
 }
@@ -639,8 +671,16 @@ async fn lists_and_the_desync_view_count_and_filter() {
     s.propose_all(&pool);
     // Bob: a proposal from an import of the source Books.
     let books = import_source(&pool);
-    import(&app.state, &books, "External Id,Name,Phone\nB1,Bob,01 11 11 11 11\n");
-    let run = import(&app.state, &books, "External Id,Name,Phone\nB1,Bob,06 22 22 22 22\n");
+    import(
+        &app.state,
+        &books,
+        "External Id,Name,Phone\nB1,Bob,01 11 11 11 11\n",
+    );
+    let run = import(
+        &app.state,
+        &books,
+        "External Id,Name,Phone\nB1,Bob,06 22 22 22 22\n",
+    );
     let bob_id: i64 = proposals::table
         .filter(proposals::origin.eq("import"))
         .select(proposals::record_id)
@@ -698,17 +738,27 @@ async fn lists_and_the_desync_view_count_and_filter() {
     by_source
         .assert_contains(&format!("data-record=\"{bob_id}\""))
         .assert_contains(&format!("href=\"/runs/{run}\""));
-    assert!(!by_source.body.contains(&format!("data-record=\"{}\"", s.ada)));
+    assert!(!by_source
+        .body
+        .contains(&format!("data-record=\"{}\"", s.ada)));
 
     // The lists mark each desynchronised record with its count.
     let contacts = app.get("/contacts").await;
     contacts
-        .assert_contains(&format!("href=\"/records/{}/check\" title=\"Desynchronised: 3 fields", s.ada))
-        .assert_contains(&format!("href=\"/records/{bob_id}/check\" title=\"Desynchronised: 1 field "))
+        .assert_contains(&format!(
+            "href=\"/records/{}/check\" title=\"Desynchronised: 3 fields",
+            s.ada
+        ))
+        .assert_contains(&format!(
+            "href=\"/records/{bob_id}/check\" title=\"Desynchronised: 1 field "
+        ))
         .assert_contains("href=\"/desync?kind=contact\"");
     app.get("/companies")
         .await
         .assert_contains(&format!("href=\"/records/{acme}/check\""));
+    app.get("/")
+        .await
+        .assert_contains("3 desynchronised records, 5 fields to check");
     // htmx asks for the results only.
     let fragment = app.htmx(Method::GET, "/desync?kind=company").await;
     fragment.assert_contains("id=\"desync-results\"");
@@ -719,8 +769,8 @@ async fn lists_and_the_desync_view_count_and_filter() {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = review::desynchronised(&mut conn, &DesyncFilter::default(), after, 1)
-            .expect("page");
+        let page =
+            review::desynchronised(&mut conn, &DesyncFilter::default(), after, 1).expect("page");
         assert_eq!((page.records, page.fields), (3, 5));
         seen.extend(page.entries.iter().map(|e| e.record.id));
         match page.next_after {

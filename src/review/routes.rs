@@ -87,12 +87,19 @@ struct CheckFragment {
 /// What was posted for one line: (choice, typed value).
 type Posted = BTreeMap<i64, (String, String)>;
 
+/// A record with its pending lines and its earlier proposals.
+struct Loaded {
+    record: RecordRow,
+    lines: Vec<Line>,
+    earlier: Vec<(String, Proposal)>,
+}
+
 fn load_check(
     conn: &mut DbConn,
     record_id: i64,
     posted: &Posted,
     errors: &BTreeMap<i64, String>,
-) -> Result<(RecordRow, Vec<Line>, Vec<(String, Proposal)>), AppError> {
+) -> Result<Loaded, AppError> {
     let record =
         records::find(conn, record_id)?.ok_or_else(|| AppError::not_found("That record"))?;
     let defs = fields::list(conn, record.record_kind(), true)?;
@@ -121,7 +128,11 @@ fn load_check(
         .into_iter()
         .map(|p| (label(&p.field_key), p))
         .collect();
-    Ok((record, lines, earlier))
+    Ok(Loaded {
+        record,
+        lines,
+        earlier,
+    })
 }
 
 /// What to show on the check-data page besides the record's current proposals.
@@ -148,14 +159,14 @@ async fn show_check(
         outcome,
         form_error,
     } = shown;
-    let (record, lines, earlier) = state
+    let loaded = state
         .db(move |conn| load_check(conn, record_id, &posted, &errors))
         .await?;
     let view = CheckView {
-        record,
+        record: loaded.record,
         csrf: ctx.csrf.clone(),
-        lines,
-        earlier,
+        lines: loaded.lines,
+        earlier: loaded.earlier,
         can_decide,
         outcome,
         form_error,
@@ -203,6 +214,9 @@ fn decisions_of(form: &[(String, String)]) -> (Vec<(i64, Choice)>, Posted) {
     let mut posted = Posted::new();
     for (_, id) in form.iter().filter(|(k, _)| k == "p") {
         let Ok(id) = id.parse::<i64>() else { continue };
+        if posted.contains_key(&id) {
+            continue; // a line sent twice is decided once
+        }
         let choice = get(&format!("c{id}")).to_string();
         let typed = get(&format!("v{id}")).to_string();
         let decision = match (all, choice.as_str()) {
@@ -439,7 +453,8 @@ mod tests {
 
     #[test]
     fn the_form_reads_as_decisions() {
-        let cases: Vec<(Vec<(&str, &str)>, Vec<(i64, Choice)>)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<(i64, Choice)>);
+        let cases: Vec<Case> = vec![
             (
                 vec![("p", "1"), ("c1", "keep"), ("p", "2"), ("c2", "accept")],
                 vec![(1, Choice::Keep), (2, Choice::Accept)],

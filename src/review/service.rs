@@ -16,6 +16,12 @@ use crate::schema::{applications, import_runs, proposals};
 
 pub const PENDING: &str = "pending";
 
+/// `status = 'pending'` written into the SQL rather than bound: only then can PostgreSQL's
+/// generic plans (and SQLite's planner) use the partial indexes `... WHERE status = 'pending'`.
+fn is_pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql("proposals.status = 'pending'")
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = proposals)]
 pub struct Proposal {
@@ -153,7 +159,7 @@ pub fn pending_for(conn: &mut DbConn, record_id: i64) -> QueryResult<Vec<Proposa
 /// The pending proposals of several records (a page of the desynchronised view).
 fn pending_of(conn: &mut DbConn, record_ids: &[i64]) -> QueryResult<Vec<Proposal>> {
     proposals::table
-        .filter(proposals::status.eq(PENDING))
+        .filter(is_pending())
         .filter(proposals::record_id.eq_any(record_ids))
         .order((proposals::record_id.asc(), proposals::id.asc()))
         .select(Proposal::as_select())
@@ -193,7 +199,7 @@ pub fn pending_counts(conn: &mut DbConn, record_ids: &[i64]) -> QueryResult<BTre
         return Ok(BTreeMap::new());
     }
     Ok(proposals::table
-        .filter(proposals::status.eq(PENDING))
+        .filter(is_pending())
         .filter(proposals::record_id.eq_any(record_ids))
         .group_by(proposals::record_id)
         .select((proposals::record_id, diesel::dsl::count_star()))
@@ -520,9 +526,7 @@ type Backend = <DbConn as diesel::Connection>::Backend;
 
 /// Pending proposals matching the filter; each filter has a partial index of its own.
 fn pending_filtered(filter: &DesyncFilter) -> proposals::BoxedQuery<'static, Backend> {
-    let mut q = proposals::table
-        .filter(proposals::status.eq(PENDING))
-        .into_boxed();
+    let mut q = proposals::table.filter(is_pending()).into_boxed();
     if let Some(kind) = filter.kind {
         q = q.filter(proposals::record_kind.eq(kind.as_str()));
     }
@@ -533,6 +537,67 @@ fn pending_filtered(filter: &DesyncFilter) -> proposals::BoxedQuery<'static, Bac
         q = q.filter(proposals::process_id.eq(process));
     }
     q
+}
+
+#[derive(QueryableByName)]
+struct Totals {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    records: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    fields: i64,
+}
+
+/// (desynchronised records, pending fields) under the filter, in one pass over the filter's
+/// partial index (two separate counts, one of them distinct, cost twice as much).
+pub fn totals(conn: &mut DbConn, filter: &DesyncFilter) -> QueryResult<(i64, i64)> {
+    use diesel::sql_types::{BigInt, Text};
+    let mut conditions = String::new();
+    if filter.kind.is_some() {
+        conditions.push_str(" AND record_kind = ?");
+    }
+    if filter.source_id.is_some() {
+        conditions.push_str(" AND source_id = ?");
+    }
+    if filter.process_id.is_some() {
+        conditions.push_str(" AND process_id = ?");
+    }
+    let sql = format!(
+        "SELECT COUNT(*) AS records, CAST(COALESCE(SUM(n), 0) AS BIGINT) AS fields \
+         FROM (SELECT record_id, COUNT(*) AS n FROM proposals \
+               WHERE status = 'pending'{conditions} GROUP BY record_id) AS pending"
+    );
+    let sql = match conn {
+        // PostgreSQL numbers its parameters.
+        DbConn::Pg(_) => numbered_parameters(&sql),
+        DbConn::Sqlite(_) => sql,
+    };
+    let mut query = diesel::sql_query(sql).into_boxed::<Backend>();
+    if let Some(kind) = filter.kind {
+        query = query.bind::<Text, _>(kind.as_str());
+    }
+    if let Some(source) = filter.source_id {
+        query = query.bind::<BigInt, _>(source);
+    }
+    if let Some(process) = filter.process_id {
+        query = query.bind::<BigInt, _>(process);
+    }
+    let totals: Totals = query.get_result(conn)?;
+    Ok((totals.records, totals.fields))
+}
+
+/// `?` placeholders as PostgreSQL's `$1, $2, ...`.
+fn numbered_parameters(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A desynchronised record and what waits for a decision on it.
@@ -576,10 +641,7 @@ pub fn desynchronised(
     after: Option<i64>,
     limit: i64,
 ) -> QueryResult<DesyncPage> {
-    let fields: i64 = pending_filtered(filter).count().get_result(conn)?;
-    let records_total: i64 = pending_filtered(filter)
-        .select(diesel::dsl::count(proposals::record_id).aggregate_distinct())
-        .first(conn)?;
+    let (records_total, fields) = totals(conn, filter)?;
     let mut q = pending_filtered(filter)
         .select(proposals::record_id)
         .distinct()

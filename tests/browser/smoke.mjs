@@ -1,5 +1,6 @@
 // Browser smoke test: first-run setup, sign out and in, the users page, a new user, a custom
-// field used by a new contact, an edit seen in the history, search as you type.
+// field used by a new contact, an edit seen in the history, search as you type, an import, an
+// application, and a desynchronised contact checked field by field.
 // Drives Debian's Chromium (no browser download). Needs BASE_URL of a console with an empty
 // database; writes screenshots to SCREENSHOT_DIR.
 import { chromium } from 'playwright-core';
@@ -158,6 +159,80 @@ try {
   await Promise.all([page.waitForURL(/\/records\/\d+$/), page.click('hgroup a:has-text("Grace Hopper")')]);
   check((await page.textContent('tr[data-field="phone"]')).includes('+442079460123'), 'the record shows the new phone');
   check((await page.textContent('#history')).includes('application #'), 'the history names the application');
+
+  // Desynchronised records: an application proposes three changes (rule "review"); the list
+  // marks the contact; a person checks the data: accepts one, keeps one, types a new value.
+  await Promise.all([page.waitForURL(`${base}/processes`), page.click('nav >> text=Processes')]);
+  await page.fill('input[name=name]', 'Annual review');
+  await Promise.all([page.waitForURL(/\/processes\/\d+$/), page.click('main button:has-text("Create process")')]);
+  await page.fill('input[name=title]', 'Check your details');
+  await page.click('main button:has-text("Add step")');
+  await page.waitForSelector('section[data-step="Check your details"]');
+  for (const [key, label, type] of [['mobile', 'Mobile', 'phone'], ['work_email', 'Work email', 'email'], ['segment', 'Segment', 'text']]) {
+    await page.fill('input[name=key]', key);
+    await page.fill('input[name=label]', label);
+    await page.selectOption('select[name=item_type]', type);
+    await page.click('main button:has-text("Add item")');
+    await page.waitForSelector(`#steps code:text-is("${key}")`);
+  }
+  await Promise.all([page.waitForURL(/\/links$/), page.click('text=Data links')]);
+  for (const [item, field] of [['Mobile (phone)', 'phone'], ['Work email (email)', 'email'], ['Segment (text)', 'tag1']]) {
+    await page.selectOption('select[name=item_id]', { label: item });
+    await page.selectOption('select[name=direction]', 'both');
+    await page.selectOption('select[name=field_key]', field);
+    await page.selectOption('select[name=to_record]', 'review');
+    await page.click('main button:has-text("Save data link")');
+    await page.waitForSelector(`#links td:text-is("contact.${field}")`);
+  }
+  await Promise.all([page.waitForURL(/\/processes\/\d+$/), page.click('nav[aria-label=breadcrumb] >> text=Annual review')]);
+  await page.fill('input[name=record]', 'Grace Hopper');
+  await Promise.all([page.waitForURL(/\/applications\/\d+$/), page.click('main button:has-text("Create application")')]);
+  check((await page.inputValue('main label:has-text("Work email") input')) === 'grace@example.org', 'the email is pre-filled');
+  await page.fill('main label:has-text("Mobile") input', '+44 20 7946 0999');
+  await page.fill('main label:has-text("Work email") input', 'grace@hopper.example');
+  await page.fill('main label:has-text("Segment") input', 'platinum');
+  await Promise.all([page.waitForURL(/\/applications\/\d+$/), page.click('button:has-text("Submit this step")')]);
+  check((await page.textContent('.flash')).includes('proposed for review'), 'the submission proposes the changes');
+
+  await Promise.all([page.waitForURL(`${base}/contacts`), page.click('nav >> text=Contacts')]);
+  const mark = page.locator('#records a.desync-mark');
+  check((await mark.count()) === 1, 'one contact is marked desynchronised');
+  check((await mark.getAttribute('data-pending')) === '3', 'the mark counts three pending fields');
+  check((await mark.textContent()).includes('3 fields to check'), 'the mark has a text alternative');
+  check((await page.textContent(`tr:has(a.desync-mark)`)).includes('Grace Hopper'), 'the marked contact is Grace Hopper');
+  await page.screenshot({ path: join(shots, 'contacts-desync.png'), fullPage: true });
+  await page.click('.list-menu summary');
+  await Promise.all([page.waitForURL(/\/desync\?kind=contact$/), page.click('#show-desync')]);
+  check((await page.textContent('#desync-records')).trim() === '1' && (await page.textContent('#desync-fields')).trim() === '3', 'the desync view counts one record, three fields');
+  await Promise.all([page.waitForURL(/\/records\/\d+$/), page.click('#desync >> text=Grace Hopper')]);
+  check((await page.textContent('#desync-banner')).includes('3 fields'), 'the record page shows the banner');
+  await Promise.all([page.waitForURL(/\/records\/\d+\/check$/), page.click('#check-data')]);
+  await page.screenshot({ path: join(shots, 'check-data-before.png'), fullPage: true });
+
+  const line = (field) => `#check-lines tr[data-field="${field}"]`;
+  await page.check(`${line('phone')} input[value=accept]`);
+  await page.check(`${line('tag1')} input[value=keep]`);
+  await page.check(`${line('email')} input[value=new]`);
+  await page.fill(`${line('email')} input[type=email]`, 'not-an-email');
+  await page.evaluate(() => { window.stillThisPage = true; });
+  await page.click('#apply');
+  await page.waitForSelector('#check-error');
+  check((await page.textContent(`${line('email')} .field-error`)).includes('not a valid email address'), 'a bad new value is explained on its line');
+  check(await page.isChecked(`${line('phone')} input[value=accept]`), 'the other choices are kept');
+  await page.fill(`${line('email')} input[type=email]`, 'grace.hopper@example.org');
+  await page.click('#apply');
+  await page.waitForSelector('#applied');
+  check(await page.evaluate(() => window.stillThisPage === true), 'htmx updated the page in place');
+  const applied = await page.textContent('#applied');
+  check(applied.includes('accepted +442079460999') && applied.includes('kept the current value') && applied.includes('grace.hopper@example.org'), `each decision is reported, got ${applied}`);
+  check(await page.isVisible('#in-step'), 'nothing is left to check');
+  await page.screenshot({ path: join(shots, 'check-data.png'), fullPage: true });
+  await Promise.all([page.waitForURL(/\/records\/\d+$/), page.click('#in-step >> text=Back to the record')]);
+  check((await page.textContent('tr[data-field="phone"]')).includes('+442079460999'), 'the accepted phone is on the record');
+  check((await page.textContent('tr[data-field="email"]')).includes('grace.hopper@example.org'), 'the new email is on the record');
+  check((await page.textContent('tr[data-field="tag1"]')).includes('gold'), 'the kept tag is unchanged');
+  check(!(await page.isVisible('#desync-banner')), 'the banner is gone');
+  check((await page.textContent('#history')).includes('kept the current value'), 'the history shows each decision');
 
   check(problems.length === 0, `no console errors, got: ${problems.join(' | ')}`);
   console.log(`browser smoke test passed; screenshots in ${shots}`);
