@@ -488,6 +488,46 @@ async fn concurrent_decisions_on_one_proposal_have_one_winner() {
     assert_eq!(phone, expected);
 }
 
+/// Applications submitted at the same moment for one field: each replaces the one before,
+/// none fails, and exactly one proposal stays pending.
+#[actix_web::test]
+async fn concurrent_proposals_leave_one_pending() {
+    let app = spawn().await;
+    let pool = app.state.pool.clone();
+    let s = setup(&pool);
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let pool = pool.clone();
+            let ada = s.ada;
+            std::thread::spawn(move || {
+                let mut conn = pool.get().expect("connection");
+                syncdesk::db::write_tx(&mut conn, |conn| {
+                    review::propose(
+                        conn,
+                        ada,
+                        "phone",
+                        "+33123456789",
+                        &format!("+3361234560{i}"),
+                        &Actor::system(&format!("sender {i}")),
+                    )
+                })
+                .expect("propose")
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    let all: Vec<String> = proposals::table
+        .filter(proposals::record_id.eq(s.ada))
+        .select(proposals::status)
+        .load(&mut pool.get().expect("connection"))
+        .expect("proposals");
+    assert_eq!(all.len(), 8);
+    assert_eq!(all.iter().filter(|st| *st == "pending").count(), 1);
+    assert_eq!(all.iter().filter(|st| *st == "replaced").count(), 7);
+}
+
 /// Two people in the console on the same line: the second is told, by name, what happened.
 #[actix_web::test]
 async fn the_second_reviewer_is_told_who_decided() {

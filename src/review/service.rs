@@ -97,6 +97,13 @@ pub fn propose(
     actor: &Actor,
 ) -> QueryResult<()> {
     use crate::schema::records;
+    if let DbConn::Pg(pg) = conn {
+        // Two proposals for one field at once would both find no pending row to replace and
+        // then collide on the unique index; the record's row lock makes the second wait.
+        diesel::sql_query("SELECT 1 FROM records WHERE id = $1 FOR UPDATE")
+            .bind::<diesel::sql_types::BigInt, _>(record_id)
+            .execute(pg)?;
+    }
     let now = db::now();
     let record_kind: String = records::table
         .find(record_id)
