@@ -822,3 +822,38 @@ async fn lists_and_the_desync_view_count_and_filter() {
     sorted.sort();
     assert_eq!(seen, sorted);
 }
+
+/// A proposal to blank a required field (a source sending an empty name with "blanks clear")
+/// cannot be accepted: the record would lose its name.
+#[actix_web::test]
+async fn a_blank_required_field_cannot_be_accepted() {
+    let app = spawn().await;
+    let pool = app.state.pool.clone();
+    let s = setup(&pool);
+    let mut conn = pool.get().expect("connection");
+    review::propose(
+        &mut conn,
+        s.ada,
+        "name",
+        "Ada Lovelace",
+        "",
+        &Actor::system("feed"),
+    )
+    .expect("propose");
+    let id = pending(&pool, s.ada)["name"].id;
+    let refused = review::decide(
+        &mut conn,
+        s.ada,
+        &[(id, Choice::Accept)],
+        &Actor::system("Ann"),
+        fr(),
+    );
+    match refused {
+        Err(review::ReviewError::Invalid(errors)) => {
+            assert_eq!(errors[&id], "Name cannot be blank; keep it instead.")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(values(&pool, s.ada)["name"], "Ada Lovelace");
+    assert_eq!(proposal(&pool, id).status, "pending");
+}

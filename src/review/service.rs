@@ -321,7 +321,8 @@ fn label_of(defs: &[FieldDef], key: &str) -> String {
         .unwrap_or_else(|| key.to_string())
 }
 
-/// Checks the values typed for "new value" before anything is written.
+/// Checks the values typed for "new value" (and that no required field would be blanked)
+/// before anything is written.
 fn validated(
     defs: &[FieldDef],
     pending: &[Proposal],
@@ -331,11 +332,23 @@ fn validated(
     let mut typed = BTreeMap::new();
     let mut errors = BTreeMap::new();
     for (id, choice) in decisions {
-        let Choice::NewValue(raw) = choice else {
-            continue;
-        };
         let Some(proposal) = pending.iter().find(|p| p.id == *id) else {
             continue;
+        };
+        let raw = match choice {
+            Choice::Keep => continue,
+            Choice::Accept => {
+                if proposal.proposed_value.is_empty()
+                    && defs
+                        .iter()
+                        .any(|d| d.key == proposal.field_key && d.required())
+                {
+                    let label = label_of(defs, &proposal.field_key);
+                    errors.insert(*id, format!("{label} cannot be blank; keep it instead."));
+                }
+                continue;
+            }
+            Choice::NewValue(raw) => raw,
         };
         let Some(def) = defs.iter().find(|d| d.key == proposal.field_key) else {
             errors.insert(
