@@ -310,13 +310,7 @@ async fn shortcuts_accept_all_and_keep_all_in_place_with_htmx() {
     body.push((format!("c{}", ids[0]), "keep".into()));
     body.push(("all".into(), "accept".into()));
     let res = app
-        .send(
-            actix_web::test::TestRequest::post()
-                .uri(&format!("/records/{}/check", s.ada))
-                .insert_header(("HX-Request", "true"))
-                .insert_header(("X-CSRF-Token", app.csrf.clone().unwrap_or_default()))
-                .set_form(&body),
-        )
+        .htmx_form(&format!("/records/{}/check", s.ada), &body)
         .await;
     res.assert_status(200)
         .assert_contains("id=\"check\"")
@@ -398,13 +392,7 @@ async fn an_invalid_new_value_applies_nothing_and_says_why() {
     );
 
     let htmx = app
-        .send(
-            actix_web::test::TestRequest::post()
-                .uri(&format!("/records/{}/check", s.ada))
-                .insert_header(("HX-Request", "true"))
-                .insert_header(("X-CSRF-Token", app.csrf.clone().unwrap_or_default()))
-                .set_form(&fields),
-        )
+        .htmx_form(&format!("/records/{}/check", s.ada), &fields)
         .await;
     htmx.assert_status(422)
         .assert_contains("not a valid email address");
@@ -799,6 +787,15 @@ async fn lists_and_the_desync_view_count_and_filter() {
     app.get("/")
         .await
         .assert_contains("3 desynchronised records, 5 fields to check");
+    // The source's and the process's pages lead to their own proposals.
+    app.get(&format!("/sources/{}", books.id))
+        .await
+        .assert_contains("1 record</strong> has 1 field proposed by this source&#39;s imports")
+        .assert_contains(&format!("href=\"/desync?source={}\"", books.id));
+    app.get(&format!("/processes/{}", s.process))
+        .await
+        .assert_contains("1 record</strong> has 3 fields proposed")
+        .assert_contains(&format!("href=\"/desync?process={}\"", s.process));
     // htmx asks for the results only.
     let fragment = app.htmx(Method::GET, "/desync?kind=company").await;
     fragment.assert_contains("id=\"desync-results\"");

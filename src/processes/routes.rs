@@ -102,6 +102,15 @@ struct ShowPage {
     types: [FieldType; 7],
     is_admin: bool,
     can_edit: bool,
+    /// Records and fields with pending proposals from this process's applications.
+    desync: (i64, i64),
+}
+
+impl ShowPage {
+    /// The desynchronised view filtered on this process.
+    pub fn desync_query(&self) -> String {
+        format!("process={}", self.process.id)
+    }
 }
 
 #[get("/processes/{id}")]
@@ -111,7 +120,7 @@ async fn show_process(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
-    let (process, steps, applications) = state
+    let (process, steps, applications, desync) = state
         .db(move |conn| -> Result<_, AppError> {
             let process =
                 service::find(conn, id)?.ok_or_else(|| AppError::not_found("That process"))?;
@@ -126,7 +135,12 @@ async fn show_process(
                     (a, name)
                 })
                 .collect();
-            Ok((process, steps, applications))
+            let from_process = crate::review::service::DesyncFilter {
+                process_id: Some(id),
+                ..Default::default()
+            };
+            let desync = crate::review::service::totals(conn, &from_process)?;
+            Ok((process, steps, applications, desync))
         })
         .await?;
     render(
@@ -139,6 +153,7 @@ async fn show_process(
             steps,
             applications,
             types: FieldType::ALL,
+            desync,
         },
     )
 }

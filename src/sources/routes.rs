@@ -213,6 +213,15 @@ struct ShowPage {
     mapping_note: Option<String>,
     error: Option<String>,
     max_import_mb: usize,
+    /// Records and fields with pending proposals from this source's imports.
+    desync: (i64, i64),
+}
+
+impl ShowPage {
+    /// The desynchronised view filtered on this source.
+    pub fn desync_query(&self) -> String {
+        format!("source={}", self.source.id)
+    }
 }
 
 struct SourceData {
@@ -220,6 +229,7 @@ struct SourceData {
     mapping: Vec<Mapping>,
     fields: Vec<FieldDef>,
     runs: Vec<ImportRun>,
+    desync: (i64, i64),
 }
 
 fn load(conn: &mut crate::db::DbConn, id: i64) -> Result<SourceData, AppError> {
@@ -227,11 +237,17 @@ fn load(conn: &mut crate::db::DbConn, id: i64) -> Result<SourceData, AppError> {
     let mapping = service::mapping(conn, id)?;
     let fields = fields::list(conn, source.record_kind(), false)?;
     let runs = crate::sync::routes::runs_of(conn, id, 20)?;
+    let from_source = crate::review::service::DesyncFilter {
+        source_id: Some(id),
+        ..Default::default()
+    };
+    let desync = crate::review::service::totals(conn, &from_source)?;
     Ok(SourceData {
         source,
         mapping,
         fields,
         runs,
+        desync,
     })
 }
 
@@ -256,6 +272,7 @@ fn show_page(
         mapping_note,
         error,
         max_import_mb: max_import_bytes / (1024 * 1024),
+        desync: data.desync,
     }
 }
 
