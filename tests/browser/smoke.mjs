@@ -204,6 +204,7 @@ try {
   await page.click('.list-menu summary');
   await Promise.all([page.waitForURL(/\/desync\?kind=contact$/), page.click('#show-desync')]);
   check((await page.textContent('#desync-records')).trim() === '1' && (await page.textContent('#desync-fields')).trim() === '3', 'the desync view counts one record, three fields');
+  await page.screenshot({ path: join(shots, 'desync.png'), fullPage: true });
   await Promise.all([page.waitForURL(/\/records\/\d+$/), page.click('#desync >> text=Grace Hopper')]);
   check((await page.textContent('#desync-banner')).includes('3 fields'), 'the record page shows the banner');
   await Promise.all([page.waitForURL(/\/records\/\d+\/check$/), page.click('#check-data')]);
