@@ -105,14 +105,13 @@ fn load_check(
     let defs = fields::list(conn, record.record_kind(), true)?;
     let values = records::values(conn, &record, &defs)?;
     let def_of = |key: &str| defs.iter().find(|d| d.key == key);
-    let label = |key: &str| def_of(key).map(|d| d.label.clone()).unwrap_or(key.into());
     let lines = service::pending_for(conn, record_id)?
         .into_iter()
         .map(|proposal| {
             let def: Option<&FieldDef> = def_of(&proposal.field_key);
             let (choice, typed) = posted.get(&proposal.id).cloned().unwrap_or_default();
             Line {
-                label: label(&proposal.field_key),
+                label: service::label_of(&defs, &proposal.field_key),
                 input_type: def.map(|d| d.ftype().input_type()).unwrap_or("text"),
                 is_document: def.is_some_and(|d| d.ftype() == FieldType::Document),
                 options: def.map(FieldDef::option_list).unwrap_or_default(),
@@ -126,7 +125,7 @@ fn load_check(
         .collect();
     let earlier = service::earlier_for(conn, record_id, 50)?
         .into_iter()
-        .map(|p| (label(&p.field_key), p))
+        .map(|p| (service::label_of(&defs, &p.field_key), p))
         .collect();
     Ok(Loaded {
         record,

@@ -314,7 +314,8 @@ impl Outcome {
     }
 }
 
-fn label_of(defs: &[FieldDef], key: &str) -> String {
+/// A field's label as people know it, or its key when no definition has it.
+pub fn label_of(defs: &[FieldDef], key: &str) -> String {
     defs.iter()
         .find(|d| d.key == key)
         .map(|d| d.label.clone())
