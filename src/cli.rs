@@ -330,7 +330,7 @@ fn import(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let run_id = jobs::enqueue(
+    let run_id = jobs::enqueue_claimed(
         &mut conn,
         &jobs::NewRun {
             source: &source,
@@ -344,7 +344,6 @@ fn import(
         },
     )
     .map_err(|e| CliError::Input(e.to_string()))?;
-    jobs::claim(&mut conn, run_id).map_err(crate::db::DbError::from)?;
     drop(conn);
     eprintln!(
         "{} {} into {} ({}, {})",

@@ -1,7 +1,8 @@
 //! One connection type over PostgreSQL and SQLite, chosen by the database URL.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use diesel::connection::SimpleConnection;
@@ -187,9 +188,34 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<Vec<String>, DbError> {
     applied.map_err(|e| DbError::Migration(e.to_string()))
 }
 
+/// Console writers waiting for SQLite's write lock. A bulk writer (an import chunk) lets
+/// them go first, so a long import never starves a person's save.
+static WAITING_WRITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// The longest a bulk writer steps aside for waiting writers before taking its turn.
+const MAX_YIELD: Duration = Duration::from_secs(2);
+
 /// A write transaction. On SQLite it starts with `BEGIN IMMEDIATE`, so a transaction that reads
 /// and then writes waits for the write lock up front instead of failing with "database is locked".
 pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    transaction(conn, false, f)
+}
+
+/// A write transaction for bulk work (an import chunk): on SQLite it first waits while other
+/// writers of this process wait for the lock, then takes its turn.
+pub fn bulk_write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    transaction(conn, true, f)
+}
+
+fn transaction<T, E, F>(conn: &mut DbConn, bulk: bool, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<diesel::result::Error>,
@@ -204,7 +230,18 @@ where
         return conn.transaction(f);
     }
     if let DbConn::Sqlite(c) = conn {
-        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+        if bulk {
+            let start = Instant::now();
+            while WAITING_WRITERS.load(Ordering::Acquire) > 0 && start.elapsed() < MAX_YIELD {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+        } else {
+            WAITING_WRITERS.fetch_add(1, Ordering::AcqRel);
+            let begun = AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE");
+            WAITING_WRITERS.fetch_sub(1, Ordering::AcqRel);
+            begun?;
+        }
     }
     // The multi-backend transaction manager delegates to the inner SQLite one, which now
     // knows a transaction is open: nested `transaction` calls inside `f` become savepoints.

@@ -48,6 +48,7 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        on_invalid -> Text,
     }
 }
 

@@ -10,7 +10,7 @@ use syncdesk::fields::validate::PhoneCountry;
 use syncdesk::records::model::{Actor, RecordInput};
 use syncdesk::records::service as records;
 use syncdesk::schema::{import_rows, record_history, record_links, records as records_t};
-use syncdesk::sources::model::{MappingInput, Source};
+use syncdesk::sources::model::{MappingInput, OnInvalid, Source};
 use syncdesk::sources::service::{self as sources, SourceInput};
 use syncdesk::sync::decide::Rule;
 use syncdesk::sync::engine;
@@ -499,7 +499,9 @@ fn bad_files_are_explained_and_lose_nothing() {
     );
     assert_eq!(env.record_count(), 0);
 
-    // Wrong number of fields, invalid value, duplicate id, empty id: error rows; others apply.
+    // Wrong number of fields, invalid value (rejected rows, as the source asks), duplicate id,
+    // empty id: error rows; others apply.
+    sources::set_on_invalid(&mut env.conn(), sync.id, OnInvalid::RejectRow).expect("setting");
     let run = env.import(
         &sync,
         "External Id,Name,Email,Phone\n\
@@ -578,6 +580,53 @@ fn bad_files_are_explained_and_lose_nothing() {
     let big = vec![b'x'; 2 * 1024 * 1024];
     let err = env.enqueue(&sync, &big, false, None).unwrap_err();
     assert!(err.contains("larger than the 1 MB upload limit"), "{err}");
+}
+
+/// By default a bad value skips its field, not the row: the row is created or updated without
+/// it, its reason says so, and the run counts the warning.
+#[core::prelude::v1::test]
+fn an_invalid_value_skips_the_field_and_keeps_the_row() {
+    let env = Env::new();
+    let sync = env.standard_source();
+    let kept = env.contact("Kim Park", "kim@example.org", "0400 000 001");
+    env.own(kept, &sync, Some("K"));
+    let run = env.import(
+        &sync,
+        "External Id,Name,Email,Phone
+         N,Noor Haddad,noor@example.org,(968) 724-4843
+         K,Kim Park,kim@new.example.org,not a phone
+         X,,broken-email,
+",
+        false,
+    );
+    let rows = env.rows(run);
+    let (outcome, record, reason) = outcome_of(&rows, "N");
+    assert_eq!(outcome, "created", "{reason}");
+    assert!(
+        reason.contains("'(968) 724-4843'") && reason.contains("the field was left unchanged"),
+        "{reason}"
+    );
+    let (name, _, _, email, phone, _) = env.state_of(record.expect("record"));
+    assert_eq!(
+        (name.as_str(), email.as_str(), phone.as_str()),
+        ("Contact Sync", "noor@example.org", "")
+    );
+    // An existing record: the valid email is written, the phone stays as it was.
+    let (outcome, _, reason) = outcome_of(&rows, "K");
+    assert_eq!(outcome, "updated", "{reason}");
+    assert!(
+        reason.contains("Updated: email") && reason.contains("'not a phone'"),
+        "{reason}"
+    );
+    let (_, _, _, email, phone, _) = env.state_of(kept);
+    assert_eq!(
+        (email.as_str(), phone.as_str()),
+        ("kim@new.example.org", "+61400000001")
+    );
+    // Without a name a new record still cannot be made.
+    assert_eq!(outcome_of(&rows, "X").0, "error");
+    let counts = env.run(run).counts();
+    assert_eq!(counts.get("warnings"), Some(&2), "{counts:?}");
 }
 
 #[core::prelude::v1::test]

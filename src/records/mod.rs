@@ -7,3 +7,4 @@ pub mod list;
 pub mod model;
 pub mod routes;
 pub mod service;
+pub mod writer;

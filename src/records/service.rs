@@ -7,10 +7,11 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 
 use super::model::{Actor, Change, HistoryEntry, LinkView, RecordInput, RecordRow};
+use super::writer::{self, Edit, RecordState};
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::service as fields;
-use crate::fields::validate::{norm_phone, norm_text, normalize_for, PhoneCountry};
+use crate::fields::validate::{norm_text, normalize_for, PhoneCountry};
 use crate::schema::{
     documents, record_history, record_links, record_values, records, source_fields, sources,
 };
@@ -178,24 +179,13 @@ pub fn create(
         input.values.entry("name".into()).or_default();
         let values = validate(conn, &defs, &input, country)?;
         check_company(conn, kind, input.company_id)?;
-        let now = db::now();
-        let id: i64 = diesel::insert_into(records::table)
-            .values((
-                records::kind.eq(kind.as_str()),
-                records::name.eq(""),
-                records::name_norm.eq(""),
-                records::company_id.eq(input.company_id.flatten()),
-                records::created_at.eq(now),
-                records::updated_at.eq(now),
-            ))
-            .returning(records::id)
-            .get_result(conn)?;
-        let record = find(conn, id)?.ok_or(RecordError::NotFound)?;
-        write_values(conn, &record, &values, actor)?;
-        if let Some(company) = input.company_id.flatten() {
-            history(conn, id, "company", None, Some(company.to_string()), actor)?;
+        let mut state = RecordState::blank(kind);
+        for (def, value) in &values {
+            state.set(def, value);
         }
-        find(conn, id)?.ok_or(RecordError::NotFound)
+        state.company_id = input.company_id.flatten();
+        let written = writer::apply_one(conn, &Edit::create(state), actor)?;
+        find(conn, written.record_id)?.ok_or(RecordError::NotFound)
     })
 }
 
@@ -208,15 +198,14 @@ pub fn update(
     country: PhoneCountry,
 ) -> Result<Vec<Change>, RecordError> {
     db::write_tx(conn, |conn| {
-        let record = find(conn, id)?.ok_or(RecordError::NotFound)?;
+        let (record, state) = writer::load_state(conn, id)?.ok_or(RecordError::NotFound)?;
         let kind = record.record_kind();
         let defs = fields::list(conn, kind, false)?;
         let values = validate(conn, &defs, input, country)?;
-        let current = self::values(conn, &record, &defs)?;
         let locked = locked_fields(conn, &record)?;
         let mut errors = FieldErrors::new();
         for (def, value) in &values {
-            let unchanged = current.get(&def.key).is_some_and(|c| c == value);
+            let unchanged = state.get(def) == value;
             if let Some(reason) = locked.get(&def.key).filter(|_| !unchanged) {
                 errors.insert(def.key.clone(), format!("{}: {reason}", def.label));
             }
@@ -225,24 +214,14 @@ pub fn update(
             return Err(RecordError::Invalid(errors));
         }
         check_company(conn, kind, input.company_id)?;
-        let mut changes = write_values(conn, &record, &values, actor)?;
-        if let Some(company) = input.company_id.filter(|c| *c != record.company_id) {
-            diesel::update(records::table.find(id))
-                .set((
-                    records::company_id.eq(company),
-                    records::updated_at.eq(db::now()),
-                ))
-                .execute(conn)?;
-            let old = record.company_id.map(|c| c.to_string());
-            let new = company.map(|c| c.to_string());
-            history(conn, id, "company", old.clone(), new.clone(), actor)?;
-            changes.push(Change {
-                field_key: "company".into(),
-                old: old.unwrap_or_default(),
-                new: new.unwrap_or_default(),
-            });
+        let mut edit = Edit::change(id, state);
+        for (def, value) in &values {
+            edit.after.set(def, value);
         }
-        Ok(changes)
+        if let Some(company) = input.company_id {
+            edit.after.company_id = company;
+        }
+        Ok(writer::apply_one(conn, &edit, actor)?.changes)
     })
 }
 
@@ -254,123 +233,12 @@ pub fn write_values(
     values: &[(FieldDef, String)],
     actor: &Actor,
 ) -> QueryResult<Vec<Change>> {
-    let custom = custom_values(conn, record.id)?;
-    let mut changes = Vec::new();
-    for (def, new) in values {
-        let old = match record.builtin_value(&def.key) {
-            Some(v) if def.builtin => v.to_string(),
-            _ => custom.get(&def.id).cloned().unwrap_or_default(),
-        };
-        if &old == new {
-            continue;
-        }
-        if def.builtin {
-            write_builtin(conn, record.id, &def.key, new)?;
-        } else {
-            diesel::delete(
-                record_values::table
-                    .filter(record_values::record_id.eq(record.id))
-                    .filter(record_values::field_id.eq(def.id)),
-            )
-            .execute(conn)?;
-            if !new.is_empty() {
-                diesel::insert_into(record_values::table)
-                    .values((
-                        record_values::record_id.eq(record.id),
-                        record_values::field_id.eq(def.id),
-                        record_values::value.eq(new),
-                    ))
-                    .execute(conn)?;
-            }
-        }
-        let as_option = |v: &str| (!v.is_empty()).then(|| v.to_string());
-        history(
-            conn,
-            record.id,
-            &def.key,
-            as_option(&old),
-            as_option(new),
-            actor,
-        )?;
-        changes.push(Change {
-            field_key: def.key.clone(),
-            old,
-            new: new.clone(),
-        });
+    let (_, state) = writer::load_state(conn, record.id)?.ok_or(DieselError::NotFound)?;
+    let mut edit = Edit::change(record.id, state);
+    for (def, value) in values {
+        edit.after.set(def, value);
     }
-    if !changes.is_empty() {
-        diesel::update(records::table.find(record.id))
-            .set(records::updated_at.eq(db::now()))
-            .execute(conn)?;
-    }
-    Ok(changes)
-}
-
-fn write_builtin(conn: &mut DbConn, id: i64, key: &str, value: &str) -> QueryResult<usize> {
-    let target = records::table.find(id);
-    match key {
-        "name" => diesel::update(target)
-            .set((
-                records::name.eq(value),
-                records::name_norm.eq(norm_text(value)),
-            ))
-            .execute(conn),
-        "email" => diesel::update(target)
-            .set((
-                records::email.eq(value),
-                records::email_norm.eq(norm_text(value)),
-            ))
-            .execute(conn),
-        "phone" => diesel::update(target)
-            .set((
-                records::phone.eq(value),
-                records::phone_norm.eq(norm_phone(value)),
-            ))
-            .execute(conn),
-        "registration_number" => diesel::update(target)
-            .set(records::registration_number.eq(value))
-            .execute(conn),
-        "address" => diesel::update(target)
-            .set(records::address.eq(value))
-            .execute(conn),
-        _ => Ok(0),
-    }
-}
-
-/// Appends one history row.
-pub fn history(
-    conn: &mut DbConn,
-    record_id: i64,
-    field_key: &str,
-    old: Option<String>,
-    new: Option<String>,
-    actor: &Actor,
-) -> QueryResult<usize> {
-    diesel::insert_into(record_history::table)
-        .values((
-            record_history::record_id.eq(record_id),
-            record_history::field_key.eq(field_key),
-            record_history::old_value.eq(old),
-            record_history::new_value.eq(new),
-            record_history::origin.eq(actor.origin),
-            record_history::origin_id.eq(actor.origin_id),
-            record_history::actor_id.eq(actor.user_id),
-            record_history::actor_label.eq(&actor.label),
-            record_history::changed_at.eq(db::now()),
-        ))
-        .execute(conn)
-}
-
-/// A history row for a change of owner (`None`: manual).
-pub fn history_owner(
-    conn: &mut DbConn,
-    record_id: i64,
-    old: Option<&str>,
-    new: Option<&str>,
-    actor: &Actor,
-) -> QueryResult<usize> {
-    let label = |owner: Option<&str>| Some(owner.unwrap_or("manual").to_string());
-    history(conn, record_id, "owner", label(old), label(new), actor)
+    Ok(writer::apply_one(conn, &edit, actor)?.changes)
 }
 
 /// Makes `source` (or nobody) the owner of a record, with history.
@@ -380,28 +248,11 @@ pub fn set_owner(
     source: Option<(i64, &str)>,
     actor: &Actor,
 ) -> QueryResult<()> {
-    let old_name = match record.owner_source_id {
-        Some(id) => source_name(conn, id)?,
-        None => None,
-    };
-    diesel::update(records::table.find(record.id))
-        .set((
-            records::owner_source_id.eq(source.map(|(id, _)| id)),
-            records::updated_at.eq(db::now()),
-        ))
-        .execute(conn)?;
-    history_owner(
-        conn,
-        record.id,
-        old_name.as_deref(),
-        source.map(|(_, n)| n),
-        actor,
-    )?;
+    let (_, state) = writer::load_state(conn, record.id)?.ok_or(DieselError::NotFound)?;
+    let mut edit = Edit::change(record.id, state);
+    edit.after.owner_source_id = source.map(|(id, _)| id);
+    writer::apply_one(conn, &edit, actor)?;
     Ok(())
-}
-
-fn yes_no(flag: bool) -> Option<String> {
-    Some(if flag { "yes" } else { "no" }.to_string())
 }
 
 /// A yes/no property of a record that people set, with history like any value.
@@ -411,15 +262,6 @@ pub enum RecordFlag {
     Archived,
     /// Imports link the record but never change its values.
     ForcedManual,
-}
-
-impl RecordFlag {
-    fn key(self) -> &'static str {
-        match self {
-            Self::Archived => "archived",
-            Self::ForcedManual => "forced_manual",
-        }
-    }
 }
 
 pub fn set_archived(
@@ -448,28 +290,16 @@ pub fn set_flag(
     actor: &Actor,
 ) -> Result<RecordRow, RecordError> {
     db::write_tx(conn, |conn| {
-        let record = find(conn, id)?.ok_or(RecordError::NotFound)?;
-        let current = match flag {
-            RecordFlag::ForcedManual => record.forced_manual,
-            RecordFlag::Archived => record.archived,
-        };
-        if current == value {
+        let (record, state) = writer::load_state(conn, id)?.ok_or(RecordError::NotFound)?;
+        let mut edit = Edit::change(id, state);
+        match flag {
+            RecordFlag::ForcedManual => edit.after.forced_manual = value,
+            RecordFlag::Archived => edit.after.archived = value,
+        }
+        if edit.after == edit.before {
             return Ok(record);
         }
-        let target = records::table.find(id);
-        let now = db::now();
-        match flag {
-            RecordFlag::ForcedManual => diesel::update(target)
-                .set((
-                    records::forced_manual.eq(value),
-                    records::updated_at.eq(now),
-                ))
-                .execute(conn)?,
-            RecordFlag::Archived => diesel::update(target)
-                .set((records::archived.eq(value), records::updated_at.eq(now)))
-                .execute(conn)?,
-        };
-        history(conn, id, flag.key(), yes_no(current), yes_no(value), actor)?;
+        writer::apply_one(conn, &edit, actor)?;
         find(conn, id)?.ok_or(RecordError::NotFound)
     })
 }

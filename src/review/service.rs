@@ -159,6 +159,125 @@ pub fn propose(
     Ok(())
 }
 
+/// A proposal an import row makes under a `review` rule.
+#[derive(Debug, Clone)]
+pub struct NewProposal {
+    pub record_id: i64,
+    pub field_key: String,
+    pub current: String,
+    pub proposed: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = proposals, treat_none_as_default_value = false)]
+struct ProposalRow<'a> {
+    record_id: i64,
+    field_key: &'a str,
+    current_value: &'a str,
+    proposed_value: &'a str,
+    origin: &'a str,
+    origin_id: Option<i64>,
+    origin_label: &'a str,
+    status: &'a str,
+    decided_by: Option<&'a str>,
+    decided_at: Option<NaiveDateTime>,
+    created_at: NaiveDateTime,
+    record_kind: &'a str,
+    source_id: Option<i64>,
+    process_id: Option<i64>,
+}
+
+/// Many proposals of one source's import at once, as `propose` would store them one by one:
+/// pending ones for the same fields are replaced, and so is an earlier one of the same batch.
+/// Call inside a transaction.
+pub fn propose_many(
+    conn: &mut DbConn,
+    new: &[NewProposal],
+    kind: RecordKind,
+    source_id: i64,
+    actor: &Actor,
+) -> QueryResult<()> {
+    use crate::schema::records;
+    if new.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<i64> = new.iter().map(|p| p.record_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if let DbConn::Pg(pg) = conn {
+        // As in `propose`: concurrent proposals for these records wait for this batch.
+        records::table
+            .filter(records::id.eq_any(&ids))
+            .select(records::id)
+            .for_update()
+            .load::<i64>(pg)?;
+    }
+    let now = db::now();
+    let mut keys: Vec<&str> = new.iter().map(|p| p.field_key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        let on_key: Vec<i64> = new
+            .iter()
+            .filter(|p| p.field_key == key)
+            .map(|p| p.record_id)
+            .collect();
+        for part in on_key.chunks(5_000) {
+            diesel::update(
+                proposals::table
+                    .filter(proposals::record_id.eq_any(part))
+                    .filter(proposals::field_key.eq(key))
+                    .filter(proposals::status.eq(PENDING)),
+            )
+            .set((
+                proposals::status.eq("replaced"),
+                proposals::decided_by.eq(Some(actor.label.clone())),
+                proposals::decided_at.eq(Some(now)),
+            ))
+            .execute(conn)?;
+        }
+    }
+    let last: BTreeMap<(i64, &str), usize> = new
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ((p.record_id, p.field_key.as_str()), i))
+        .collect();
+    let rows: Vec<ProposalRow> = new
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let replaced = last.get(&(p.record_id, p.field_key.as_str())) != Some(&i);
+            ProposalRow {
+                record_id: p.record_id,
+                field_key: &p.field_key,
+                current_value: &p.current,
+                proposed_value: &p.proposed,
+                origin: actor.origin,
+                origin_id: actor.origin_id,
+                origin_label: &actor.label,
+                status: if replaced { "replaced" } else { PENDING },
+                decided_by: replaced.then_some(actor.label.as_str()),
+                decided_at: replaced.then_some(now),
+                created_at: now,
+                record_kind: kind.as_str(),
+                source_id: Some(source_id),
+                process_id: None,
+            }
+        })
+        .collect();
+    for part in rows.chunks(1_000) {
+        match conn {
+            DbConn::Pg(c) => diesel::insert_into(proposals::table)
+                .values(part)
+                .execute(c)?,
+            DbConn::Sqlite(c) => diesel::insert_into(proposals::table)
+                .values(part)
+                .execute(c)?,
+        };
+    }
+    Ok(())
+}
+
 pub fn pending_for(conn: &mut DbConn, record_id: i64) -> QueryResult<Vec<Proposal>> {
     pending_of(conn, &[record_id])
 }
@@ -519,14 +638,7 @@ fn apply(
         let current = records::values(conn, &fresh, defs)?
             .remove(&proposal.field_key)
             .filter(|v| !v.is_empty());
-        records::history(
-            conn,
-            record.id,
-            &proposal.field_key,
-            current.clone(),
-            current,
-            &review_actor,
-        )?;
+        crate::records::writer::note(conn, record.id, &proposal.field_key, current, &review_actor)?;
     }
     Ok(what)
 }

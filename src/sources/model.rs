@@ -16,9 +16,45 @@ pub struct Source {
     pub status: String,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub on_invalid: String,
+}
+
+/// What an import does with a row that has an invalid value in one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInvalid {
+    /// Import the row without that field, with a warning on the row.
+    SkipField,
+    /// Report the row as an error; nothing of it is written.
+    RejectRow,
+}
+
+impl OnInvalid {
+    pub const ALL: [OnInvalid; 2] = [OnInvalid::SkipField, OnInvalid::RejectRow];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SkipField => "skip_field",
+            Self::RejectRow => "reject_row",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == value.trim())
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::SkipField => "import the row without the invalid field, with a warning",
+            Self::RejectRow => "reject the whole row",
+        }
+    }
 }
 
 impl Source {
+    pub fn on_invalid(&self) -> OnInvalid {
+        OnInvalid::parse(&self.on_invalid).unwrap_or(OnInvalid::SkipField)
+    }
+
     pub fn record_kind(&self) -> RecordKind {
         RecordKind::parse(&self.kind).unwrap_or(RecordKind::Contact)
     }

@@ -3,12 +3,12 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::model::{Mapping, MappingInput, Source};
+use super::model::{Mapping, MappingInput, OnInvalid, Source};
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::service as fields;
 use crate::records::model::Actor;
-use crate::records::service as record_service;
+use crate::records::writer;
 use crate::schema::{self, source_fields, sources};
 use crate::sync::decide::Rule;
 
@@ -126,6 +126,21 @@ pub fn update(conn: &mut DbConn, id: i64, input: &SourceInput) -> Result<Source,
         ))
         .execute(conn)
         .map_err(|e| name_taken(e, &name))?;
+    find(conn, id)?.ok_or(SourceError::NotFound)
+}
+
+/// What imports through the source do with a row holding an invalid value.
+pub fn set_on_invalid(
+    conn: &mut DbConn,
+    id: i64,
+    on_invalid: OnInvalid,
+) -> Result<Source, SourceError> {
+    diesel::update(sources::table.find(id))
+        .set((
+            sources::on_invalid.eq(on_invalid.as_str()),
+            sources::updated_at.eq(db::now()),
+        ))
+        .execute(conn)?;
     find(conn, id)?.ok_or(SourceError::NotFound)
 }
 
@@ -256,19 +271,26 @@ pub fn propose_mapping(
 pub fn disconnect(conn: &mut DbConn, source_id: i64, actor: &Actor) -> Result<usize, SourceError> {
     db::write_tx(conn, |conn| {
         let source = find(conn, source_id)?.ok_or(SourceError::NotFound)?;
-        use schema::records;
-        let owned: Vec<i64> = records::table
-            .filter(records::owner_source_id.eq(source_id))
-            .select(records::id)
+        // Records it owns are linked to it: found through its links, not a scan of records.
+        let linked: Vec<i64> = schema::record_links::table
+            .filter(schema::record_links::source_id.eq(source_id))
+            .select(schema::record_links::record_id)
             .load(conn)?;
-        diesel::update(records::table.filter(records::owner_source_id.eq(source_id)))
-            .set((
-                records::owner_source_id.eq(None::<i64>),
-                records::updated_at.eq(db::now()),
-            ))
-            .execute(conn)?;
-        for id in &owned {
-            record_service::history_owner(conn, *id, Some(&source.name), None, actor)?;
+        let catalog = writer::Catalog::load(conn)?;
+        let mut owned = 0;
+        for part in linked.chunks(5_000) {
+            let states = writer::load_states(conn, part)?;
+            let edits: Vec<writer::Edit> = states
+                .into_iter()
+                .filter(|(_, (_, state))| state.owner_source_id == Some(source.id))
+                .map(|(id, (_, state))| {
+                    let mut edit = writer::Edit::change(id, state);
+                    edit.after.owner_source_id = None;
+                    edit
+                })
+                .collect();
+            owned += edits.len();
+            writer::apply(conn, &catalog, &edits, actor)?;
         }
         diesel::update(sources::table.find(source_id))
             .set((
@@ -276,7 +298,7 @@ pub fn disconnect(conn: &mut DbConn, source_id: i64, actor: &Actor) -> Result<us
                 sources::updated_at.eq(db::now()),
             ))
             .execute(conn)?;
-        Ok(owned.len())
+        Ok(owned)
     })
 }
 

@@ -1,28 +1,36 @@
-//! Applies an import file through a source's mapping, row by row, in batches inside
-//! transactions. A row is written whole or not at all (each row runs in a savepoint); a dry run
-//! rolls every row back and keeps only its report.
+//! Applies an import file through a source's mapping, in chunks: each chunk is parsed and
+//! validated in memory, reads what its rows need in a few queries, is decided row by row in
+//! memory (`plan`), and is written with multi-row statements in one short transaction
+//! (`records::writer` for records, values, links and history). A dry run plans the same way
+//! and writes only its report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 
 use super::csvfile::{self, FileError, FileFormat, TextEncoding};
-use super::decide::{self, Candidate, Decision, FieldRule};
-use super::model::{FieldChange, ImportRow, ImportRun};
+use super::model::{ImportRow, ImportRun};
+use super::plan::{self, error_row, Parsed, RowOutcome, RunRules};
 use crate::db::{self, DbConn};
-use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::service as fields;
-use crate::fields::validate::{norm_phone, norm_text, normalize_for, PhoneCountry};
-use crate::records::model::{Actor, RecordInput, RecordRow};
-use crate::records::service::{self as records, RecordError, RecordFlag};
+use crate::fields::validate::PhoneCountry;
+use crate::records::model::Actor;
+use crate::records::service::RecordError;
+use crate::records::writer::{self, Catalog, Edit};
 use crate::review::service as review;
-use crate::schema::{import_rows, import_runs, record_links, records as records_t};
-use crate::sources::model::{Mapping, Source};
+use crate::schema::{import_rows, import_runs};
+use crate::sources::model::Mapping;
 use crate::sources::service as sources;
 
-const BATCH_ROWS: usize = 250;
+pub use super::undo::{resolve_ambiguous, undo};
+
+/// Rows per chunk: large enough that the per-chunk queries cost little per row, small enough
+/// that a chunk's write transaction stays in the tens of milliseconds.
+pub const CHUNK_ROWS: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -52,61 +60,6 @@ pub fn file_path(data_dir: &Path, sha256: &str) -> Option<PathBuf> {
         .then(|| data_dir.join("imports").join(sha256))
 }
 
-/// Everything a row needs that does not change during a run.
-struct RunContext {
-    run: ImportRun,
-    source: Source,
-    kind: RecordKind,
-    id_index: usize,
-    header_len: usize,
-    /// (column index, column name, field, rule)
-    columns: Vec<(usize, String, FieldDef, FieldRule)>,
-    defs: Vec<FieldDef>,
-    country: PhoneCountry,
-    actor: Actor,
-    /// For "apply this plan": the dry run's rows by line (record and its updated_at then).
-    plan: BTreeMap<i64, (Option<i64>, Option<chrono::NaiveDateTime>)>,
-}
-
-/// What happened to one row: becomes a line of the report.
-#[derive(Debug, Clone, Default)]
-struct RowOutcome {
-    external_id: String,
-    outcome: &'static str,
-    record_id: Option<i64>,
-    reason: String,
-    changes: Vec<FieldChange>,
-    candidates: Vec<i64>,
-    values: BTreeMap<String, String>,
-    record_created: bool,
-    link_added: bool,
-    previous_owner: Option<i64>,
-    owner_changed: bool,
-    record_updated_at: Option<chrono::NaiveDateTime>,
-}
-
-/// A row's transaction ends with this to roll back (dry run) while keeping the outcome.
-enum RowEnd {
-    Db(DieselError),
-    RolledBack(Box<RowOutcome>),
-}
-
-impl From<DieselError> for RowEnd {
-    fn from(e: DieselError) -> Self {
-        RowEnd::Db(e)
-    }
-}
-
-impl From<RecordError> for RowEnd {
-    fn from(e: RecordError) -> Self {
-        match e {
-            RecordError::Db(db) => RowEnd::Db(db),
-            // Values are validated before: a refusal here is a bug, reported on the row.
-            other => RowEnd::Db(DieselError::QueryBuilderError(other.to_string().into())),
-        }
-    }
-}
-
 pub fn load_run(conn: &mut DbConn, run_id: i64) -> QueryResult<Option<ImportRun>> {
     import_runs::table
         .find(run_id)
@@ -122,12 +75,77 @@ pub fn run_format(run: &ImportRun) -> FileFormat {
     }
 }
 
-/// Runs a claimed import to its end. `progress(done, total)` is called after every batch.
+/// External ids seen in this run, by a 64-bit hash (a million ids in 16 MB instead of 60):
+/// the line where each first appeared.
+#[derive(Default)]
+struct Seen(HashMap<u64, i64>);
+
+impl Seen {
+    fn key(external_id: &str) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        external_id.hash(&mut h);
+        h.finish()
+    }
+
+    /// The line of an earlier row with this id, else remembers this one.
+    fn first_or_insert(&mut self, external_id: &str, line: i64) -> Option<i64> {
+        if external_id.is_empty() {
+            return None;
+        }
+        match self.0.entry(Self::key(external_id)) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(line);
+                None
+            }
+        }
+    }
+
+    fn contains(&self, external_id: &str) -> bool {
+        self.0.contains_key(&Self::key(external_id))
+    }
+}
+
+/// A run being executed: its rules, who it writes as, and its counts so far.
+struct Execution {
+    run: ImportRun,
+    rules: RunRules,
+    actor: Actor,
+    counts: BTreeMap<String, i64>,
+    rows_done: u64,
+}
+
+impl Execution {
+    fn counts_after(&self, outcomes: &[RowOutcome]) -> BTreeMap<String, i64> {
+        let mut counts = self.counts.clone();
+        for o in outcomes {
+            *counts.entry(o.outcome.to_string()).or_default() += 1;
+            if o.warnings > 0 {
+                *counts.entry("warnings".into()).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// Runs a claimed import to its end. `progress(done, total)` is called after every chunk.
 pub fn execute(
     conn: &mut DbConn,
     run_id: i64,
     data_dir: &Path,
     country: PhoneCountry,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<BTreeMap<String, i64>, ImportError> {
+    execute_in_chunks(conn, run_id, data_dir, country, CHUNK_ROWS, progress)
+}
+
+/// `execute` with a chosen chunk size (the equivalence tests compare sizes down to one row).
+pub fn execute_in_chunks(
+    conn: &mut DbConn,
+    run_id: i64,
+    data_dir: &Path,
+    country: PhoneCountry,
+    chunk_rows: usize,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<BTreeMap<String, i64>, ImportError> {
     let run = load_run(conn, run_id)?
@@ -138,7 +156,7 @@ pub fn execute(
     let source = sources::find(conn, run.source_id)?
         .ok_or_else(|| ImportError::Refused("the source no longer exists".into()))?;
     if !source.connected() && !run.dry_run {
-        // Importing is how a source reconnects (DESIGN 2): its status follows.
+        // Importing is how a source reconnects: its status follows.
         sources::reconnect(conn, source.id).map_err(|e| ImportError::Refused(e.to_string()))?;
     }
     let mut reader = csvfile::open(&path, format)?;
@@ -173,90 +191,99 @@ pub fn execute(
         })
         .collect();
     let total = count_rows(&path, format)?;
-    let plan = match run.plan_of {
-        Some(dry) => import_rows::table
-            .filter(import_rows::run_id.eq(dry))
-            .select((
-                import_rows::line,
-                import_rows::record_id,
-                import_rows::record_updated_at,
-            ))
-            .load::<(i64, Option<i64>, Option<chrono::NaiveDateTime>)>(conn)?
-            .into_iter()
-            .map(|(line, record, at)| (line, (record, at)))
-            .collect(),
-        None => BTreeMap::new(),
-    };
     let actor = Actor {
         origin: "import",
         origin_id: Some(run.id),
         user_id: run.started_by,
         label: format!("import run {} ({})", run.id, source.name),
     };
-    let ctx = RunContext {
+    let rules = RunRules {
+        on_invalid: source.on_invalid(),
         header_len: headers.len(),
-        run,
+        dry_run: run.dry_run,
+        catalog: Catalog::load(conn)?,
         source,
         kind,
         id_index,
         columns,
         defs,
         country,
-        actor,
-        plan,
     };
     diesel::update(import_runs::table.find(run_id))
         .set(import_runs::rows_total.eq(i64::try_from(total).unwrap_or(i64::MAX)))
         .execute(conn)?;
 
-    // Rows already reported (a run resumed after a crash) are not applied twice.
-    let done_lines: i64 = import_rows::table
-        .filter(import_rows::run_id.eq(run_id))
-        .select(diesel::dsl::max(import_rows::line))
-        .first::<Option<i64>>(conn)?
-        .unwrap_or(0);
-    let mut batch: Vec<(i64, csv::StringRecord)> = Vec::with_capacity(BATCH_ROWS);
-    let mut done: u64 = 0;
-    let mut records = reader.records();
+    // A run resumed after a crash: rows already reported are not applied twice, and their ids
+    // and counts carry on.
+    let (seen, counts, done_lines) = resume_state(conn, run_id)?;
+    let mut seen = seen;
+    let mut exec = Execution {
+        run,
+        rules,
+        actor,
+        counts,
+        rows_done: 0,
+    };
+    let mut chunk: Vec<Parsed> = Vec::with_capacity(chunk_rows);
+    for record in reader.records() {
+        let record = record.map_err(FileError::from)?;
+        let line =
+            i64::try_from(record.position().map(|p| p.line()).unwrap_or(0)).unwrap_or(i64::MAX);
+        exec.rows_done += 1;
+        if line <= done_lines {
+            continue;
+        }
+        let external_id = record.get(exec.rules.id_index).unwrap_or("").trim();
+        let first = seen.first_or_insert(external_id, line);
+        chunk.push(plan::parse_row(&exec.rules, line, &record, first));
+        if chunk.len() >= chunk_rows {
+            write_chunk(conn, &mut exec, &chunk)?;
+            chunk.clear();
+            progress(exec.rows_done, total);
+        }
+    }
+    if !chunk.is_empty() {
+        write_chunk(conn, &mut exec, &chunk)?;
+        progress(exec.rows_done, total);
+    }
+    if exec.rules.source.full_mode() {
+        flag_missing(conn, &mut exec, &seen)?;
+    }
+    Ok(exec.counts)
+}
+
+/// What earlier attempts of this run reported: the ids seen, the counts, the last line.
+fn resume_state(conn: &mut DbConn, run_id: i64) -> QueryResult<(Seen, BTreeMap<String, i64>, i64)> {
+    let mut seen = Seen::default();
+    let mut counts = BTreeMap::new();
+    let mut last_line = 0;
+    let mut after = 0i64;
     loop {
-        let next = records.next();
-        let finished = next.is_none();
-        if let Some(record) = next {
-            let record = record.map_err(FileError::from)?;
-            let line =
-                i64::try_from(record.position().map(|p| p.line()).unwrap_or(0)).unwrap_or(i64::MAX);
-            done += 1;
-            if line > done_lines {
-                batch.push((line, record));
+        let page: Vec<(i64, i64, String, String, String)> = import_rows::table
+            .filter(import_rows::run_id.eq(run_id))
+            .filter(import_rows::line.gt(after))
+            .order(import_rows::line.asc())
+            .limit(10_000)
+            .select((
+                import_rows::id,
+                import_rows::line,
+                import_rows::external_id,
+                import_rows::outcome,
+                import_rows::reason,
+            ))
+            .load(conn)?;
+        let Some(last) = page.last() else { break };
+        after = last.1;
+        for (_, line, external_id, outcome, reason) in page {
+            seen.first_or_insert(&external_id, line);
+            *counts.entry(outcome).or_default() += 1;
+            if reason.contains("the field was left unchanged") {
+                *counts.entry("warnings".to_string()).or_default() += 1;
             }
-        }
-        if batch.len() >= BATCH_ROWS || (finished && !batch.is_empty()) {
-            db::write_tx(conn, |conn| -> Result<(), DieselError> {
-                for (line, record) in &batch {
-                    let outcome = row_in_savepoint(conn, &ctx, *line, record)?;
-                    insert_row(conn, run_id, *line, &outcome)?;
-                }
-                diesel::update(import_runs::table.find(run_id))
-                    .set((
-                        import_runs::rows_done.eq(i64::try_from(done).unwrap_or(i64::MAX)),
-                        import_runs::heartbeat_at.eq(Some(db::now())),
-                        import_runs::counts.eq(counts_json(conn, run_id)?),
-                    ))
-                    .execute(conn)?;
-                Ok(())
-            })?;
-            batch.clear();
-            progress(done, total);
-        }
-        if finished {
-            break;
+            last_line = line;
         }
     }
-    if ctx.source.full_mode() {
-        db::write_tx(conn, |conn| flag_missing(conn, &ctx))?;
-    }
-    let counts = counts_of(conn, run_id)?;
-    Ok(counts)
+    Ok((seen, counts, last_line))
 }
 
 fn count_rows(path: &Path, format: FileFormat) -> Result<u64, FileError> {
@@ -269,698 +296,214 @@ fn count_rows(path: &Path, format: FileFormat) -> Result<u64, FileError> {
     Ok(n)
 }
 
-fn counts_of(conn: &mut DbConn, run_id: i64) -> QueryResult<BTreeMap<String, i64>> {
-    Ok(import_rows::table
-        .filter(import_rows::run_id.eq(run_id))
-        .group_by(import_rows::outcome)
-        .select((import_rows::outcome, diesel::dsl::count_star()))
-        .load::<(String, i64)>(conn)?
-        .into_iter()
-        .collect())
-}
-
-fn counts_json(conn: &mut DbConn, run_id: i64) -> QueryResult<String> {
-    Ok(serde_json::to_string(&counts_of(conn, run_id)?).unwrap_or_else(|_| "{}".into()))
-}
-
-/// One row in a savepoint: kept when applying, rolled back in a dry run.
-fn row_in_savepoint(
+/// Writes one chunk in one transaction. A chunk the database refuses (a constraint) is
+/// retried row by row, so only the offending row fails, with the database's words.
+fn write_chunk(
     conn: &mut DbConn,
-    ctx: &RunContext,
-    line: i64,
-    record: &csv::StringRecord,
-) -> Result<RowOutcome, DieselError> {
-    let result = conn.transaction::<RowOutcome, RowEnd, _>(|conn| {
-        let outcome = process_row(conn, ctx, line, record)?;
-        if ctx.run.dry_run {
-            Err(RowEnd::RolledBack(Box::new(outcome)))
-        } else {
-            Ok(outcome)
+    exec: &mut Execution,
+    parsed: &[Parsed],
+) -> Result<(), DieselError> {
+    let attempt = db::bulk_write_tx(conn, |conn| apply_chunk(conn, exec, parsed));
+    match attempt {
+        Ok(outcomes) => {
+            exec.counts = exec.counts_after(&outcomes);
+            Ok(())
         }
-    });
-    match result {
-        Ok(outcome) => Ok(outcome),
-        Err(RowEnd::RolledBack(mut outcome)) => {
-            // The record a dry run would create does not exist: nothing to point at.
-            if outcome.record_created {
-                outcome.record_id = None;
+        Err(DieselError::DatabaseError(_, _)) if parsed.len() > 1 => {
+            for one in parsed.chunks(1) {
+                write_chunk(conn, exec, one)?;
             }
-            Ok(*outcome)
+            Ok(())
         }
-        Err(RowEnd::Db(e)) => Err(e),
+        Err(DieselError::DatabaseError(_, info)) => {
+            let (line, external_id) = match &parsed[0] {
+                Parsed::Done(o) => (o.line, o.external_id.clone()),
+                Parsed::Ready(r) => (r.line, r.external_id.clone()),
+            };
+            let refused = [error_row(
+                line,
+                &external_id,
+                format!(
+                    "Line {line}: the database refused the row ({}). Nothing of it was written.",
+                    info.message()
+                ),
+            )];
+            db::bulk_write_tx(conn, |conn| record_outcomes(conn, exec, &refused))?;
+            exec.counts = exec.counts_after(&refused);
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
+}
+
+fn apply_chunk(
+    conn: &mut DbConn,
+    exec: &Execution,
+    parsed: &[Parsed],
+) -> Result<Vec<RowOutcome>, DieselError> {
+    let ready: Vec<&plan::ReadyRow> = parsed
+        .iter()
+        .filter_map(|p| match p {
+            Parsed::Ready(r) => Some(r),
+            Parsed::Done(_) => None,
+        })
+        .collect();
+    let state = plan::load_chunk(conn, &exec.rules, &ready, exec.run.plan_of)?;
+    let plan = plan::plan_chunk(&exec.rules, parsed, state, db::now());
+    let mut outcomes = plan.outcomes;
+    if !exec.rules.dry_run {
+        let (targets, edits): (Vec<usize>, Vec<Edit>) = plan.edits.into_iter().unzip();
+        let written = writer::apply(conn, &exec.rules.catalog, &edits, &exec.actor)?;
+        for (index, w) in targets.into_iter().zip(written) {
+            if outcomes[index].record_created {
+                outcomes[index].record_id = Some(w.record_id);
+            }
+        }
+        review::propose_many(
+            conn,
+            &plan.proposals,
+            exec.rules.kind,
+            exec.rules.source.id,
+            &exec.actor,
+        )?;
+    }
+    record_outcomes(conn, exec, &outcomes)?;
+    Ok(outcomes)
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = import_rows, treat_none_as_default_value = false)]
+struct ReportLine<'a> {
+    run_id: i64,
+    line: i64,
+    external_id: &'a str,
+    outcome: &'a str,
+    record_id: Option<i64>,
+    reason: &'a str,
+    changes: String,
+    candidates: String,
+    row_values: String,
+    record_created: bool,
+    link_added: bool,
+    previous_owner: Option<i64>,
+    owner_changed: bool,
+    record_updated_at: Option<NaiveDateTime>,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-fn insert_row(conn: &mut DbConn, run_id: i64, line: i64, o: &RowOutcome) -> QueryResult<usize> {
-    diesel::insert_into(import_rows::table)
-        .values((
-            import_rows::run_id.eq(run_id),
-            import_rows::line.eq(line),
-            import_rows::external_id.eq(&o.external_id),
-            import_rows::outcome.eq(o.outcome),
-            import_rows::record_id.eq(o.record_id),
-            import_rows::reason.eq(&o.reason),
-            import_rows::changes.eq(json(&o.changes)),
-            import_rows::candidates.eq(json(&o.candidates)),
-            import_rows::row_values.eq(json(&o.values)),
-            import_rows::record_created.eq(o.record_created),
-            import_rows::link_added.eq(o.link_added),
-            import_rows::previous_owner.eq(o.previous_owner),
-            import_rows::owner_changed.eq(o.owner_changed),
-            import_rows::record_updated_at.eq(o.record_updated_at),
-        ))
-        .execute(conn)
-}
-
-fn error_row(external_id: &str, reason: String) -> RowOutcome {
-    RowOutcome {
-        external_id: external_id.to_string(),
-        outcome: "error",
-        reason,
-        ..Default::default()
-    }
-}
-
-fn process_row(
+/// The chunk's report lines and the run's progress, in the chunk's transaction.
+fn record_outcomes(
     conn: &mut DbConn,
-    ctx: &RunContext,
-    line: i64,
-    record: &csv::StringRecord,
-) -> Result<RowOutcome, RowEnd> {
-    let external_id = record.get(ctx.id_index).unwrap_or("").trim().to_string();
-    if record.len() != ctx.header_len {
-        return Ok(error_row(
-            &external_id,
-            format!(
-                "Line {line} has {} fields; the header has {}. The row was not imported.",
-                record.len(),
-                ctx.header_len
-            ),
-        ));
-    }
-    if external_id.is_empty() {
-        return Ok(error_row(
-            "",
-            format!(
-                "Line {line}: the id column '{}' is empty.",
-                ctx.source.id_column
-            ),
-        ));
-    }
-    let first: Option<i64> = import_rows::table
-        .filter(import_rows::run_id.eq(ctx.run.id))
-        .filter(import_rows::external_id.eq(&external_id))
-        .select(import_rows::line)
-        .order(import_rows::line.asc())
-        .first(conn)
-        .optional()?;
-    if let Some(first) = first {
-        return Ok(error_row(
-            &external_id,
-            format!("Line {line}: the external id {external_id} already appeared on line {first}; only line {first} was applied."),
-        ));
-    }
-    // Validate every mapped value first: one bad value and nothing of the row is written.
-    let mut values = BTreeMap::new();
-    let mut problems = Vec::new();
-    for (index, column, def, _) in &ctx.columns {
-        let raw = record.get(*index).unwrap_or("");
-        match normalize_for(def, raw, ctx.country) {
-            Ok(value) => {
-                values.insert(def.key.clone(), value);
-            }
-            // A blank name is only an error for a new record; caught at creation.
-            Err(_) if def.required() && raw.trim().is_empty() => {
-                values.insert(def.key.clone(), String::new());
-            }
-            Err(message) => problems.push(format!("column '{column}': {message}")),
-        }
-    }
-    if !problems.is_empty() {
-        let mut row = error_row(
-            &external_id,
-            format!(
-                "Line {line}, {}. The row was not imported.",
-                problems.join("; ")
-            ),
-        );
-        row.values = values;
-        return Ok(row);
-    }
-    let linked = linked_candidate(conn, ctx, &external_id)?;
-    let identity = if linked.is_none() {
-        identity_candidates(conn, ctx, &values)?
-    } else {
-        Vec::new()
-    };
-    let decision = decide::decide(
-        (ctx.source.id, &ctx.source.name),
-        &external_id,
-        linked.as_ref(),
-        &identity,
-    );
-    let mut out = RowOutcome {
-        external_id: external_id.clone(),
-        values: values.clone(),
-        ..Default::default()
-    };
-    match decision {
-        Decision::Ignore { record_id, reason } => {
-            out.outcome = "ignored";
-            out.record_id = Some(record_id);
-            out.reason = reason;
-        }
-        Decision::Ambiguous { candidates, reason } => {
-            out.outcome = "ambiguous";
-            out.candidates = candidates;
-            out.reason = reason;
-        }
-        Decision::Create { reason } => {
-            if values.get("name").is_none_or(|n| n.is_empty()) {
-                return Ok(error_row(
-                    &external_id,
-                    format!("Line {line}: a new record needs a name, and the row has none."),
-                ));
-            }
-            let created = create_record(conn, ctx, &external_id, &values)?;
-            out.outcome = "created";
-            out.record_id = Some(created.0);
-            out.changes = created.1;
-            out.record_created = true;
-            out.link_added = true;
-            out.reason = reason;
-        }
-        Decision::Use {
-            record_id,
-            convert,
-            link,
-            forced_manual,
-            by_identity,
-            reason,
-        } => {
-            let record = records::find(conn, record_id)?.ok_or(DieselError::NotFound)?;
-            out.record_id = Some(record_id);
-            out.record_updated_at = Some(record.updated_at);
-            out.reason = reason;
-            note_plan_change(ctx, line, &record, &mut out);
-            if convert {
-                out.previous_owner = record.owner_source_id;
-                out.owner_changed = true;
-                records::set_owner(
-                    conn,
-                    &record,
-                    Some((ctx.source.id, &ctx.source.name)),
-                    &ctx.actor,
-                )?;
-            }
-            if link {
-                add_link(conn, ctx, record_id, &external_id)?;
-                out.link_added = true;
-            }
-            if record.missing_from_source {
-                diesel::update(records_t::table.find(record_id))
-                    .set(records_t::missing_from_source.eq(false))
-                    .execute(conn)?;
-            }
-            if forced_manual {
-                out.outcome = "linked_forced_manual";
+    exec: &Execution,
+    outcomes: &[RowOutcome],
+) -> Result<(), DieselError> {
+    let lines: Vec<ReportLine> = outcomes
+        .iter()
+        .map(|o| ReportLine {
+            run_id: exec.run.id,
+            line: o.line,
+            external_id: &o.external_id,
+            outcome: o.outcome,
+            record_id: o.record_id,
+            reason: &o.reason,
+            changes: if o.changes.is_empty() {
+                "[]".into()
             } else {
-                let (changes, proposed) = apply_rules(conn, ctx, &record, &values)?;
-                out.outcome = match (by_identity, changes.is_empty()) {
-                    (true, _) => "converted",
-                    (false, false) => "updated",
-                    (false, true) => "unchanged",
-                };
-                if !changes.is_empty() {
-                    let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
-                    out.reason
-                        .push_str(&format!(" Updated: {}.", fields.join(", ")));
-                } else if !by_identity {
-                    out.reason.push_str(" No value changed.");
-                }
-                if !proposed.is_empty() {
-                    out.reason
-                        .push_str(&format!(" Proposed for review: {}.", proposed.join(", ")));
-                }
-                out.changes = changes;
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn note_plan_change(ctx: &RunContext, line: i64, record: &RecordRow, out: &mut RowOutcome) {
-    if let Some((Some(planned_record), Some(at))) = ctx.plan.get(&line) {
-        if *planned_record == record.id && *at != record.updated_at {
-            out.reason.push_str(&format!(
-                " Note: this record changed since the dry run (at {} UTC).",
-                record.updated_at.format("%Y-%m-%d %H:%M:%S")
-            ));
-        }
-    }
-}
-
-fn candidate_of(conn: &mut DbConn, record: &RecordRow) -> QueryResult<Candidate> {
-    let owner = match record.owner_source_id {
-        Some(id) => Some((
-            id,
-            records::source_name(conn, id)?.unwrap_or_else(|| format!("#{id}")),
-        )),
-        None => None,
-    };
-    Ok(Candidate {
-        record_id: record.id,
-        owner,
-        forced_manual: record.forced_manual,
-    })
-}
-
-fn linked_candidate(
-    conn: &mut DbConn,
-    ctx: &RunContext,
-    external_id: &str,
-) -> QueryResult<Option<Candidate>> {
-    let record_id: Option<i64> = record_links::table
-        .filter(record_links::source_id.eq(ctx.source.id))
-        .filter(record_links::external_id.eq(external_id))
-        .select(record_links::record_id)
-        .first(conn)
-        .optional()?;
-    match record_id {
-        Some(id) => match records::find(conn, id)? {
-            Some(record) => Ok(Some(candidate_of(conn, &record)?)),
-            None => Ok(None),
-        },
-        None => Ok(None),
-    }
-}
-
-/// Records of the kind whose normalised name, email and phone all equal the row's; records
-/// already linked to this source (under another id) are not candidates.
-fn identity_candidates(
-    conn: &mut DbConn,
-    ctx: &RunContext,
-    values: &BTreeMap<String, String>,
-) -> QueryResult<Vec<Candidate>> {
-    let get = |key: &str| values.get(key).cloned().unwrap_or_default();
-    let linked_here = record_links::table
-        .filter(record_links::source_id.eq(ctx.source.id))
-        .select(record_links::record_id);
-    let rows: Vec<RecordRow> = records_t::table
-        .filter(records_t::kind.eq(ctx.kind.as_str()))
-        .filter(records_t::archived.eq(false))
-        .filter(records_t::name_norm.eq(norm_text(&get("name"))))
-        .filter(records_t::email_norm.eq(norm_text(&get("email"))))
-        .filter(records_t::phone_norm.eq(norm_phone(&get("phone"))))
-        .filter(diesel::dsl::not(records_t::id.eq_any(linked_here)))
-        .order(records_t::id.asc())
-        .limit(20)
-        .select(RecordRow::as_select())
-        .load(conn)?;
-    rows.iter().map(|r| candidate_of(conn, r)).collect()
-}
-
-fn add_link(
-    conn: &mut DbConn,
-    ctx: &RunContext,
-    record_id: i64,
-    external_id: &str,
-) -> QueryResult<usize> {
-    diesel::insert_into(record_links::table)
-        .values((
-            record_links::record_id.eq(record_id),
-            record_links::source_id.eq(ctx.source.id),
-            record_links::external_id.eq(external_id),
-            record_links::created_at.eq(db::now()),
-        ))
-        .execute(conn)
-}
-
-fn create_record(
-    conn: &mut DbConn,
-    ctx: &RunContext,
-    external_id: &str,
-    values: &BTreeMap<String, String>,
-) -> Result<(i64, Vec<FieldChange>), RowEnd> {
-    let input = RecordInput {
-        values: values
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        company_id: None,
-    };
-    let record = records::create(conn, ctx.kind, &input, &ctx.actor, ctx.country)?;
-    records::set_owner(
-        conn,
-        &record,
-        Some((ctx.source.id, &ctx.source.name)),
-        &ctx.actor,
-    )?;
-    add_link(conn, ctx, record.id, external_id)?;
-    let changes = input
-        .values
-        .iter()
-        .map(|(field, new)| FieldChange {
-            field: field.clone(),
-            old: String::new(),
-            new: new.clone(),
+                json(&o.changes)
+            },
+            candidates: if o.candidates.is_empty() {
+                "[]".into()
+            } else {
+                json(&o.candidates)
+            },
+            row_values: if o.values.is_empty() {
+                "{}".into()
+            } else {
+                json(&o.values)
+            },
+            record_created: o.record_created,
+            link_added: o.link_added,
+            previous_owner: o.previous_owner,
+            owner_changed: o.owner_changed,
+            record_updated_at: o.record_updated_at,
         })
         .collect();
-    Ok((record.id, changes))
-}
-
-/// The field rules against the record's current values: writes (with history) and proposals.
-fn apply_rules(
-    conn: &mut DbConn,
-    ctx: &RunContext,
-    record: &RecordRow,
-    incoming: &BTreeMap<String, String>,
-) -> Result<(Vec<FieldChange>, Vec<String>), RowEnd> {
-    let current = records::values(conn, record, &ctx.defs)?;
-    let rules: Vec<FieldRule> = ctx
-        .columns
-        .iter()
-        .map(|(_, _, _, rule)| rule.clone())
-        .collect();
-    let result = decide::apply_rules(&rules, &current, incoming);
-    let writes: Vec<(FieldDef, String)> = result
-        .writes
-        .iter()
-        .filter(|(key, value)| !(key == "name" && value.is_empty()))
-        .filter_map(|(key, value)| {
-            Some((
-                ctx.defs.iter().find(|d| &d.key == key)?.clone(),
-                value.clone(),
-            ))
-        })
-        .collect();
-    let written = records::write_values(conn, record, &writes, &ctx.actor)?;
-    for (key, proposed) in &result.proposals {
-        let now = current.get(key).cloned().unwrap_or_default();
-        review::propose(conn, record.id, key, &now, proposed, &ctx.actor)?;
-    }
-    let changes = written
-        .into_iter()
-        .map(|c| FieldChange {
-            field: c.field_key,
-            old: c.old,
-            new: c.new,
-        })
-        .collect();
-    Ok((
-        changes,
-        result.proposals.into_iter().map(|(k, _)| k).collect(),
-    ))
-}
-
-/// Full mode: records the source owns whose external id the file did not bring are flagged
-/// (never deleted), one report line each.
-fn flag_missing(conn: &mut DbConn, ctx: &RunContext) -> Result<(), DieselError> {
-    let seen = import_rows::table
-        .filter(import_rows::run_id.eq(ctx.run.id))
-        .select(import_rows::external_id);
-    let missing: Vec<(i64, String, bool)> = records_t::table
-        .inner_join(record_links::table.on(record_links::record_id.eq(records_t::id)))
-        .filter(records_t::owner_source_id.eq(ctx.source.id))
-        .filter(records_t::archived.eq(false))
-        .filter(record_links::source_id.eq(ctx.source.id))
-        .filter(diesel::dsl::not(record_links::external_id.eq_any(seen)))
-        .select((
-            records_t::id,
-            record_links::external_id,
-            records_t::missing_from_source,
-        ))
-        .load(conn)?;
-    for (record_id, external_id, already) in missing {
-        if !ctx.run.dry_run && !already {
-            diesel::update(records_t::table.find(record_id))
-                .set(records_t::missing_from_source.eq(true))
-                .execute(conn)?;
-        }
-        let outcome = RowOutcome {
-            external_id: external_id.clone(),
-            outcome: "missing_from_source",
-            record_id: Some(record_id),
-            reason: format!("External id {external_id} was not in this full import: the record is flagged missing from source (nothing is deleted)."),
-            // Undo clears only the flags this run set.
-            owner_changed: !already,
-            ..Default::default()
+    for part in lines.chunks(1_000) {
+        match &mut *conn {
+            DbConn::Pg(c) => diesel::insert_into(import_rows::table)
+                .values(part)
+                .execute(c)?,
+            DbConn::Sqlite(c) => diesel::insert_into(import_rows::table)
+                .values(part)
+                .execute(c)?,
         };
-        insert_row(conn, ctx.run.id, 0, &outcome)?;
     }
+    diesel::update(import_runs::table.find(exec.run.id))
+        .set((
+            import_runs::rows_done.eq(i64::try_from(exec.rows_done).unwrap_or(i64::MAX)),
+            import_runs::heartbeat_at.eq(Some(db::now())),
+            import_runs::counts.eq(json(&exec.counts_after(outcomes))),
+        ))
+        .execute(conn)?;
     Ok(())
 }
 
-/// Reverses an applied run: values it changed go back (unless edited since: reported, not
-/// overwritten), records it created are archived and unlinked, conversions and links undone.
-pub fn undo(conn: &mut DbConn, run_id: i64, by: &Actor) -> Result<Vec<String>, ImportError> {
-    db::write_tx(conn, |conn| {
-        let run = load_run(conn, run_id)?
-            .ok_or_else(|| ImportError::Refused(format!("no import run #{run_id}")))?;
-        if run.dry_run {
-            return Err(ImportError::Refused(
-                "A dry run changed nothing: there is nothing to undo.".into(),
-            ));
+/// Full mode: records the source owns whose external id the file did not bring are flagged
+/// (never deleted), one report line each. The source's links are read in pages.
+fn flag_missing(conn: &mut DbConn, exec: &mut Execution, seen: &Seen) -> Result<(), DieselError> {
+    let source_id = exec.rules.source.id;
+    let mut after = 0i64;
+    loop {
+        let page = plan::owned_links_page(conn, source_id, after, CHUNK_ROWS as i64 * 5)?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        let missing: Vec<_> = page
+            .into_iter()
+            .filter(|(_, _, ext, row)| {
+                row.owner_source_id == Some(source_id) && !row.archived && !seen.contains(ext)
+            })
+            .collect();
+        if missing.is_empty() {
+            continue;
         }
-        if run.status != "done" {
-            return Err(ImportError::Refused(
-                "Only a finished run can be undone.".into(),
-            ));
-        }
-        if run.undone_at.is_some() {
-            return Err(ImportError::Refused(
-                "This run has already been undone.".into(),
-            ));
-        }
-        let source = sources::find(conn, run.source_id)?
-            .ok_or_else(|| ImportError::Refused("the source no longer exists".into()))?;
-        let actor = Actor {
-            origin: "undo",
-            origin_id: Some(run_id),
-            user_id: by.user_id,
-            label: format!("undo of import run {run_id} by {}", by.label),
-        };
-        let rows: Vec<ImportRow> = import_rows::table
-            .filter(import_rows::run_id.eq(run_id))
-            .filter(import_rows::record_id.is_not_null())
-            .order(import_rows::line.desc())
-            .select(ImportRow::as_select())
-            .load(conn)?;
-        let mut report = Vec::new();
-        for row in rows {
-            let Some(record_id) = row.record_id else {
-                continue;
-            };
-            let Some(record) = records::find(conn, record_id)? else {
-                continue;
-            };
-            if row.outcome == "missing_from_source" {
-                if row.owner_changed {
-                    diesel::update(records_t::table.find(record_id))
-                        .set(records_t::missing_from_source.eq(false))
-                        .execute(conn)?;
-                }
-                continue;
-            }
-            let defs = fields::list(conn, record.record_kind(), true)?;
-            let current = records::values(conn, &record, &defs)?;
-            let mut restore = Vec::new();
-            for change in row.changes() {
-                let now = current.get(&change.field).cloned().unwrap_or_default();
-                if now == change.new {
-                    if let Some(def) = defs.iter().find(|d| d.key == change.field) {
-                        restore.push((def.clone(), change.old.clone()));
-                    }
-                } else {
-                    report.push(format!(
-                        "Line {}, record #{record_id} ({}), {}: left as '{}' because it was edited after the import (the import had set '{}').",
-                        row.line, record.name, change.field, now, change.new
-                    ));
-                }
-            }
-            if row.record_created {
-                records::set_flag(conn, record_id, RecordFlag::Archived, true, &actor)?;
-            } else if !restore.is_empty() {
-                records::write_values(conn, &record, &restore, &actor)?;
-            }
-            if row.link_added {
-                diesel::delete(
-                    record_links::table
-                        .filter(record_links::record_id.eq(record_id))
-                        .filter(record_links::source_id.eq(source.id))
-                        .filter(record_links::external_id.eq(&row.external_id)),
-                )
-                .execute(conn)?;
-            }
-            if row.owner_changed || row.record_created {
-                let fresh = records::find(conn, record_id)?.ok_or(DieselError::NotFound)?;
-                let previous = match row.previous_owner.filter(|_| !row.record_created) {
-                    Some(id) => records::source_name(conn, id)?.map(|n| (id, n)),
-                    None => None,
-                };
-                records::set_owner(
-                    conn,
-                    &fresh,
-                    previous.as_ref().map(|(id, n)| (*id, n.as_str())),
-                    &actor,
-                )?;
-            }
-        }
-        review::withdraw(conn, "import", run_id, &actor.label)?;
-        let report_json = serde_json::to_string(&report).unwrap_or_else(|_| "[]".into());
-        diesel::update(import_runs::table.find(run_id))
-            .set((
-                import_runs::undone_at.eq(Some(db::now())),
-                import_runs::undo_report.eq(Some(report_json)),
-            ))
-            .execute(conn)?;
-        Ok(report)
-    })
-}
-
-/// Resolves an ambiguous row of a finished run: link it to one candidate, or create a record.
-pub fn resolve_ambiguous(
-    conn: &mut DbConn,
-    row_id: i64,
-    choice: Option<i64>,
-    by: &Actor,
-    country: PhoneCountry,
-) -> Result<String, ImportError> {
-    db::write_tx(conn, |conn| {
-        let row: ImportRow = import_rows::table
-            .find(row_id)
-            .select(ImportRow::as_select())
-            .first(conn)
-            .optional()?
-            .ok_or_else(|| ImportError::Refused("That report line does not exist.".into()))?;
-        if row.outcome != "ambiguous" {
-            return Err(ImportError::Refused(format!(
-                "Line {} is not ambiguous (any more): it is {}.",
-                row.line, row.outcome
-            )));
-        }
-        let run = load_run(conn, row.run_id)?.ok_or(DieselError::NotFound)?;
-        if run.dry_run {
-            return Err(ImportError::Refused(
-                "This is a dry run: apply it first, then resolve the ambiguous rows.".into(),
-            ));
-        }
-        let source = sources::find(conn, run.source_id)?.ok_or(DieselError::NotFound)?;
-        let kind = source.record_kind();
-        let defs = fields::list(conn, kind, false)?;
-        let mapping = sources::mapping(conn, source.id)?;
-        let actor = Actor {
-            origin: "import",
-            origin_id: Some(run.id),
-            user_id: by.user_id,
-            label: format!(
-                "import run {} ({}), resolved by {}",
-                run.id, source.name, by.label
-            ),
-        };
-        let ctx = RunContext {
-            header_len: 0,
-            id_index: 0,
-            columns: mapping
+        let outcomes = db::bulk_write_tx(conn, |conn| -> Result<_, DieselError> {
+            let to_flag: Vec<i64> = missing
                 .iter()
-                .filter_map(|m| {
-                    Some((
-                        0,
-                        m.column_name.clone(),
-                        defs.iter().find(|d| d.key == m.field_key)?.clone(),
-                        m.field_rule(),
-                    ))
+                .filter(|(_, _, _, row)| !row.missing_from_source)
+                .map(|(_, id, _, _)| *id)
+                .collect();
+            if !exec.rules.dry_run {
+                let edits: Vec<Edit> = writer::load_states(conn, &to_flag)?
+                    .into_iter()
+                    .map(|(id, (_, state))| {
+                        let mut edit = Edit::change(id, state);
+                        edit.after.missing_from_source = true;
+                        edit
+                    })
+                    .collect();
+                writer::apply(conn, &exec.rules.catalog, &edits, &exec.actor)?;
+            }
+            let outcomes: Vec<RowOutcome> = missing
+                .iter()
+                .map(|(_, record_id, external_id, row)| RowOutcome {
+                    external_id: external_id.clone(),
+                    outcome: "missing_from_source",
+                    record_id: Some(*record_id),
+                    reason: format!("External id {external_id} was not in this full import: the record is flagged missing from source (nothing is deleted)."),
+                    // Undo clears only the flags this run set.
+                    owner_changed: !row.missing_from_source,
+                    ..Default::default()
                 })
-                .collect(),
-            kind,
-            defs,
-            country,
-            actor,
-            plan: BTreeMap::new(),
-            source,
-            run,
-        };
-        let values = row.values();
-        let (record_id, outcome, changes, created, message) = match choice {
-            Some(candidate) => {
-                if !row.candidates().contains(&candidate) {
-                    return Err(ImportError::Refused(format!(
-                        "Record #{candidate} is not one of this line's candidates."
-                    )));
-                }
-                let record = records::find(conn, candidate)?.ok_or(DieselError::NotFound)?;
-                records::set_owner(
-                    conn,
-                    &record,
-                    Some((ctx.source.id, &ctx.source.name)),
-                    &ctx.actor,
-                )?;
-                add_link(conn, &ctx, candidate, &row.external_id)
-                    .map_err(link_taken(&row.external_id))?;
-                let record = records::find(conn, candidate)?.ok_or(DieselError::NotFound)?;
-                let (changes, _) = apply_rules(conn, &ctx, &record, &values).map_err(row_end)?;
-                (
-                    candidate,
-                    "converted",
-                    changes,
-                    false,
-                    format!("Line {} linked to record #{candidate}.", row.line),
-                )
-            }
-            None => {
-                let (id, changes) =
-                    create_record(conn, &ctx, &row.external_id, &values).map_err(row_end)?;
-                (
-                    id,
-                    "created",
-                    changes,
-                    true,
-                    format!("Line {}: new record #{id} created.", row.line),
-                )
-            }
-        };
-        diesel::update(import_rows::table.find(row_id))
-            .set((
-                import_rows::outcome.eq(outcome),
-                import_rows::record_id.eq(Some(record_id)),
-                import_rows::reason.eq(format!(
-                    "{} Resolved by {}: {message}",
-                    row.reason, by.label
-                )),
-                import_rows::changes.eq(json(&changes)),
-                import_rows::record_created.eq(created),
-                import_rows::link_added.eq(true),
-                import_rows::owner_changed.eq(!created),
-            ))
-            .execute(conn)?;
-        diesel::update(import_runs::table.find(row.run_id))
-            .set(import_runs::counts.eq(counts_json(conn, row.run_id)?))
-            .execute(conn)?;
-        Ok(message)
-    })
-}
-
-fn row_end(e: RowEnd) -> ImportError {
-    match e {
-        RowEnd::Db(db) => ImportError::Db(db),
-        RowEnd::RolledBack(_) => ImportError::Refused("rolled back".into()),
+                .collect();
+            record_outcomes(conn, exec, &outcomes)?;
+            Ok(outcomes)
+        })?;
+        exec.counts = exec.counts_after(&outcomes);
     }
-}
-
-fn link_taken(external_id: &str) -> impl Fn(DieselError) -> ImportError + '_ {
-    move |e| match e {
-        DieselError::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
-            ImportError::Refused(format!(
-                "External id {external_id} is already linked to another record of this source."
-            ))
-        }
-        other => ImportError::Db(other),
-    }
+    Ok(())
 }
 
 /// The run report as CSV: `line,external_id,outcome,record_id,reason,changes`, formula-safe.

@@ -71,10 +71,24 @@ pub struct NewRun<'a> {
 }
 
 pub fn enqueue(conn: &mut DbConn, new: &NewRun) -> Result<i64, ImportError> {
+    insert_run(conn, new, false)
+}
+
+/// A new run that is already claimed by the caller (the command line runs its own import in
+/// the foreground): no worker can take it between its creation and its start.
+pub fn enqueue_claimed(conn: &mut DbConn, new: &NewRun) -> Result<i64, ImportError> {
+    insert_run(conn, new, true)
+}
+
+fn insert_run(conn: &mut DbConn, new: &NewRun, claimed: bool) -> Result<i64, ImportError> {
+    let now = db::now();
+    let started = claimed.then_some(now);
     let inserted = diesel::insert_into(import_runs::table)
         .values((
             import_runs::source_id.eq(new.source.id),
-            import_runs::status.eq("queued"),
+            import_runs::status.eq(if claimed { "running" } else { "queued" }),
+            import_runs::started_at.eq(started),
+            import_runs::heartbeat_at.eq(started),
             import_runs::dry_run.eq(new.dry_run),
             import_runs::mode.eq(&new.source.mode),
             import_runs::file_name.eq(new.file_name),
@@ -84,7 +98,7 @@ pub fn enqueue(conn: &mut DbConn, new: &NewRun) -> Result<i64, ImportError> {
             import_runs::plan_of.eq(new.plan_of),
             import_runs::started_by.eq(new.user_id),
             import_runs::started_by_label.eq(new.user_label),
-            import_runs::created_at.eq(db::now()),
+            import_runs::created_at.eq(now),
         ))
         .returning(import_runs::id)
         .get_result::<i64>(conn);
@@ -147,23 +161,6 @@ pub fn claim_next(conn: &mut DbConn) -> QueryResult<Option<i64>> {
         .execute(conn)?;
         Ok((claimed == 1).then_some(id))
     })
-}
-
-/// Claims one given run (the command line runs its own import in the foreground).
-pub fn claim(conn: &mut DbConn, run_id: i64) -> QueryResult<bool> {
-    let now = db::now();
-    let claimed = diesel::update(
-        import_runs::table
-            .filter(import_runs::id.eq(run_id))
-            .filter(import_runs::status.eq("queued")),
-    )
-    .set((
-        import_runs::status.eq("running"),
-        import_runs::started_at.eq(Some(now)),
-        import_runs::heartbeat_at.eq(Some(now)),
-    ))
-    .execute(conn)?;
-    Ok(claimed == 1)
 }
 
 /// Runs a claimed run to its end and records how it ended.

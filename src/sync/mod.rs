@@ -6,4 +6,6 @@ pub mod decide;
 pub mod engine;
 pub mod jobs;
 pub mod model;
+pub mod plan;
 pub mod routes;
+pub mod undo;

@@ -1,0 +1,13 @@
+-- What an import does with a row whose value in one field is invalid: skip that field (and
+-- say so on the row) or reject the whole row.
+ALTER TABLE sources ADD COLUMN on_invalid TEXT NOT NULL DEFAULT 'skip_field'
+    CHECK (on_invalid IN ('skip_field', 'reject_row'));
+
+-- Fewer indexes on the two tables an import writes most (each costs on every row written):
+-- identity matching reads records_list_name_idx (kind, archived, name_norm) and compares
+-- email and phone on the few rows of that name; duplicate ids in a file are found in memory;
+-- most records have no company.
+DROP INDEX records_identity_idx;
+DROP INDEX import_rows_external_idx;
+DROP INDEX records_company_idx;
+CREATE INDEX records_company_idx ON records (company_id) WHERE company_id IS NOT NULL;

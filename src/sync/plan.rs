@@ -1,0 +1,574 @@
+//! One chunk of an import: read what its rows need in a few queries, then decide every row in
+//! memory with the pure `decide` and `apply_rules`, in file order, as if the rows had been
+//! applied one at a time (a row sees what the rows before it did; in a dry run, nothing).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::decide::{self, Candidate, Decision, FieldRule};
+use super::model::FieldChange;
+use crate::db::DbConn;
+use crate::fields::model::{FieldDef, RecordKind};
+use crate::fields::validate::{norm_phone, norm_text, normalize_for, PhoneCountry};
+use crate::records::model::RecordRow;
+use crate::records::writer::{self, Catalog, CreatedHistory, Edit, RecordState};
+use crate::review::service::NewProposal;
+use crate::schema::{import_rows, record_links, records};
+use crate::sources::model::{OnInvalid, Source};
+
+/// Everything a row needs that does not change during a run.
+pub struct RunRules {
+    pub source: Source,
+    pub kind: RecordKind,
+    pub id_index: usize,
+    pub header_len: usize,
+    /// (column index, column name, field, rule)
+    pub columns: Vec<(usize, String, FieldDef, FieldRule)>,
+    pub defs: Vec<FieldDef>,
+    pub country: PhoneCountry,
+    pub on_invalid: OnInvalid,
+    pub dry_run: bool,
+    pub catalog: Catalog,
+}
+
+impl RunRules {
+    fn rules(&self) -> Vec<FieldRule> {
+        self.columns.iter().map(|(_, _, _, r)| r.clone()).collect()
+    }
+}
+
+/// What happened to one row: becomes a line of the report.
+#[derive(Debug, Clone, Default)]
+pub struct RowOutcome {
+    pub line: i64,
+    pub external_id: String,
+    pub outcome: &'static str,
+    pub record_id: Option<i64>,
+    pub reason: String,
+    pub changes: Vec<FieldChange>,
+    pub candidates: Vec<i64>,
+    /// Kept only where a person may act on the row later (ambiguous and error rows).
+    pub values: BTreeMap<String, String>,
+    pub record_created: bool,
+    pub link_added: bool,
+    pub previous_owner: Option<i64>,
+    pub owner_changed: bool,
+    pub record_updated_at: Option<NaiveDateTime>,
+    pub warnings: usize,
+}
+
+pub fn error_row(line: i64, external_id: &str, reason: String) -> RowOutcome {
+    RowOutcome {
+        line,
+        external_id: external_id.to_string(),
+        outcome: "error",
+        reason,
+        ..Default::default()
+    }
+}
+
+/// A row that passed the checks that need no database.
+#[derive(Debug, Clone)]
+pub struct ReadyRow {
+    pub line: i64,
+    pub external_id: String,
+    pub values: BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+    /// Normalised name, email and phone for identity matching.
+    pub identity: (String, String, String),
+}
+
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    Done(RowOutcome),
+    Ready(ReadyRow),
+}
+
+/// Validates one file row: its shape, its id and every mapped value. `first_line` says where
+/// an earlier row of the run had the same external id.
+pub fn parse_row(
+    rules: &RunRules,
+    line: i64,
+    record: &csv::StringRecord,
+    first_line: Option<i64>,
+) -> Parsed {
+    let external_id = record.get(rules.id_index).unwrap_or("").trim().to_string();
+    if record.len() != rules.header_len {
+        return Parsed::Done(error_row(
+            line,
+            &external_id,
+            format!(
+                "Line {line} has {} fields; the header has {}. The row was not imported.",
+                record.len(),
+                rules.header_len
+            ),
+        ));
+    }
+    if external_id.is_empty() {
+        return Parsed::Done(error_row(
+            line,
+            "",
+            format!(
+                "Line {line}: the id column '{}' is empty.",
+                rules.source.id_column
+            ),
+        ));
+    }
+    if let Some(first) = first_line {
+        return Parsed::Done(error_row(
+            line,
+            &external_id,
+            format!("Line {line}: the external id {external_id} already appeared on line {first}; only line {first} was applied."),
+        ));
+    }
+    let mut values = BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut skipped_identity: BTreeMap<&str, String> = BTreeMap::new();
+    for (index, column, def, _) in &rules.columns {
+        let raw = record.get(*index).unwrap_or("");
+        match normalize_for(def, raw, rules.country) {
+            Ok(value) => {
+                values.insert(def.key.clone(), value);
+            }
+            // A blank name is only an error for a new record; caught at creation.
+            Err(_) if def.required() && raw.trim().is_empty() => {
+                values.insert(def.key.clone(), String::new());
+            }
+            Err(message) => {
+                if matches!(def.key.as_str(), "name" | "email" | "phone") {
+                    skipped_identity.insert(def.key.as_str(), raw.to_string());
+                }
+                problems.push((column.clone(), message));
+            }
+        }
+    }
+    if !problems.is_empty() && rules.on_invalid == OnInvalid::RejectRow {
+        let text: Vec<String> = problems
+            .iter()
+            .map(|(column, message)| format!("column '{column}': {message}"))
+            .collect();
+        let mut row = error_row(
+            line,
+            &external_id,
+            format!(
+                "Line {line}, {}. The row was not imported.",
+                text.join("; ")
+            ),
+        );
+        row.values = values;
+        return Parsed::Done(row);
+    }
+    let warnings = problems
+        .into_iter()
+        .map(|(column, message)| {
+            format!("column '{column}': {message}; the field was left unchanged.")
+        })
+        .collect();
+    // An invalid name, email or phone still identifies the row as typed.
+    let identity_part = |key: &str| -> String {
+        skipped_identity
+            .get(key)
+            .cloned()
+            .or_else(|| values.get(key).cloned())
+            .unwrap_or_default()
+    };
+    let identity = (
+        norm_text(&identity_part("name")),
+        norm_text(&identity_part("email")),
+        norm_phone(&identity_part("phone")),
+    );
+    Parsed::Ready(ReadyRow {
+        line,
+        external_id,
+        values,
+        warnings,
+        identity,
+    })
+}
+
+/// What the database knows about a chunk's rows, read in a few queries.
+pub struct ChunkState {
+    /// External id -> record linked to it under this source.
+    links: HashMap<String, i64>,
+    /// Identity -> records of the kind with that name, email and phone, by id.
+    identity: HashMap<(String, String, String), Vec<i64>>,
+    /// Records linked to this source (under any id): never identity candidates.
+    linked_here: HashSet<i64>,
+    states: HashMap<i64, RecordState>,
+    updated_at: HashMap<i64, NaiveDateTime>,
+    /// For "apply this plan": the dry run's record and its updated_at then, by line.
+    plan: HashMap<i64, (Option<i64>, Option<NaiveDateTime>)>,
+}
+
+/// Rows per `IN (...)` list.
+const IN_LIST: usize = 5_000;
+
+pub fn load_chunk(
+    conn: &mut DbConn,
+    rules: &RunRules,
+    rows: &[&ReadyRow],
+    plan_of: Option<i64>,
+) -> QueryResult<ChunkState> {
+    let mut links = HashMap::new();
+    let ext_ids: Vec<&str> = rows.iter().map(|r| r.external_id.as_str()).collect();
+    for part in ext_ids.chunks(IN_LIST) {
+        for (external_id, record_id) in record_links::table
+            .filter(record_links::source_id.eq(rules.source.id))
+            .filter(record_links::external_id.eq_any(part))
+            .select((record_links::external_id, record_links::record_id))
+            .load::<(String, i64)>(conn)?
+        {
+            links.insert(external_id, record_id);
+        }
+    }
+    let mut names: Vec<&str> = rows
+        .iter()
+        .filter(|r| !links.contains_key(&r.external_id))
+        .map(|r| r.identity.0.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let wanted: HashSet<&(String, String, String)> = rows.iter().map(|r| &r.identity).collect();
+    let mut identity: HashMap<(String, String, String), Vec<i64>> = HashMap::new();
+    for part in names.chunks(IN_LIST) {
+        // Served by records_list_name_idx (kind, archived, name_norm).
+        for (id, name, email, phone) in records::table
+            .filter(records::kind.eq(rules.kind.as_str()))
+            .filter(records::archived.eq(false))
+            .filter(records::name_norm.eq_any(part))
+            .order(records::id.asc())
+            .select((
+                records::id,
+                records::name_norm,
+                records::email_norm,
+                records::phone_norm,
+            ))
+            .load::<(i64, String, String, String)>(conn)?
+        {
+            let key = (name, email, phone);
+            if wanted.contains(&key) {
+                identity.entry(key).or_default().push(id);
+            }
+        }
+    }
+    let candidate_ids: Vec<i64> = identity.values().flatten().copied().collect();
+    let mut linked_here = HashSet::new();
+    for part in candidate_ids.chunks(IN_LIST) {
+        linked_here.extend(
+            record_links::table
+                .filter(record_links::source_id.eq(rules.source.id))
+                .filter(record_links::record_id.eq_any(part))
+                .select(record_links::record_id)
+                .load::<i64>(conn)?,
+        );
+    }
+    let mut ids: Vec<i64> = links.values().copied().chain(candidate_ids).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let loaded = writer::load_states(conn, &ids)?;
+    let mut states = HashMap::with_capacity(loaded.len());
+    let mut updated_at = HashMap::with_capacity(loaded.len());
+    for (id, (row, state)) in loaded {
+        updated_at.insert(id, row.updated_at);
+        states.insert(id, state);
+    }
+    let plan = match (plan_of, rows.first(), rows.last()) {
+        (Some(dry), Some(first), Some(last)) => import_rows::table
+            .filter(import_rows::run_id.eq(dry))
+            .filter(import_rows::line.between(first.line, last.line))
+            .select((
+                import_rows::line,
+                import_rows::record_id,
+                import_rows::record_updated_at,
+            ))
+            .load::<(i64, Option<i64>, Option<NaiveDateTime>)>(conn)?
+            .into_iter()
+            .map(|(line, record, at)| (line, (record, at)))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    Ok(ChunkState {
+        links,
+        identity,
+        linked_here,
+        states,
+        updated_at,
+        plan,
+    })
+}
+
+/// The chunk's plan: one report line per row, and what to write.
+pub struct ChunkPlan {
+    pub outcomes: Vec<RowOutcome>,
+    /// (index into `outcomes`, edit): creates fill the report line's record id once written.
+    pub edits: Vec<(usize, Edit)>,
+    pub proposals: Vec<NewProposal>,
+}
+
+/// The field rules against an edit's current values: writes go into the edit (a blank name
+/// never), proposals come back for a person to decide.
+pub fn apply_field_rules(
+    field_rules: &[FieldRule],
+    defs: &[FieldDef],
+    record_id: i64,
+    edit: &mut Edit,
+    incoming: &BTreeMap<String, String>,
+) -> (Vec<FieldChange>, Vec<NewProposal>) {
+    let current = edit.after.values(defs);
+    let result = decide::apply_rules(field_rules, &current, incoming);
+    let mut changes = Vec::new();
+    for (key, value) in &result.writes {
+        if key == "name" && value.is_empty() {
+            continue;
+        }
+        let Some(def) = defs.iter().find(|d| &d.key == key) else {
+            continue;
+        };
+        let old = edit.after.get(def).to_string();
+        if &old != value {
+            edit.after.set(def, value);
+            changes.push(FieldChange {
+                field: key.clone(),
+                old,
+                new: value.clone(),
+            });
+        }
+    }
+    let proposals = result
+        .proposals
+        .into_iter()
+        .map(|(key, proposed)| NewProposal {
+            record_id,
+            current: current.get(&key).cloned().unwrap_or_default(),
+            field_key: key,
+            proposed,
+        })
+        .collect();
+    (changes, proposals)
+}
+
+fn candidate(catalog: &Catalog, id: i64, state: &RecordState) -> Candidate {
+    Candidate {
+        record_id: id,
+        owner: state
+            .owner_source_id
+            .map(|owner| (owner, catalog.source_name(owner))),
+        forced_manual: state.forced_manual,
+    }
+}
+
+/// Decides every row of the chunk, in order, against the chunk's state.
+pub fn plan_chunk(
+    rules: &RunRules,
+    parsed: &[Parsed],
+    mut db: ChunkState,
+    now: NaiveDateTime,
+) -> ChunkPlan {
+    let field_rules = rules.rules();
+    let source = &rules.source;
+    let mut plan = ChunkPlan {
+        outcomes: Vec::with_capacity(parsed.len()),
+        edits: Vec::new(),
+        proposals: Vec::new(),
+    };
+    for item in parsed {
+        let row = match item {
+            Parsed::Done(outcome) => {
+                plan.outcomes.push(outcome.clone());
+                continue;
+            }
+            Parsed::Ready(row) => row,
+        };
+        let linked = db
+            .links
+            .get(&row.external_id)
+            .and_then(|id| db.states.get(id).map(|s| candidate(&rules.catalog, *id, s)));
+        let identity: Vec<Candidate> = match (&linked, db.identity.get(&row.identity)) {
+            (None, Some(ids)) => ids
+                .iter()
+                .filter(|id| !db.linked_here.contains(id))
+                .filter_map(|id| {
+                    let state = db.states.get(id)?;
+                    (!state.archived).then(|| candidate(&rules.catalog, *id, state))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let decision = decide::decide(
+            (source.id, &source.name),
+            &row.external_id,
+            linked.as_ref(),
+            &identity,
+        );
+        let mut out = RowOutcome {
+            line: row.line,
+            external_id: row.external_id.clone(),
+            warnings: row.warnings.len(),
+            ..Default::default()
+        };
+        let index = plan.outcomes.len();
+        match decision {
+            Decision::Ignore { record_id, reason } => {
+                out.outcome = "ignored";
+                out.record_id = Some(record_id);
+                out.reason = reason;
+            }
+            Decision::Ambiguous { candidates, reason } => {
+                out.outcome = "ambiguous";
+                out.candidates = candidates;
+                out.reason = reason;
+                out.values = row.values.clone();
+            }
+            Decision::Create { reason } => {
+                if row.values.get("name").is_none_or(|n| n.is_empty()) {
+                    let mut error = error_row(
+                        row.line,
+                        &row.external_id,
+                        format!(
+                            "Line {}: a new record needs a name, and the row has none.",
+                            row.line
+                        ),
+                    );
+                    error.values = row.values.clone();
+                    plan.outcomes.push(error);
+                    continue;
+                }
+                let mut state = RecordState::blank(rules.kind);
+                for (key, value) in row.values.iter().filter(|(_, v)| !v.is_empty()) {
+                    if let Some(def) = rules.defs.iter().find(|d| &d.key == key) {
+                        state.set(def, value);
+                    }
+                    out.changes.push(FieldChange {
+                        field: key.clone(),
+                        old: String::new(),
+                        new: value.clone(),
+                    });
+                }
+                state.owner_source_id = Some(source.id);
+                let mut edit = Edit::create(state);
+                edit.link.push((source.id, row.external_id.clone()));
+                edit.created_history = CreatedHistory::Summary;
+                out.outcome = "created";
+                out.record_created = true;
+                out.link_added = true;
+                out.reason = reason;
+                if !rules.dry_run {
+                    plan.edits.push((index, edit));
+                }
+            }
+            Decision::Use {
+                record_id,
+                convert,
+                link,
+                forced_manual,
+                by_identity,
+                reason,
+            } => {
+                let Some(state) = db.states.get(&record_id) else {
+                    plan.outcomes.push(error_row(
+                        row.line,
+                        &row.external_id,
+                        format!("Line {}: record #{record_id} disappeared.", row.line),
+                    ));
+                    continue;
+                };
+                let updated_at = db.updated_at.get(&record_id).copied();
+                out.record_id = Some(record_id);
+                out.record_updated_at = updated_at;
+                out.reason = reason;
+                if let (Some((Some(planned), Some(at))), Some(now_at)) =
+                    (db.plan.get(&row.line), updated_at)
+                {
+                    if *planned == record_id && *at != now_at {
+                        out.reason.push_str(&format!(
+                            " Note: this record changed since the dry run (at {} UTC).",
+                            now_at.format("%Y-%m-%d %H:%M:%S")
+                        ));
+                    }
+                }
+                let mut edit = Edit::change(record_id, state.clone());
+                if convert {
+                    out.previous_owner = state.owner_source_id;
+                    out.owner_changed = true;
+                    edit.after.owner_source_id = Some(source.id);
+                }
+                if link {
+                    edit.link.push((source.id, row.external_id.clone()));
+                    out.link_added = true;
+                }
+                edit.after.missing_from_source = false;
+                if forced_manual {
+                    out.outcome = "linked_forced_manual";
+                } else {
+                    let (changes, proposals) = apply_field_rules(
+                        &field_rules,
+                        &rules.defs,
+                        record_id,
+                        &mut edit,
+                        &row.values,
+                    );
+                    out.changes = changes;
+                    let proposed: Vec<String> =
+                        proposals.iter().map(|p| p.field_key.clone()).collect();
+                    plan.proposals.extend(proposals);
+                    out.outcome = match (by_identity, out.changes.is_empty()) {
+                        (true, _) => "converted",
+                        (false, false) => "updated",
+                        (false, true) => "unchanged",
+                    };
+                    if !out.changes.is_empty() {
+                        let fields: Vec<&str> =
+                            out.changes.iter().map(|c| c.field.as_str()).collect();
+                        out.reason
+                            .push_str(&format!(" Updated: {}.", fields.join(", ")));
+                    } else if !by_identity {
+                        out.reason.push_str(" No value changed.");
+                    }
+                    if !proposed.is_empty() {
+                        out.reason
+                            .push_str(&format!(" Proposed for review: {}.", proposed.join(", ")));
+                    }
+                }
+                if rules.dry_run {
+                    plan.proposals.clear();
+                } else if edit.before != edit.after || !edit.link.is_empty() {
+                    // Later rows of the chunk see this row's effect, as row by row.
+                    db.linked_here.insert(record_id);
+                    db.updated_at.insert(record_id, now);
+                    db.states.insert(record_id, edit.after.clone());
+                    plan.edits.push((index, edit));
+                }
+            }
+        }
+        for warning in &row.warnings {
+            out.reason.push(' ');
+            out.reason.push_str(warning);
+        }
+        plan.outcomes.push(out);
+    }
+    plan
+}
+
+/// The records the source owns that the run did not bring (full mode), in pages by link id.
+pub fn owned_links_page(
+    conn: &mut DbConn,
+    source_id: i64,
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<(i64, i64, String, RecordRow)>> {
+    record_links::table
+        .inner_join(records::table.on(records::id.eq(record_links::record_id)))
+        .filter(record_links::source_id.eq(source_id))
+        .filter(record_links::id.gt(after))
+        .order(record_links::id.asc())
+        .limit(limit)
+        .select((
+            record_links::id,
+            record_links::record_id,
+            record_links::external_id,
+            RecordRow::as_select(),
+        ))
+        .load(conn)
+}
