@@ -162,6 +162,14 @@ diesel::table! {
         started_at -> Nullable<Timestamp>,
         heartbeat_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
+        undo_status -> Nullable<Text>,
+        undo_by -> Nullable<BigInt>,
+        undo_by_label -> Nullable<Text>,
+        undo_rows_done -> BigInt,
+        undo_cursor_line -> Nullable<BigInt>,
+        undo_cursor_id -> Nullable<BigInt>,
+        undo_error -> Nullable<Text>,
+        undo_heartbeat_at -> Nullable<Timestamp>,
     }
 }
 

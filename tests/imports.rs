@@ -1332,6 +1332,8 @@ async fn console_flow_from_source_to_undo() {
         .await
         .assert_status(403);
     editor.post(&format!("{applied_url}/undo"), &[]).await;
+    // The undo runs in the background: the worker's turn.
+    jobs::run_queued(&editor.state.pool, &editor.state.config.data_dir, au()).expect("undo");
     editor
         .get(&applied_url)
         .await

@@ -9,6 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDateTime;
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 
@@ -31,6 +32,9 @@ pub use super::undo::{resolve_ambiguous, undo};
 /// Rows per chunk: large enough that the per-chunk queries cost little per row, small enough
 /// that a chunk's write transaction stays in the tens of milliseconds.
 pub const CHUNK_ROWS: usize = 1_000;
+
+/// SQLite page cache of an importing connection, in KB.
+const IMPORT_CACHE_KB: u32 = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -107,15 +111,15 @@ impl Seen {
 }
 
 /// A run being executed: its rules, who it writes as, and its counts so far.
-struct Execution {
+struct Execution<'a> {
     run: ImportRun,
-    rules: RunRules,
+    rules: &'a RunRules,
     actor: Actor,
     counts: BTreeMap<String, i64>,
     rows_done: u64,
 }
 
-impl Execution {
+impl Execution<'_> {
     fn counts_after(&self, outcomes: &[RowOutcome]) -> BTreeMap<String, i64> {
         let mut counts = self.counts.clone();
         for o in outcomes {
@@ -177,6 +181,15 @@ pub fn execute_in_chunks(
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
+    if let DbConn::Sqlite(c) = conn {
+        // Index pages of a million-row table do not fit SQLite's default 2 MB page cache:
+        // every insert would read them again. 64 MB keeps the import within its memory target.
+        // And a commit per chunk would copy the WAL back into the file at every commit once the
+        // WAL passes its default 4 MB: let it grow to 64 MB between checkpoints instead.
+        c.batch_execute(&format!(
+            "PRAGMA cache_size = -{IMPORT_CACHE_KB}; PRAGMA wal_autocheckpoint = 16384;"
+        ))?;
+    }
     let kind = source.record_kind();
     let defs = fields::list(conn, kind, false)?;
     let mapping: Vec<Mapping> = sources::mapping(conn, source.id)?;
@@ -216,40 +229,91 @@ pub fn execute_in_chunks(
     // A run resumed after a crash: rows already reported are not applied twice, and their ids
     // and counts carry on.
     let (seen, counts, done_lines) = resume_state(conn, run_id)?;
-    let mut seen = seen;
     let mut exec = Execution {
         run,
-        rules,
+        rules: &rules,
         actor,
         counts,
         rows_done: 0,
     };
-    let mut chunk: Vec<Parsed> = Vec::with_capacity(chunk_rows);
-    for record in reader.records() {
-        let record = record.map_err(FileError::from)?;
-        let line =
-            i64::try_from(record.position().map(|p| p.line()).unwrap_or(0)).unwrap_or(i64::MAX);
-        exec.rows_done += 1;
-        if line <= done_lines {
-            continue;
-        }
-        let external_id = record.get(exec.rules.id_index).unwrap_or("").trim();
-        let first = seen.first_or_insert(external_id, line);
-        chunk.push(plan::parse_row(&exec.rules, line, &record, first));
-        if chunk.len() >= chunk_rows {
-            write_chunk(conn, &mut exec, &chunk)?;
-            chunk.clear();
-            progress(exec.rows_done, total);
-        }
-    }
-    if !chunk.is_empty() {
-        write_chunk(conn, &mut exec, &chunk)?;
-        progress(exec.rows_done, total);
-    }
+    // Reading and validating (phone numbers above all) run on a second thread while this one
+    // writes the previous chunk.
+    let (seen, read) = std::thread::scope(|scope| {
+        let (chunks, received) = std::sync::mpsc::sync_channel::<Result<Chunk, FileError>>(2);
+        let rules = &rules;
+        let reading =
+            scope.spawn(move || read_chunks(reader, rules, seen, done_lines, chunk_rows, chunks));
+        let written = (|| -> Result<(), ImportError> {
+            for chunk in received {
+                let chunk = chunk?;
+                exec.rows_done = chunk.rows_done;
+                write_chunk(conn, &mut exec, &chunk.rows)?;
+                progress(exec.rows_done, total);
+            }
+            Ok(())
+        })();
+        // A failed write drops the receiver: the reader stops at its next chunk.
+        (reading.join(), written)
+    });
+    read?;
+    // Without every id the file had, full mode would flag records it did bring.
+    let seen =
+        seen.map_err(|_| ImportError::Refused("reading the file stopped unexpectedly".into()))?;
     if exec.rules.source.full_mode() {
         flag_missing(conn, &mut exec, &seen)?;
     }
     Ok(exec.counts)
+}
+
+/// Rows of the file, parsed and validated, ready to be written.
+struct Chunk {
+    rows: Vec<Parsed>,
+    /// File rows read so far (those of a resumed run's earlier attempts included).
+    rows_done: u64,
+}
+
+/// The reading thread: parses the file into chunks and hands them over.
+fn read_chunks(
+    mut reader: csvfile::CsvReader,
+    rules: &RunRules,
+    mut seen: Seen,
+    done_lines: i64,
+    chunk_rows: usize,
+    out: std::sync::mpsc::SyncSender<Result<Chunk, FileError>>,
+) -> Seen {
+    let mut rows = Vec::with_capacity(chunk_rows);
+    let mut rows_done = 0u64;
+    for record in reader.records() {
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                let _ = out.send(Err(FileError::from(e)));
+                return seen;
+            }
+        };
+        rows_done += 1;
+        let line =
+            i64::try_from(record.position().map(|p| p.line()).unwrap_or(0)).unwrap_or(i64::MAX);
+        if line <= done_lines {
+            continue;
+        }
+        let external_id = record.get(rules.id_index).unwrap_or("").trim();
+        let first = seen.first_or_insert(external_id, line);
+        rows.push(plan::parse_row(rules, line, &record, first));
+        if rows.len() >= chunk_rows {
+            let chunk = Chunk {
+                rows: std::mem::replace(&mut rows, Vec::with_capacity(chunk_rows)),
+                rows_done,
+            };
+            if out.send(Ok(chunk)).is_err() {
+                return seen;
+            }
+        }
+    }
+    if !rows.is_empty() {
+        let _ = out.send(Ok(Chunk { rows, rows_done }));
+    }
+    seen
 }
 
 /// What earlier attempts of this run reported: the ids seen, the counts, the last line.
@@ -300,7 +364,7 @@ fn count_rows(path: &Path, format: FileFormat) -> Result<u64, FileError> {
 /// retried row by row, so only the offending row fails, with the database's words.
 fn write_chunk(
     conn: &mut DbConn,
-    exec: &mut Execution,
+    exec: &mut Execution<'_>,
     parsed: &[Parsed],
 ) -> Result<(), DieselError> {
     let attempt = db::bulk_write_tx(conn, |conn| apply_chunk(conn, exec, parsed));
@@ -338,7 +402,7 @@ fn write_chunk(
 
 fn apply_chunk(
     conn: &mut DbConn,
-    exec: &Execution,
+    exec: &Execution<'_>,
     parsed: &[Parsed],
 ) -> Result<Vec<RowOutcome>, DieselError> {
     let ready: Vec<&plan::ReadyRow> = parsed
@@ -348,8 +412,8 @@ fn apply_chunk(
             Parsed::Done(_) => None,
         })
         .collect();
-    let state = plan::load_chunk(conn, &exec.rules, &ready, exec.run.plan_of)?;
-    let plan = plan::plan_chunk(&exec.rules, parsed, state, db::now());
+    let state = plan::load_chunk(conn, exec.rules, &ready, exec.run.plan_of)?;
+    let plan = plan::plan_chunk(exec.rules, parsed, state, db::now());
     let mut outcomes = plan.outcomes;
     if !exec.rules.dry_run {
         let (targets, edits): (Vec<usize>, Vec<Edit>) = plan.edits.into_iter().unzip();
@@ -397,7 +461,7 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 /// The chunk's report lines and the run's progress, in the chunk's transaction.
 fn record_outcomes(
     conn: &mut DbConn,
-    exec: &Execution,
+    exec: &Execution<'_>,
     outcomes: &[RowOutcome],
 ) -> Result<(), DieselError> {
     let lines: Vec<ReportLine> = outcomes
@@ -453,7 +517,11 @@ fn record_outcomes(
 
 /// Full mode: records the source owns whose external id the file did not bring are flagged
 /// (never deleted), one report line each. The source's links are read in pages.
-fn flag_missing(conn: &mut DbConn, exec: &mut Execution, seen: &Seen) -> Result<(), DieselError> {
+fn flag_missing(
+    conn: &mut DbConn,
+    exec: &mut Execution<'_>,
+    seen: &Seen,
+) -> Result<(), DieselError> {
     let source_id = exec.rules.source.id;
     let mut after = 0i64;
     loop {

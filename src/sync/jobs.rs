@@ -81,6 +81,18 @@ pub fn enqueue_claimed(conn: &mut DbConn, new: &NewRun) -> Result<i64, ImportErr
 }
 
 fn insert_run(conn: &mut DbConn, new: &NewRun, claimed: bool) -> Result<i64, ImportError> {
+    let undoing: Option<i64> = import_runs::table
+        .filter(import_runs::source_id.eq(new.source.id))
+        .filter(import_runs::undo_status.eq_any(["queued", "running"]))
+        .select(import_runs::id)
+        .first(conn)
+        .optional()?;
+    if let Some(run) = undoing {
+        return Err(ImportError::Refused(format!(
+            "Run #{run} of source {} is being undone. Wait for the undo to finish, then try again.",
+            new.source.name
+        )));
+    }
     let now = db::now();
     let started = claimed.then_some(now);
     let inserted = diesel::insert_into(import_runs::table)
@@ -189,7 +201,31 @@ pub fn process(
     result.map(|_| ())
 }
 
-/// Processes every queued run, one after another (the CLI and the tests use this).
+/// Claims the oldest queued undo, as `claim_next` claims imports.
+pub fn claim_next_undo(conn: &mut DbConn) -> QueryResult<Option<i64>> {
+    db::write_tx(conn, |conn| {
+        let candidate: Option<i64> = import_runs::table
+            .filter(import_runs::undo_status.eq("queued"))
+            .order(import_runs::id.asc())
+            .select(import_runs::id)
+            .first(conn)
+            .optional()?;
+        let Some(id) = candidate else { return Ok(None) };
+        let claimed = diesel::update(
+            import_runs::table
+                .filter(import_runs::id.eq(id))
+                .filter(import_runs::undo_status.eq("queued")),
+        )
+        .set((
+            import_runs::undo_status.eq("running"),
+            import_runs::undo_heartbeat_at.eq(Some(db::now())),
+        ))
+        .execute(conn)?;
+        Ok((claimed == 1).then_some(id))
+    })
+}
+
+/// Processes every queued run and undo, one after another (the CLI and the tests use this).
 pub fn run_queued(
     pool: &DbPool,
     data_dir: &Path,
@@ -201,7 +237,7 @@ pub fn run_queued(
             .get()
             .map_err(|e| ImportError::Refused(format!("database: {e}")))?;
         let Some(id) = claim_next(&mut conn)? else {
-            return Ok(n);
+            return Ok(n + run_queued_undos(pool)?);
         };
         drop(conn);
         // A failed run is recorded on the run itself; the loop goes on with the next.
@@ -210,11 +246,26 @@ pub fn run_queued(
     }
 }
 
+/// Runs every queued undo; a failure is recorded on its run.
+pub fn run_queued_undos(pool: &DbPool) -> Result<usize, ImportError> {
+    let mut n = 0;
+    loop {
+        let mut conn = pool
+            .get()
+            .map_err(|e| ImportError::Refused(format!("database: {e}")))?;
+        let Some(id) = claim_next_undo(&mut conn)? else {
+            return Ok(n);
+        };
+        let _ = super::undo::continue_undo(&mut conn, id, &mut |_| {});
+        n += 1;
+    }
+}
+
 /// Runs left "running" by a process that stopped go back to the queue; the next claim resumes
 /// after the last committed batch (rows are reported per batch, in the same transaction).
 pub fn recover_stale(conn: &mut DbConn) -> QueryResult<usize> {
     let cutoff = db::now() - chrono::Duration::minutes(STALE_AFTER_MINUTES);
-    diesel::update(
+    let runs = diesel::update(
         import_runs::table
             .filter(import_runs::status.eq("running"))
             .filter(
@@ -224,7 +275,19 @@ pub fn recover_stale(conn: &mut DbConn) -> QueryResult<usize> {
             ),
     )
     .set(import_runs::status.eq("queued"))
-    .execute(conn)
+    .execute(conn)?;
+    let undos = diesel::update(
+        import_runs::table
+            .filter(import_runs::undo_status.eq("running"))
+            .filter(
+                import_runs::undo_heartbeat_at
+                    .lt(cutoff)
+                    .or(import_runs::undo_heartbeat_at.is_null()),
+            ),
+    )
+    .set(import_runs::undo_status.eq("queued"))
+    .execute(conn)?;
+    Ok(runs + undos)
 }
 
 /// The background worker of `serve`: claims and runs queued imports.

@@ -31,6 +31,14 @@ pub struct ImportRun {
     pub started_at: Option<NaiveDateTime>,
     pub heartbeat_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
+    pub undo_status: Option<String>,
+    pub undo_by: Option<i64>,
+    pub undo_by_label: Option<String>,
+    pub undo_rows_done: i64,
+    pub undo_cursor_line: Option<i64>,
+    pub undo_cursor_id: Option<i64>,
+    pub undo_error: Option<String>,
+    pub undo_heartbeat_at: Option<NaiveDateTime>,
 }
 
 impl ImportRun {
@@ -55,6 +63,39 @@ impl ImportRun {
             }
         } else {
             (self.rows_done * 100 / self.rows_total).clamp(0, 100)
+        }
+    }
+
+    /// Rows per second so far, from the start to the last heartbeat.
+    pub fn rows_per_second(&self) -> Option<i64> {
+        let seconds = (self.heartbeat_at? - self.started_at?).num_seconds();
+        (seconds > 0 && self.rows_done > 0).then(|| self.rows_done / seconds)
+    }
+
+    /// "about 2 min 10 s left" while running, at the rate so far.
+    pub fn time_left(&self) -> Option<String> {
+        if self.finished() {
+            return None;
+        }
+        let rate = self.rows_per_second()?;
+        let left = (self.rows_total - self.rows_done).max(0) / rate.max(1);
+        Some(match left {
+            s if s >= 60 => format!("about {} min {} s left", s / 60, s % 60),
+            s => format!("about {s} s left"),
+        })
+    }
+
+    /// An undo asked for and not finished yet.
+    pub fn undo_in_progress(&self) -> bool {
+        matches!(self.undo_status.as_deref(), Some("queued" | "running"))
+    }
+
+    /// Rows the undo still has to go through, as a percentage done.
+    pub fn undo_percent(&self) -> i64 {
+        if self.rows_total <= 0 {
+            0
+        } else {
+            (self.undo_rows_done * 100 / self.rows_total).clamp(0, 100)
         }
     }
 

@@ -65,6 +65,7 @@ struct RunPage {
     run: ImportRun,
     source: Source,
     counts: Vec<(&'static str, i64)>,
+    warnings: i64,
     outcome: String,
     rows: Vec<ImportRow>,
     next: Option<String>,
@@ -76,6 +77,7 @@ struct RunPage {
 struct ProgressFragment {
     run: ImportRun,
     counts: Vec<(&'static str, i64)>,
+    warnings: i64,
 }
 
 fn counts_list(run: &ImportRun) -> Vec<(&'static str, i64)> {
@@ -138,6 +140,7 @@ async fn run_page(
         &RunPage {
             ctx: me.ctx,
             counts: counts_list(&run),
+            warnings: run.count("warnings"),
             can_edit: me.user.can(Role::Editor),
             run,
             source,
@@ -160,10 +163,11 @@ async fn progress(
     let (run, _) = state.db(move |conn| load(conn, id)).await?;
     let fragment = ProgressFragment {
         counts: counts_list(&run),
+        warnings: run.count("warnings"),
         run,
     };
     let mut response = render(StatusCode::OK, &fragment)?;
-    if fragment.run.finished() && is_htmx(&req) {
+    if fragment.run.finished() && !fragment.run.undo_in_progress() && is_htmx(&req) {
         response.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static("hx-refresh"),
             actix_web::http::header::HeaderValue::from_static("true"),
@@ -245,17 +249,13 @@ async fn undo(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let actor = Actor::user(&me.user);
-    let report = state.db(move |conn| engine::undo(conn, id, &actor)).await?;
-    let message = if report.is_empty() {
-        "Run undone: every value it changed is back, records it created are archived and unlinked."
-            .to_string()
-    } else {
-        format!(
-            "Run undone, except {} value(s) edited since the import, listed below.",
-            report.len()
-        )
-    };
-    flash(&session, message);
+    state
+        .db(move |conn| super::undo::request_undo(conn, id, &actor, false))
+        .await?;
+    flash(
+        &session,
+        "Undo started: it runs in the background; this page follows it.",
+    );
     Ok(see_other(&format!("/runs/{id}")))
 }
 

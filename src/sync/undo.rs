@@ -21,10 +21,24 @@ use crate::sources::service as sources;
 
 const PAGE: i64 = 5_000;
 
-/// Reverses an applied run: values it changed go back (unless edited since: reported, not
-/// overwritten), records it created are archived and unlinked, conversions and links undone.
+/// Reverses an applied run, to its end, in this thread: values it changed go back (unless
+/// edited since: reported, not overwritten), records it created are archived and unlinked,
+/// conversions and links undone. Returns the lines left as they were.
 pub fn undo(conn: &mut DbConn, run_id: i64, by: &Actor) -> Result<Vec<String>, ImportError> {
-    db::bulk_write_tx(conn, |conn| {
+    request_undo(conn, run_id, by, true)?;
+    continue_undo(conn, run_id, &mut |_| {})
+}
+
+/// Asks for a run's undo: refused unless the run is a finished, applied, not yet undone import
+/// and its source has no import under way. `claimed`: the caller runs it now (else the
+/// background worker does).
+pub fn request_undo(
+    conn: &mut DbConn,
+    run_id: i64,
+    by: &Actor,
+    claimed: bool,
+) -> Result<(), ImportError> {
+    db::write_tx(conn, |conn| {
         let run = load_run(conn, run_id)?
             .ok_or_else(|| ImportError::Refused(format!("no import run #{run_id}")))?;
         if run.dry_run {
@@ -42,58 +56,167 @@ pub fn undo(conn: &mut DbConn, run_id: i64, by: &Actor) -> Result<Vec<String>, I
                 "This run has already been undone.".into(),
             ));
         }
-        let source = sources::find(conn, run.source_id)?
-            .ok_or_else(|| ImportError::Refused("the source no longer exists".into()))?;
-        let actor = Actor {
-            origin: "undo",
-            origin_id: Some(run_id),
-            user_id: by.user_id,
-            label: format!("undo of import run {run_id} by {}", by.label),
-        };
-        let catalog = Catalog::load(conn)?;
-        let defs: HashMap<RecordKind, Vec<FieldDef>> = RecordKind::ALL
-            .into_iter()
-            .map(|kind| Ok((kind, fields::list(conn, kind, true)?)))
-            .collect::<QueryResult<_>>()?;
-        let mut report = Vec::new();
-        // Newest line first, then the missing-from-source lines (line 0).
-        let mut before_line = i64::MAX;
-        loop {
-            let rows: Vec<ImportRow> = import_rows::table
-                .filter(import_rows::run_id.eq(run_id))
-                .filter(import_rows::line.lt(before_line))
-                .filter(import_rows::line.gt(0))
-                .order(import_rows::line.desc())
-                .limit(PAGE)
-                .select(ImportRow::as_select())
-                .load(conn)?;
-            let Some(last) = rows.last() else { break };
-            before_line = last.line;
-            undo_rows(conn, &catalog, &defs, source.id, &rows, &actor, &mut report)?;
+        if run.undo_in_progress() {
+            return Err(ImportError::Refused(
+                "This run is already being undone: follow it on the run's page.".into(),
+            ));
         }
-        let mut after_id = 0;
-        loop {
-            let rows: Vec<ImportRow> = import_rows::table
-                .filter(import_rows::run_id.eq(run_id))
-                .filter(import_rows::line.eq(0))
-                .filter(import_rows::id.gt(after_id))
-                .order(import_rows::id.asc())
-                .limit(PAGE)
-                .select(ImportRow::as_select())
-                .load(conn)?;
-            let Some(last) = rows.last() else { break };
-            after_id = last.id;
-            undo_rows(conn, &catalog, &defs, source.id, &rows, &actor, &mut report)?;
+        let active: i64 = import_runs::table
+            .filter(import_runs::source_id.eq(run.source_id))
+            .filter(import_runs::status.eq_any(["queued", "running"]))
+            .count()
+            .get_result(conn)?;
+        if active > 0 {
+            return Err(ImportError::Refused(
+                "An import of this source is under way: undo the run once it has finished.".into(),
+            ));
         }
+        let target = import_runs::table.find(run_id);
+        diesel::update(target)
+            .set((
+                import_runs::undo_status.eq(Some(if claimed { "running" } else { "queued" })),
+                import_runs::undo_by.eq(by.user_id),
+                import_runs::undo_by_label.eq(Some(&by.label)),
+                import_runs::undo_error.eq(None::<String>),
+                import_runs::undo_heartbeat_at.eq(Some(db::now())),
+            ))
+            .execute(conn)?;
+        // A failed undo carries on from its cursor: the pages it wrote stay undone.
+        if run.undo_status.as_deref() != Some("failed") {
+            diesel::update(target)
+                .set((
+                    import_runs::undo_rows_done.eq(0),
+                    import_runs::undo_cursor_line.eq(None::<i64>),
+                    import_runs::undo_cursor_id.eq(None::<i64>),
+                    import_runs::undo_report.eq(None::<String>),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs a claimed undo from where it stopped: one page of report lines per transaction, the
+/// cursor saved with each page, so the console stays usable and a crash loses nothing.
+/// `progress(rows done)` is called after every page.
+pub fn continue_undo(
+    conn: &mut DbConn,
+    run_id: i64,
+    progress: &mut dyn FnMut(i64),
+) -> Result<Vec<String>, ImportError> {
+    let result = undo_pages(conn, run_id, progress);
+    if let Err(e) = &result {
+        diesel::update(import_runs::table.find(run_id))
+            .set((
+                import_runs::undo_status.eq(Some("failed")),
+                import_runs::undo_error.eq(Some(e.to_string())),
+            ))
+            .execute(conn)?;
+    }
+    result
+}
+
+fn undo_pages(
+    conn: &mut DbConn,
+    run_id: i64,
+    progress: &mut dyn FnMut(i64),
+) -> Result<Vec<String>, ImportError> {
+    let run = load_run(conn, run_id)?
+        .ok_or_else(|| ImportError::Refused(format!("no import run #{run_id}")))?;
+    let source = sources::find(conn, run.source_id)?
+        .ok_or_else(|| ImportError::Refused("the source no longer exists".into()))?;
+    let actor = Actor {
+        origin: "undo",
+        origin_id: Some(run_id),
+        user_id: run.undo_by,
+        label: format!(
+            "undo of import run {run_id} by {}",
+            run.undo_by_label.as_deref().unwrap_or("?")
+        ),
+    };
+    let catalog = Catalog::load(conn)?;
+    let defs: HashMap<RecordKind, Vec<FieldDef>> = RecordKind::ALL
+        .into_iter()
+        .map(|kind| Ok((kind, fields::list(conn, kind, true)?)))
+        .collect::<QueryResult<_>>()?;
+    // Newest line first, then the missing-from-source lines (line 0) by id.
+    let mut cursor_line = run.undo_cursor_line.unwrap_or(i64::MAX);
+    let mut cursor_id = run.undo_cursor_id.unwrap_or(0);
+    let mut rows_done = run.undo_rows_done;
+    loop {
+        let finished = db::bulk_write_tx(conn, |conn| -> QueryResult<bool> {
+            let rows: Vec<ImportRow> = if cursor_line > 0 {
+                import_rows::table
+                    .filter(import_rows::run_id.eq(run_id))
+                    .filter(import_rows::line.lt(cursor_line))
+                    .filter(import_rows::line.gt(0))
+                    .order(import_rows::line.desc())
+                    .limit(PAGE)
+                    .select(ImportRow::as_select())
+                    .load(conn)?
+            } else {
+                import_rows::table
+                    .filter(import_rows::run_id.eq(run_id))
+                    .filter(import_rows::line.eq(0))
+                    .filter(import_rows::id.gt(cursor_id))
+                    .order(import_rows::id.asc())
+                    .limit(PAGE)
+                    .select(ImportRow::as_select())
+                    .load(conn)?
+            };
+            let Some(last) = rows.last() else {
+                if cursor_line > 0 {
+                    // The numbered lines are done: the missing-from-source lines come next.
+                    cursor_line = 0;
+                    return Ok(false);
+                }
+                return Ok(true);
+            };
+            if cursor_line > 0 {
+                cursor_line = last.line;
+            } else {
+                cursor_id = last.id;
+            }
+            let mut report = Vec::new();
+            undo_rows(conn, &catalog, &defs, source.id, &rows, &actor, &mut report)?;
+            rows_done += rows.len() as i64;
+            let mut lines = load_run(conn, run_id)?
+                .map(|r| r.undo_lines())
+                .unwrap_or_default();
+            lines.extend(report);
+            diesel::update(import_runs::table.find(run_id))
+                .set((
+                    import_runs::undo_cursor_line.eq(Some(cursor_line)),
+                    import_runs::undo_cursor_id.eq(Some(cursor_id)),
+                    import_runs::undo_rows_done.eq(rows_done),
+                    import_runs::undo_heartbeat_at.eq(Some(db::now())),
+                    import_runs::undo_report.eq(Some(
+                        serde_json::to_string(&lines).unwrap_or_else(|_| "[]".into()),
+                    )),
+                ))
+                .execute(conn)?;
+            Ok(false)
+        })?;
+        progress(rows_done);
+        if finished {
+            break;
+        }
+    }
+    db::write_tx(conn, |conn| -> Result<Vec<String>, ImportError> {
         review::withdraw(conn, "import", run_id, &actor.label)?;
-        let report_json = serde_json::to_string(&report).unwrap_or_else(|_| "[]".into());
+        let lines = load_run(conn, run_id)?
+            .map(|r| r.undo_lines())
+            .unwrap_or_default();
         diesel::update(import_runs::table.find(run_id))
             .set((
                 import_runs::undone_at.eq(Some(db::now())),
-                import_runs::undo_report.eq(Some(report_json)),
+                import_runs::undo_status.eq(Some("done")),
+                import_runs::undo_report.eq(Some(
+                    serde_json::to_string(&lines).unwrap_or_else(|_| "[]".into()),
+                )),
             ))
             .execute(conn)?;
-        Ok(report)
+        Ok(lines)
     })
 }
 

@@ -1,3 +1,12 @@
+DROP INDEX import_runs_undo_idx;
+ALTER TABLE import_runs DROP COLUMN undo_heartbeat_at;
+ALTER TABLE import_runs DROP COLUMN undo_error;
+ALTER TABLE import_runs DROP COLUMN undo_cursor_id;
+ALTER TABLE import_runs DROP COLUMN undo_cursor_line;
+ALTER TABLE import_runs DROP COLUMN undo_rows_done;
+ALTER TABLE import_runs DROP COLUMN undo_by_label;
+ALTER TABLE import_runs DROP COLUMN undo_by;
+ALTER TABLE import_runs DROP COLUMN undo_status;
 DROP INDEX records_company_idx;
 CREATE INDEX records_company_idx ON records (company_id);
 CREATE INDEX import_rows_external_idx ON import_rows (run_id, external_id);

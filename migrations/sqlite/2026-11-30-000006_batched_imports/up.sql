@@ -11,3 +11,15 @@ DROP INDEX records_identity_idx;
 DROP INDEX import_rows_external_idx;
 DROP INDEX records_company_idx;
 CREATE INDEX records_company_idx ON records (company_id) WHERE company_id IS NOT NULL;
+
+-- Undo runs as a background job, a page of report lines per transaction: its state, who asked,
+-- how far it got (the cursor lets a crashed undo resume) and how it ended.
+ALTER TABLE import_runs ADD COLUMN undo_status TEXT CHECK (undo_status IN ('queued', 'running', 'done', 'failed'));
+ALTER TABLE import_runs ADD COLUMN undo_by BIGINT REFERENCES users (id);
+ALTER TABLE import_runs ADD COLUMN undo_by_label TEXT;
+ALTER TABLE import_runs ADD COLUMN undo_rows_done BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE import_runs ADD COLUMN undo_cursor_line BIGINT;
+ALTER TABLE import_runs ADD COLUMN undo_cursor_id BIGINT;
+ALTER TABLE import_runs ADD COLUMN undo_error TEXT;
+ALTER TABLE import_runs ADD COLUMN undo_heartbeat_at TIMESTAMP;
+CREATE INDEX import_runs_undo_idx ON import_runs (undo_status, id) WHERE undo_status IN ('queued', 'running');

@@ -1,0 +1,314 @@
+//! Import speed at scale, beside the floor of a bulk load of the same file in the same run.
+//!
+//!     cargo bench --bench import                                   # 100 000 rows, SQLite
+//!     BENCH_ROWS=1048576 cargo bench --bench import                # HubSpot's file limit
+//!     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench --bench import
+//!
+//! It generates `external_id,name,email,phone,tag1,tag2` rows (about 2 % invalid phones, 1 %
+//! equal to existing manual records) and times: the first import (creates), a re-import of the
+//! same file (all unchanged), a file with 10 % of values changed (updates with history; tag2
+//! is on `review`, so its changes become proposals), and the undo of that run. The floor is
+//! `sqlite3 .import` (or psql `\copy`) of the same file into a plain table with indexes on the
+//! id, name and email columns.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::BenchDb;
+use syncdesk::db::DbPool;
+use syncdesk::fields::model::RecordKind;
+use syncdesk::fields::service::{self as fields, NewField};
+use syncdesk::fields::validate::PhoneCountry;
+use syncdesk::records::model::{Actor, RecordInput};
+use syncdesk::records::service as records;
+use syncdesk::sources::model::MappingInput;
+use syncdesk::sources::service::{self as sources, SourceInput};
+use syncdesk::sync::csvfile::{FileFormat, TextEncoding};
+use syncdesk::sync::decide::Rule;
+use syncdesk::sync::{engine, jobs};
+
+const SURNAMES: [&str; 16] = [
+    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Robinson",
+    "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green",
+];
+const GIVEN: [&str; 12] = [
+    "Oliver", "Amelia", "George", "Isla", "Harry", "Ava", "Noah", "Mia", "Jack", "Ivy", "Leo",
+    "Grace",
+];
+
+/// A row of the file; `changed` alters a tenth of the rows (name, email or tag2 in turn).
+fn row(i: u64, changed: bool) -> String {
+    let given = GIVEN[(i % 12) as usize];
+    let surname = SURNAMES[((i / 12) % 16) as usize];
+    let mut name = format!("{given} {surname} {i}");
+    let mut email = format!(
+        "{}.{}{i}@example.org",
+        given.to_lowercase(),
+        surname.to_lowercase()
+    );
+    // About 2 % invalid phones (the field is skipped with a warning, the row kept).
+    let phone = if i % 50 == 7 {
+        format!("(968) 724-{:04}", i % 10_000)
+    } else {
+        format!("+614{:08}", i % 100_000_000)
+    };
+    let tag1 = ["gold", "silver", "bronze"][(i % 3) as usize];
+    let mut tag2 = format!("t{}", i % 97);
+    if changed && i % 10 == 3 {
+        match (i / 10) % 3 {
+            0 => name.push_str(" Jr"),
+            1 => email = format!("new.{email}"),
+            _ => tag2.push_str("-b"),
+        }
+    }
+    format!("E{i},{name},{email},{phone},{tag1},{tag2}\n")
+}
+
+fn write_file(path: &Path, rows: u64, changed: bool) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("file"));
+    out.write_all(b"external_id,name,email,phone,tag1,tag2\n")
+        .expect("write");
+    for i in 0..rows {
+        out.write_all(row(i, changed).as_bytes()).expect("write");
+    }
+    out.flush().expect("flush");
+}
+
+/// Peak resident memory since the last reset, in MB (Linux).
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+struct Phase {
+    label: &'static str,
+    seconds: f64,
+    rss_mb: f64,
+}
+
+fn measure(label: &'static str, f: impl FnOnce()) -> Phase {
+    reset_peak_rss();
+    let start = Instant::now();
+    f();
+    Phase {
+        label,
+        seconds: start.elapsed().as_secs_f64(),
+        rss_mb: peak_rss_mb(),
+    }
+}
+
+/// The bulk-load floor: the same file into a plain table with three indexes.
+fn floor(file: &Path, pg_url: Option<&str>, dir: &Path) -> Duration {
+    let start = Instant::now();
+    let status = match pg_url {
+        None => {
+            let db = dir.join("floor.db");
+            let script = format!(
+                "CREATE TABLE t (external_id TEXT, name TEXT, email TEXT, phone TEXT, tag1 TEXT, tag2 TEXT);\n\
+                 CREATE INDEX t_id ON t (external_id);\nCREATE INDEX t_name ON t (name);\n\
+                 CREATE INDEX t_email ON t (email);\n.mode csv\n.import --skip 1 {} t\n",
+                file.display()
+            );
+            let mut child = Command::new("sqlite3")
+                .arg(&db)
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("sqlite3");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(script.as_bytes())
+                .expect("script");
+            child.wait().expect("sqlite3")
+        }
+        Some(url) => {
+            let script = format!(
+                "DROP TABLE IF EXISTS floor_t;\n\
+                 CREATE TABLE floor_t (external_id TEXT, name TEXT, email TEXT, phone TEXT, tag1 TEXT, tag2 TEXT);\n\
+                 CREATE INDEX floor_t_id ON floor_t (external_id);\nCREATE INDEX floor_t_name ON floor_t (name);\n\
+                 CREATE INDEX floor_t_email ON floor_t (email);\n\
+                 \\copy floor_t FROM '{}' WITH (FORMAT csv, HEADER true)\n",
+                file.display()
+            );
+            Command::new("psql")
+                .args(["-q", "-v", "ON_ERROR_STOP=1", url, "-c", &script])
+                .status()
+                .expect("psql")
+        }
+    };
+    assert!(status.success(), "the floor's bulk load failed");
+    start.elapsed()
+}
+
+fn import(pool: &DbPool, data_dir: &Path, source_id: i64, file: &Path) -> i64 {
+    let mut conn = pool.get().expect("connection");
+    let source = sources::find(&mut conn, source_id)
+        .expect("source")
+        .expect("source");
+    let sha = jobs::store_file(data_dir, std::fs::File::open(file).expect("file"), u64::MAX)
+        .expect("store");
+    let run = jobs::enqueue_claimed(
+        &mut conn,
+        &jobs::NewRun {
+            source: &source,
+            file_name: "bench.csv",
+            sha256: &sha,
+            format: FileFormat {
+                encoding: TextEncoding::Utf8,
+                delimiter: b',',
+            },
+            dry_run: false,
+            plan_of: None,
+            user_id: None,
+            user_label: "bench",
+        },
+    )
+    .expect("enqueue");
+    drop(conn);
+    let country = PhoneCountry::parse("AU").expect("country");
+    jobs::process(pool, run, data_dir, country, &mut |_, _| {}).expect("import");
+    let mut conn = pool.get().expect("connection");
+    let done = engine::load_run(&mut conn, run).expect("run").expect("run");
+    println!("    run #{run}: {}", done.counts);
+    run
+}
+
+fn main() {
+    let rows = common::rows(100_000);
+    let db = BenchDb::new();
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let data_dir = dir.path().join("data");
+    let pg_url = std::env::var("BENCH_DATABASE_URL").ok();
+    let backend = if pg_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let mut conn = db.pool.get().expect("connection");
+    for key in ["tag1", "tag2"] {
+        fields::create(
+            &mut conn,
+            RecordKind::Contact,
+            &NewField {
+                key: key.into(),
+                label: key.into(),
+                field_type: "text".into(),
+                options: String::new(),
+            },
+        )
+        .expect("field");
+    }
+    let source = sources::create(
+        &mut conn,
+        &SourceInput {
+            name: "Bench CRM".into(),
+            kind: RecordKind::Contact,
+            id_column: "external_id".into(),
+            full_mode: false,
+        },
+    )
+    .expect("source");
+    let map = |column: &str, rule: Rule| MappingInput {
+        column_name: column.into(),
+        field_key: column.into(),
+        to_record: rule,
+        to_source: Rule::Never,
+        blanks_clear: false,
+    };
+    sources::set_mapping(
+        &mut conn,
+        source.id,
+        &[
+            map("name", Rule::Always),
+            map("email", Rule::Always),
+            map("phone", Rule::Always),
+            map("tag1", Rule::Always),
+            map("tag2", Rule::Review),
+        ],
+    )
+    .expect("mapping");
+    // 1 % of the rows equal existing manual records: converted on the first import.
+    let country = PhoneCountry::parse("AU").expect("country");
+    let actor = Actor::system("bench");
+    for i in (0..rows).step_by(100) {
+        let line = row(i, false);
+        let parts: Vec<&str> = line.trim_end().split(',').collect();
+        let mut input = RecordInput::default();
+        input.values.insert("name".into(), parts[1].into());
+        input.values.insert("email".into(), parts[2].into());
+        if i % 50 != 7 {
+            input.values.insert("phone".into(), parts[3].into());
+        }
+        records::create(&mut conn, RecordKind::Contact, &input, &actor, country).expect("manual");
+    }
+    drop(conn);
+
+    let file = dir.path().join("contacts.csv");
+    let changed = dir.path().join("contacts-changed.csv");
+    write_file(&file, rows, false);
+    write_file(&changed, rows, true);
+    let size_mb = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+    println!("{backend}: {rows} rows, {size_mb:.1} MB file");
+
+    let floor_time = floor(&file, pg_url.as_deref(), dir.path()).as_secs_f64();
+    let mut phases = Vec::new();
+    phases.push(measure("first import (creates)", || {
+        import(&db.pool, &data_dir, source.id, &file);
+    }));
+    phases.push(measure("re-import, all unchanged", || {
+        import(&db.pool, &data_dir, source.id, &file);
+    }));
+    let mut changed_run = 0;
+    phases.push(measure("10 % changed (updates, proposals)", || {
+        changed_run = import(&db.pool, &data_dir, source.id, &changed);
+    }));
+    phases.push(measure("undo of the 10 % run", || {
+        let mut conn = db.pool.get().expect("connection");
+        engine::undo(&mut conn, changed_run, &Actor::system("bench")).expect("undo");
+    }));
+
+    println!();
+    println!(
+        "{:<36} {:>9} {:>10} {:>9} {:>10}",
+        "", "seconds", "rows/s", "x floor", "peak RSS"
+    );
+    println!(
+        "{:<36} {:>9.1} {:>10.0} {:>9} {:>10}",
+        "floor (bulk load, 3 indexes)",
+        floor_time,
+        rows as f64 / floor_time,
+        "1.0",
+        "-"
+    );
+    for p in &phases {
+        println!(
+            "{:<36} {:>9.1} {:>10.0} {:>9.1} {:>7.0} MB",
+            p.label,
+            p.seconds,
+            rows as f64 / p.seconds,
+            p.seconds / floor_time,
+            p.rss_mb
+        );
+    }
+    println!(
+        "undo / its import: {:.2}",
+        phases[3].seconds / phases[2].seconds
+    );
+}
