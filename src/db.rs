@@ -258,6 +258,34 @@ where
     }
 }
 
+/// True while another writer of this process waits for SQLite's write lock.
+pub fn writers_waiting() -> bool {
+    WAITING_WRITERS.load(Ordering::Acquire) > 0
+}
+
+/// Opens a long write transaction for bulk work that commits in steps (`commit`): on SQLite,
+/// after letting waiting writers of this process go first. Work inside it nests savepoints.
+pub fn begin_bulk(conn: &mut DbConn) -> diesel::QueryResult<()> {
+    match conn {
+        DbConn::Sqlite(c) => {
+            let start = Instant::now();
+            while writers_waiting() && start.elapsed() < MAX_YIELD {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        DbConn::Pg(_) => <DbConn as Connection>::TransactionManager::begin_transaction(conn),
+    }
+}
+
+pub fn commit(conn: &mut DbConn) -> diesel::QueryResult<()> {
+    <DbConn as Connection>::TransactionManager::commit_transaction(conn)
+}
+
+pub fn rollback(conn: &mut DbConn) -> diesel::QueryResult<()> {
+    <DbConn as Connection>::TransactionManager::rollback_transaction(conn)
+}
+
 /// The current time in UTC, to the second: SQLite and PostgreSQL then store the same value.
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(0)

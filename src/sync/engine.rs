@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use diesel::connection::SimpleConnection;
@@ -30,8 +31,18 @@ use crate::sources::service as sources;
 pub use super::undo::{resolve_ambiguous, undo};
 
 /// Rows per chunk: large enough that the per-chunk queries cost little per row, small enough
-/// that a chunk's write transaction stays in the tens of milliseconds.
+/// that writing one takes tens of milliseconds.
 pub const CHUNK_ROWS: usize = 1_000;
+
+/// Chunks share one write transaction until it has been open this long, or until another
+/// writer of this process waits for the lock. Committing every chunk would, on SQLite, write
+/// each touched index page to the WAL again at every commit: a million rows with random names
+/// would write gigabytes.
+const MAX_TRANSACTION: Duration = Duration::from_millis(250);
+
+/// After a commit that ran its full time, the lock stays free this long, so that writers of
+/// other processes (polling SQLite's lock) get their turn too.
+const PAUSE_AFTER_COMMIT: Duration = Duration::from_millis(10);
 
 /// SQLite page cache of an importing connection, in KB.
 const IMPORT_CACHE_KB: u32 = 65_536;
@@ -243,15 +254,26 @@ pub fn execute_in_chunks(
         let rules = &rules;
         let reading =
             scope.spawn(move || read_chunks(reader, rules, seen, done_lines, chunk_rows, chunks));
-        let written = (|| -> Result<(), ImportError> {
+        let mut tx = StepTransaction::default();
+        let mut written = (|| -> Result<(), ImportError> {
             for chunk in received {
                 let chunk = chunk?;
                 exec.rows_done = chunk.rows_done;
+                tx.ensure_open(conn)?;
                 write_chunk(conn, &mut exec, &chunk.rows)?;
-                progress(exec.rows_done, total);
+                if tx.commit_if_due(conn)? {
+                    progress(exec.rows_done, total);
+                }
             }
+            tx.commit(conn)?;
+            progress(exec.rows_done, total);
             Ok(())
         })();
+        if written.is_err() {
+            if let Err(e) = tx.rollback(conn) {
+                written = Err(e.into());
+            }
+        }
         // A failed write drops the receiver: the reader stops at its next chunk.
         (reading.join(), written)
     });
@@ -360,14 +382,61 @@ fn count_rows(path: &Path, format: FileFormat) -> Result<u64, FileError> {
     Ok(n)
 }
 
-/// Writes one chunk in one transaction. A chunk the database refuses (a constraint) is
-/// retried row by row, so only the offending row fails, with the database's words.
+/// The import's write transaction: opened for a chunk, committed in steps.
+#[derive(Default)]
+struct StepTransaction {
+    since: Option<Instant>,
+}
+
+impl StepTransaction {
+    fn ensure_open(&mut self, conn: &mut DbConn) -> QueryResult<()> {
+        if self.since.is_none() {
+            db::begin_bulk(conn)?;
+            self.since = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Commits when the transaction is old enough or someone waits; true when it did.
+    fn commit_if_due(&mut self, conn: &mut DbConn) -> QueryResult<bool> {
+        let Some(since) = self.since else {
+            return Ok(false);
+        };
+        let full_time = since.elapsed() >= MAX_TRANSACTION;
+        if !full_time && !db::writers_waiting() {
+            return Ok(false);
+        }
+        self.commit(conn)?;
+        if full_time && matches!(conn, DbConn::Sqlite(_)) {
+            std::thread::sleep(PAUSE_AFTER_COMMIT);
+        }
+        Ok(true)
+    }
+
+    fn commit(&mut self, conn: &mut DbConn) -> QueryResult<()> {
+        if self.since.take().is_some() {
+            db::commit(conn)?;
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self, conn: &mut DbConn) -> QueryResult<()> {
+        if self.since.take().is_some() {
+            db::rollback(conn)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes one chunk in a savepoint of the open transaction. A chunk the database refuses (a
+/// constraint) is retried row by row, so only the offending row fails, with the database's
+/// words.
 fn write_chunk(
     conn: &mut DbConn,
     exec: &mut Execution<'_>,
     parsed: &[Parsed],
 ) -> Result<(), DieselError> {
-    let attempt = db::bulk_write_tx(conn, |conn| apply_chunk(conn, exec, parsed));
+    let attempt = conn.transaction(|conn| apply_chunk(conn, exec, parsed));
     match attempt {
         Ok(outcomes) => {
             exec.counts = exec.counts_after(&outcomes);
@@ -392,7 +461,7 @@ fn write_chunk(
                     info.message()
                 ),
             )];
-            db::bulk_write_tx(conn, |conn| record_outcomes(conn, exec, &refused))?;
+            conn.transaction(|conn| record_outcomes(conn, exec, &refused))?;
             exec.counts = exec.counts_after(&refused);
             Ok(())
         }

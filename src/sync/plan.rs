@@ -238,7 +238,6 @@ pub fn load_chunk(
             .filter(records::kind.eq(rules.kind.as_str()))
             .filter(records::archived.eq(false))
             .filter(records::name_norm.eq_any(part))
-            .order(records::id.asc())
             .select((
                 records::id,
                 records::name_norm,
@@ -253,15 +252,24 @@ pub fn load_chunk(
             }
         }
     }
+    // Candidates in id order, as the decision lists them (sorted here: an ORDER BY would let
+    // the planner walk the whole table in id order instead of the name index).
+    for ids in identity.values_mut() {
+        ids.sort_unstable();
+    }
     let candidate_ids: Vec<i64> = identity.values().flatten().copied().collect();
     let mut linked_here = HashSet::new();
     for part in candidate_ids.chunks(IN_LIST) {
+        // By record (record_links_record_idx), the source checked here: filtering on the
+        // source in SQL lets SQLite walk every link of the source instead.
         linked_here.extend(
             record_links::table
-                .filter(record_links::source_id.eq(rules.source.id))
                 .filter(record_links::record_id.eq_any(part))
-                .select(record_links::record_id)
-                .load::<i64>(conn)?,
+                .select((record_links::record_id, record_links::source_id))
+                .load::<(i64, i64)>(conn)?
+                .into_iter()
+                .filter(|(_, source)| *source == rules.source.id)
+                .map(|(record, _)| record),
         );
     }
     let mut ids: Vec<i64> = links.values().copied().chain(candidate_ids).collect();

@@ -7,6 +7,8 @@ ALTER TABLE import_runs DROP COLUMN undo_rows_done;
 ALTER TABLE import_runs DROP COLUMN undo_by_label;
 ALTER TABLE import_runs DROP COLUMN undo_by;
 ALTER TABLE import_runs DROP COLUMN undo_status;
+CREATE INDEX records_list_phone_idx ON records (kind, archived, phone_norm, id);
+CREATE INDEX records_owner_idx ON records (owner_source_id);
 DROP INDEX records_company_idx;
 CREATE INDEX records_company_idx ON records (company_id);
 CREATE INDEX import_rows_external_idx ON import_rows (run_id, external_id);

@@ -6,8 +6,12 @@ ALTER TABLE sources ADD COLUMN on_invalid TEXT NOT NULL DEFAULT 'skip_field'
 -- Fewer indexes on the two tables an import writes most (each costs on every row written):
 -- identity matching reads records_list_name_idx (kind, archived, name_norm) and compares
 -- email and phone on the few rows of that name; duplicate ids in a file are found in memory;
--- most records have no company.
+-- most records have no company; the records a source owns are reached through its links; a
+-- list sorted by phone is rare enough to be sorted when asked (search by phone belongs to
+-- the search index of the lists issue).
 DROP INDEX records_identity_idx;
+DROP INDEX records_owner_idx;
+DROP INDEX records_list_phone_idx;
 DROP INDEX import_rows_external_idx;
 DROP INDEX records_company_idx;
 CREATE INDEX records_company_idx ON records (company_id) WHERE company_id IS NOT NULL;
