@@ -269,9 +269,46 @@ fn main() {
 
     let floor_time = floor(&file, pg_url.as_deref(), dir.path()).as_secs_f64();
     let mut phases = Vec::new();
+    // A person editing a record every 50 ms during the first import: how long each save waits.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let editor = {
+        let (pool, stop) = (db.pool.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut conn = pool.get().expect("connection");
+            let mut input = RecordInput::default();
+            input.values.insert("name".into(), "Console User".into());
+            let id = records::create(
+                &mut conn,
+                RecordKind::Contact,
+                &input,
+                &Actor::system("bench"),
+                country,
+            )
+            .expect("record")
+            .id;
+            let mut waits = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let mut edit = RecordInput::default();
+                edit.values
+                    .insert("email".into(), format!("console{i}@example.org"));
+                let start = Instant::now();
+                records::update(&mut conn, id, &edit, &Actor::system("bench"), country)
+                    .expect("a console write failed during the import");
+                waits.push(start.elapsed());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            waits
+        })
+    };
     phases.push(measure("first import (creates)", || {
         import(&db.pool, &data_dir, source.id, &file);
     }));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut waits = editor.join().expect("editor");
+    waits.sort();
+    let at = |q: f64| waits[((waits.len() as f64 * q) as usize).min(waits.len() - 1)];
     phases.push(measure("re-import, all unchanged", || {
         import(&db.pool, &data_dir, source.id, &file);
     }));
@@ -310,5 +347,12 @@ fn main() {
     println!(
         "undo / its import: {:.2}",
         phases[3].seconds / phases[2].seconds
+    );
+    println!(
+        "{} console saves during the first import: p50 {:.0?}, p99 {:.0?}, max {:.0?}",
+        waits.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
     );
 }

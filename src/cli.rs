@@ -9,6 +9,7 @@ use crate::auth::model::Role;
 use crate::auth::service::{self, NewUser};
 use crate::config::Config;
 use crate::fields::model::RecordKind;
+use crate::sources::model::OnInvalid;
 use crate::{build_app, AppState, StartError};
 
 #[derive(Debug, Parser)]
@@ -87,6 +88,10 @@ pub enum SourceCommand {
         mode: String,
         #[arg(long = "map")]
         maps: Vec<String>,
+        /// A row with an invalid value: import it without that field (skip_field) or reject
+        /// the whole row (reject_row).
+        #[arg(long, default_value = "skip_field", value_parser = ["skip_field", "reject_row"])]
+        on_invalid: String,
     },
     /// List sources with their mapping.
     List,
@@ -231,7 +236,11 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
             id_column,
             mode,
             maps,
+            on_invalid,
         } => {
+            let on_invalid = OnInvalid::parse(&on_invalid).ok_or_else(|| {
+                CliError::Input(format!("'{on_invalid}' is not skip_field or reject_row"))
+            })?;
             let lines = maps
                 .iter()
                 .map(|m| sources::parse_map_arg(m))
@@ -251,12 +260,14 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
                         },
                     )?;
                     let mapping = sources::set_mapping(conn, source.id, &lines)?;
+                    let source = sources::set_on_invalid(conn, source.id, on_invalid)?;
                     Ok((source, mapping))
                 })
                 .map_err(|e| CliError::Input(e.to_string()))?;
             println!(
-                "Created source {} (#{}, {} records, id column '{}', {} mode) with {} mapped column(s).",
-                created.0.name, created.0.id, created.0.kind, created.0.id_column, created.0.mode, created.1.len()
+                "Created source {} (#{}, {} records, id column '{}', {} mode, invalid values: {}) with {} mapped column(s).",
+                created.0.name, created.0.id, created.0.kind, created.0.id_column, created.0.mode,
+                created.0.on_invalid().describe(), created.1.len()
             );
         }
         SourceCommand::List => {

@@ -268,12 +268,13 @@ pub fn authenticate(
         }
     };
     match ok_user {
-        Some(user) if user.active => {
+        // Writes wait their turn for the lock like every other (an import gives way to them).
+        Some(user) if user.active => db::write_tx(conn, |conn| {
             diesel::delete(login_failures::table.filter(login_failures::email.eq(&email)))
                 .execute(conn)?;
             Ok(user)
-        }
-        _ => {
+        }),
+        _ => db::write_tx(conn, |conn| {
             diesel::insert_into(login_failures::table)
                 .values((
                     login_failures::email.eq(&email),
@@ -287,7 +288,7 @@ pub fn authenticate(
             )
             .execute(conn)?;
             Err(AuthError::InvalidCredentials)
-        }
+        }),
     }
 }
 
@@ -323,12 +324,14 @@ pub fn change_password(
     }
     validate_password(new_password).map_err(AuthError::Invalid)?;
     let new_hash = hash_password(new_password)?;
-    diesel::update(users::table.find(user_id))
-        .set((
-            users::password_hash.eq(new_hash),
-            users::updated_at.eq(db::now()),
-        ))
-        .execute(conn)?;
+    db::write_tx(conn, |conn| {
+        diesel::update(users::table.find(user_id))
+            .set((
+                users::password_hash.eq(new_hash),
+                users::updated_at.eq(db::now()),
+            ))
+            .execute(conn)
+    })?;
     Ok(())
 }
 

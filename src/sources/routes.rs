@@ -10,7 +10,7 @@ use actix_web::{get, post, web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::model::{Mapping, MappingInput, Source};
+use super::model::{Mapping, MappingInput, OnInvalid, Source};
 use super::service::{self, SourceError, SourceInput};
 use crate::auth::extract::{AdminUser, EditorUser, SignedIn};
 use crate::auth::model::Role;
@@ -100,6 +100,9 @@ struct SourceForm {
     id_column: String,
     #[serde(default)]
     mode: String,
+    /// `skip_field` or `reject_row`; absent on the creation form.
+    #[serde(default)]
+    on_invalid: String,
 }
 
 impl SourceForm {
@@ -207,6 +210,7 @@ struct ShowPage {
     lines: Vec<MappingLine>,
     fields: Vec<FieldDef>,
     rules: [Rule; 4],
+    on_invalid_choices: [OnInvalid; 2],
     runs: Vec<ImportRun>,
     is_admin: bool,
     can_import: bool,
@@ -266,6 +270,7 @@ fn show_page(
         source: data.source,
         fields: data.fields,
         rules: Rule::ALL,
+        on_invalid_choices: OnInvalid::ALL,
         runs: data.runs,
         is_admin: user.can(Role::Admin),
         can_import: user.can(Role::Editor),
@@ -306,9 +311,14 @@ async fn update(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let input = form.input()?;
+    let on_invalid = OnInvalid::parse(&form.on_invalid);
     let outcome = state
         .db(move |conn| -> Result<_, AppError> {
-            Ok((service::update(conn, id, &input), load(conn, id)?))
+            let saved = service::update(conn, id, &input).and_then(|source| match on_invalid {
+                Some(choice) => service::set_on_invalid(conn, id, choice),
+                None => Ok(source),
+            });
+            Ok((saved, load(conn, id)?))
         })
         .await?;
     match outcome {
