@@ -147,10 +147,18 @@ fn floor(file: &Path, pg_url: Option<&str>, dir: &Path) -> Duration {
                  \\copy floor_t FROM '{}' WITH (FORMAT csv, HEADER true)\n",
                 file.display()
             );
-            Command::new("psql")
-                .args(["-q", "-v", "ON_ERROR_STOP=1", url, "-c", &script])
-                .status()
-                .expect("psql")
+            let mut child = Command::new("psql")
+                .args(["-q", "-v", "ON_ERROR_STOP=1", url, "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("psql");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!("{script}DROP TABLE floor_t;\n").as_bytes())
+                .expect("script");
+            child.wait().expect("psql")
         }
     };
     assert!(status.success(), "the floor's bulk load failed");

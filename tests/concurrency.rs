@@ -28,7 +28,7 @@ fn country() -> PhoneCountry {
 async fn console_writes_succeed_while_an_import_runs() {
     let mut editor = spawn().await;
     editor.signed_in_as("ed@example.org", Role::Editor).await;
-    let mut signer = editor.fork();
+    let signer = editor.fork();
     signer.create_user("viv@example.org", Role::Viewer);
     let (source, contacts) = {
         let mut conn = editor.state.pool.get().expect("connection");

@@ -274,6 +274,7 @@ pub fn authenticate(
                 .execute(conn)?;
             Ok(user)
         }),
+        // The failure is stored (committed), then reported.
         _ => db::write_tx(conn, |conn| {
             diesel::insert_into(login_failures::table)
                 .values((
@@ -287,8 +288,9 @@ pub fn authenticate(
                 login_failures::table.filter(login_failures::failed_at.lt(now - Duration::days(1))),
             )
             .execute(conn)?;
-            Err(AuthError::InvalidCredentials)
-        }),
+            Ok::<_, AuthError>(())
+        })
+        .and(Err(AuthError::InvalidCredentials)),
     }
 }
 

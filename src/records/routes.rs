@@ -531,6 +531,8 @@ impl RecordPage {
     pub fn label_of(&self, key: &str) -> String {
         match key {
             "company" => "Company".into(),
+            "owner" => "Owner".into(),
+            "created" => "Record created".into(),
             "forced_manual" => "Forced manual".into(),
             "archived" => "Archived".into(),
             _ => self

@@ -12,9 +12,7 @@ use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::service as fields;
 use crate::fields::validate::{norm_text, normalize_for, PhoneCountry};
-use crate::schema::{
-    documents, record_history, record_links, record_values, records, source_fields, sources,
-};
+use crate::schema::{documents, record_history, record_links, records, source_fields, sources};
 
 /// Field key -> message, shown next to each input.
 pub type FieldErrors = BTreeMap<String, String>;
@@ -37,33 +35,15 @@ pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<RecordRow>> {
         .optional()
 }
 
-/// Custom values of one record: field id -> value.
-fn custom_values(conn: &mut DbConn, record_id: i64) -> QueryResult<BTreeMap<i64, String>> {
-    Ok(record_values::table
-        .filter(record_values::record_id.eq(record_id))
-        .select((record_values::field_id, record_values::value))
-        .load::<(i64, String)>(conn)?
-        .into_iter()
-        .collect())
-}
-
 /// Every value of the record by field key (built-in and custom, blank ones included).
 pub fn values(
     conn: &mut DbConn,
     record: &RecordRow,
     defs: &[FieldDef],
 ) -> QueryResult<BTreeMap<String, String>> {
-    let custom = custom_values(conn, record.id)?;
-    Ok(defs
-        .iter()
-        .map(|def| {
-            let value = match record.builtin_value(&def.key) {
-                Some(v) if def.builtin => v.to_string(),
-                _ => custom.get(&def.id).cloned().unwrap_or_default(),
-            };
-            (def.key.clone(), value)
-        })
-        .collect())
+    Ok(writer::load_state(conn, record.id)?
+        .map(|(_, state)| state.values(defs))
+        .unwrap_or_default())
 }
 
 /// Fields that the owning source writes with rule `always`: read-only for people, with the

@@ -352,11 +352,11 @@ fn yes_no(flag: bool) -> Option<String> {
     Some(if flag { "yes" } else { "no" }.to_string())
 }
 
-/// The history of one edit: (field key, old, new) in the order people read them.
-fn diff(
-    catalog: &Catalog,
-    edit: &Edit,
-) -> (Vec<(String, Option<String>, Option<String>)>, Vec<Change>) {
+/// One history row before it is written: field key, old value, new value.
+type HistoryLine = (String, Option<String>, Option<String>);
+
+/// The history of one edit, in the order people read it, and its value changes.
+fn diff(catalog: &Catalog, edit: &Edit) -> (Vec<HistoryLine>, Vec<Change>) {
     let (before, after) = (&edit.before, &edit.after);
     let mut rows = Vec::new();
     let mut changes = Vec::new();

@@ -192,6 +192,11 @@ pub fn execute_in_chunks(
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
+    if let DbConn::Pg(c) = conn {
+        // A generic plan for `name_norm = ANY($1)` may scan the table; a plan made for the
+        // chunk's own list uses the index.
+        c.batch_execute("SET plan_cache_mode = force_custom_plan")?;
+    }
     if let DbConn::Sqlite(c) = conn {
         // Index pages of a million-row table do not fit SQLite's default 2 MB page cache:
         // every insert would read them again. 64 MB keeps the import within its memory target.

@@ -520,7 +520,9 @@ pub fn plan_chunk(
                     out.changes = changes;
                     let proposed: Vec<String> =
                         proposals.iter().map(|p| p.field_key.clone()).collect();
-                    plan.proposals.extend(proposals);
+                    if !rules.dry_run {
+                        plan.proposals.extend(proposals);
+                    }
                     out.outcome = match (by_identity, out.changes.is_empty()) {
                         (true, _) => "converted",
                         (false, false) => "updated",
@@ -539,9 +541,7 @@ pub fn plan_chunk(
                             .push_str(&format!(" Proposed for review: {}.", proposed.join(", ")));
                     }
                 }
-                if rules.dry_run {
-                    plan.proposals.clear();
-                } else if edit.before != edit.after || !edit.link.is_empty() {
+                if !rules.dry_run && (edit.before != edit.after || !edit.link.is_empty()) {
                     // Later rows of the chunk see this row's effect, as row by row.
                     db.linked_here.insert(record_id);
                     db.updated_at.insert(record_id, now);
