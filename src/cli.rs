@@ -62,6 +62,12 @@ pub enum Command {
         #[arg(long)]
         delimiter: Option<String>,
     },
+    /// Undo an applied import run (in the foreground, with a progress bar); values edited
+    /// since the import are left as they are and listed.
+    Undo {
+        /// The run's number (shown by `import` and on the run page).
+        run: i64,
+    },
     /// Read records from a script's point of view.
     Records {
         #[command(subcommand)]
@@ -158,6 +164,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             encoding,
             delimiter,
         } => import(config, &source, &file, dry_run, report, encoding, delimiter),
+        Command::Undo { run } => undo(config, run),
         Command::Records {
             command: RecordsCommand::Export { kind, format },
         } => export_records(config, &kind, &format),
@@ -299,6 +306,37 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
 }
 
 #[allow(clippy::too_many_arguments)]
+fn undo(config: Config, run_id: i64) -> Result<(), CliError> {
+    use crate::records::model::Actor;
+    use crate::sync::{engine, undo};
+    let state = AppState::open(config)?;
+    let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
+    undo::request_undo(&mut conn, run_id, &Actor::system("command line"), true)
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    let total = engine::load_run(&mut conn, run_id)
+        .map_err(crate::db::DbError::from)?
+        .map(|run| run.rows_total)
+        .unwrap_or(0);
+    let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} report lines ({eta} left)")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let left = undo::continue_undo(&mut conn, run_id, &mut |done| {
+        bar.set_position(u64::try_from(done).unwrap_or(0));
+    });
+    bar.finish_and_clear();
+    let left = left.map_err(|e| CliError::Input(format!("undo of run #{run_id} failed: {e}")))?;
+    println!("Run #{run_id} undone.");
+    if !left.is_empty() {
+        println!("Left as they are ({}):", left.len());
+        for line in left {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}
+
 fn import(
     config: Config,
     source_name: &str,
