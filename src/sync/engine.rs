@@ -4,7 +4,7 @@
 //! (`records::writer` for records, values, links and history). A dry run plans the same way
 //! and writes only its report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -163,6 +163,45 @@ pub fn execute_in_chunks(
     chunk_rows: usize,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<BTreeMap<String, i64>, ImportError> {
+    import_settings(conn, true)?;
+    let result = run_file(conn, run_id, data_dir, country, chunk_rows, progress);
+    // The connection goes back to the pool as it came.
+    let reset = import_settings(conn, false);
+    let counts = result?;
+    reset?;
+    Ok(counts)
+}
+
+/// Connection settings for the length of an import.
+fn import_settings(conn: &mut DbConn, importing: bool) -> QueryResult<()> {
+    match conn {
+        // A generic plan for `name_norm = ANY($1)` may scan the table; a plan made for the
+        // chunk's own list uses the index.
+        DbConn::Pg(c) => c.batch_execute(if importing {
+            "SET plan_cache_mode = force_custom_plan"
+        } else {
+            "RESET plan_cache_mode"
+        }),
+        // Index pages of a million-row table do not fit SQLite's default 2 MB page cache: every
+        // insert would read them again; 64 MB keeps the import within its memory target. And
+        // the WAL may grow to 64 MB between checkpoints instead of being copied back into the
+        // file at nearly every commit.
+        DbConn::Sqlite(c) => c.batch_execute(&if importing {
+            format!("PRAGMA cache_size = -{IMPORT_CACHE_KB}; PRAGMA wal_autocheckpoint = 16384;")
+        } else {
+            "PRAGMA cache_size = -2000; PRAGMA wal_autocheckpoint = 1000;".to_string()
+        }),
+    }
+}
+
+fn run_file(
+    conn: &mut DbConn,
+    run_id: i64,
+    data_dir: &Path,
+    country: PhoneCountry,
+    chunk_rows: usize,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<BTreeMap<String, i64>, ImportError> {
     let run = load_run(conn, run_id)?
         .ok_or_else(|| ImportError::Refused(format!("no import run #{run_id}")))?;
     let path = file_path(data_dir, &run.file_sha256)
@@ -192,20 +231,6 @@ pub fn execute_in_chunks(
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-    if let DbConn::Pg(c) = conn {
-        // A generic plan for `name_norm = ANY($1)` may scan the table; a plan made for the
-        // chunk's own list uses the index.
-        c.batch_execute("SET plan_cache_mode = force_custom_plan")?;
-    }
-    if let DbConn::Sqlite(c) = conn {
-        // Index pages of a million-row table do not fit SQLite's default 2 MB page cache:
-        // every insert would read them again. 64 MB keeps the import within its memory target.
-        // And a commit per chunk would copy the WAL back into the file at every commit once the
-        // WAL passes its default 4 MB: let it grow to 64 MB between checkpoints instead.
-        c.batch_execute(&format!(
-            "PRAGMA cache_size = -{IMPORT_CACHE_KB}; PRAGMA wal_autocheckpoint = 16384;"
-        ))?;
-    }
     let kind = source.record_kind();
     let defs = fields::list(conn, kind, false)?;
     let mapping: Vec<Mapping> = sources::mapping(conn, source.id)?;
@@ -374,6 +399,15 @@ fn resume_state(conn: &mut DbConn, run_id: i64) -> QueryResult<(Seen, BTreeMap<S
             last_line = line;
         }
     }
+    // Missing-from-source lines (line 0) of an attempt that got that far.
+    let missing: i64 = import_rows::table
+        .filter(import_rows::run_id.eq(run_id))
+        .filter(import_rows::line.eq(0))
+        .count()
+        .get_result(conn)?;
+    if missing > 0 {
+        *counts.entry("missing_from_source".to_string()).or_default() += missing;
+    }
     Ok((seen, counts, last_line))
 }
 
@@ -419,8 +453,9 @@ impl StepTransaction {
     }
 
     fn commit(&mut self, conn: &mut DbConn) -> QueryResult<()> {
-        if self.since.take().is_some() {
+        if self.since.is_some() {
             db::commit(conn)?;
+            self.since = None;
         }
         Ok(())
     }
@@ -447,13 +482,13 @@ fn write_chunk(
             exec.counts = exec.counts_after(&outcomes);
             Ok(())
         }
-        Err(DieselError::DatabaseError(_, _)) if parsed.len() > 1 => {
+        Err(DieselError::DatabaseError(kind, _)) if refused_row(&kind) && parsed.len() > 1 => {
             for one in parsed.chunks(1) {
                 write_chunk(conn, exec, one)?;
             }
             Ok(())
         }
-        Err(DieselError::DatabaseError(_, info)) => {
+        Err(DieselError::DatabaseError(kind, info)) if refused_row(&kind) => {
             let (line, external_id) = match &parsed[0] {
                 Parsed::Done(o) => (o.line, o.external_id.clone()),
                 Parsed::Ready(r) => (r.line, r.external_id.clone()),
@@ -472,6 +507,19 @@ fn write_chunk(
         }
         Err(e) => Err(e),
     }
+}
+
+/// A constraint a row's values broke: that row fails, the run goes on. Anything else (a lost
+/// connection, a full disk, a timeout) fails the run, which can then resume.
+fn refused_row(kind: &diesel::result::DatabaseErrorKind) -> bool {
+    use diesel::result::DatabaseErrorKind as Kind;
+    matches!(
+        kind,
+        Kind::UniqueViolation
+            | Kind::ForeignKeyViolation
+            | Kind::NotNullViolation
+            | Kind::CheckViolation
+    )
 }
 
 fn apply_chunk(
@@ -597,15 +645,27 @@ fn flag_missing(
     seen: &Seen,
 ) -> Result<(), DieselError> {
     let source_id = exec.rules.source.id;
-    let mut after = 0i64;
+    // A resumed run may have reported some already: those are not reported twice.
+    let reported: HashSet<i64> = import_rows::table
+        .filter(import_rows::run_id.eq(exec.run.id))
+        .filter(import_rows::line.eq(0))
+        .select(import_rows::record_id)
+        .load::<Option<i64>>(conn)?
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut after = String::new();
     loop {
-        let page = plan::owned_links_page(conn, source_id, after, CHUNK_ROWS as i64 * 5)?;
+        let page = plan::owned_links_page(conn, source_id, &after, CHUNK_ROWS as i64 * 5)?;
         let Some(last) = page.last() else { break };
-        after = last.0;
+        after = last.1.clone();
         let missing: Vec<_> = page
             .into_iter()
-            .filter(|(_, _, ext, row)| {
-                row.owner_source_id == Some(source_id) && !row.archived && !seen.contains(ext)
+            .filter(|(id, ext, row)| {
+                row.owner_source_id == Some(source_id)
+                    && !row.archived
+                    && !seen.contains(ext)
+                    && !reported.contains(id)
             })
             .collect();
         if missing.is_empty() {
@@ -614,8 +674,8 @@ fn flag_missing(
         let outcomes = db::bulk_write_tx(conn, |conn| -> Result<_, DieselError> {
             let to_flag: Vec<i64> = missing
                 .iter()
-                .filter(|(_, _, _, row)| !row.missing_from_source)
-                .map(|(_, id, _, _)| *id)
+                .filter(|(_, _, row)| !row.missing_from_source)
+                .map(|(id, _, _)| *id)
                 .collect();
             if !exec.rules.dry_run {
                 let edits: Vec<Edit> = writer::load_states(conn, &to_flag)?
@@ -630,7 +690,7 @@ fn flag_missing(
             }
             let outcomes: Vec<RowOutcome> = missing
                 .iter()
-                .map(|(_, record_id, external_id, row)| RowOutcome {
+                .map(|(record_id, external_id, row)| RowOutcome {
                     external_id: external_id.clone(),
                     outcome: "missing_from_source",
                     record_id: Some(*record_id),

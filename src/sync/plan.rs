@@ -559,21 +559,21 @@ pub fn plan_chunk(
     plan
 }
 
-/// The records the source owns that the run did not bring (full mode), in pages by link id.
+/// A page of the source's links with their records, in external id order: the unique index
+/// (source_id, external_id) serves both the filter and the order, so a page costs its own rows.
 pub fn owned_links_page(
     conn: &mut DbConn,
     source_id: i64,
-    after: i64,
+    after: &str,
     limit: i64,
-) -> QueryResult<Vec<(i64, i64, String, RecordRow)>> {
+) -> QueryResult<Vec<(i64, String, RecordRow)>> {
     record_links::table
         .inner_join(records::table.on(records::id.eq(record_links::record_id)))
         .filter(record_links::source_id.eq(source_id))
-        .filter(record_links::id.gt(after))
-        .order(record_links::id.asc())
+        .filter(record_links::external_id.gt(after))
+        .order(record_links::external_id.asc())
         .limit(limit)
         .select((
-            record_links::id,
             record_links::record_id,
             record_links::external_id,
             RecordRow::as_select(),

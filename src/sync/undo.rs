@@ -316,6 +316,11 @@ pub fn resolve_ambiguous(
                 "This is a dry run: apply it first, then resolve the ambiguous rows.".into(),
             ));
         }
+        if run.undone_at.is_some() || run.undo_in_progress() {
+            return Err(ImportError::Refused(
+                "This run is undone (or being undone): its rows can no longer be resolved.".into(),
+            ));
+        }
         let source = sources::find(conn, run.source_id)?.ok_or(DieselError::NotFound)?;
         let kind = source.record_kind();
         let defs = fields::list(conn, kind, false)?;
@@ -377,6 +382,8 @@ pub fn resolve_ambiguous(
             }
         };
         let created = edit.record_id.is_none();
+        // What undo gives the record back to.
+        let previous_owner = edit.before.owner_source_id.filter(|_| !created);
         let written = writer::apply(conn, &catalog, std::slice::from_ref(&edit), &actor)
             .map_err(link_taken(&row.external_id))?;
         let record_id = written
@@ -401,6 +408,7 @@ pub fn resolve_ambiguous(
                 import_rows::record_created.eq(created),
                 import_rows::link_added.eq(true),
                 import_rows::owner_changed.eq(!created),
+                import_rows::previous_owner.eq(previous_owner),
             ))
             .execute(conn)?;
         // The run's counts move one line from ambiguous to its new outcome: no recount.
