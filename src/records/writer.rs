@@ -18,8 +18,8 @@ use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::validate::{norm_phone, norm_text};
 use crate::schema::{field_defs, record_history, record_links, record_values, records, sources};
 
-/// Rows per multi-row INSERT: under PostgreSQL's 65,535 bound parameters.
-const ROWS_PER_INSERT: usize = 1_000;
+/// Ids per `IN (...)` list when reading states.
+const IDS_PER_QUERY: usize = 10_000;
 
 /// Everything about a record that people see change: built-in values, custom values, company,
 /// owner and flags.
@@ -292,26 +292,6 @@ struct NewHistory<'a> {
     changed_at: NaiveDateTime,
 }
 
-/// Bulk INSERT on either backend (the multi-backend connection cannot batch): multi-row
-/// statements on PostgreSQL (one round trip per thousand rows); on SQLite, which has no round
-/// trips, one cached prepared statement per row measured as fast and skips building huge SQL.
-macro_rules! insert_all {
-    ($conn:expr, $table:expr, $rows:expr) => {{
-        match &mut *$conn {
-            DbConn::Pg(c) => {
-                for part in $rows.chunks(ROWS_PER_INSERT) {
-                    diesel::insert_into($table).values(part).execute(c)?;
-                }
-            }
-            DbConn::Sqlite(c) => {
-                for row in $rows.iter() {
-                    diesel::insert_into($table).values(row).execute(c)?;
-                }
-            }
-        }
-    }};
-}
-
 /// Reserves `n` consecutive record ids. On SQLite the caller's immediate transaction holds the
 /// write lock, so the next ids are free; on PostgreSQL the sequence hands them out.
 fn reserve_ids(conn: &mut DbConn, n: usize) -> QueryResult<Vec<i64>> {
@@ -523,7 +503,7 @@ pub fn apply(
             updated_at: now,
         })
         .collect();
-    insert_all!(conn, records::table, inserts);
+    db::insert_all!(conn, records::table, inserts);
     for (id, s) in &updates {
         diesel::update(records::table.find(*id))
             .set(RecordChangeset {
@@ -562,7 +542,7 @@ pub fn apply(
             value,
         })
         .collect();
-    insert_all!(conn, record_values::table, values);
+    db::insert_all!(conn, record_values::table, values);
     for (record_id, source_id, external_id) in unlinks {
         diesel::delete(
             record_links::table
@@ -572,7 +552,7 @@ pub fn apply(
         )
         .execute(conn)?;
     }
-    insert_all!(conn, record_links::table, links);
+    db::insert_all!(conn, record_links::table, links);
     record_changes(conn, &history)?;
     Ok(written)
 }
@@ -580,7 +560,7 @@ pub fn apply(
 /// The history rows of a batch. Every change to a record passes here, in the transaction that
 /// makes it: this is where the outbound feed's change events are to be written too.
 fn record_changes(conn: &mut DbConn, history: &[NewHistory]) -> QueryResult<()> {
-    insert_all!(conn, record_history::table, history);
+    db::insert_all!(conn, record_history::table, history);
     Ok(())
 }
 
@@ -622,7 +602,7 @@ pub fn load_states(
     ids: &[i64],
 ) -> QueryResult<HashMap<i64, (RecordRow, RecordState)>> {
     let mut out = HashMap::with_capacity(ids.len());
-    for part in ids.chunks(ROWS_PER_INSERT * 10) {
+    for part in ids.chunks(IDS_PER_QUERY) {
         let rows: Vec<RecordRow> = records::table
             .filter(records::id.eq_any(part))
             .select(RecordRow::as_select())

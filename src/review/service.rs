@@ -265,16 +265,7 @@ pub fn propose_many(
             }
         })
         .collect();
-    for part in rows.chunks(1_000) {
-        match conn {
-            DbConn::Pg(c) => diesel::insert_into(proposals::table)
-                .values(part)
-                .execute(c)?,
-            DbConn::Sqlite(c) => diesel::insert_into(proposals::table)
-                .values(part)
-                .execute(c)?,
-        };
-    }
+    db::insert_all!(conn, proposals::table, rows);
     Ok(())
 }
 

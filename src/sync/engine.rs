@@ -617,16 +617,7 @@ fn record_outcomes(
             record_updated_at: o.record_updated_at,
         })
         .collect();
-    for part in lines.chunks(1_000) {
-        match &mut *conn {
-            DbConn::Pg(c) => diesel::insert_into(import_rows::table)
-                .values(part)
-                .execute(c)?,
-            DbConn::Sqlite(c) => diesel::insert_into(import_rows::table)
-                .values(part)
-                .execute(c)?,
-        };
-    }
+    db::insert_all!(conn, import_rows::table, lines);
     diesel::update(import_runs::table.find(exec.run.id))
         .set((
             import_runs::rows_done.eq(i64::try_from(exec.rows_done).unwrap_or(i64::MAX)),

@@ -315,6 +315,34 @@ pub struct ChunkPlan {
     pub proposals: Vec<NewProposal>,
 }
 
+/// A new record from a row's values, owned by the source and linked to the external id, and
+/// its values as report changes. Values of fields not in `defs` are left out.
+pub fn new_record(
+    kind: RecordKind,
+    defs: &[FieldDef],
+    source_id: i64,
+    external_id: &str,
+    values: &BTreeMap<String, String>,
+) -> (Edit, Vec<FieldChange>) {
+    let mut state = RecordState::blank(kind);
+    let mut changes = Vec::new();
+    for (key, value) in values.iter().filter(|(_, v)| !v.is_empty()) {
+        if let Some(def) = defs.iter().find(|d| &d.key == key) {
+            state.set(def, value);
+            changes.push(FieldChange {
+                field: key.clone(),
+                old: String::new(),
+                new: value.clone(),
+            });
+        }
+    }
+    state.owner_source_id = Some(source_id);
+    let mut edit = Edit::create(state);
+    edit.link.push((source_id, external_id.to_string()));
+    edit.created_history = CreatedHistory::Summary;
+    (edit, changes)
+}
+
 /// The field rules against an edit's current values: writes go into the edit (a blank name
 /// never), proposals come back for a person to decide.
 pub fn apply_field_rules(
@@ -443,21 +471,14 @@ pub fn plan_chunk(
                     plan.outcomes.push(error);
                     continue;
                 }
-                let mut state = RecordState::blank(rules.kind);
-                for (key, value) in row.values.iter().filter(|(_, v)| !v.is_empty()) {
-                    if let Some(def) = rules.defs.iter().find(|d| &d.key == key) {
-                        state.set(def, value);
-                    }
-                    out.changes.push(FieldChange {
-                        field: key.clone(),
-                        old: String::new(),
-                        new: value.clone(),
-                    });
-                }
-                state.owner_source_id = Some(source.id);
-                let mut edit = Edit::create(state);
-                edit.link.push((source.id, row.external_id.clone()));
-                edit.created_history = CreatedHistory::Summary;
+                let (edit, changes) = new_record(
+                    rules.kind,
+                    &rules.defs,
+                    source.id,
+                    &row.external_id,
+                    &row.values,
+                );
+                out.changes = changes;
                 out.outcome = "created";
                 out.record_created = true;
                 out.link_added = true;

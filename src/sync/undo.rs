@@ -8,13 +8,13 @@ use diesel::result::Error as DieselError;
 
 use super::engine::{load_run, ImportError};
 use super::model::{FieldChange, ImportRow};
-use super::plan::apply_field_rules;
+use super::plan::{apply_field_rules, new_record};
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::service as fields;
 use crate::fields::validate::PhoneCountry;
 use crate::records::model::Actor;
-use crate::records::writer::{self, Catalog, CreatedHistory, Edit, RecordState};
+use crate::records::writer::{self, Catalog, Edit, RecordState};
 use crate::review::service as review;
 use crate::schema::{import_rows, import_runs};
 use crate::sources::service as sources;
@@ -362,22 +362,7 @@ pub fn resolve_ambiguous(
                         "A new record needs a name, and this line has none.".into(),
                     ));
                 }
-                let mut state = RecordState::blank(kind);
-                let mut changes = Vec::new();
-                for (key, value) in values.iter().filter(|(_, v)| !v.is_empty()) {
-                    if let Some(def) = defs.iter().find(|d| &d.key == key) {
-                        state.set(def, value);
-                        changes.push(FieldChange {
-                            field: key.clone(),
-                            old: String::new(),
-                            new: value.clone(),
-                        });
-                    }
-                }
-                state.owner_source_id = Some(source.id);
-                let mut edit = Edit::create(state);
-                edit.link.push((source.id, row.external_id.clone()));
-                edit.created_history = CreatedHistory::Summary;
+                let (edit, changes) = new_record(kind, &defs, source.id, &row.external_id, &values);
                 (edit, "created", changes, Vec::new())
             }
         };
