@@ -286,18 +286,49 @@ pub fn rollback(conn: &mut DbConn) -> diesel::QueryResult<()> {
     <DbConn as Connection>::TransactionManager::rollback_transaction(conn)
 }
 
-/// Rows per multi-row INSERT: under PostgreSQL's 65,535 bound parameters.
-pub const ROWS_PER_INSERT: usize = 1_000;
+/// Tables an import reads by lists of keys, by record, link or name.
+pub const LOOKUP_TABLES: &str = "records, record_values, record_links";
+/// Every table bulk work grows by a million rows at a time.
+pub const BULK_TABLES: &str =
+    "records, record_values, record_links, record_history, proposals, import_rows";
 
-/// Bulk INSERT on either backend (the multi-backend connection cannot batch): multi-row
-/// statements on PostgreSQL (one round trip per thousand rows); on SQLite, which has no round
-/// trips, one cached prepared statement per row measured as fast and skips building huge SQL.
+/// Rows `records` had at its last statistics refresh (PostgreSQL's estimate), or 0.
+pub fn analyzed_records(conn: &mut DbConn) -> diesel::QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Estimate {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+    }
+    match conn {
+        DbConn::Pg(c) => Ok(diesel::sql_query(
+            "SELECT GREATEST(reltuples, 0)::BIGINT AS rows FROM pg_class WHERE oid = 'records'::regclass",
+        )
+        .get_result::<Estimate>(c)?
+        .rows),
+        DbConn::Sqlite(_) => Ok(0),
+    }
+}
+
+/// Refreshes PostgreSQL's planner statistics of `tables`. Without them (autovacuum may
+/// be off, or not have caught up with an import) `record_id = ANY($1)` over a thousand ids is
+/// estimated to match the whole table and is run as a full scan, and a chunk costs more the
+/// bigger the table. SQLite's planner needs none: it prefers the index anyway.
+pub fn refresh_statistics(conn: &mut DbConn, tables: &str) -> diesel::QueryResult<()> {
+    match conn {
+        DbConn::Pg(c) => c.batch_execute(&format!("ANALYZE {tables}")),
+        DbConn::Sqlite(_) => Ok(()),
+    }
+}
+
+/// Bulk INSERT on either backend (the multi-backend connection cannot batch): binary `COPY` on
+/// PostgreSQL (a multi-row INSERT is parsed and planned again each time: diesel does not keep
+/// it prepared); on SQLite, which has no round trips, one cached prepared statement per row.
 macro_rules! insert_all {
     ($conn:expr, $table:expr, $rows:expr) => {{
         match &mut *$conn {
             $crate::db::DbConn::Pg(c) => {
-                for part in $rows.chunks($crate::db::ROWS_PER_INSERT) {
-                    diesel::insert_into($table).values(part).execute(c)?;
+                if !$rows.is_empty() {
+                    diesel::copy_from($table).from_insertable(&$rows[..]).execute(c)?;
                 }
             }
             $crate::db::DbConn::Sqlite(c) => {

@@ -16,6 +16,7 @@ pub mod review;
 pub mod schema;
 pub mod sources;
 pub mod sync;
+pub mod text;
 pub mod web;
 
 use std::sync::Arc;

@@ -296,10 +296,18 @@ pub fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-/// Only same-site paths may follow a sign-in, never `//host` or a full URL.
+/// Only a path of this site may follow a sign-in. Browsers drop tabs and line breaks from a
+/// URL and read a backslash as `/`, so `/\t/evil.example` would become `//evil.example`: anything
+/// but visible ASCII, any backslash and a leading `//` send the person home instead.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n.to_string()
+        }
         _ => "/".to_string(),
     }
 }

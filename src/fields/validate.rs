@@ -8,7 +8,10 @@ use phonenumber::country;
 
 use super::model::{FieldDef, FieldType};
 
-const MAX_TEXT_CHARS: usize = 10_000;
+/// Longest text value, in characters.
+pub const MAX_TEXT_CHARS: usize = 10_000;
+/// Longest external id (a source's id column), in characters.
+pub const MAX_ID_CHARS: usize = 255;
 
 /// The country assumed for phone numbers written without an international prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,10 +53,7 @@ pub fn normalize(
             if value.chars().count() > MAX_TEXT_CHARS {
                 return Err(format!("is longer than {MAX_TEXT_CHARS} characters"));
             }
-            if value
-                .chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
-            {
+            if value.chars().any(crate::text::is_stray_control) {
                 return Err("contains control characters".into());
             }
             Ok(value.to_string())

@@ -90,6 +90,8 @@ pub enum FileError {
     Io(#[from] io::Error),
     #[error("{0}")]
     Csv(String),
+    #[error("This is not a text file: byte {offset} is a NUL byte, which CSV files never hold (a zip, a spreadsheet or a UTF-16 export?). Save it as CSV (UTF-8) and upload it again.")]
+    NotText { offset: usize },
 }
 
 impl From<csv::Error> for FileError {
@@ -162,6 +164,9 @@ pub fn detect_file(path: &Path) -> Result<FileFormat, FileError> {
     File::open(path)?
         .take(SAMPLE_BYTES as u64)
         .read_to_end(&mut sample)?;
+    if let Some(offset) = sample.iter().position(|&b| b == 0) {
+        return Err(FileError::NotText { offset });
+    }
     Ok(detect(&sample))
 }
 

@@ -4,6 +4,7 @@
 //! (`records::writer` for records, values, links and history). A dry run plans the same way
 //! and writes only its report.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use crate::review::service as review;
 use crate::schema::{import_rows, import_runs};
 use crate::sources::model::Mapping;
 use crate::sources::service as sources;
+use crate::text;
 
 pub use super::undo::{resolve_ambiguous, undo};
 
@@ -131,6 +133,10 @@ struct Execution<'a> {
 }
 
 impl Execution<'_> {
+    fn created(&self) -> i64 {
+        self.counts.get("created").copied().unwrap_or(0)
+    }
+
     fn counts_after(&self, outcomes: &[RowOutcome]) -> BTreeMap<String, i64> {
         let mut counts = self.counts.clone();
         for o in outcomes {
@@ -175,12 +181,14 @@ pub fn execute_in_chunks(
 /// Connection settings for the length of an import.
 fn import_settings(conn: &mut DbConn, importing: bool) -> QueryResult<()> {
     match conn {
-        // A generic plan for `name_norm = ANY($1)` may scan the table; a plan made for the
-        // chunk's own list uses the index.
+        // Compiling a chunk's statements (JIT) would cost more than running them. A commit
+        // need not wait for the disk: after a crash the run resumes from the last commit that
+        // reached it. (Query plans stay the defaults: `Growth` keeps their statistics current,
+        // and a session-wide `force_custom_plan` would also re-plan every foreign-key check.)
         DbConn::Pg(c) => c.batch_execute(if importing {
-            "SET plan_cache_mode = force_custom_plan"
+            "SET jit = off; SET synchronous_commit = off"
         } else {
-            "RESET plan_cache_mode"
+            "RESET jit; RESET synchronous_commit"
         }),
         // Index pages of a million-row table do not fit SQLite's default 2 MB page cache: every
         // insert would read them again; 64 MB keeps the import within its memory target. And
@@ -286,12 +294,14 @@ fn run_file(
             scope.spawn(move || read_chunks(reader, rules, seen, done_lines, chunk_rows, chunks));
         let mut tx = StepTransaction::default();
         let mut written = (|| -> Result<(), ImportError> {
+            let mut growth = Growth::start(conn)?;
             for chunk in received {
                 let chunk = chunk?;
                 exec.rows_done = chunk.rows_done;
                 tx.ensure_open(conn)?;
                 write_chunk(conn, &mut exec, &chunk.rows)?;
                 if tx.commit_if_due(conn)? {
+                    growth.refresh_if_doubled(conn, exec.created())?;
                     progress(exec.rows_done, total);
                 }
             }
@@ -315,6 +325,33 @@ fn run_file(
         flag_missing(conn, &mut exec, &seen)?;
     }
     Ok(exec.counts)
+}
+
+/// Keeps the planner's statistics in step with tables an import grows: refreshed each time
+/// `records` has doubled since they were last taken, so a million-row import refreshes them
+/// about ten times and a re-import of unchanged rows never.
+struct Growth {
+    records_before: i64,
+    records_at_refresh: i64,
+}
+
+impl Growth {
+    fn start(conn: &mut DbConn) -> QueryResult<Self> {
+        let records = db::analyzed_records(conn)?;
+        Ok(Growth {
+            records_before: records,
+            records_at_refresh: records,
+        })
+    }
+
+    fn refresh_if_doubled(&mut self, conn: &mut DbConn, created: i64) -> QueryResult<()> {
+        let records = self.records_before + created;
+        if records - self.records_at_refresh > self.records_at_refresh.max(1_000) {
+            db::refresh_statistics(conn, db::LOOKUP_TABLES)?;
+            self.records_at_refresh = records;
+        }
+        Ok(())
+    }
 }
 
 /// Rows of the file, parsed and validated, ready to be written.
@@ -562,10 +599,10 @@ fn apply_chunk(
 struct ReportLine<'a> {
     run_id: i64,
     line: i64,
-    external_id: &'a str,
+    external_id: Cow<'a, str>,
     outcome: &'a str,
     record_id: Option<i64>,
-    reason: &'a str,
+    reason: Cow<'a, str>,
     changes: String,
     candidates: String,
     row_values: String,
@@ -591,10 +628,12 @@ fn record_outcomes(
         .map(|o| ReportLine {
             run_id: exec.run.id,
             line: o.line,
-            external_id: &o.external_id,
+            // A file's stray bytes (a NUL above all) quoted in a reason must not stop the
+            // line from being saved.
+            external_id: text::storable(&o.external_id),
             outcome: o.outcome,
             record_id: o.record_id,
-            reason: &o.reason,
+            reason: text::storable(&o.reason),
             changes: if o.changes.is_empty() {
                 "[]".into()
             } else {

@@ -189,15 +189,28 @@ pub fn process(
     let result = engine::execute(&mut conn, run_id, data_dir, country, progress);
     let (status, error) = match &result {
         Ok(_) => ("done", None),
-        Err(e) => ("failed", Some(e.to_string())),
+        Err(e) => ("failed", Some(crate::text::storable(&e.to_string()).into_owned())),
     };
-    diesel::update(import_runs::table.find(run_id))
-        .set((
-            import_runs::status.eq(status),
-            import_runs::error.eq(error),
-            import_runs::finished_at.eq(Some(db::now())),
-        ))
-        .execute(&mut conn)?;
+    let end = |conn: &mut DbConn, error: Option<String>| {
+        diesel::update(import_runs::table.find(run_id))
+            .set((
+                import_runs::status.eq(status),
+                import_runs::error.eq(error),
+                import_runs::finished_at.eq(Some(db::now())),
+            ))
+            .execute(conn)
+    };
+    if let Err(e) = end(&mut conn, error) {
+        // A run left `running` would hold its source for good: it ends, with what is known.
+        tracing::error!(run_id, error = %e, "could not save how the run ended");
+        end(
+            &mut conn,
+            Some(format!(
+                "The run stopped and its error could not be saved ({}); the server log has it.",
+                crate::text::storable(&e.to_string())
+            )),
+        )?;
+    }
     result.map(|_| ())
 }
 

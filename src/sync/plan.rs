@@ -11,12 +11,13 @@ use super::decide::{self, Candidate, Decision, FieldRule};
 use super::model::FieldChange;
 use crate::db::DbConn;
 use crate::fields::model::{FieldDef, RecordKind};
-use crate::fields::validate::{norm_phone, norm_text, normalize_for, PhoneCountry};
+use crate::fields::validate::{norm_phone, norm_text, normalize_for, PhoneCountry, MAX_ID_CHARS};
 use crate::records::model::RecordRow;
 use crate::records::writer::{self, Catalog, CreatedHistory, Edit, RecordState};
 use crate::review::service::NewProposal;
 use crate::schema::{import_rows, record_links, records};
 use crate::sources::model::{OnInvalid, Source};
+use crate::text;
 
 /// Everything a row needs that does not change during a run.
 pub struct RunRules {
@@ -88,6 +89,19 @@ pub enum Parsed {
 
 /// Validates one file row: its shape, its id and every mapped value. `first_line` says where
 /// an earlier row of the run had the same external id.
+/// Why an external id cannot be stored, if it cannot.
+fn id_problem(external_id: &str) -> Option<String> {
+    if external_id.chars().any(text::is_stray_control) {
+        return Some(format!(
+            "'{}' holds a control character (is the file plain text?)",
+            text::storable(external_id)
+        ));
+    }
+    let length = external_id.chars().count();
+    (length > MAX_ID_CHARS)
+        .then(|| format!("is {length} characters long; ids have at most {MAX_ID_CHARS}"))
+}
+
 pub fn parse_row(
     rules: &RunRules,
     line: i64,
@@ -104,6 +118,13 @@ pub fn parse_row(
                 record.len(),
                 rules.header_len
             ),
+        ));
+    }
+    if let Some(problem) = id_problem(&external_id) {
+        return Parsed::Done(error_row(
+            line,
+            &external_id,
+            format!("Line {line}: the id {problem}. The row was not imported."),
         ));
     }
     if external_id.is_empty() {

@@ -104,12 +104,14 @@ pub fn continue_undo(
     run_id: i64,
     progress: &mut dyn FnMut(i64),
 ) -> Result<Vec<String>, ImportError> {
+    // The run's report and the records it wrote may be too new for the planner's statistics.
+    db::refresh_statistics(conn, db::BULK_TABLES)?;
     let result = undo_pages(conn, run_id, progress);
     if let Err(e) = &result {
         diesel::update(import_runs::table.find(run_id))
             .set((
                 import_runs::undo_status.eq(Some("failed")),
-                import_runs::undo_error.eq(Some(e.to_string())),
+                import_runs::undo_error.eq(Some(crate::text::storable(&e.to_string()).into_owned())),
             ))
             .execute(conn)?;
     }

@@ -1,0 +1,39 @@
+//! Text that can be stored and shown whatever a file held.
+
+use std::borrow::Cow;
+
+/// A control character other than tab and line breaks: never part of a value people typed
+/// (a NUL byte means a binary file), and PostgreSQL text cannot hold NUL at all.
+pub fn is_stray_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// `text` with stray control characters written out (`\u{0}`), so a message or a report
+/// line that quotes a file's bytes can always be saved.
+pub fn storable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_stray_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if is_stray_control(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_written_out() {
+        assert_eq!(storable("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(storable("a\0b\u{7f}"), "a\\u{0}b\\u{7f}");
+    }
+}
