@@ -174,6 +174,51 @@ async fn sign_in_success_failure_and_return_to_the_asked_page() {
     .assert_redirect("/");
 }
 
+/// Browsers drop tabs and line breaks from a URL and read `\` as `/`: such a `next` would
+/// leave the site, and control characters must not turn into a 500.
+#[actix_web::test]
+async fn next_never_leaves_the_site_or_fails() {
+    let mut app = spawn().await;
+    app.create_user("ada@example.org", Role::Admin);
+    let hostile = [
+        "/%09/evil.example",
+        "/%0A/evil.example",
+        "/%0D%0ALocation:%20https://evil.example",
+        "/%0b",
+        "/%7f",
+        "/%5C/evil.example",
+        "/%20/evil.example",
+        "%2F%2Fevil.example",
+    ];
+    for next in hostile {
+        // Signed out, the form carries nothing hostile.
+        let page = app.get(&format!("/signin?next={next}")).await;
+        page.assert_status(200);
+        assert!(page.body.contains("name=\"next\" value=\"/\""), "{next}: {}", page.body);
+    }
+    for next in ["/\t/evil.example", "/\u{b}", "/\u{7f}", "/\r\n//evil.example"] {
+        app.get("/signin").await;
+        app.post(
+            "/signin",
+            &[
+                ("email", "ada@example.org"),
+                ("password", PASSWORD),
+                ("next", next),
+            ],
+        )
+        .await
+        .assert_redirect("/");
+        // Signed in, the page itself redirects.
+        for query in hostile {
+            app.get(&format!("/signin?next={query}"))
+                .await
+                .assert_redirect("/");
+        }
+        app.get("/").await.assert_status(200);
+        app.sign_out().await;
+    }
+}
+
 #[actix_web::test]
 async fn repeated_failures_throttle_the_account() {
     let mut app = spawn().await;

@@ -1507,3 +1507,69 @@ fn command_line_sources_import_and_export() {
     let (ok, _, err) = run(&["import", "Nope", file.to_str().expect("path")]);
     assert!(!ok && err.contains("no source named 'Nope'"), "{err}");
 }
+
+/// Hostile bytes: a NUL in an id fails that row alone, a NUL in a value skips that field, and
+/// a binary file renamed `.csv` fails its run (with an error that can be saved, NUL and all)
+/// without holding the source: the next import runs.
+#[core::prelude::v1::test]
+fn nul_bytes_fail_a_row_or_a_run_never_the_source() {
+    let env = Env::new();
+    let sync = env.standard_source();
+    let run = env
+        .enqueue(
+            &sync,
+            b"External Id,Name,Email,Phone\n\
+              a\0b,Ann,ann@example.org,\n\
+              2,Bob,bob\0@example.org,\n\
+              3,Cy,cy@example.org,\n",
+            false,
+            None,
+        )
+        .expect("enqueue");
+    jobs::run_queued(&env.state.pool, &env.state.config.data_dir, au()).expect("run");
+    assert_eq!(env.run(run).status, "done");
+    let rows = env.rows(run);
+    let outcomes: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.outcome.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(outcomes[0].0, "error", "{outcomes:?}");
+    assert!(
+        outcomes[0]
+            .1
+            .contains("Line 2: the id 'a\\u{0}b' holds a control character"),
+        "{outcomes:?}"
+    );
+    assert_eq!(rows[0].external_id, "a\\u{0}b");
+    assert_eq!(outcomes[1].0, "created", "{outcomes:?}");
+    assert!(outcomes[1].1.contains("\\u{0}"), "{outcomes:?}");
+    assert_eq!(outcomes[2].0, "created");
+
+    // Over-long ids are refused with their length.
+    let long_id = "x".repeat(300);
+    let run = env.import(
+        &sync,
+        &format!("External Id,Name,Email,Phone\n{long_id},Dee,,\n"),
+        false,
+    );
+    let (outcome, _, reason) = outcome_of(&env.rows(run), &long_id);
+    assert_eq!(outcome, "error");
+    assert!(
+        reason.contains("is 300 characters long; ids have at most 255"),
+        "{reason}"
+    );
+
+    // A zip renamed .csv: its "header" has no id column; the run fails and says so.
+    let mut zip = b"PK\x03\x04\x14\0\0\0\x08\0".to_vec();
+    zip.extend_from_slice(&[0u8, 1, 2, 3, 0xff, 0xfe, b'\n', 0, 0, b',', 7]);
+    let run = env.enqueue(&sync, &zip, false, None).expect("enqueue");
+    jobs::run_queued(&env.state.pool, &env.state.config.data_dir, au()).expect("run");
+    let failed = env.run(run);
+    assert_eq!(failed.status, "failed");
+    assert!(
+        failed.error.unwrap_or_default().contains("no column 'External Id'"),
+        "the failure is saved"
+    );
+    let next = env.import(&sync, "External Id,Name,Email,Phone\n4,Eve,,\n", false);
+    assert_eq!(env.run(next).status, "done", "the source is not held");
+}
