@@ -184,6 +184,7 @@ fn import(pool: &DbPool, data_dir: &Path, source_id: i64, file: &Path) -> i64 {
             },
             dry_run: false,
             plan_of: None,
+            flag_confirmed: false,
             user_id: None,
             user_label: "bench",
         },

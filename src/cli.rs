@@ -45,23 +45,7 @@ pub enum Command {
         command: SourceCommand,
     },
     /// Import a CSV file through a source (with a progress bar and a summary).
-    Import {
-        /// The source's name.
-        source: String,
-        file: PathBuf,
-        /// Report what would happen; write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Also write the run report as CSV (line,external_id,outcome,record_id,reason,changes).
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// utf-8, utf-8-bom or windows-1252 (detected when not given).
-        #[arg(long)]
-        encoding: Option<String>,
-        /// comma, semicolon or tab (detected when not given).
-        #[arg(long)]
-        delimiter: Option<String>,
-    },
+    Import(ImportArgs),
     /// Undo an applied import run (in the foreground, with a progress bar); values edited
     /// since the import are left as they are and listed.
     Undo {
@@ -156,14 +140,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Migrate => migrate(config),
         Command::Demo => demo(config),
         Command::Source { command } => source(config, command),
-        Command::Import {
-            source,
-            file,
-            dry_run,
-            report,
-            encoding,
-            delimiter,
-        } => import(config, &source, &file, dry_run, report, encoding, delimiter),
+        Command::Import(args) => import(config, args),
         Command::Undo { run } => undo(config, run),
         Command::Records {
             command: RecordsCommand::Export { kind, format },
@@ -337,16 +314,42 @@ fn undo(config: Config, run_id: i64) -> Result<(), CliError> {
     Ok(())
 }
 
-fn import(
-    config: Config,
-    source_name: &str,
-    file: &std::path::Path,
+/// `syncdesk import`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The source's name.
+    source: String,
+    file: PathBuf,
+    /// Report what would happen; write nothing.
+    #[arg(long)]
     dry_run: bool,
+    /// Also write the run report as CSV (line,external_id,outcome,record_id,reason,changes).
+    #[arg(long)]
     report: Option<PathBuf>,
+    /// utf-8, utf-8-bom or windows-1252 (detected when not given).
+    #[arg(long)]
     encoding: Option<String>,
+    /// comma, semicolon or tab (detected when not given).
+    #[arg(long)]
     delimiter: Option<String>,
-) -> Result<(), CliError> {
+    /// In full mode, flag the records the file lacks even when they are more than a tenth of
+    /// the source's (without it such a run flags nothing and says how many it would have).
+    #[arg(long)]
+    confirm_flagging: bool,
+}
+
+fn import(config: Config, args: ImportArgs) -> Result<(), CliError> {
     use crate::sync::{csvfile, engine, jobs};
+    let ImportArgs {
+        source: source_name,
+        file,
+        dry_run,
+        report,
+        encoding,
+        delimiter,
+        confirm_flagging: flag_confirmed,
+    } = args;
+    let (source_name, file) = (source_name.as_str(), file.as_path());
     let country = config.default_country;
     let data_dir = config.data_dir.clone();
     let state = AppState::open(config)?;
@@ -388,6 +391,7 @@ fn import(
             format,
             dry_run,
             plan_of: None,
+            flag_confirmed,
             user_id: None,
             user_label: "command line",
         },
@@ -443,6 +447,12 @@ fn import(
     );
     for (outcome, n) in run.counts() {
         println!("  {outcome:<22} {n}");
+    }
+    if let Some(notice) = &run.notice {
+        println!("{notice}");
+        if run.count(engine::MISSING_NOT_FLAGGED) > 0 && !dry_run {
+            println!("To flag them, import the file again with --confirm-flagging.");
+        }
     }
     Ok(())
 }

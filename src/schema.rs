@@ -170,6 +170,8 @@ diesel::table! {
         undo_cursor_id -> Nullable<BigInt>,
         undo_error -> Nullable<Text>,
         undo_heartbeat_at -> Nullable<Timestamp>,
+        notice -> Nullable<Text>,
+        flag_confirmed -> Bool,
     }
 }
 

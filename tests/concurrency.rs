@@ -84,6 +84,7 @@ async fn console_writes_succeed_while_an_import_runs() {
                 format: syncdesk::sync::csvfile::detect(file.as_bytes()),
                 dry_run: false,
                 plan_of: None,
+                flag_confirmed: false,
                 user_id: None,
                 user_label: "test",
             },

@@ -1031,6 +1031,7 @@ impl World {
                 format,
                 dry_run,
                 plan_of: None,
+                flag_confirmed: false,
                 user_id: None,
                 user_label: "test",
             },

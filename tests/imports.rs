@@ -134,6 +134,17 @@ impl Env {
         dry_run: bool,
         plan_of: Option<i64>,
     ) -> Result<i64, String> {
+        self.enqueue_confirmed(source, csv, dry_run, plan_of, false)
+    }
+
+    fn enqueue_confirmed(
+        &self,
+        source: &Source,
+        csv: &[u8],
+        dry_run: bool,
+        plan_of: Option<i64>,
+        flag_confirmed: bool,
+    ) -> Result<i64, String> {
         let data_dir = &self.state.config.data_dir;
         let sha = jobs::store_file(data_dir, csv, 1024 * 1024).map_err(|e| e.to_string())?;
         let format = syncdesk::sync::csvfile::detect(csv);
@@ -147,11 +158,21 @@ impl Env {
                 format,
                 dry_run,
                 plan_of,
+                flag_confirmed,
                 user_id: None,
                 user_label: "test",
             },
         )
         .map_err(|e| e.to_string())
+    }
+
+    /// Imports a full-mode file whose missing records the person confirmed flagging.
+    fn import_flagging(&self, source: &Source, csv: &str) -> i64 {
+        let run = self
+            .enqueue_confirmed(source, csv.as_bytes(), false, None, true)
+            .expect("enqueue");
+        jobs::run_queued(&self.state.pool, &self.state.config.data_dir, au()).expect("run");
+        run
     }
 
     /// Imports a file and returns the run id (the run is finished, done or failed).
@@ -875,7 +896,8 @@ fn full_mode_flags_missing_records_and_delta_does_not() {
         "External Id,Name,Email,Phone\nA,Ann,,\nB,Bob,,\n",
         false,
     );
-    let run = env.import(&full, "External Id,Name,Email,Phone\nA,Ann,,\n", false);
+    // Half the source missing: flagged only once a person confirms.
+    let run = env.import_flagging(&full, "External Id,Name,Email,Phone\nA,Ann,,\n");
     let rows = env.rows(run);
     let missing = rows
         .iter()
@@ -1572,4 +1594,62 @@ fn nul_bytes_fail_a_row_or_a_run_never_the_source() {
     );
     let next = env.import(&sync, "External Id,Name,Email,Phone\n4,Eve,,\n", false);
     assert_eq!(env.run(next).status, "done", "the source is not held");
+}
+
+/// A full-mode file flags nothing when it has no valid row or mostly errors, and flags more
+/// than a tenth of the source's records only when a person confirms; the counts and the run's
+/// notice say what happened.
+#[core::prelude::v1::test]
+fn full_mode_flags_only_from_files_that_list_the_source() {
+    let env = Env::new();
+    let full = env.standard_source();
+    let all: String = (1..=20).map(|i| format!("{i},Person {i},,\n")).collect();
+    let header = "External Id,Name,Email,Phone\n";
+    env.import(&full, &format!("{header}{all}"), false);
+    let flagged = |env: &Env| -> i64 {
+        records_t::table
+            .filter(records_t::missing_from_source.eq(true))
+            .count()
+            .get_result(&mut env.conn())
+            .expect("count")
+    };
+
+    for (file, says) in [
+        (header.to_string(), "the file has no valid row"),
+        (format!("{header}1,Ragged\n2\n"), "the file has no valid row"),
+        (
+            format!("{header}{}3,Ragged\n4,Ragged\n", (5..=20).map(|i| format!("{i},Person {i},,\n")).collect::<String>()),
+            "2 of the file's 18 rows have errors (more than 10 %)",
+        ),
+    ] {
+        let run = env.run(env.import(&full, &file, false));
+        assert_eq!(run.status, "done");
+        let notice = run.notice.clone().unwrap_or_default();
+        assert!(notice.contains(says), "{notice}");
+        assert_eq!(run.count("missing_from_source"), 0);
+        assert_eq!(flagged(&env), 0);
+    }
+
+    // 18 of 20 present: 2 missing (10 %) are flagged at once.
+    let most: String = (1..=18).map(|i| format!("{i},Person {i},,\n")).collect();
+    let run = env.run(env.import(&full, &format!("{header}{most}"), false));
+    assert_eq!(run.count("missing_from_source"), 2);
+    assert_eq!(run.notice, None);
+    assert_eq!(flagged(&env), 2);
+
+    // 5 of 20 present: 15 missing (75 %) wait for a confirmation.
+    let few: String = (1..=5).map(|i| format!("{i},Person {i},,\n")).collect();
+    let file = format!("{header}{few}");
+    let run = env.run(env.import(&full, &file, false));
+    assert_eq!(run.count("missing_from_source"), 0);
+    assert_eq!(run.count(engine::MISSING_NOT_FLAGGED), 15);
+    let notice = run.notice.clone().unwrap_or_default();
+    assert!(
+        notice.contains("15 of the source's 20 records (75 %) are not in this file"),
+        "{notice}"
+    );
+    assert_eq!(flagged(&env), 2, "the earlier flags stay; no new ones");
+    let run = env.run(env.import_flagging(&full, &file));
+    assert_eq!(run.count("missing_from_source"), 15);
+    assert_eq!(flagged(&env), 15);
 }

@@ -681,6 +681,7 @@ fn import(app_state: &syncdesk::AppState, source: &Source, csv: &str) -> i64 {
             format: syncdesk::sync::csvfile::detect(csv.as_bytes()),
             dry_run: false,
             plan_of: None,
+            flag_confirmed: false,
             user_id: None,
             user_label: "test",
         },

@@ -719,6 +719,7 @@ async fn start_run(
                     format,
                     dry_run: form.action != "apply",
                     plan_of: None,
+                    flag_confirmed: false,
                     user_id: Some(user.id),
                     user_label: &user.display_name,
                 },

@@ -21,7 +21,7 @@ use super::plan::{self, error_row, Parsed, RowOutcome, RunRules};
 use crate::db::{self, DbConn};
 use crate::fields::service as fields;
 use crate::fields::validate::PhoneCountry;
-use crate::records::model::Actor;
+use crate::records::model::{Actor, RecordRow};
 use crate::records::service::RecordError;
 use crate::records::writer::{self, Catalog, Edit};
 use crate::review::service as review;
@@ -322,9 +322,93 @@ fn run_file(
     let seen =
         seen.map_err(|_| ImportError::Refused("reading the file stopped unexpectedly".into()))?;
     if exec.rules.source.full_mode() {
-        flag_missing(conn, &mut exec, &seen)?;
+        match flagging_refusal(conn, &exec, &seen)? {
+            None => flag_missing(conn, &mut exec, &seen)?,
+            Some((notice, not_flagged)) => {
+                if not_flagged > 0 {
+                    exec.counts.insert(MISSING_NOT_FLAGGED.into(), not_flagged);
+                }
+                diesel::update(import_runs::table.find(run_id))
+                    .set((
+                        import_runs::notice.eq(Some(notice)),
+                        import_runs::counts.eq(json(&exec.counts)),
+                    ))
+                    .execute(conn)?;
+            }
+        }
     }
     Ok(exec.counts)
+}
+
+/// Count of a full-mode run: records missing from the file that were not flagged, waiting for
+/// a person to confirm.
+pub const MISSING_NOT_FLAGGED: &str = "missing_not_flagged";
+
+/// Above this share of a file's rows in error, or of a source's records missing from it, a
+/// full-mode run flags nothing by itself.
+const FLAG_LIMIT_PERCENT: i64 = 10;
+
+/// Why a full-mode run must not flag the records its file lacks, and how many it leaves
+/// unflagged: a file with no valid row, or mostly errors, is not a list of what the source
+/// holds; and flagging more than a tenth of the source waits for a person's confirmation.
+fn flagging_refusal(
+    conn: &mut DbConn,
+    exec: &Execution<'_>,
+    seen: &Seen,
+) -> QueryResult<Option<(String, i64)>> {
+    let rows = i64::try_from(exec.rows_done).unwrap_or(i64::MAX);
+    let errors = exec.counts.get("error").copied().unwrap_or(0);
+    if rows == errors {
+        return Ok(Some((
+            "Nothing was flagged missing from source: the file has no valid row.".into(),
+            0,
+        )));
+    }
+    if errors * 100 > rows * FLAG_LIMIT_PERCENT {
+        return Ok(Some((
+            format!(
+                "Nothing was flagged missing from source: {errors} of the file's {rows} rows have errors (more than {FLAG_LIMIT_PERCENT} %). Correct the file and import it again."
+            ),
+            0,
+        )));
+    }
+    if exec.run.flag_confirmed {
+        return Ok(None);
+    }
+    let (missing, owned) = count_missing(conn, exec.rules.source.id, seen)?;
+    if missing * 100 > owned * FLAG_LIMIT_PERCENT {
+        return Ok(Some((
+            format!(
+                "{missing} of the source's {owned} records ({} %) are not in this file. More than {FLAG_LIMIT_PERCENT} % are flagged missing from source only when you confirm it; nothing was flagged.",
+                missing * 100 / owned.max(1)
+            ),
+            missing,
+        )));
+    }
+    Ok(None)
+}
+
+/// A record the source owns, still listed, whose id the file lacks.
+fn is_missing(source_id: i64, seen: &Seen, external_id: &str, row: &RecordRow) -> bool {
+    row.owner_source_id == Some(source_id) && !row.archived && !seen.contains(external_id)
+}
+
+/// (records missing from the file, records the source owns and lists).
+fn count_missing(conn: &mut DbConn, source_id: i64, seen: &Seen) -> QueryResult<(i64, i64)> {
+    let (mut missing, mut owned) = (0, 0);
+    let mut after = String::new();
+    loop {
+        let page = plan::owned_links_page(conn, source_id, &after, CHUNK_ROWS as i64 * 5)?;
+        let Some(last) = page.last() else { break };
+        after = last.1.clone();
+        for (_, external_id, row) in &page {
+            if row.owner_source_id == Some(source_id) && !row.archived {
+                owned += 1;
+                missing += i64::from(is_missing(source_id, seen, external_id, row));
+            }
+        }
+    }
+    Ok((missing, owned))
 }
 
 /// Keeps the planner's statistics in step with tables an import grows: refreshed each time
@@ -691,12 +775,7 @@ fn flag_missing(
         after = last.1.clone();
         let missing: Vec<_> = page
             .into_iter()
-            .filter(|(id, ext, row)| {
-                row.owner_source_id == Some(source_id)
-                    && !row.archived
-                    && !seen.contains(ext)
-                    && !reported.contains(id)
-            })
+            .filter(|(id, ext, row)| is_missing(source_id, seen, ext, row) && !reported.contains(id))
             .collect();
         if missing.is_empty() {
             continue;

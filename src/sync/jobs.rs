@@ -66,6 +66,8 @@ pub struct NewRun<'a> {
     pub format: FileFormat,
     pub dry_run: bool,
     pub plan_of: Option<i64>,
+    /// Flag records missing from a full-mode file even above a tenth of the source's.
+    pub flag_confirmed: bool,
     pub user_id: Option<i64>,
     pub user_label: &'a str,
 }
@@ -108,6 +110,7 @@ fn insert_run(conn: &mut DbConn, new: &NewRun, claimed: bool) -> Result<i64, Imp
             import_runs::encoding.eq(new.format.encoding.as_str()),
             import_runs::delimiter.eq(new.format.delimiter_str()),
             import_runs::plan_of.eq(new.plan_of),
+            import_runs::flag_confirmed.eq(new.flag_confirmed),
             import_runs::started_by.eq(new.user_id),
             import_runs::started_by_label.eq(new.user_label),
             import_runs::created_at.eq(now),

@@ -39,6 +39,8 @@ pub struct ImportRun {
     pub undo_cursor_id: Option<i64>,
     pub undo_error: Option<String>,
     pub undo_heartbeat_at: Option<NaiveDateTime>,
+    pub notice: Option<String>,
+    pub flag_confirmed: bool,
 }
 
 impl ImportRun {

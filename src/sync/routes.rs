@@ -14,7 +14,7 @@ use super::engine;
 use super::jobs::{self, NewRun};
 use super::model::{ImportRow, ImportRun};
 use crate::auth::extract::{EditorUser, SignedIn};
-use crate::auth::model::Role;
+use crate::auth::model::{Role, User};
 use crate::db::DbConn;
 use crate::error::AppError;
 use crate::records::model::Actor;
@@ -31,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(progress)
         .service(report_csv)
         .service(apply_plan)
+        .service(confirm_flagging)
         .service(undo)
         .service(resolve);
 }
@@ -218,19 +219,7 @@ async fn apply_plan(
                     "Only a finished dry run has a plan to apply.".into(),
                 ));
             }
-            Ok(jobs::enqueue(
-                conn,
-                &NewRun {
-                    source: &source,
-                    file_name: &run.file_name,
-                    sha256: &run.file_sha256,
-                    format: engine::run_format(&run),
-                    dry_run: false,
-                    plan_of: Some(run.id),
-                    user_id: Some(user.id),
-                    user_label: &user.display_name,
-                },
-            )?)
+            Ok(import_again(conn, &run, &source, &user, Some(run.id), false)?)
         })
         .await?;
     flash(
@@ -238,6 +227,62 @@ async fn apply_plan(
         format!("Applying the plan of dry run #{id} as run #{new_run}."),
     );
     Ok(see_other(&format!("/runs/{new_run}")))
+}
+
+/// A full-mode run that left more than a tenth of the source's records unflagged: the same
+/// file again, now flagging them.
+#[post("/runs/{id}/confirm-flagging")]
+async fn confirm_flagging(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    session: Session,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let user = me.user.clone();
+    let new_run = state
+        .db(move |conn| -> Result<i64, AppError> {
+            let (run, source) = load(conn, id)?;
+            if run.dry_run || run.status != "done" || run.count(engine::MISSING_NOT_FLAGGED) == 0
+            {
+                return Err(AppError::BadRequest(
+                    "Only a finished full-mode run that left records unflagged asks for this."
+                        .into(),
+                ));
+            }
+            Ok(import_again(conn, &run, &source, &user, None, true)?)
+        })
+        .await?;
+    flash(
+        &session,
+        format!("Importing the file of run #{id} again as run #{new_run}, flagging the records it lacks."),
+    );
+    Ok(see_other(&format!("/runs/{new_run}")))
+}
+
+/// Queues the file of `run` again.
+fn import_again(
+    conn: &mut DbConn,
+    run: &ImportRun,
+    source: &Source,
+    user: &User,
+    plan_of: Option<i64>,
+    flag_confirmed: bool,
+) -> Result<i64, engine::ImportError> {
+    jobs::enqueue(
+        conn,
+        &NewRun {
+            source,
+            file_name: &run.file_name,
+            sha256: &run.file_sha256,
+            format: engine::run_format(run),
+            dry_run: false,
+            plan_of,
+            flag_confirmed,
+            user_id: Some(user.id),
+            user_label: &user.display_name,
+        },
+    )
 }
 
 #[post("/runs/{id}/undo")]

@@ -1,0 +1,2 @@
+ALTER TABLE import_runs DROP COLUMN flag_confirmed;
+ALTER TABLE import_runs DROP COLUMN notice;
