@@ -10,6 +10,7 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_MAX_UPLOAD_MB: u64 = 10;
 pub const DEFAULT_MAX_IMPORT_MB: u64 = 200;
+pub const DEFAULT_SESSION_IDLE_HOURS: u32 = 8;
 const SESSION_KEY_FILE: &str = "session.key";
 /// actix-session signs and encrypts cookies with a 64-byte key.
 const SESSION_KEY_BYTES: usize = 64;
@@ -38,6 +39,8 @@ pub struct Config {
     pub max_upload_bytes: usize,
     /// Largest accepted import file uploaded in the console, in bytes.
     pub max_import_bytes: usize,
+    /// A session unused this long ends (besides the absolute limit of 7 days).
+    pub session_idle_hours: u32,
 }
 
 /// Keys of the optional config file; each one has the environment variable named in `load`.
@@ -52,6 +55,7 @@ struct FileConfig {
     default_country: Option<String>,
     max_upload_mb: Option<u64>,
     max_import_mb: Option<u64>,
+    session_idle_hours: Option<u32>,
 }
 
 impl Config {
@@ -121,6 +125,20 @@ impl Config {
             "SYNCDESK_MAX_IMPORT_MB",
             from_file.max_import_mb.unwrap_or(DEFAULT_MAX_IMPORT_MB),
         )?;
+        let session_idle_hours = match env("SYNCDESK_SESSION_IDLE_HOURS") {
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|h| *h > 0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "SYNCDESK_SESSION_IDLE_HOURS",
+                    message: format!("'{v}' is not a positive whole number of hours"),
+                })?,
+            None => from_file
+                .session_idle_hours
+                .unwrap_or(DEFAULT_SESSION_IDLE_HOURS),
+        };
         Ok(Self {
             bind,
             database_url,
@@ -130,6 +148,7 @@ impl Config {
             default_country,
             max_upload_bytes,
             max_import_bytes,
+            session_idle_hours,
         })
     }
 
@@ -302,6 +321,7 @@ mod tests {
             default_country: PhoneCountry::default(),
             max_upload_bytes: 1024,
             max_import_bytes: 1024,
+            session_idle_hours: DEFAULT_SESSION_IDLE_HOURS,
         };
         let first = config.session_key_bytes().unwrap();
         let second = config.session_key_bytes().unwrap();

@@ -328,7 +328,9 @@ macro_rules! insert_all {
         match &mut *$conn {
             $crate::db::DbConn::Pg(c) => {
                 if !$rows.is_empty() {
-                    diesel::copy_from($table).from_insertable(&$rows[..]).execute(c)?;
+                    diesel::copy_from($table)
+                        .from_insertable(&$rows[..])
+                        .execute(c)?;
                 }
             }
             $crate::db::DbConn::Sqlite(c) => {

@@ -14,6 +14,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_sessions (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     login_failures (id) {
         id -> BigInt,
         email -> Text,
@@ -131,6 +142,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(user_sessions -> users (user_id));
 diesel::joinable!(source_fields -> sources (source_id));
 diesel::joinable!(record_values -> records (record_id));
 diesel::joinable!(record_values -> field_defs (field_id));
@@ -320,6 +332,7 @@ diesel::joinable!(application_answers -> applications (application_id));
 diesel::joinable!(data_links -> process_items (item_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    user_sessions,
     users,
     login_failures,
     field_defs,

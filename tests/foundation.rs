@@ -194,9 +194,18 @@ async fn next_never_leaves_the_site_or_fails() {
         // Signed out, the form carries nothing hostile.
         let page = app.get(&format!("/signin?next={next}")).await;
         page.assert_status(200);
-        assert!(page.body.contains("name=\"next\" value=\"/\""), "{next}: {}", page.body);
+        assert!(
+            page.body.contains("name=\"next\" value=\"/\""),
+            "{next}: {}",
+            page.body
+        );
     }
-    for next in ["/\t/evil.example", "/\u{b}", "/\u{7f}", "/\r\n//evil.example"] {
+    for next in [
+        "/\t/evil.example",
+        "/\u{b}",
+        "/\u{7f}",
+        "/\r\n//evil.example",
+    ] {
         app.get("/signin").await;
         app.post(
             "/signin",
@@ -836,4 +845,91 @@ fn sqlite_and_postgres_migrations_give_the_same_schema() {
         only_sqlite.is_empty() && only_pg.is_empty(),
         "schemas differ\nonly in SQLite: {only_sqlite:#?}\nonly in PostgreSQL: {only_pg:#?}"
     );
+}
+
+/// A session ends on the server: a cookie copied before sign-out, or before a password change
+/// elsewhere, or before deactivation or "sign out everywhere", opens nothing afterwards; a
+/// session idle longer than the idle limit ends too.
+#[actix_web::test]
+async fn sessions_end_everywhere_they_should() {
+    let mut app = spawn().await;
+    app.signed_in_as("boss@example.org", Role::Admin).await;
+    let ed_id = app.create_user("ed@example.org", Role::Editor);
+
+    // Sign-out: the copied cookie is refused.
+    let mut ed = app.fork();
+    ed.sign_in("ed@example.org", PASSWORD)
+        .await
+        .assert_redirect("/");
+    let mut copied = ed.copy_cookies();
+    copied.get("/contacts").await.assert_status(200);
+    ed.get("/").await;
+    ed.sign_out().await;
+    copied
+        .get("/contacts")
+        .await
+        .assert_redirect("/signin?next=%2Fcontacts");
+
+    // A password change signs out the other sessions, not the one that made it.
+    let mut laptop = app.fork();
+    laptop.sign_in("ed@example.org", PASSWORD).await;
+    let mut phone = app.fork();
+    phone.sign_in("ed@example.org", PASSWORD).await;
+    laptop.get("/account/password").await.assert_status(200);
+    let new_password = "another long passphrase";
+    laptop
+        .post(
+            "/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", new_password),
+                ("new_password_confirmation", new_password),
+            ],
+        )
+        .await
+        .assert_redirect("/");
+    laptop
+        .get("/")
+        .await
+        .assert_status(200)
+        .assert_contains("1 other session(s) were signed out");
+    phone.get("/contacts").await.assert_status(303);
+
+    // Sign out everywhere, by an admin.
+    let mut again = app.fork();
+    again.sign_in("ed@example.org", new_password).await;
+    again.get("/contacts").await.assert_status(200);
+    app.get("/users")
+        .await
+        .assert_contains("Sign out everywhere");
+    app.post(&format!("/users/{ed_id}/signout-everywhere"), &[])
+        .await
+        .assert_redirect("/users");
+    again.get("/contacts").await.assert_status(303);
+    laptop.get("/contacts").await.assert_status(303);
+
+    // Deactivation.
+    let mut last = app.fork();
+    last.sign_in("ed@example.org", new_password).await;
+    let mut stolen = last.copy_cookies();
+    app.get("/users").await;
+    app.post(&format!("/users/{ed_id}/active"), &[("active", "false")])
+        .await
+        .assert_redirect("/users");
+    stolen.get("/contacts").await.assert_status(303);
+
+    // Idle for longer than the limit (8 hours by default).
+    let mut idle = app.copy_cookies();
+    idle.get("/contacts").await.assert_status(200);
+    {
+        use diesel::prelude::*;
+        use syncdesk::schema::user_sessions;
+        let mut conn = app.state.pool.get().expect("connection");
+        diesel::update(user_sessions::table)
+            .set(user_sessions::last_seen_at.eq(syncdesk::db::now() - chrono::Duration::hours(9)))
+            .execute(&mut conn)
+            .expect("age the sessions");
+    }
+    idle.get("/contacts").await.assert_status(303);
+    app.get("/contacts").await.assert_status(303);
 }

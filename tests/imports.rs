@@ -1589,7 +1589,10 @@ fn nul_bytes_fail_a_row_or_a_run_never_the_source() {
     let failed = env.run(run);
     assert_eq!(failed.status, "failed");
     assert!(
-        failed.error.unwrap_or_default().contains("no column 'External Id'"),
+        failed
+            .error
+            .unwrap_or_default()
+            .contains("no column 'External Id'"),
         "the failure is saved"
     );
     let next = env.import(&sync, "External Id,Name,Email,Phone\n4,Eve,,\n", false);
@@ -1616,9 +1619,17 @@ fn full_mode_flags_only_from_files_that_list_the_source() {
 
     for (file, says) in [
         (header.to_string(), "the file has no valid row"),
-        (format!("{header}1,Ragged\n2\n"), "the file has no valid row"),
         (
-            format!("{header}{}3,Ragged\n4,Ragged\n", (5..=20).map(|i| format!("{i},Person {i},,\n")).collect::<String>()),
+            format!("{header}1,Ragged\n2\n"),
+            "the file has no valid row",
+        ),
+        (
+            format!(
+                "{header}{}3,Ragged\n4,Ragged\n",
+                (5..=20)
+                    .map(|i| format!("{i},Person {i},,\n"))
+                    .collect::<String>()
+            ),
             "2 of the file's 18 rows have errors (more than 10 %)",
         ),
     ] {

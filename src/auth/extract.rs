@@ -12,12 +12,13 @@ use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::model::{Role, User};
-use super::service;
+use super::sessions;
 use crate::error::AppError;
 use crate::web::Ctx;
 use crate::AppState;
 
-const USER_SESSION_KEY: &str = "uid";
+/// The cookie's session token (see `sessions`).
+const SESSION_TOKEN_KEY: &str = "sid";
 
 pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
     req.app_data::<web::Data<AppState>>()
@@ -25,14 +26,24 @@ pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
         .ok_or_else(|| AppError::internal("application state is not configured"))
 }
 
-/// Marks the session as signed in as `user`, under a new session id.
-pub fn start_session(session: &actix_session::Session, user: &User) -> Result<(), AppError> {
+/// Signs the browser in as `user_id`: a new server-side session, in a fresh cookie.
+pub async fn start_session(
+    state: &AppState,
+    session: &actix_session::Session,
+    user_id: i64,
+) -> Result<(), AppError> {
+    let token = state.db(move |conn| sessions::open(conn, user_id)).await?;
     session.renew();
     session
-        .insert(USER_SESSION_KEY, user.id)
+        .insert(SESSION_TOKEN_KEY, token)
         .map_err(AppError::internal)?;
     crate::web::renew_csrf_token(session);
     Ok(())
+}
+
+/// The browser's session token, if it has one.
+pub fn session_token(session: &actix_session::Session) -> Option<String> {
+    session.get::<String>(SESSION_TOKEN_KEY).ok().flatten()
 }
 
 async fn signed_in_user(req: &HttpRequest, needed: Role) -> Result<(User, Ctx), AppError> {
@@ -43,15 +54,16 @@ async fn signed_in_user(req: &HttpRequest, needed: Role) -> Result<(User, Ctx), 
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| req.path().to_string())
     });
-    let Some(user_id) = session.get::<i64>(USER_SESSION_KEY).ok().flatten() else {
+    let Some(token) = session_token(&session) else {
         return Err(AppError::SignInRequired { next });
     };
     let state = state(req)?;
+    let idle = chrono::Duration::hours(i64::from(state.config.session_idle_hours));
     let user = state
-        .db(move |conn| service::find_active_user(conn, user_id))
+        .db(move |conn| sessions::user_of(conn, &token, idle, crate::db::now()))
         .await?;
     let Some(user) = user else {
-        // Deactivated or deleted since sign-in: the session ends here.
+        // Signed out, ended elsewhere, idle too long or the user deactivated.
         session.purge();
         return Err(AppError::SignInRequired { next });
     };
@@ -126,5 +138,5 @@ impl FromRequest for Guest {
 
 /// Whether the session names a user (without checking the database).
 pub fn has_session_user(session: &actix_session::Session) -> bool {
-    matches!(session.get::<i64>(USER_SESSION_KEY), Ok(Some(_)))
+    session_token(session).is_some()
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::extract::{self, AdminUser, Guest, SignedIn};
 use super::model::{Role, User};
 use super::service::{self, AuthError, NewUser, MIN_PASSWORD_LEN};
+use super::sessions;
 use crate::error::AppError;
 use crate::web::{client_address, flash, render, safe_next, see_other, Ctx};
 use crate::AppState;
@@ -26,7 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(new_user_page)
         .service(create_user)
         .service(change_role)
-        .service(change_active);
+        .service(change_active)
+        .service(sign_out_everywhere);
 }
 
 impl From<AuthError> for AppError {
@@ -138,7 +140,7 @@ async fn setup_submit(
         .await?
     {
         Ok(user) => {
-            extract::start_session(&session, &user)?;
+            extract::start_session(&state, &session, user.id).await?;
             flash(
                 &session,
                 format!(
@@ -229,7 +231,7 @@ async fn signin_submit(
     match outcome {
         Ok(user) => {
             tracing::info!(user = %user.email, "signed in");
-            extract::start_session(&session, &user)?;
+            extract::start_session(&state, &session, user.id).await?;
             Ok(see_other(&next))
         }
         Err(e) => {
@@ -251,9 +253,13 @@ async fn signin_submit(
 }
 
 #[post("/signout")]
-async fn signout(session: Session) -> HttpResponse {
+async fn signout(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, AppError> {
+    if let Some(token) = extract::session_token(&session) {
+        // The session ends on the server: a copy of this cookie opens nothing either.
+        state.db(move |conn| sessions::end(conn, &token)).await?;
+    }
     session.purge();
-    see_other("/signin")
+    Ok(see_other("/signin"))
 }
 
 // ---- own password ----------------------------------------------------------------------
@@ -291,6 +297,7 @@ async fn password_submit(
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
     let user_id = me.user.id;
+    let keep = extract::session_token(&session);
     let outcome = state
         .db(move |conn| {
             Ok::<_, AppError>(service::change_password(
@@ -299,12 +306,22 @@ async fn password_submit(
                 &form.current_password,
                 &form.new_password,
                 &form.new_password_confirmation,
+                keep.as_deref(),
             ))
         })
         .await?;
     match outcome {
-        Ok(()) => {
-            flash(&session, "Your password has been changed.");
+        Ok(ended) => {
+            flash(
+                &session,
+                if ended > 0 {
+                    format!(
+                        "Your password has been changed; {ended} other session(s) were signed out."
+                    )
+                } else {
+                    "Your password has been changed.".to_string()
+                },
+            );
             Ok(see_other("/"))
         }
         Err(e) => match form_error_status(&e) {
@@ -498,5 +515,26 @@ async fn change_active(
         "deactivated: they can no longer sign in"
     };
     flash(&session, format!("{} is {what}.", user.email));
+    Ok(see_other("/users"))
+}
+
+/// Ends every session of a user (a lost laptop, a shared password): they sign in again.
+#[post("/users/{id}/signout-everywhere")]
+async fn sign_out_everywhere(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    session: Session,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let user_id = path.into_inner();
+    let ended = state
+        .db(move |conn| service::sign_out_everywhere(conn, user_id))
+        .await?;
+    tracing::info!(by = %admin.user.email, user_id, ended, "signed out everywhere");
+    if user_id == admin.user.id {
+        session.purge();
+        return Ok(see_other("/signin"));
+    }
+    flash(&session, format!("{ended} session(s) ended."));
     Ok(see_other("/users"))
 }

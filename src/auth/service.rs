@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::model::{NewUserRow, Role, User};
+use super::sessions;
 use crate::db::{self, DbConn};
 use crate::schema::{login_failures, users};
 
@@ -309,7 +310,8 @@ pub fn change_password(
     current: &str,
     new_password: &str,
     confirmation: &str,
-) -> Result<(), AuthError> {
+    keep_session: Option<&str>,
+) -> Result<usize, AuthError> {
     let hash: String = users::table
         .find(user_id)
         .select(users::password_hash)
@@ -326,15 +328,25 @@ pub fn change_password(
     }
     validate_password(new_password).map_err(AuthError::Invalid)?;
     let new_hash = hash_password(new_password)?;
-    db::write_tx(conn, |conn| {
+    // Whoever knew the old password is signed out everywhere but here.
+    let ended = db::write_tx(conn, |conn| {
         diesel::update(users::table.find(user_id))
             .set((
                 users::password_hash.eq(new_hash),
                 users::updated_at.eq(db::now()),
             ))
-            .execute(conn)
+            .execute(conn)?;
+        sessions::end_all_of(conn, user_id, keep_session)
     })?;
-    Ok(())
+    Ok(ended)
+}
+
+/// An admin's "sign out everywhere" for a user; returns how many sessions ended.
+pub fn sign_out_everywhere(conn: &mut DbConn, user_id: i64) -> Result<usize, AuthError> {
+    find_user(conn, user_id)?.ok_or(AuthError::NoSuchUser)?;
+    Ok(db::write_tx(conn, |conn| {
+        sessions::end_all_of(conn, user_id, None)
+    })?)
 }
 
 /// Changes a user's role; the last active admin keeps theirs.
@@ -366,6 +378,9 @@ pub fn set_active(conn: &mut DbConn, user_id: i64, active: bool) -> Result<User,
         diesel::update(users::table.find(user_id))
             .set((users::active.eq(active), users::updated_at.eq(db::now())))
             .execute(conn)?;
+        if !active {
+            sessions::end_all_of(conn, user_id, None)?;
+        }
         find_user(conn, user_id)?.ok_or(AuthError::NoSuchUser)
     })
 }

@@ -775,7 +775,9 @@ fn flag_missing(
         after = last.1.clone();
         let missing: Vec<_> = page
             .into_iter()
-            .filter(|(id, ext, row)| is_missing(source_id, seen, ext, row) && !reported.contains(id))
+            .filter(|(id, ext, row)| {
+                is_missing(source_id, seen, ext, row) && !reported.contains(id)
+            })
             .collect();
         if missing.is_empty() {
             continue;

@@ -192,7 +192,10 @@ pub fn process(
     let result = engine::execute(&mut conn, run_id, data_dir, country, progress);
     let (status, error) = match &result {
         Ok(_) => ("done", None),
-        Err(e) => ("failed", Some(crate::text::storable(&e.to_string()).into_owned())),
+        Err(e) => (
+            "failed",
+            Some(crate::text::storable(&e.to_string()).into_owned()),
+        ),
     };
     let end = |conn: &mut DbConn, error: Option<String>| {
         diesel::update(import_runs::table.find(run_id))

@@ -219,7 +219,14 @@ async fn apply_plan(
                     "Only a finished dry run has a plan to apply.".into(),
                 ));
             }
-            Ok(import_again(conn, &run, &source, &user, Some(run.id), false)?)
+            Ok(import_again(
+                conn,
+                &run,
+                &source,
+                &user,
+                Some(run.id),
+                false,
+            )?)
         })
         .await?;
     flash(
@@ -243,8 +250,7 @@ async fn confirm_flagging(
     let new_run = state
         .db(move |conn| -> Result<i64, AppError> {
             let (run, source) = load(conn, id)?;
-            if run.dry_run || run.status != "done" || run.count(engine::MISSING_NOT_FLAGGED) == 0
-            {
+            if run.dry_run || run.status != "done" || run.count(engine::MISSING_NOT_FLAGGED) == 0 {
                 return Err(AppError::BadRequest(
                     "Only a finished full-mode run that left records unflagged asks for this."
                         .into(),

@@ -111,7 +111,8 @@ pub fn continue_undo(
         diesel::update(import_runs::table.find(run_id))
             .set((
                 import_runs::undo_status.eq(Some("failed")),
-                import_runs::undo_error.eq(Some(crate::text::storable(&e.to_string()).into_owned())),
+                import_runs::undo_error
+                    .eq(Some(crate::text::storable(&e.to_string()).into_owned())),
             ))
             .execute(conn)?;
     }

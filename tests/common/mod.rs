@@ -84,6 +84,7 @@ impl TestDb {
                 .expect("country"),
             max_upload_bytes: 1024 * 1024,
             max_import_bytes: 1024 * 1024,
+            session_idle_hours: syncdesk::config::DEFAULT_SESSION_IDLE_HOURS,
         }
     }
 }
@@ -186,6 +187,14 @@ pub async fn spawn() -> TestApp<
 }
 
 impl<S> TestApp<S> {
+    /// A copy of this browser's cookies in another browser (a stolen or copied cookie).
+    pub fn copy_cookies(&self) -> Self {
+        let mut copy = self.fork();
+        copy.cookies = self.cookies.clone();
+        copy.csrf = self.csrf.clone();
+        copy
+    }
+
     /// Another browser (its own cookies) on the same app and database.
     pub fn fork(&self) -> Self {
         TestApp {
