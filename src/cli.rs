@@ -46,6 +46,16 @@ pub enum Command {
     },
     /// Import a CSV file through a source (with a progress bar and a summary).
     Import(ImportArgs),
+    /// Carry on an import run of the command line that was interrupted (in the foreground).
+    Resume {
+        /// The run's number.
+        run: i64,
+    },
+    /// Cancel a queued or running import run; rows imported before stay (undo takes them back).
+    Cancel {
+        /// The run's number.
+        run: i64,
+    },
     /// Undo an applied import run (in the foreground, with a progress bar); values edited
     /// since the import are left as they are and listed.
     Undo {
@@ -142,6 +152,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Source { command } => source(config, command),
         Command::Import(args) => import(config, args),
         Command::Undo { run } => undo(config, run),
+        Command::Resume { run } => resume(config, run),
+        Command::Cancel { run } => cancel(config, run),
         Command::Records {
             command: RecordsCommand::Export { kind, format },
         } => export_records(config, &kind, &format),
@@ -339,7 +351,7 @@ pub struct ImportArgs {
 }
 
 fn import(config: Config, args: ImportArgs) -> Result<(), CliError> {
-    use crate::sync::{csvfile, engine, jobs};
+    use crate::sync::{csvfile, jobs};
     let ImportArgs {
         source: source_name,
         file,
@@ -350,7 +362,6 @@ fn import(config: Config, args: ImportArgs) -> Result<(), CliError> {
         confirm_flagging: flag_confirmed,
     } = args;
     let (source_name, file) = (source_name.as_str(), file.as_path());
-    let country = config.default_country;
     let data_dir = config.data_dir.clone();
     let state = AppState::open(config)?;
     let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
@@ -361,6 +372,16 @@ fn import(config: Config, args: ImportArgs) -> Result<(), CliError> {
                 "there is no source named '{source_name}' (see `syncdesk source list`)"
             ))
         })?;
+    // Read first: a second import of a busy source is told who holds it, without queueing
+    // for SQLite's write lock behind the running import.
+    if jobs::active_run(&mut conn, source.id)
+        .map_err(crate::db::DbError::from)?
+        .is_some()
+    {
+        let refusal =
+            jobs::already_running(&mut conn, &source).map_err(crate::db::DbError::from)?;
+        return Err(CliError::Input(refusal.to_string()));
+    }
     let input = std::fs::File::open(file)
         .map_err(|e| CliError::Input(format!("cannot open {}: {e}", file.display())))?;
     let mut format = csvfile::detect_file(file).map_err(|e| CliError::Input(e.to_string()))?;
@@ -406,6 +427,16 @@ fn import(config: Config, args: ImportArgs) -> Result<(), CliError> {
         format.encoding.label(),
         format.delimiter_label()
     );
+    run_in_foreground(&state, run_id, report)
+}
+
+/// Runs a claimed import with a progress bar, then prints its summary.
+fn run_in_foreground(
+    state: &AppState,
+    run_id: i64,
+    report: Option<PathBuf>,
+) -> Result<(), CliError> {
+    use crate::sync::{engine, jobs};
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -416,8 +447,8 @@ fn import(config: Config, args: ImportArgs) -> Result<(), CliError> {
     let result = jobs::process(
         &state.pool,
         run_id,
-        &data_dir,
-        country,
+        &state.config.data_dir,
+        state.config.default_country,
         &mut |done, total| {
             bar.set_length(total);
             bar.set_position(done);
@@ -438,7 +469,7 @@ fn import(config: Config, args: ImportArgs) -> Result<(), CliError> {
         .ok_or_else(|| CliError::Input("the run disappeared".into()))?;
     println!(
         "Run #{run_id}{}: {} rows.",
-        if dry_run {
+        if run.dry_run {
             " (dry run, nothing written)"
         } else {
             ""
@@ -450,10 +481,29 @@ fn import(config: Config, args: ImportArgs) -> Result<(), CliError> {
     }
     if let Some(notice) = &run.notice {
         println!("{notice}");
-        if run.count(engine::MISSING_NOT_FLAGGED) > 0 && !dry_run {
+        if run.count(engine::MISSING_NOT_FLAGGED) > 0 && !run.dry_run {
             println!("To flag them, import the file again with --confirm-flagging.");
         }
     }
+    Ok(())
+}
+
+fn resume(config: Config, run_id: i64) -> Result<(), CliError> {
+    let state = AppState::open(config)?;
+    let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
+    crate::sync::jobs::claim_for_resume(&mut conn, run_id)
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    drop(conn);
+    eprintln!("Resuming run #{run_id} after its last saved chunk.");
+    run_in_foreground(&state, run_id, None)
+}
+
+fn cancel(config: Config, run_id: i64) -> Result<(), CliError> {
+    let state = AppState::open(config)?;
+    let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
+    crate::sync::jobs::cancel(&mut conn, run_id, "the command line")
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    println!("Run #{run_id} cancelled. Rows imported before stay; `syncdesk undo {run_id}` takes them back.");
     Ok(())
 }
 

@@ -188,6 +188,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// `import_runs` again, for a column past the 32 one declaration may have: which process
+    /// holds a run.
+    #[sql_name = "import_runs"]
+    import_run_claims (id) {
+        id -> BigInt,
+        status -> Text,
+        claimed_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     import_rows (id) {
         id -> BigInt,
         run_id -> BigInt,

@@ -1664,3 +1664,140 @@ fn full_mode_flags_only_from_files_that_list_the_source() {
     assert_eq!(run.count("missing_from_source"), 15);
     assert_eq!(flagged(&env), 15);
 }
+
+/// Runs that stop: a refusal names the run and process holding the source; a silent run of
+/// `serve` goes back to the queue, one of the command line waits for `resume` or `cancel`; a
+/// cancelled run stops at its next chunk and stays cancelled.
+#[core::prelude::v1::test]
+fn stopped_runs_are_named_resumed_and_cancelled() {
+    let env = Env::new();
+    let sync = env.standard_source();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+            .args(args)
+            .env("SYNCDESK_DATA_DIR", &env.state.config.data_dir)
+            .env("DATABASE_URL", &env.state.config.database_url)
+            .env_remove("SYNCDESK_CONFIG")
+            .output()
+            .expect("run syncdesk");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let csv = "External Id,Name,Email,Phone\n1,Ann,,\n2,Bob,,\n";
+    let file = env.state.config.data_dir.join("people.csv");
+    std::fs::write(&file, csv).expect("file");
+    let file = file.to_string_lossy().into_owned();
+
+    // A run of the command line in this (live) process holds the source.
+    let sha = jobs::store_file(&env.state.config.data_dir, csv.as_bytes(), 1 << 20).expect("store");
+    let held = jobs::enqueue_claimed(
+        &mut env.conn(),
+        &NewRun {
+            source: &sync,
+            file_name: "people.csv",
+            sha256: &sha,
+            format: syncdesk::sync::csvfile::detect(csv.as_bytes()),
+            dry_run: false,
+            plan_of: None,
+            flag_confirmed: false,
+            user_id: None,
+            user_label: "test",
+        },
+    )
+    .expect("claimed run");
+    let (ok, out) = cli(&["import", "Contact Sync", &file]);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!(
+            "already running for source Contact Sync: run #{held} is running in cli {}@",
+            std::process::id()
+        )) && out.contains("last progress"),
+        "{out}"
+    );
+    let err = env.enqueue(&sync, csv.as_bytes(), false, None).unwrap_err();
+    assert!(
+        err.contains(&format!("run #{held} is running in cli")),
+        "{err}"
+    );
+
+    // Its process gone and silent: a worker leaves it alone; the message says what to do.
+    engine::set_claimant(&mut env.conn(), held, Some("cli 4194999@elsewhere")).expect("claimant");
+    diesel::update(syncdesk::schema::import_runs::table.find(held))
+        .set(
+            syncdesk::schema::import_runs::heartbeat_at
+                .eq(Some(syncdesk::db::now() - chrono::Duration::minutes(2))),
+        )
+        .execute(&mut env.conn())
+        .expect("silence");
+    assert_eq!(jobs::recover_stale(&mut env.conn()).expect("recover"), 0);
+    let (ok, out) = cli(&["import", "Contact Sync", &file]);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!("it looks interrupted: `syncdesk resume {held}` carries it on, `syncdesk cancel {held}` ends it")),
+        "{out}"
+    );
+    let (ok, out) = cli(&["resume", &held.to_string()]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("Run #{held}: 2 rows.")), "{out}");
+    assert_eq!(env.run(held).status, "done");
+
+    // A silent run of `serve` goes back to the queue and is resumed by the next worker.
+    let run = env
+        .enqueue(&sync, csv.as_bytes(), false, None)
+        .expect("enqueue");
+    assert_eq!(jobs::claim_next(&mut env.conn()).expect("claim"), Some(run));
+    engine::set_claimant(&mut env.conn(), run, Some("serve 1@another-host")).expect("claimant");
+    assert_eq!(
+        jobs::recover_stale(&mut env.conn()).expect("recover"),
+        0,
+        "not silent yet"
+    );
+    diesel::update(syncdesk::schema::import_runs::table.find(run))
+        .set(
+            syncdesk::schema::import_runs::heartbeat_at
+                .eq(Some(syncdesk::db::now() - chrono::Duration::seconds(31))),
+        )
+        .execute(&mut env.conn())
+        .expect("silence");
+    assert_eq!(jobs::recover_stale(&mut env.conn()).expect("recover"), 1);
+    assert_eq!(env.run(run).status, "queued");
+    jobs::run_queued(&env.state.pool, &env.state.config.data_dir, au()).expect("run");
+    assert_eq!(env.run(run).status, "done");
+
+    // Cancelled while it runs: its next chunk rolls back, and it stays cancelled.
+    let run = env
+        .enqueue(
+            &sync,
+            b"External Id,Name,Email,Phone\n3,Cy,,\n",
+            false,
+            None,
+        )
+        .expect("enqueue");
+    assert_eq!(jobs::claim_next(&mut env.conn()).expect("claim"), Some(run));
+    jobs::cancel(&mut env.conn(), run, "Ops").expect("cancel");
+    let stopped = jobs::process(
+        &env.state.pool,
+        run,
+        &env.state.config.data_dir,
+        au(),
+        &mut |_, _| {},
+    );
+    assert!(
+        matches!(stopped, Err(engine::ImportError::Stopped)),
+        "{stopped:?}"
+    );
+    let cancelled = env.run(run);
+    assert_eq!(cancelled.status, "cancelled");
+    assert!(cancelled
+        .error
+        .unwrap_or_default()
+        .contains("Cancelled by Ops"));
+    assert!(env.rows(run).is_empty());
+    assert_eq!(env.record_count(), 2);
+    let (ok, out) = cli(&["cancel", &run.to_string()]);
+    assert!(!ok);
+    assert!(out.contains("is not queued or running"), "{out}");
+}

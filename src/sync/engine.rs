@@ -25,7 +25,7 @@ use crate::records::model::{Actor, RecordRow};
 use crate::records::service::RecordError;
 use crate::records::writer::{self, Catalog, Edit};
 use crate::review::service as review;
-use crate::schema::{import_rows, import_runs};
+use crate::schema::{import_rows, import_run_claims, import_runs};
 use crate::sources::model::Mapping;
 use crate::sources::service as sources;
 use crate::text;
@@ -57,8 +57,20 @@ pub enum ImportError {
     File(#[from] FileError),
     #[error("{0}")]
     Refused(String),
+    #[error("The run was cancelled, or taken over by another process after it went silent; its last chunk was rolled back.")]
+    Stopped,
     #[error(transparent)]
-    Db(#[from] DieselError),
+    Db(DieselError),
+}
+
+impl From<DieselError> for ImportError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            // Only `record_outcomes` asks for a rollback: the run is no longer this process's.
+            DieselError::RollbackTransaction => ImportError::Stopped,
+            other => ImportError::Db(other),
+        }
+    }
 }
 
 impl From<RecordError> for ImportError {
@@ -126,6 +138,8 @@ impl Seen {
 /// A run being executed: its rules, who it writes as, and its counts so far.
 struct Execution<'a> {
     run: ImportRun,
+    /// The process running it (`jobs::claimant`).
+    claimant: String,
     rules: &'a RunRules,
     actor: Actor,
     counts: BTreeMap<String, i64>,
@@ -279,6 +293,7 @@ fn run_file(
     // and counts carry on.
     let (seen, counts, done_lines) = resume_state(conn, run_id)?;
     let mut exec = Execution {
+        claimant: claimant_of(conn, run_id)?.unwrap_or_default(),
         run,
         rules: &rules,
         actor,
@@ -741,6 +756,11 @@ fn record_outcomes(
         })
         .collect();
     db::insert_all!(conn, import_rows::table, lines);
+    // Only while this process holds the run: cancelled, or taken over after a silence, the
+    // run stops here and this chunk rolls back.
+    if !holds(conn, exec.run.id, &exec.claimant)? {
+        return Err(DieselError::RollbackTransaction);
+    }
     diesel::update(import_runs::table.find(exec.run.id))
         .set((
             import_runs::rows_done.eq(i64::try_from(exec.rows_done).unwrap_or(i64::MAX)),
@@ -749,6 +769,37 @@ fn record_outcomes(
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Which process holds a run (see `jobs::claimant`).
+pub fn claimant_of(conn: &mut DbConn, run_id: i64) -> QueryResult<Option<String>> {
+    Ok(import_run_claims::table
+        .find(run_id)
+        .select(import_run_claims::claimed_by)
+        .first::<Option<String>>(conn)
+        .optional()?
+        .flatten())
+}
+
+/// Names the process that holds a run (None: nobody, the run is queued).
+pub fn set_claimant(conn: &mut DbConn, run_id: i64, claimant: Option<&str>) -> QueryResult<usize> {
+    diesel::update(import_run_claims::table.find(run_id))
+        .set(import_run_claims::claimed_by.eq(claimant))
+        .execute(conn)
+}
+
+/// Whether `claimant` still runs the run; in a transaction, also locks the run's row until
+/// it ends, so a cancellation waits for the chunk or wins before it.
+pub fn holds(conn: &mut DbConn, run_id: i64, claimant: &str) -> QueryResult<bool> {
+    Ok(diesel::update(
+        import_run_claims::table
+            .filter(import_run_claims::id.eq(run_id))
+            .filter(import_run_claims::status.eq("running"))
+            .filter(import_run_claims::claimed_by.eq(claimant)),
+    )
+    .set(import_run_claims::claimed_by.eq(claimant))
+    .execute(conn)?
+        == 1)
 }
 
 /// Full mode: records the source owns whose external id the file did not bring are flagged

@@ -5,6 +5,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use chrono::NaiveDateTime;
+
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -12,13 +14,168 @@ use sha2::{Digest, Sha256};
 
 use super::csvfile::FileFormat;
 use super::engine::{self, ImportError};
+use super::model::ImportRun;
 use crate::db::{self, DbConn, DbPool};
 use crate::fields::validate::PhoneCountry;
 use crate::schema::import_runs;
 use crate::sources::model::Source;
 
-/// Runs idle this long while "running" belong to a process that died.
-const STALE_AFTER_MINUTES: i64 = 10;
+/// A run silent this long while "running" (a chunk commits every quarter second) belongs to a
+/// process that stopped.
+pub const STALE_AFTER_SECONDS: i64 = 30;
+
+/// Who runs a run: a `serve` worker or the command line, by process and machine
+/// (`serve 1234@host`).
+pub fn claimant(kind: &str) -> String {
+    format!("{kind} {}@{}", std::process::id(), host_name())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether a claimant is known to be gone: a process of this machine whose id is no longer
+/// alive. (Other machines' processes are judged by their silence alone.)
+fn claimant_gone(claimed_by: &str) -> bool {
+    let Some((pid, host)) = claimed_by
+        .split_once(' ')
+        .and_then(|(_, rest)| rest.split_once('@'))
+    else {
+        return false;
+    };
+    let proc = Path::new("/proc");
+    host == host_name() && proc.join("self").exists() && !proc.join(pid).exists()
+}
+
+fn is_command_line(claimed_by: Option<&str>) -> bool {
+    claimed_by.is_some_and(|c| c.starts_with("cli "))
+}
+
+/// A run with the process that holds it.
+pub struct HeldRun {
+    pub run: ImportRun,
+    pub claimed_by: Option<String>,
+}
+
+impl HeldRun {
+    pub fn load(conn: &mut DbConn, run: ImportRun) -> QueryResult<Self> {
+        let claimed_by = engine::claimant_of(conn, run.id)?;
+        Ok(HeldRun { run, claimed_by })
+    }
+
+    /// A running run has stopped: silent for `STALE_AFTER_SECONDS`, or its process is gone.
+    pub fn is_stale(&self, now: NaiveDateTime) -> bool {
+        self.run.status == "running"
+            && (self
+                .run
+                .heartbeat_at
+                .is_none_or(|at| now - at > chrono::Duration::seconds(STALE_AFTER_SECONDS))
+                || self.claimed_by.as_deref().is_some_and(claimant_gone))
+    }
+}
+
+/// What holds a source: its queued or running run, in words a person can act on.
+pub fn describe_holder(held: &HeldRun, now: NaiveDateTime) -> String {
+    let run = &held.run;
+    if run.status == "queued" {
+        return format!(
+            "run #{} is queued, waiting for a worker of `syncdesk serve`",
+            run.id
+        );
+    }
+    let by = held
+        .claimed_by
+        .as_deref()
+        .filter(|by| !by.is_empty())
+        .unwrap_or("an unknown process");
+    let since = run
+        .started_at
+        .map(|at| format!(" since {} UTC", at.format("%Y-%m-%d %H:%M:%S")))
+        .unwrap_or_default();
+    let silent = run
+        .heartbeat_at
+        .map(|at| format!(", last progress {} s ago", (now - at).num_seconds().max(0)))
+        .unwrap_or_default();
+    let mut text = format!("run #{} is running in {by}{since}{silent}", run.id);
+    if held.is_stale(now) && is_command_line(held.claimed_by.as_deref()) {
+        text.push_str(&format!(
+            "; it looks interrupted: `syncdesk resume {0}` carries it on, `syncdesk cancel {0}` ends it",
+            run.id
+        ));
+    } else if held.is_stale(now) {
+        text.push_str("; it looks interrupted and a worker of `syncdesk serve` will resume it");
+    }
+    text
+}
+
+/// The source's queued or running run, if any.
+pub fn active_run(conn: &mut DbConn, source_id: i64) -> QueryResult<Option<HeldRun>> {
+    import_runs::table
+        .filter(import_runs::source_id.eq(source_id))
+        .filter(import_runs::status.eq_any(["queued", "running"]))
+        .select(ImportRun::as_select())
+        .first(conn)
+        .optional()?
+        .map(|run| HeldRun::load(conn, run))
+        .transpose()
+}
+
+/// Stops a queued or running run. The process running it notices at its next chunk and rolls
+/// that chunk back; chunks committed before stay (undo the run to take them back).
+pub fn cancel(conn: &mut DbConn, run_id: i64, by: &str) -> Result<(), ImportError> {
+    let cancelled = db::write_tx(conn, |conn| {
+        diesel::update(
+            import_runs::table
+                .filter(import_runs::id.eq(run_id))
+                .filter(import_runs::status.eq_any(["queued", "running"])),
+        )
+        .set((
+            import_runs::status.eq("cancelled"),
+            import_runs::error.eq(Some(format!(
+                "Cancelled by {by}. Rows imported before stay; undo the run to take them back."
+            ))),
+            import_runs::finished_at.eq(Some(db::now())),
+        ))
+        .execute(conn)
+    })?;
+    if cancelled == 0 {
+        return Err(ImportError::Refused(format!(
+            "Run #{run_id} is not queued or running: there is nothing to cancel."
+        )));
+    }
+    Ok(())
+}
+
+/// Claims a run for the command line to carry on in the foreground: a queued run, or a
+/// running one whose process has stopped.
+pub fn claim_for_resume(conn: &mut DbConn, run_id: i64) -> Result<(), ImportError> {
+    db::write_tx(conn, |conn| {
+        let run = engine::load_run(conn, run_id)?
+            .ok_or_else(|| ImportError::Refused(format!("There is no import run #{run_id}.")))?;
+        let held = HeldRun::load(conn, run)?;
+        let now = db::now();
+        if !(held.run.status == "queued" || held.is_stale(now)) {
+            return Err(ImportError::Refused(match held.run.status.as_str() {
+                "running" => format!("Cannot resume: {}.", describe_holder(&held, now)),
+                other => format!("Run #{run_id} is {other}: there is nothing to resume."),
+            }));
+        }
+        diesel::update(import_runs::table.find(run_id))
+            .set((
+                import_runs::status.eq("running"),
+                import_runs::heartbeat_at.eq(Some(now)),
+                import_runs::started_at.eq(Some(held.run.started_at.unwrap_or(now))),
+            ))
+            .execute(conn)?;
+        engine::set_claimant(conn, run_id, Some(&claimant("cli")))?;
+        Ok(())
+    })
+}
 
 /// Copies an import file into `<data dir>/imports/<sha256>`, hashing as it goes; returns the
 /// hash. At most `max_bytes` are accepted.
@@ -76,6 +233,17 @@ pub fn enqueue(conn: &mut DbConn, new: &NewRun) -> Result<i64, ImportError> {
     insert_run(conn, new, false)
 }
 
+/// The refusal of a second run for a source, saying which run and process hold it.
+pub fn already_running(conn: &mut DbConn, source: &Source) -> QueryResult<ImportError> {
+    let holder = active_run(conn, source.id)?
+        .map(|held| describe_holder(&held, db::now()))
+        .unwrap_or_else(|| "another run holds it".into());
+    Ok(ImportError::Refused(format!(
+        "An import is already running for source {}: {holder}. Wait for it to finish, then try again.",
+        source.name
+    )))
+}
+
 /// A new run that is already claimed by the caller (the command line runs its own import in
 /// the foreground): no worker can take it between its creation and its start.
 pub fn enqueue_claimed(conn: &mut DbConn, new: &NewRun) -> Result<i64, ImportError> {
@@ -116,21 +284,17 @@ fn insert_run(conn: &mut DbConn, new: &NewRun, claimed: bool) -> Result<i64, Imp
             import_runs::created_at.eq(now),
         ))
         .returning(import_runs::id)
-        .get_result::<i64>(conn);
+        .get_result::<i64>(conn)
+        .and_then(|id| {
+            if claimed {
+                engine::set_claimant(conn, id, Some(&claimant("cli")))?;
+            }
+            Ok(id)
+        });
     match inserted {
         Ok(id) => Ok(id),
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-            let active: Option<i64> = import_runs::table
-                .filter(import_runs::source_id.eq(new.source.id))
-                .filter(import_runs::status.eq_any(["queued", "running"]))
-                .select(import_runs::id)
-                .first(conn)
-                .optional()?;
-            Err(ImportError::Refused(format!(
-                "An import is already running for source {} (run #{}). Wait for it to finish, then try again.",
-                new.source.name,
-                active.unwrap_or_default()
-            )))
+            Err(already_running(conn, new.source)?)
         }
         Err(e) => Err(e.into()),
     }
@@ -174,6 +338,9 @@ pub fn claim_next(conn: &mut DbConn) -> QueryResult<Option<i64>> {
             import_runs::heartbeat_at.eq(Some(now)),
         ))
         .execute(conn)?;
+        if claimed == 1 {
+            engine::set_claimant(conn, id, Some(&claimant("serve")))?;
+        }
         Ok((claimed == 1).then_some(id))
     })
 }
@@ -189,6 +356,7 @@ pub fn process(
     let mut conn = pool
         .get()
         .map_err(|e| ImportError::Refused(format!("database: {e}")))?;
+    let claimed_by = engine::claimant_of(&mut conn, run_id)?.unwrap_or_default();
     let result = engine::execute(&mut conn, run_id, data_dir, country, progress);
     let (status, error) = match &result {
         Ok(_) => ("done", None),
@@ -197,14 +365,20 @@ pub fn process(
             Some(crate::text::storable(&e.to_string()).into_owned()),
         ),
     };
+    // Only while this process still holds the run: a cancelled run stays cancelled.
     let end = |conn: &mut DbConn, error: Option<String>| {
-        diesel::update(import_runs::table.find(run_id))
-            .set((
-                import_runs::status.eq(status),
-                import_runs::error.eq(error),
-                import_runs::finished_at.eq(Some(db::now())),
-            ))
-            .execute(conn)
+        db::write_tx(conn, |conn| {
+            if !engine::holds(conn, run_id, &claimed_by)? {
+                return Ok(0);
+            }
+            diesel::update(import_runs::table.find(run_id))
+                .set((
+                    import_runs::status.eq(status),
+                    import_runs::error.eq(error.clone()),
+                    import_runs::finished_at.eq(Some(db::now())),
+                ))
+                .execute(conn)
+        })
     };
     if let Err(e) = end(&mut conn, error) {
         // A run left `running` would hold its source for good: it ends, with what is known.
@@ -280,21 +454,35 @@ pub fn run_queued_undos(pool: &DbPool) -> Result<usize, ImportError> {
     }
 }
 
-/// Runs left "running" by a process that stopped go back to the queue; the next claim resumes
-/// after the last committed batch (rows are reported per batch, in the same transaction).
+/// Runs left "running" by a `serve` worker that stopped go back to the queue; the next claim
+/// resumes after the last committed chunk (rows are reported per chunk, in the same
+/// transaction). Runs of the command line wait for `syncdesk resume` or `cancel`: they are
+/// someone's foreground work, not to be finished silently elsewhere.
 pub fn recover_stale(conn: &mut DbConn) -> QueryResult<usize> {
-    let cutoff = db::now() - chrono::Duration::minutes(STALE_AFTER_MINUTES);
-    let runs = diesel::update(
-        import_runs::table
-            .filter(import_runs::status.eq("running"))
-            .filter(
-                import_runs::heartbeat_at
-                    .lt(cutoff)
-                    .or(import_runs::heartbeat_at.is_null()),
-            ),
-    )
-    .set(import_runs::status.eq("queued"))
-    .execute(conn)?;
+    let now = db::now();
+    let running: Vec<ImportRun> = import_runs::table
+        .filter(import_runs::status.eq("running"))
+        .select(ImportRun::as_select())
+        .load(conn)?;
+    let mut recovered = 0;
+    for run in running {
+        let held = HeldRun::load(conn, run)?;
+        if !held.is_stale(now) || is_command_line(held.claimed_by.as_deref()) {
+            continue;
+        }
+        tracing::warn!(run = held.run.id, by = ?held.claimed_by, "import run stopped; queued again");
+        let by = held.claimed_by.unwrap_or_default();
+        recovered += db::write_tx(conn, |conn| {
+            if !engine::holds(conn, held.run.id, &by)? {
+                return Ok(0);
+            }
+            engine::set_claimant(conn, held.run.id, None)?;
+            diesel::update(import_runs::table.find(held.run.id))
+                .set(import_runs::status.eq("queued"))
+                .execute(conn)
+        })?;
+    }
+    let cutoff = now - chrono::Duration::seconds(STALE_AFTER_SECONDS);
     let undos = diesel::update(
         import_runs::table
             .filter(import_runs::undo_status.eq("running"))
@@ -306,7 +494,7 @@ pub fn recover_stale(conn: &mut DbConn) -> QueryResult<usize> {
     )
     .set(import_runs::undo_status.eq("queued"))
     .execute(conn)?;
-    Ok(runs + undos)
+    Ok(recovered + undos)
 }
 
 /// The background worker of `serve`: claims and runs queued imports.

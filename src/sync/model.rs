@@ -53,7 +53,7 @@ impl ImportRun {
     }
 
     pub fn finished(&self) -> bool {
-        matches!(self.status.as_str(), "done" | "failed")
+        matches!(self.status.as_str(), "done" | "failed" | "cancelled")
     }
 
     pub fn percent(&self) -> i64 {

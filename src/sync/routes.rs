@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(apply_plan)
         .service(confirm_flagging)
         .service(undo)
+        .service(cancel)
         .service(resolve);
 }
 
@@ -289,6 +290,24 @@ fn import_again(
             user_label: &user.display_name,
         },
     )
+}
+
+/// Stops a queued or running run; what it committed stays until undone.
+#[post("/runs/{id}/cancel")]
+async fn cancel(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    session: Session,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let by = me.user.display_name.clone();
+    state.db(move |conn| jobs::cancel(conn, id, &by)).await?;
+    flash(
+        &session,
+        "Run cancelled: it stops at its next chunk. Rows imported before stay; undo the run to take them back.",
+    );
+    Ok(see_other(&format!("/runs/{id}")))
 }
 
 #[post("/runs/{id}/undo")]

@@ -46,9 +46,9 @@ pub fn request_undo(
                 "A dry run changed nothing: there is nothing to undo.".into(),
             ));
         }
-        if run.status != "done" {
+        if !matches!(run.status.as_str(), "done" | "cancelled") {
             return Err(ImportError::Refused(
-                "Only a finished run can be undone.".into(),
+                "Only a finished or cancelled run can be undone.".into(),
             ));
         }
         if run.undone_at.is_some() {
