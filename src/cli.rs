@@ -384,7 +384,13 @@ fn import(config: Config, args: ImportArgs) -> Result<(), CliError> {
     }
     let input = std::fs::File::open(file)
         .map_err(|e| CliError::Input(format!("cannot open {}: {e}", file.display())))?;
-    let mut format = csvfile::detect_file(file).map_err(|e| CliError::Input(e.to_string()))?;
+    let (mut format, doubt) =
+        csvfile::detect_file(file).map_err(|e| CliError::Input(e.to_string()))?;
+    if let (Some(doubt), None) = (doubt, &encoding) {
+        return Err(CliError::Input(format!(
+            "{doubt} Nothing was imported: give --encoding utf-8 or --encoding windows-1252."
+        )));
+    }
     if let Some(encoding) = encoding {
         format.encoding = csvfile::TextEncoding::parse(&encoding).ok_or_else(|| {
             CliError::Input(format!(

@@ -1229,6 +1229,33 @@ async fn console_flow_from_source_to_undo() {
         .await
         .assert_status(403);
     editor.get(&format!("/sources/{source_id}")).await;
+    // One byte that is not UTF-8 in a UTF-8 file: the preview names its line and asks.
+    let res = editor
+        .upload(
+            &format!("/sources/{source_id}/imports"),
+            "zoe.csv",
+            b"External Id;Name\n1;Zo\xC3\xA9\n2;Caf\xE9\n",
+            true,
+        )
+        .await;
+    let preview_url = res.location().expect("preview").to_string();
+    editor
+        .get(&preview_url)
+        .await
+        .assert_contains("Line 3 has a byte that is not UTF-8 (0xE9)")
+        .assert_contains("Choose the encoding below");
+    // A binary file is refused at the upload.
+    editor
+        .upload(
+            &format!("/sources/{source_id}/imports"),
+            "contacts.csv",
+            b"PK\x03\x04\x14\0\0\0",
+            true,
+        )
+        .await
+        .assert_status(400)
+        .assert_contains("This is not a text file");
+    editor.get(&format!("/sources/{source_id}")).await;
     // A file without the id column: the preview says so and nothing can start.
     let res = editor
         .upload(
@@ -1800,4 +1827,61 @@ fn stopped_runs_are_named_resumed_and_cancelled() {
     let (ok, out) = cli(&["cancel", &run.to_string()]);
     assert!(!ok);
     assert!(out.contains("is not queued or running"), "{out}");
+}
+
+/// A UTF-8 file with one byte that is not UTF-8 is never read as Windows-1252 silently: the
+/// command line refuses it with the line unless told the encoding; read as UTF-8, that row
+/// alone is refused.
+#[core::prelude::v1::test]
+fn one_stray_byte_is_never_silent_mojibake() {
+    let env = Env::new();
+    env.standard_source();
+    let file = env.state.config.data_dir.join("zoe.csv");
+    std::fs::write(
+        &file,
+        b"External Id,Name,Email,Phone\n1,Zo\xC3\xA9,,\n2,Caf\xE9 Owner,,\n3,L\xC3\xA9a,,\n",
+    )
+    .expect("file");
+    let file = file.to_string_lossy().into_owned();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+            .args(args)
+            .env("SYNCDESK_DATA_DIR", &env.state.config.data_dir)
+            .env("DATABASE_URL", &env.state.config.database_url)
+            .env_remove("SYNCDESK_CONFIG")
+            .output()
+            .expect("run syncdesk");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = cli(&["import", "Contact Sync", &file]);
+    assert!(!ok);
+    assert!(
+        out.contains("Line 3 has a byte that is not UTF-8 (0xE9)")
+            && out.contains("give --encoding utf-8 or --encoding windows-1252"),
+        "{out}"
+    );
+    assert_eq!(env.record_count(), 0);
+    let (ok, out) = cli(&["import", "Contact Sync", &file, "--encoding", "utf-8"]);
+    assert!(ok, "{out}");
+    let names: Vec<String> = records_t::table
+        .order(records_t::id)
+        .select(records_t::name)
+        .load(&mut env.conn())
+        .expect("names");
+    assert_eq!(names, ["Zoé", "Léa"]);
+    let run: i64 = syncdesk::schema::import_runs::table
+        .select(diesel::dsl::max(syncdesk::schema::import_runs::id))
+        .first::<Option<i64>>(&mut env.conn())
+        .expect("run")
+        .expect("a run");
+    let (outcome, _, reason) = outcome_of(&env.rows(run), "2");
+    assert_eq!(outcome, "error");
+    assert!(
+        reason.contains("Line 3, column 'Name': a byte that is not UTF-8"),
+        "{reason}"
+    );
 }

@@ -442,7 +442,7 @@ async fn propose(
     let (data, proposal, headers) = state
         .db(move |conn| -> Result<_, AppError> {
             let data = load(conn, id)?;
-            let format = csvfile::detect_file(file.path())
+            let (format, _) = csvfile::detect_file(file.path())
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
             let (headers, _) = csvfile::preview(file.path(), format, 0)
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
@@ -529,9 +529,16 @@ async fn upload_import(
     payload: Multipart,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
+    // Before the body is read: nothing is stored for a source that does not exist.
+    state
+        .db(move |conn| service::find(conn, id))
+        .await?
+        .ok_or_else(|| AppError::not_found("That source"))?;
     let (file_name, file) = upload_to_temp_file(payload, state.config.max_import_bytes).await?;
     let data_dir = state.config.data_dir.clone();
     let sha = web::block(move || -> Result<String, AppError> {
+        // A binary file is refused here, not kept.
+        csvfile::detect_file(file.path()).map_err(|e| AppError::BadRequest(e.to_string()))?;
         let input = std::fs::File::open(file.path()).map_err(AppError::internal)?;
         Ok(jobs::store_file(&data_dir, input, u64::MAX)?)
     })
@@ -558,6 +565,8 @@ struct PreviewPage {
     file_name: String,
     format: FileFormat,
     detected: FileFormat,
+    /// Bytes that are not UTF-8 in a UTF-8 file: where, and what each choice does.
+    doubt: Option<String>,
     headers: Vec<String>,
     rows: Vec<Vec<String>>,
     /// Per header: the field it maps to, or `None`.
@@ -600,9 +609,10 @@ async fn preview(
             let source =
                 service::find(conn, id)?.ok_or_else(|| AppError::not_found("That source"))?;
             let mapping = service::mapping(conn, id)?;
-            let detected =
+            let (detected, doubt) =
                 csvfile::detect_file(&file).map_err(|e| AppError::BadRequest(e.to_string()))?;
             let format = chosen_format(detected, encoding.as_deref(), delimiter.as_deref());
+            let doubt = doubt.map(|d| d.to_string());
             let (headers, rows, error) = match csvfile::preview(&file, format, 5) {
                 Ok((h, r)) => (h, r, None),
                 Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
@@ -632,6 +642,7 @@ async fn preview(
             Ok((
                 source,
                 detected,
+                doubt,
                 format,
                 headers,
                 rows,
@@ -642,8 +653,18 @@ async fn preview(
             ))
         })
         .await?;
-    let (source, detected, format, headers, rows, mapped, missing_columns, id_missing, error) =
-        page;
+    let (
+        source,
+        detected,
+        doubt,
+        format,
+        headers,
+        rows,
+        mapped,
+        missing_columns,
+        id_missing,
+        error,
+    ) = page;
     render(
         StatusCode::OK,
         &PreviewPage {
@@ -653,6 +674,7 @@ async fn preview(
             file_name: query.file_name,
             format,
             detected,
+            doubt,
             headers,
             rows,
             mapped,
@@ -690,7 +712,7 @@ async fn start_run(
         .db(move |conn| -> Result<i64, AppError> {
             let source =
                 service::find(conn, id)?.ok_or_else(|| AppError::not_found("That source"))?;
-            let detected =
+            let (detected, _) =
                 csvfile::detect_file(&file).map_err(|e| AppError::BadRequest(e.to_string()))?;
             let format = chosen_format(detected, Some(&form.encoding), Some(&form.delimiter));
             // A file without the id column is refused here, before any run exists.

@@ -159,7 +159,33 @@ pub fn detect(sample: &[u8]) -> FileFormat {
     }
 }
 
-pub fn detect_file(path: &Path) -> Result<FileFormat, FileError> {
+/// A file that reads as UTF-8 except for some bytes: a person chooses how to read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodingDoubt {
+    /// The line of the first byte that is not UTF-8, and that byte.
+    pub line: u64,
+    pub byte: u8,
+    /// How many such bytes the file has.
+    pub invalid: u64,
+}
+
+impl std::fmt::Display for EncodingDoubt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Line {} has a byte that is not UTF-8 (0x{:02X}), though the rest of the file is \
+             UTF-8 ({} such byte(s) in all). Read as UTF-8, the rows with such a byte are \
+             refused and the others imported; read as Windows-1252, every accented letter of \
+             the file would come out wrong (\"Zoé\" as \"ZoÃ©\").",
+            self.line, self.byte, self.invalid
+        )
+    }
+}
+
+/// Detects the format from the first 64 KB and the encoding from the whole file: a file is
+/// UTF-8 if all of it is; Windows-1252 if it has bytes that are not UTF-8 and no UTF-8
+/// character beyond ASCII; otherwise UTF-8, with a doubt for a person to settle.
+pub fn detect_file(path: &Path) -> Result<(FileFormat, Option<EncodingDoubt>), FileError> {
     let mut sample = Vec::with_capacity(SAMPLE_BYTES);
     File::open(path)?
         .take(SAMPLE_BYTES as u64)
@@ -167,19 +193,96 @@ pub fn detect_file(path: &Path) -> Result<FileFormat, FileError> {
     if let Some(offset) = sample.iter().position(|&b| b == 0) {
         return Err(FileError::NotText { offset });
     }
-    Ok(detect(&sample))
+    let mut format = detect(&sample);
+    let evidence = Utf8Evidence::of(File::open(path)?)?;
+    let doubt = match evidence.first_invalid {
+        None => None,
+        Some(_) if !evidence.beyond_ascii && format.encoding != TextEncoding::Utf8Bom => {
+            format.encoding = TextEncoding::Windows1252;
+            None
+        }
+        Some((line, byte)) => {
+            if format.encoding == TextEncoding::Windows1252 {
+                format.encoding = TextEncoding::Utf8;
+            }
+            Some(EncodingDoubt {
+                line,
+                byte,
+                invalid: evidence.invalid,
+            })
+        }
+    };
+    Ok((format, doubt))
+}
+
+/// What a whole file says about UTF-8: characters beyond ASCII, bytes that are not UTF-8.
+#[derive(Default)]
+struct Utf8Evidence {
+    beyond_ascii: bool,
+    invalid: u64,
+    first_invalid: Option<(u64, u8)>,
+}
+
+impl Utf8Evidence {
+    fn of(mut input: impl Read) -> io::Result<Self> {
+        let mut evidence = Utf8Evidence::default();
+        let mut line = 1u64;
+        let mut buffer = vec![0u8; 64 * 1024];
+        // Bytes of a character cut by the end of the previous read.
+        let mut carried = 0usize;
+        loop {
+            let n = input.read(&mut buffer[carried..])?;
+            let end = carried + n;
+            let at_eof = n == 0;
+            let mut rest = &buffer[..end];
+            let mut keep = 0;
+            loop {
+                match std::str::from_utf8(rest) {
+                    Ok(text) => {
+                        evidence.note_valid(text.as_bytes(), &mut line);
+                        break;
+                    }
+                    Err(e) => {
+                        let (valid, bad) = rest.split_at(e.valid_up_to());
+                        evidence.note_valid(valid, &mut line);
+                        match e.error_len() {
+                            None if !at_eof => {
+                                keep = bad.len();
+                                break;
+                            }
+                            error_len => {
+                                let len = error_len.unwrap_or(bad.len());
+                                evidence.invalid += len as u64;
+                                evidence.first_invalid.get_or_insert((line, bad[0]));
+                                line += bad[..len].iter().filter(|&&b| b == b'\n').count() as u64;
+                                rest = &bad[len..];
+                            }
+                        }
+                    }
+                }
+            }
+            if at_eof {
+                return Ok(evidence);
+            }
+            buffer.copy_within(end - keep..end, 0);
+            carried = keep;
+        }
+    }
+
+    fn note_valid(&mut self, bytes: &[u8], line: &mut u64) {
+        self.beyond_ascii |= !bytes.is_ascii();
+        *line += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+    }
 }
 
 /// Decodes any supported encoding to UTF-8 as the CSV reader asks for bytes.
 pub struct DecodingReader<R> {
     inner: R,
     decoder: Decoder,
-    strict_utf8: bool,
     input: Vec<u8>,
     output: Vec<u8>,
     position: usize,
     finished: bool,
-    bytes_read: u64,
 }
 
 impl<R: Read> DecodingReader<R> {
@@ -187,12 +290,10 @@ impl<R: Read> DecodingReader<R> {
         Self {
             inner,
             decoder: encoding.encoding().new_decoder_with_bom_removal(),
-            strict_utf8: encoding != TextEncoding::Windows1252,
             input: vec![0; 16 * 1024],
             output: Vec::new(),
             position: 0,
             finished: false,
-            bytes_read: 0,
         }
     }
 }
@@ -209,19 +310,10 @@ impl<R: Read> Read for DecodingReader<R> {
             self.output.clear();
             self.output.resize(capacity, 0);
             self.position = 0;
-            let (_, read, written, had_errors) =
+            // A byte that is not UTF-8 becomes U+FFFD, and its row is refused (`plan`).
+            let (_, _, written, _) =
                 self.decoder
                     .decode_to_utf8(&self.input[..n], &mut self.output, last);
-            if had_errors && self.strict_utf8 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "the file is not valid UTF-8 (near byte {}): choose the Windows-1252 encoding",
-                        self.bytes_read + read as u64
-                    ),
-                ));
-            }
-            self.bytes_read += n as u64;
             self.output.truncate(written);
             self.finished = last;
         }
@@ -302,21 +394,47 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_after_the_sample_is_an_error_not_garbage() {
-        let mut bytes = b"Id,Name\n".to_vec();
-        bytes.extend(std::iter::repeat_n(b"1,abc\n".as_slice(), 20_000).flatten());
-        bytes.extend_from_slice(b"2,caf\xE9\n");
-        let format = FileFormat {
-            encoding: TextEncoding::Utf8,
-            delimiter: b',',
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .from_reader(DecodingReader::new(bytes.as_slice(), format.encoding));
-        let err = reader.records().find_map(Result::err).expect("an error");
-        let message = FileError::from(err).to_string();
-        assert!(
-            message.contains("not valid UTF-8") && message.contains("Windows-1252"),
-            "{message}"
+    fn the_whole_file_decides_the_encoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        // UTF-8 throughout, with one stray byte far past the first 64 KB: a doubt, on its line.
+        let mut bytes = "Id,Name\n1,Zoé\n".as_bytes().to_vec();
+        bytes.extend(std::iter::repeat_n(b"2,abc\n".as_slice(), 20_000).flatten());
+        bytes.extend_from_slice(b"3,caf\xE9\n4,Zo\xC3\xA9\n");
+        std::fs::write(&path, &bytes).unwrap();
+        let (format, doubt) = detect_file(&path).unwrap();
+        assert_eq!(format.encoding, TextEncoding::Utf8);
+        let doubt = doubt.expect("a doubt");
+        assert_eq!((doubt.line, doubt.byte, doubt.invalid), (20_003, 0xE9, 1));
+        assert!(doubt
+            .to_string()
+            .starts_with("Line 20003 has a byte that is not UTF-8 (0xE9)"));
+        // Read as UTF-8, the stray byte is a replacement character, not an error.
+        let rows: Vec<Vec<String>> = csv::ReaderBuilder::new()
+            .from_reader(DecodingReader::new(bytes.as_slice(), TextEncoding::Utf8))
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect();
+        assert_eq!(rows[20_001], ["3", "caf\u{FFFD}"]);
+        assert_eq!(rows[20_002], ["4", "Zoé"]);
+
+        // No UTF-8 beyond ASCII anywhere: Windows-1252, no doubt.
+        std::fs::write(&path, b"Id,Name\n1,Z\xE9lie\n").unwrap();
+        let (format, doubt) = detect_file(&path).unwrap();
+        assert_eq!((format.encoding, doubt), (TextEncoding::Windows1252, None));
+        // A character cut by a read boundary is still UTF-8.
+        let mut long = vec![b'a'; 64 * 1024 - 1];
+        long.extend_from_slice("é\n".as_bytes());
+        std::fs::write(&path, &long).unwrap();
+        assert_eq!(
+            detect_file(&path).unwrap(),
+            (
+                FileFormat {
+                    encoding: TextEncoding::Utf8,
+                    delimiter: b','
+                },
+                None
+            )
         );
     }
 }

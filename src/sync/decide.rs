@@ -51,7 +51,7 @@ pub const OUTCOMES: [&str; 9] = [
     "missing_from_source",
 ];
 
-/// DESIGN section 2, in order: link match, identity match, no match.
+/// See docs/architecture.md, 'The import decision': link match, identity match, no match.
 pub fn decide(
     source: (i64, &str),
     external_id: &str,
@@ -194,7 +194,7 @@ pub struct RuleResult {
     pub proposals: Vec<(String, String)>,
 }
 
-/// DESIGN section 3. `current` and `incoming` are normalised values by field key; a field
+/// See docs/architecture.md, 'Field rules'. `current`/`incoming`: normalised values by key; a field
 /// missing from `incoming` (its column absent from the file) is left alone.
 pub fn apply_rules(
     rules: &[FieldRule],

@@ -276,6 +276,7 @@ fn run_file(
     let rules = RunRules {
         on_invalid: source.on_invalid(),
         header_len: headers.len(),
+        headers: headers.clone(),
         dry_run: run.dry_run,
         catalog: Catalog::load(conn)?,
         source,

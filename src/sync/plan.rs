@@ -25,6 +25,7 @@ pub struct RunRules {
     pub kind: RecordKind,
     pub id_index: usize,
     pub header_len: usize,
+    pub headers: Vec<String>,
     /// (column index, column name, field, rule)
     pub columns: Vec<(usize, String, FieldDef, FieldRule)>,
     pub defs: Vec<FieldDef>,
@@ -117,6 +118,16 @@ pub fn parse_row(
                 "Line {line} has {} fields; the header has {}. The row was not imported.",
                 record.len(),
                 rules.header_len
+            ),
+        ));
+    }
+    if let Some(index) = record.iter().position(|cell| cell.contains('\u{FFFD}')) {
+        return Parsed::Done(error_row(
+            line,
+            &external_id,
+            format!(
+                "Line {line}, column '{}': a byte that is not UTF-8 (shown as \u{FFFD}). The row was not imported; import the file as Windows-1252 if that is what it is.",
+                rules.headers.get(index).map(String::as_str).unwrap_or("?")
             ),
         ));
     }
