@@ -112,6 +112,7 @@ pub fn build_app(
     App::new()
         .app_data(aweb::Data::new(state))
         .app_data(aweb::FormConfig::default().limit(64 * 1024))
+        .wrap(middleware::from_fn(auth::extract::load_signed_in_user))
         .wrap(middleware::from_fn(web::csrf_guard))
         .wrap(middleware::from_fn(web::render_error_pages))
         .wrap(session)

@@ -120,12 +120,27 @@ pub async fn csrf_guard(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    // A file upload's body is not buffered here: its form carries the token in its action URL.
+    // A file upload's body is not buffered: its form sends the token as its first field, read
+    // here from the body's first bytes, which are then put back in front of the rest.
     if provided.is_none() && content_type.starts_with("multipart/form-data") {
-        provided = serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
-            .ok()
-            .and_then(|fields| fields.into_iter().find(|(k, _)| k == CSRF_FIELD))
-            .map(|(_, v)| v);
+        use actix_web::HttpMessage;
+        use futures_util::StreamExt;
+        let mut rest = req.take_payload();
+        let mut head = web::BytesMut::new();
+        while head.len() < MULTIPART_TOKEN_WITHIN && multipart_token(&head).is_none() {
+            match rest.next().await {
+                Some(chunk) => {
+                    let chunk: web::Bytes = chunk?;
+                    head.extend_from_slice(&chunk);
+                }
+                None => break,
+            }
+        }
+        provided = multipart_token(&head);
+        let head = futures_util::stream::once(std::future::ready(Ok(head.freeze())));
+        req.set_payload(Payload::Stream {
+            payload: Box::pin(head.chain(rest)),
+        });
     }
     if provided.is_none() && content_type.starts_with("application/x-www-form-urlencoded") {
         let body = req.extract::<web::Bytes>().await?;
@@ -152,6 +167,22 @@ pub async fn csrf_guard(
             ))
             .map_into_right_body()),
     }
+}
+
+/// Where an upload form's token must be: its first field, in the body's first bytes.
+const MULTIPART_TOKEN_WITHIN: usize = 8 * 1024;
+
+/// The value of a multipart body's `csrf_token` field, once the bytes hold all of it.
+fn multipart_token(head: &[u8]) -> Option<String> {
+    let name = format!("name=\"{CSRF_FIELD}\"");
+    let at = head
+        .windows(name.len())
+        .position(|w| w == name.as_bytes())?;
+    let after = &head[at..];
+    let start = after.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let value = &after[start..];
+    let end = value.windows(2).position(|w| w == b"\r\n")?;
+    std::str::from_utf8(&value[..end]).ok().map(str::to_string)
 }
 
 /// Sent with every response.
@@ -205,13 +236,17 @@ pub async fn render_error_pages(
         return Ok(res.map_into_boxed_body());
     };
     let htmx = is_htmx(res.request());
-    if let Some(AppError::SignInRequired { .. }) = error.as_error::<AppError>() {
-        if htmx {
-            let response = HttpResponse::NoContent()
+    if let Some(sign_in @ AppError::SignInRequired { .. }) = error.as_error::<AppError>() {
+        // Signing in is the normal way in, not a failure: a fresh response carries no error
+        // for the request log to report.
+        let response = if htmx {
+            HttpResponse::NoContent()
                 .insert_header(("HX-Redirect", "/signin"))
-                .finish();
-            return Ok(res.into_response(response));
-        }
+                .finish()
+        } else {
+            actix_web::ResponseError::error_response(sign_in)
+        };
+        return Ok(res.into_response(response));
     }
     if res.request().path().starts_with("/api/")
         || !(status.is_client_error() || status.is_server_error())

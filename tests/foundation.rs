@@ -933,3 +933,52 @@ async fn sessions_end_everywhere_they_should() {
     idle.get("/contacts").await.assert_status(303);
     app.get("/contacts").await.assert_status(303);
 }
+
+/// Small ones: a wrong-role POST is refused for its role before its body is read; upload forms
+/// keep their token out of the URL; an upload to a source that does not exist stores nothing.
+#[actix_web::test]
+async fn roles_before_bodies_and_tokens_out_of_urls() {
+    let mut app = spawn().await;
+    app.create_user("boss@example.org", Role::Admin);
+    app.signed_in_as("vera@example.org", Role::Viewer).await;
+    app.get("/").await;
+    // Malformed for the handler (no `role` field), and the wrong role: the role answers.
+    app.post("/users/1/role", &[("nonsense", "x")])
+        .await
+        .assert_status(403);
+    app.post("/sources", &[("name", "")])
+        .await
+        .assert_status(403);
+
+    let mut admin = app.fork();
+    admin.sign_in("boss@example.org", PASSWORD).await;
+    admin
+        .post(
+            "/sources",
+            &[
+                ("name", "Practice"),
+                ("kind", "contact"),
+                ("id_column", "Id"),
+                ("mode", "delta"),
+            ],
+        )
+        .await;
+    let page = admin.get("/sources/1").await;
+    page.assert_status(200);
+    assert!(page.body.contains("enctype=\"multipart/form-data\""));
+    assert!(!page.body.contains("?csrf_token="), "{}", page.body);
+    // Without the token field, an upload is refused.
+    admin
+        .upload("/sources/1/imports", "a.csv", b"Id,Name\n1,Ann\n", false)
+        .await
+        .assert_status(403);
+    // To a source that does not exist: 404, and nothing kept.
+    admin
+        .upload("/sources/999/imports", "a.csv", b"Id,Name\n1,Ann\n", true)
+        .await
+        .assert_status(404);
+    let stored = std::fs::read_dir(admin.state.config.data_dir.join("imports"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(stored, 0);
+}

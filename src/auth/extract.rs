@@ -3,12 +3,12 @@
 //! `Guest` (anyone), `SignedIn` (any active user), `EditorUser`, `AdminUser`. Anonymous requests
 //! are sent to sign-in; a signed-in user without the role gets the 403 page.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use actix_session::SessionExt;
-use actix_web::dev::Payload;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::HttpMessage;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::model::{Role, User};
@@ -46,25 +46,44 @@ pub fn session_token(session: &actix_session::Session) -> Option<String> {
     session.get::<String>(SESSION_TOKEN_KEY).ok().flatten()
 }
 
-async fn signed_in_user(req: &HttpRequest, needed: Role) -> Result<(User, Ctx), AppError> {
-    let session = req.get_session();
+/// The user whose live session this request carries, found by `load_signed_in_user`.
+#[derive(Clone)]
+struct SignedInAs(User);
+
+/// Middleware: finds the session's user before any extractor runs, so that a role guard
+/// answers at once (a wrong-role POST gets 403, whatever its body holds). A session that has
+/// ended (signed out elsewhere, idle too long, user deactivated) is cleared here.
+pub async fn load_signed_in_user(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if !req.path().starts_with("/static/") {
+        let session = req.get_session();
+        if let Some(token) = session_token(&session) {
+            let state = state(req.request())?;
+            let idle = chrono::Duration::hours(i64::from(state.config.session_idle_hours));
+            let user = state
+                .db(move |conn| sessions::user_of(conn, &token, idle, crate::db::now()))
+                .await?;
+            match user {
+                Some(user) => {
+                    req.extensions_mut().insert(SignedInAs(user));
+                }
+                None => session.purge(),
+            }
+        }
+    }
+    next.call(req).await
+}
+
+fn signed_in_user(req: &HttpRequest, needed: Role) -> Result<(User, Ctx), AppError> {
     let next = (req.method() == Method::GET).then(|| {
         req.uri()
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| req.path().to_string())
     });
-    let Some(token) = session_token(&session) else {
-        return Err(AppError::SignInRequired { next });
-    };
-    let state = state(req)?;
-    let idle = chrono::Duration::hours(i64::from(state.config.session_idle_hours));
-    let user = state
-        .db(move |conn| sessions::user_of(conn, &token, idle, crate::db::now()))
-        .await?;
-    let Some(user) = user else {
-        // Signed out, ended elsewhere, idle too long or the user deactivated.
-        session.purge();
+    let Some(SignedInAs(user)) = req.extensions().get::<SignedInAs>().cloned() else {
         return Err(AppError::SignInRequired { next });
     };
     if user.role() < needed {
@@ -74,11 +93,9 @@ async fn signed_in_user(req: &HttpRequest, needed: Role) -> Result<(User, Ctx), 
             user.role()
         )));
     }
-    let ctx = Ctx::new(req, &session, Some(user.clone()));
+    let ctx = Ctx::new(req, &req.get_session(), Some(user.clone()));
     Ok((user, ctx))
 }
-
-type GuardFuture<T> = Pin<Box<dyn Future<Output = Result<T, AppError>>>>;
 
 macro_rules! role_guard {
     ($(#[$doc:meta])* $name:ident, $role:expr) => {
@@ -90,14 +107,12 @@ macro_rules! role_guard {
 
         impl FromRequest for $name {
             type Error = AppError;
-            type Future = GuardFuture<Self>;
+            type Future = std::future::Ready<Result<Self, AppError>>;
 
             fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-                let req = req.clone();
-                Box::pin(async move {
-                    let (user, ctx) = signed_in_user(&req, $role).await?;
-                    Ok($name { user, ctx })
-                })
+                std::future::ready(
+                    signed_in_user(req, $role).map(|(user, ctx)| $name { user, ctx }),
+                )
             }
         }
     };

@@ -297,7 +297,7 @@ where
         self.post_raw(path, &all).await
     }
 
-    /// A file upload as a browser sends it (the form's token rides in the action URL).
+    /// A file upload as a browser sends it (the form's token is its first field).
     pub async fn upload(
         &mut self,
         path: &str,
@@ -307,6 +307,15 @@ where
     ) -> Response {
         let boundary = "----syncdesk-test-boundary";
         let mut body = Vec::new();
+        // The form's token comes first, as the console's upload forms send it.
+        if let (Some(token), true) = (&self.csrf, with_token) {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{token}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
         body.extend_from_slice(
             format!(
                 "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
@@ -315,10 +324,7 @@ where
         );
         body.extend_from_slice(bytes);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let uri = match (&self.csrf, with_token) {
-            (Some(token), true) => format!("{path}?csrf_token={token}"),
-            _ => path.to_string(),
-        };
+        let uri = path.to_string();
         self.send(
             TestRequest::post()
                 .uri(&uri)
