@@ -41,6 +41,8 @@ pub struct Config {
     pub max_import_bytes: usize,
     /// A session unused this long ends (besides the absolute limit of 7 days).
     pub session_idle_hours: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (sign-in throttling).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Keys of the optional config file; each one has the environment variable named in `load`.
@@ -56,6 +58,7 @@ struct FileConfig {
     max_upload_mb: Option<u64>,
     max_import_mb: Option<u64>,
     session_idle_hours: Option<u32>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 impl Config {
@@ -139,6 +142,20 @@ impl Config {
                 .session_idle_hours
                 .unwrap_or(DEFAULT_SESSION_IDLE_HOURS),
         };
+        let trusted_proxies = match env("SYNCDESK_TRUSTED_PROXIES") {
+            Some(list) => list.split(',').map(str::to_string).collect(),
+            None => from_file.trusted_proxies.unwrap_or_default(),
+        }
+        .iter()
+        .map(|ip| {
+            ip.trim()
+                .parse::<std::net::IpAddr>()
+                .map_err(|_| ConfigError::Invalid {
+                    name: "SYNCDESK_TRUSTED_PROXIES",
+                    message: format!("'{ip}' is not an IP address"),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             bind,
             database_url,
@@ -149,6 +166,7 @@ impl Config {
             max_upload_bytes,
             max_import_bytes,
             session_idle_hours,
+            trusted_proxies,
         })
     }
 
@@ -322,6 +340,7 @@ mod tests {
             max_upload_bytes: 1024,
             max_import_bytes: 1024,
             session_idle_hours: DEFAULT_SESSION_IDLE_HOURS,
+            trusted_proxies: Vec::new(),
         };
         let first = config.session_key_bytes().unwrap();
         let second = config.session_key_bytes().unwrap();

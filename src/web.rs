@@ -362,9 +362,42 @@ pub fn static_dir() -> PathBuf {
 
 /// The client address for throttling: the TCP peer, never a header a client could forge.
 pub fn client_address(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
+    let trusted = req
+        .app_data::<web::Data<crate::AppState>>()
+        .map(|state| state.config.trusted_proxies.clone())
+        .unwrap_or_default();
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    match req.peer_addr() {
+        Some(peer) => client_ip(peer.ip(), &forwarded, &trusted).to_string(),
+        None => "unknown".to_string(),
+    }
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy; then the nearest
+/// address of `X-Forwarded-For` (read from the right) that is not a trusted proxy. Entries
+/// further left were written by the client and prove nothing.
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    forwarded_for: &str,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for hop in forwarded_for.rsplit(',') {
+        match hop.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => client = ip,
+            Ok(ip) => return ip,
+            Err(_) => return client,
+        }
+    }
+    client
 }
 
 /// Reads the `file` part of a multipart upload into memory, refusing it as soon as it passes
@@ -461,6 +494,27 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_address_comes_from_trusted_proxies_only() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let proxies = [ip("10.0.0.2"), ip("10.0.0.3")];
+        // Not through a proxy: the header is the client's own word.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), "1.2.3.4", &proxies),
+            ip("203.0.113.9")
+        );
+        // Through the proxies: the nearest untrusted hop; spoofed entries further left are ignored.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), "6.6.6.6, 198.51.100.7, 10.0.0.3", &proxies),
+            ip("198.51.100.7")
+        );
+        assert_eq!(client_ip(ip("10.0.0.2"), "", &proxies), ip("10.0.0.2"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), "garbage", &proxies),
+            ip("10.0.0.2")
+        );
+    }
 
     #[test]
     fn next_paths_stay_on_site() {

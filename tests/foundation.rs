@@ -6,7 +6,7 @@ mod common;
 use actix_web::http::Method;
 use common::{spawn, TestDb, PASSWORD};
 use syncdesk::auth::model::Role;
-use syncdesk::auth::service::{MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ADDRESS};
+use syncdesk::auth::service::{FREE_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ADDRESS};
 
 #[actix_web::test]
 async fn first_run_setup_creates_the_admin_then_disappears() {
@@ -233,21 +233,65 @@ async fn repeated_failures_throttle_the_account() {
     let mut app = spawn().await;
     app.create_user("ada@example.org", Role::Editor);
     app.create_user("bob@example.org", Role::Editor);
-    for _ in 0..MAX_FAILURES_PER_ACCOUNT {
+    for _ in 0..FREE_FAILURES_PER_ACCOUNT {
         app.sign_in("ada@example.org", "wrong password")
             .await
             .assert_status(401);
     }
-    // Even the right password is refused now, with a clear message.
+    // The next try from this address waits, even with the right password.
     app.sign_in("ada@example.org", PASSWORD)
         .await
         .assert_status(429)
-        .assert_contains("Too many failed sign-in attempts for this account")
-        .assert_contains("Try again in 15 minutes");
+        .assert_contains("Too many failed sign-in attempts for this account from your address")
+        .assert_contains("Try again in 15 seconds");
     // Another account from the same address is not affected.
     app.sign_in("bob@example.org", PASSWORD)
         .await
         .assert_redirect("/");
+    // Nor the same account from elsewhere: nobody can lock the admin out.
+    let mut elsewhere = app.fork();
+    elsewhere.peer = "10.1.2.3:5000".parse().expect("address");
+    elsewhere
+        .sign_in("ada@example.org", PASSWORD)
+        .await
+        .assert_redirect("/");
+}
+
+/// Behind a trusted proxy, the client is the address the proxy saw; a client's own
+/// `X-Forwarded-For` proves nothing.
+#[actix_web::test]
+async fn throttling_counts_clients_behind_a_trusted_proxy() {
+    use actix_web::test::TestRequest;
+    let mut app = spawn().await;
+    app.create_user("ada@example.org", Role::Editor);
+    app.peer = "127.0.0.9:443".parse().expect("proxy");
+    let mut attempt = |client: &'static str, password: &'static str| {
+        let mut app = app.fork();
+        app.peer = "127.0.0.9:443".parse().expect("proxy");
+        async move {
+            app.get("/signin").await;
+            let token = app.csrf.clone().unwrap_or_default();
+            app.send(
+                TestRequest::post()
+                    .uri("/signin")
+                    .insert_header(("x-forwarded-for", format!("6.6.6.6, {client}")))
+                    .set_form([
+                        ("csrf_token", token.as_str()),
+                        ("email", "ada@example.org"),
+                        ("password", password),
+                    ]),
+            )
+            .await
+            .status
+            .as_u16()
+        }
+    };
+    for _ in 0..FREE_FAILURES_PER_ACCOUNT {
+        assert_eq!(attempt("198.51.100.7", "wrong password").await, 401);
+    }
+    assert_eq!(attempt("198.51.100.7", PASSWORD).await, 429);
+    // Another client through the same proxy signs in.
+    assert_eq!(attempt("198.51.100.8", PASSWORD).await, 303);
 }
 
 #[actix_web::test]

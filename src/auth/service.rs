@@ -17,8 +17,11 @@ pub const MIN_PASSWORD_LEN: usize = 10;
 const MAX_PASSWORD_LEN: usize = 1024;
 /// Failed sign-ins counted over this window.
 pub const THROTTLE_WINDOW_MINUTES: i64 = 15;
-/// Failures for one account within the window before it is refused.
-pub const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
+/// Failures for one account from one address within the window before each further try
+/// waits: `FIRST_DELAY_SECONDS`, doubling with every failure, at most the window. Only that
+/// address waits: nobody elsewhere can lock an account out.
+pub const FREE_FAILURES_PER_ACCOUNT: i64 = 3;
+pub const FIRST_DELAY_SECONDS: i64 = 15;
 /// Failures from one address (over any accounts) within the window before it is refused.
 pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
 
@@ -26,11 +29,8 @@ pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
 pub enum AuthError {
     #[error("The email or the password is wrong.")]
     InvalidCredentials,
-    #[error(
-        "Too many failed sign-in attempts {scope}. Try again in {minutes} minute{}.",
-        if *minutes == 1 { "" } else { "s" }
-    )]
-    Throttled { scope: &'static str, minutes: i64 },
+    #[error("Too many failed sign-in attempts {scope}. Try again in {}.", in_words(*seconds))]
+    Throttled { scope: &'static str, seconds: i64 },
     #[error("{0}")]
     Invalid(String),
     #[error("A user with the email {0} already exists.")]
@@ -230,15 +230,15 @@ pub fn authenticate(
     let since = now - Duration::minutes(THROTTLE_WINDOW_MINUTES);
     let by_account: Vec<NaiveDateTime> = login_failures::table
         .filter(login_failures::email.eq(&email))
+        .filter(login_failures::address.eq(address))
         .filter(login_failures::failed_at.gt(since))
         .order(login_failures::failed_at.desc())
         .select(login_failures::failed_at)
-        .limit(MAX_FAILURES_PER_ACCOUNT)
         .load(conn)?;
-    if let Some(minutes) = retry_after(&by_account, MAX_FAILURES_PER_ACCOUNT, now) {
+    if let Some(seconds) = account_delay(&by_account, now) {
         return Err(AuthError::Throttled {
-            scope: "for this account",
-            minutes,
+            scope: "for this account from your address",
+            seconds,
         });
     }
     let by_address: Vec<NaiveDateTime> = login_failures::table
@@ -248,10 +248,10 @@ pub fn authenticate(
         .select(login_failures::failed_at)
         .limit(MAX_FAILURES_PER_ADDRESS)
         .load(conn)?;
-    if let Some(minutes) = retry_after(&by_address, MAX_FAILURES_PER_ADDRESS, now) {
+    if let Some(seconds) = retry_after(&by_address, MAX_FAILURES_PER_ADDRESS, now) {
         return Err(AuthError::Throttled {
             scope: "from your network address",
-            minutes,
+            seconds,
         });
     }
 
@@ -295,13 +295,32 @@ pub fn authenticate(
     }
 }
 
-/// Minutes until the `limit`-th most recent failure (of `recent`, newest first) leaves the window.
+/// Seconds until the `limit`-th most recent failure (of `recent`, newest first) leaves the window.
 fn retry_after(recent: &[NaiveDateTime], limit: i64, now: NaiveDateTime) -> Option<i64> {
     let limit = usize::try_from(limit).ok()?;
     let oldest_counted = recent.get(limit.checked_sub(1)?)?;
     let free_at = *oldest_counted + Duration::minutes(THROTTLE_WINDOW_MINUTES);
-    let seconds = (free_at - now).num_seconds().max(1);
-    Some((seconds + 59) / 60)
+    Some((free_at - now).num_seconds().max(1))
+}
+
+/// Seconds an account's next try from this address waits, after `recent` failures (newest
+/// first): none for the first few, then a delay that doubles with each failure.
+fn account_delay(recent: &[NaiveDateTime], now: NaiveDateTime) -> Option<i64> {
+    let failures = i64::try_from(recent.len()).ok()?;
+    let over = u32::try_from(failures - FREE_FAILURES_PER_ACCOUNT).ok()?;
+    let delay = FIRST_DELAY_SECONDS
+        .saturating_mul(1_i64 << over.min(16))
+        .min(THROTTLE_WINDOW_MINUTES * 60);
+    let free_at = *recent.first()? + Duration::seconds(delay);
+    (free_at > now).then(|| (free_at - now).num_seconds().max(1))
+}
+
+fn in_words(seconds: i64) -> String {
+    match seconds {
+        1 => "1 second".into(),
+        s if s < 90 => format!("{s} seconds"),
+        s => format!("{} minutes", (s + 59) / 60),
+    }
 }
 
 pub fn change_password(

@@ -85,6 +85,7 @@ impl TestDb {
             max_upload_bytes: 1024 * 1024,
             max_import_bytes: 1024 * 1024,
             session_idle_hours: syncdesk::config::DEFAULT_SESSION_IDLE_HOURS,
+            trusted_proxies: vec!["127.0.0.9".parse().expect("proxy")],
         }
     }
 }
