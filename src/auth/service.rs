@@ -434,8 +434,22 @@ mod tests {
     #[test]
     fn retry_after_counts_from_the_oldest_counted_failure() {
         let failures = vec![at(10), at(9), at(8), at(7), at(6)];
-        assert_eq!(retry_after(&failures, 5, at(10)), Some(11));
+        assert_eq!(retry_after(&failures, 5, at(10)), Some(11 * 60));
         assert_eq!(retry_after(&failures[..4], 5, at(10)), None);
+    }
+
+    #[test]
+    fn an_account_waits_longer_after_each_failure() {
+        let second = |s: i64| at(10) + Duration::seconds(s);
+        assert_eq!(account_delay(&[at(10), at(10)], at(10)), None);
+        let three = [at(10), at(10), at(10)];
+        assert_eq!(account_delay(&three, second(5)), Some(10));
+        assert_eq!(account_delay(&three, second(15)), None);
+        let five = [at(10); 5];
+        assert_eq!(account_delay(&five, at(10)), Some(60));
+        assert_eq!(account_delay(&[at(10); 40], at(10)), Some(15 * 60));
+        assert_eq!(in_words(1), "1 second");
+        assert_eq!(in_words(600), "10 minutes");
     }
 
     #[test]
