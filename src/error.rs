@@ -13,6 +13,9 @@ pub enum AppError {
     /// Not signed in: sent to the sign-in page, coming back to `next` afterwards.
     #[error("Please sign in to continue.")]
     SignInRequired { next: Option<String> },
+    /// An admin reset this user's password: the password page comes first.
+    #[error("Choose a new password to continue.")]
+    PasswordChangeRequired,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -77,7 +80,7 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::SignInRequired { .. } => StatusCode::SEE_OTHER,
+            Self::SignInRequired { .. } | Self::PasswordChangeRequired => StatusCode::SEE_OTHER,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -98,6 +101,9 @@ impl ResponseError for AppError {
                     .insert_header((header::LOCATION, location))
                     .finish()
             }
+            Self::PasswordChangeRequired => HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/account/password"))
+                .finish(),
             Self::Internal(cause) => {
                 tracing::error!(%cause, "request failed");
                 HttpResponse::InternalServerError().body(self.to_string())

@@ -236,15 +236,19 @@ pub async fn render_error_pages(
         return Ok(res.map_into_boxed_body());
     };
     let htmx = is_htmx(res.request());
-    if let Some(sign_in @ AppError::SignInRequired { .. }) = error.as_error::<AppError>() {
+    if let Some(redirect @ (AppError::SignInRequired { .. } | AppError::PasswordChangeRequired)) =
+        error.as_error::<AppError>()
+    {
         // Signing in is the normal way in, not a failure: a fresh response carries no error
         // for the request log to report.
-        let response = if htmx {
-            HttpResponse::NoContent()
+        let response = match (htmx, redirect) {
+            (true, AppError::SignInRequired { .. }) => HttpResponse::NoContent()
                 .insert_header(("HX-Redirect", "/signin"))
-                .finish()
-        } else {
-            actix_web::ResponseError::error_response(sign_in)
+                .finish(),
+            (true, _) => HttpResponse::NoContent()
+                .insert_header(("HX-Redirect", "/account/password"))
+                .finish(),
+            (false, _) => actix_web::ResponseError::error_response(redirect),
         };
         return Ok(res.into_response(response));
     }

@@ -1026,3 +1026,65 @@ async fn roles_before_bodies_and_tokens_out_of_urls() {
         .unwrap_or(0);
     assert_eq!(stored, 0);
 }
+
+/// An admin resets a password: the user's sessions end, the temporary password signs in, and
+/// nothing but the password page opens until they choose their own.
+#[actix_web::test]
+async fn an_admin_resets_a_password_to_be_changed_at_next_sign_in() {
+    let mut admin = spawn().await;
+    admin.signed_in_as("boss@example.org", Role::Admin).await;
+    let ed_id = admin.create_user("ed@example.org", Role::Editor);
+    let mut ed = admin.fork();
+    ed.sign_in("ed@example.org", PASSWORD)
+        .await
+        .assert_redirect("/");
+
+    admin.get("/users").await.assert_contains("Reset password");
+    admin
+        .post(
+            &format!("/users/{ed_id}/password"),
+            &[("password", "short")],
+        )
+        .await
+        .assert_redirect("/users");
+    admin
+        .get("/users")
+        .await
+        .assert_contains("The password was not reset");
+    let temporary = "temporary passphrase 1";
+    admin
+        .post(
+            &format!("/users/{ed_id}/password"),
+            &[("password", temporary)],
+        )
+        .await
+        .assert_redirect("/users");
+    ed.get("/contacts").await.assert_status(303);
+
+    let mut ed = admin.fork();
+    ed.sign_in("ed@example.org", PASSWORD)
+        .await
+        .assert_status(401);
+    ed.sign_in("ed@example.org", temporary)
+        .await
+        .assert_redirect("/");
+    ed.get("/contacts")
+        .await
+        .assert_redirect("/account/password");
+    ed.get("/account/password")
+        .await
+        .assert_status(200)
+        .assert_contains("An admin has reset your password");
+    let own = "my own long passphrase";
+    ed.post(
+        "/account/password",
+        &[
+            ("current_password", temporary),
+            ("new_password", own),
+            ("new_password_confirmation", own),
+        ],
+    )
+    .await
+    .assert_redirect("/");
+    ed.get("/contacts").await.assert_status(200);
+}

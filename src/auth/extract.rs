@@ -86,6 +86,10 @@ fn signed_in_user(req: &HttpRequest, needed: Role) -> Result<(User, Ctx), AppErr
     let Some(SignedInAs(user)) = req.extensions().get::<SignedInAs>().cloned() else {
         return Err(AppError::SignInRequired { next });
     };
+    // After an admin's reset, only the password page and signing out are open.
+    if user.must_change_password && !matches!(req.path(), "/account/password" | "/signout") {
+        return Err(AppError::PasswordChangeRequired);
+    }
     if user.role() < needed {
         return Err(AppError::Forbidden(format!(
             "This needs the {needed} role; you are signed in as {} with the {} role.",

@@ -58,6 +58,8 @@ pub struct User {
     pub role: String,
     pub active: bool,
     pub created_at: NaiveDateTime,
+    /// An admin reset the password: the user chooses a new one before anything else.
+    pub must_change_password: bool,
 }
 
 impl User {

@@ -28,7 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(create_user)
         .service(change_role)
         .service(change_active)
-        .service(sign_out_everywhere);
+        .service(sign_out_everywhere)
+        .service(reset_password);
 }
 
 impl From<AuthError> for AppError {
@@ -270,6 +271,8 @@ struct PasswordPage {
     ctx: Ctx,
     error: Option<String>,
     min_password: usize,
+    /// An admin reset the password: the page says why it comes first.
+    must_change: bool,
 }
 
 #[derive(Deserialize)]
@@ -285,6 +288,7 @@ async fn password_page(me: SignedIn) -> PasswordPage {
         ctx: me.ctx,
         error: None,
         min_password: MIN_PASSWORD_LEN,
+        must_change: me.user.must_change_password,
     }
 }
 
@@ -331,6 +335,7 @@ async fn password_submit(
                     ctx: me.ctx,
                     error: Some(e.to_string()),
                     min_password: MIN_PASSWORD_LEN,
+                    must_change: me.user.must_change_password,
                 },
             ),
             None => Err(e.into()),
@@ -536,5 +541,43 @@ async fn sign_out_everywhere(
         return Ok(see_other("/signin"));
     }
     flash(&session, format!("{ended} session(s) ended."));
+    Ok(see_other("/users"))
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    password: String,
+}
+
+/// Sets a temporary password to hand over; the user replaces it at their next sign-in.
+#[post("/users/{id}/password")]
+async fn reset_password(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<ResetForm>,
+) -> Result<HttpResponse, AppError> {
+    let user_id = path.into_inner();
+    let password = form.into_inner().password;
+    let outcome = state
+        .db(move |conn| Ok::<_, AppError>(service::reset_password(conn, user_id, &password)))
+        .await?;
+    match outcome {
+        Ok(user) => {
+            tracing::info!(by = %admin.user.email, user = %user.email, "password reset");
+            flash(
+                &session,
+                format!(
+                    "The password of {} is reset and their sessions ended. Give them the temporary password: they choose their own at their next sign-in.",
+                    user.email
+                ),
+            );
+        }
+        Err(AuthError::Invalid(message)) => {
+            flash(&session, format!("The password was not reset: {message}"));
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(see_other("/users"))
 }

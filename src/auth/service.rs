@@ -352,12 +352,34 @@ pub fn change_password(
         diesel::update(users::table.find(user_id))
             .set((
                 users::password_hash.eq(new_hash),
+                users::must_change_password.eq(false),
                 users::updated_at.eq(db::now()),
             ))
             .execute(conn)?;
         sessions::end_all_of(conn, user_id, keep_session)
     })?;
     Ok(ended)
+}
+
+/// An admin sets a temporary password: the user's sessions end, and at the next sign-in they
+/// must choose their own before anything else.
+pub fn reset_password(conn: &mut DbConn, user_id: i64, temporary: &str) -> Result<User, AuthError> {
+    validate_password(temporary).map_err(AuthError::Invalid)?;
+    let hash = hash_password(temporary)?;
+    db::write_tx(conn, |conn| {
+        let updated = diesel::update(users::table.find(user_id))
+            .set((
+                users::password_hash.eq(&hash),
+                users::must_change_password.eq(true),
+                users::updated_at.eq(db::now()),
+            ))
+            .execute(conn)?;
+        if updated == 0 {
+            return Err(AuthError::NoSuchUser);
+        }
+        sessions::end_all_of(conn, user_id, None)?;
+        find_user(conn, user_id)?.ok_or(AuthError::NoSuchUser)
+    })
 }
 
 /// An admin's "sign out everywhere" for a user; returns how many sessions ended.
