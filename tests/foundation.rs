@@ -265,7 +265,7 @@ async fn throttling_counts_clients_behind_a_trusted_proxy() {
     let mut app = spawn().await;
     app.create_user("ada@example.org", Role::Editor);
     app.peer = "127.0.0.9:443".parse().expect("proxy");
-    let mut attempt = |client: &'static str, password: &'static str| {
+    let attempt = |client: &'static str, password: &'static str| {
         let mut app = app.fork();
         app.peer = "127.0.0.9:443".parse().expect("proxy");
         async move {
