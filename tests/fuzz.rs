@@ -1,0 +1,67 @@
+//! Property tests over hostile input: the CSV reader and the value validators never panic,
+//! whatever the bytes, and a normalised value normalises to itself. `cargo test` runs a few
+//! hundred cases; `.ci/run` runs many more (`PROPTEST_CASES`).
+
+use proptest::prelude::*;
+use syncdesk::fields::model::FieldType;
+use syncdesk::fields::validate::{normalize, PhoneCountry};
+use syncdesk::sync::csvfile::{detect, detect_file, DecodingReader};
+
+/// Bytes shaped like CSV now and then: delimiters, quotes, line breaks, stray and multibyte
+/// UTF-8, NUL and other control bytes.
+fn csvish() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => prop::sample::select(b"abcXYZ019 ,;\t\"\r\n".to_vec()),
+            1 => any::<u8>(),
+            1 => prop::sample::select(vec![0xC3, 0xA9, 0xE9, 0xEF, 0xBB, 0xBF, 0x00, 0x7F]),
+        ],
+        0..600,
+    )
+}
+
+proptest! {
+    #[test]
+    fn the_csv_reader_never_panics(bytes in csvish()) {
+        let format = detect(&bytes);
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(format.delimiter)
+            .flexible(true)
+            .from_reader(DecodingReader::new(bytes.as_slice(), format.encoding));
+        for record in reader.records() {
+            // An error is an answer; only a panic would fail this test.
+            if let Ok(record) = record {
+                prop_assert!(record.iter().all(|cell| std::str::from_utf8(cell.as_bytes()).is_ok()));
+            }
+        }
+    }
+
+    #[test]
+    fn detecting_a_file_never_panics(bytes in csvish()) {
+        let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, &bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        match detect_file(&path) {
+            Ok((_, Some(doubt))) => prop_assert!(doubt.invalid > 0 && doubt.line >= 1),
+            Ok((_, None)) | Err(_) => {}
+        }
+    }
+
+    #[test]
+    fn validators_never_panic_and_are_idempotent(
+        raw in prop_oneof![
+            ".{0,40}",
+            "[+0-9 ().-]{0,20}",
+            "[a-z.]{1,10}@[a-z]{1,8}\\.[a-z]{2,3}",
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}",
+            "-?[0-9]{0,6}([.,][0-9]{0,4})?",
+        ],
+        kind in prop::sample::select(FieldType::ALL.to_vec()),
+    ) {
+        let options = vec!["Gold".to_string(), "Silver".to_string()];
+        let country = PhoneCountry::parse("GB").map_err(TestCaseError::fail)?;
+        if let Ok(value) = normalize(kind, &options, &raw, country) {
+            prop_assert_eq!(normalize(kind, &options, &value, country), Ok(value.clone()));
+        }
+    }
+}
