@@ -25,10 +25,10 @@ use syncdesk::fields::service::{self as fields, NewField};
 use syncdesk::fields::validate::PhoneCountry;
 use syncdesk::records::model::{Actor, RecordInput};
 use syncdesk::records::service as records;
+use syncdesk::rules::Rule;
 use syncdesk::sources::model::MappingInput;
 use syncdesk::sources::service::{self as sources, SourceInput};
 use syncdesk::sync::csvfile::{FileFormat, TextEncoding};
-use syncdesk::sync::decide::Rule;
 use syncdesk::sync::{engine, jobs};
 
 const SURNAMES: [&str; 16] = [

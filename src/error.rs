@@ -94,7 +94,7 @@ impl ResponseError for AppError {
         match self {
             Self::SignInRequired { next } => {
                 let location = match next {
-                    Some(next) => format!("/signin?next={}", crate::web::url_encode(next)),
+                    Some(next) => format!("/signin?next={}", crate::text::url_encode(next)),
                     None => "/signin".to_string(),
                 };
                 HttpResponse::SeeOther()

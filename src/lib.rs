@@ -13,6 +13,7 @@ pub mod links;
 pub mod processes;
 pub mod records;
 pub mod review;
+pub mod rules;
 pub mod schema;
 pub mod sources;
 pub mod sync;

@@ -27,6 +27,13 @@ pub fn storable(text: &str) -> Cow<'_, str> {
     )
 }
 
+/// `value` encoded for a URL's query string.
+pub fn url_encode(value: &str) -> String {
+    serde_urlencoded::to_string([("", value)])
+        .map(|s| s.trim_start_matches('=').to_string())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -351,12 +351,6 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-pub fn url_encode(value: &str) -> String {
-    serde_urlencoded::to_string([("", value)])
-        .map(|s| s.trim_start_matches('=').to_string())
-        .unwrap_or_default()
-}
-
 /// The static folder: `SYNCDESK_STATIC_DIR`, else the project's own `static/`.
 pub fn static_dir() -> PathBuf {
     std::env::var_os("SYNCDESK_STATIC_DIR")

@@ -11,7 +11,7 @@ use syncdesk::links::service::{self as links, LinkInput};
 use syncdesk::processes::service::{self as processes, NewItem};
 use syncdesk::records::model::{Actor, RecordInput};
 use syncdesk::records::service as records;
-use syncdesk::sync::decide::Rule;
+use syncdesk::rules::Rule;
 use syncdesk::AppState;
 
 fn fr() -> PhoneCountry {

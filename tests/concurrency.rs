@@ -12,9 +12,9 @@ use syncdesk::fields::model::RecordKind;
 use syncdesk::fields::validate::PhoneCountry;
 use syncdesk::records::model::{Actor, RecordInput};
 use syncdesk::records::service as records;
+use syncdesk::rules::Rule;
 use syncdesk::sources::model::MappingInput;
 use syncdesk::sources::service::{self as sources, SourceInput};
-use syncdesk::sync::decide::Rule;
 use syncdesk::sync::engine;
 use syncdesk::sync::jobs::{self, NewRun};
 

@@ -23,10 +23,11 @@ use syncdesk::fields::service as fields;
 use syncdesk::fields::validate::{norm_phone, norm_text, normalize_for, PhoneCountry};
 use syncdesk::records::model::{Actor, RecordInput, RecordRow};
 use syncdesk::records::service as records;
+use syncdesk::rules::{self, FieldRule, Rule};
 use syncdesk::schema::{import_rows, import_runs, record_links, records as records_t};
 use syncdesk::sources::model::{MappingInput, OnInvalid, Source};
 use syncdesk::sources::service::{self as sources, SourceInput};
-use syncdesk::sync::decide::{self, Candidate, Decision, FieldRule, Rule};
+use syncdesk::sync::decide::{self, Candidate, Decision};
 use syncdesk::sync::engine;
 use syncdesk::sync::jobs::{self, NewRun};
 use syncdesk::sync::model::ImportRow;
@@ -849,7 +850,7 @@ impl Model {
                     if forced_manual {
                         line.outcome = "linked_forced_manual".into();
                     } else {
-                        let result = decide::apply_rules(&rules, &before.values(), &values);
+                        let result = rules::apply_rules(&rules, &before.values(), &values);
                         for (key, value) in &result.writes {
                             // A blank name is never written.
                             if key == "name" && value.is_empty() {

@@ -19,10 +19,10 @@ use syncdesk::processes::service::{self as processes, NewItem};
 use syncdesk::records::model::{Actor, RecordInput};
 use syncdesk::records::service as records;
 use syncdesk::review::service::{self as review, Choice, DesyncFilter, Proposal};
+use syncdesk::rules::Rule;
 use syncdesk::schema::{proposals, record_history};
 use syncdesk::sources::model::{MappingInput, Source};
 use syncdesk::sources::service::{self as sources, SourceInput};
-use syncdesk::sync::decide::Rule;
 use syncdesk::sync::jobs::{self, NewRun};
 
 fn fr() -> PhoneCountry {

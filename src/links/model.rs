@@ -1,8 +1,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::rules::Rule;
 use crate::schema::data_links;
-use crate::sync::decide::Rule;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = data_links)]

@@ -14,7 +14,7 @@ use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::service as fields;
 use crate::processes::model::{Item, Process};
 use crate::processes::service::{self as processes, ProcessError};
-use crate::sync::decide::Rule;
+use crate::rules::Rule;
 use crate::web::{flash, render, see_other, Ctx};
 use crate::AppState;
 

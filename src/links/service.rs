@@ -11,12 +11,12 @@ use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::service as fields;
 use crate::processes::model::{Application, Item};
-use crate::processes::service::{self as processes, ProcessError};
+use crate::processes::store::{self as processes, ProcessError};
 use crate::records::model::{Actor, RecordRow};
 use crate::records::service as records;
 use crate::review::service as review;
+use crate::rules::{apply_rules, FieldRule, Rule};
 use crate::schema::{application_answers, data_links};
-use crate::sync::decide::{apply_rules, FieldRule, Rule};
 
 /// A data link as an admin sets it.
 #[derive(Debug, Clone)]

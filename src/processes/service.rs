@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::model::{Answer, Application, Item, Process, Stakeholder, Step, StepView};
+use super::model::{Application, Item, Process, Step, StepView};
+pub use super::store::{
+    answers, find, find_application, find_item, find_step, set_answer, stakeholders, ProcessError,
+};
 use crate::db::{self, DbConn};
 use crate::fields::model::{split_options, FieldType, RecordKind};
 use crate::fields::validate::{normalize, PhoneCountry};
@@ -13,36 +16,15 @@ use crate::links::service as links;
 use crate::records::model::Actor;
 use crate::records::service as records;
 use crate::schema::{
-    application_answers, application_stakeholders, application_step_states, applications,
-    process_items, process_steps, processes,
+    application_stakeholders, application_step_states, applications, process_items, process_steps,
+    processes,
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProcessError {
-    #[error("{0}")]
-    Invalid(String),
-    /// Answer key (`item:stakeholder`) -> message.
-    #[error("{}", .0.values().cloned().collect::<Vec<_>>().join(" "))]
-    Answers(BTreeMap<String, String>),
-    #[error("{0} was not found.")]
-    NotFound(&'static str),
-    #[error(transparent)]
-    Db(#[from] DieselError),
-}
 
 pub fn list(conn: &mut DbConn) -> QueryResult<Vec<Process>> {
     processes::table
         .order(processes::name.asc())
         .select(Process::as_select())
         .load(conn)
-}
-
-pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<Process>> {
-    processes::table
-        .find(id)
-        .select(Process::as_select())
-        .first(conn)
-        .optional()
 }
 
 pub fn create(conn: &mut DbConn, name: &str, kind: RecordKind) -> Result<Process, ProcessError> {
@@ -175,22 +157,6 @@ pub fn add_item(conn: &mut DbConn, step_id: i64, new: &NewItem) -> Result<Item, 
     })
 }
 
-pub fn find_item(conn: &mut DbConn, id: i64) -> QueryResult<Option<Item>> {
-    process_items::table
-        .find(id)
-        .select(Item::as_select())
-        .first(conn)
-        .optional()
-}
-
-pub fn find_step(conn: &mut DbConn, id: i64) -> QueryResult<Option<Step>> {
-    process_steps::table
-        .find(id)
-        .select(Step::as_select())
-        .first(conn)
-        .optional()
-}
-
 pub fn items_of(conn: &mut DbConn, process_id: i64) -> QueryResult<Vec<Item>> {
     process_items::table
         .filter(process_items::process_id.eq(process_id))
@@ -222,14 +188,6 @@ pub fn steps(conn: &mut DbConn, process_id: i64) -> QueryResult<Vec<StepView>> {
 
 // ---- applications ------------------------------------------------------------------------
 
-pub fn find_application(conn: &mut DbConn, id: i64) -> QueryResult<Option<Application>> {
-    applications::table
-        .find(id)
-        .select(Application::as_select())
-        .first(conn)
-        .optional()
-}
-
 pub fn applications_of_process(
     conn: &mut DbConn,
     process_id: i64,
@@ -255,21 +213,6 @@ pub fn applications_of_record(conn: &mut DbConn, record_id: i64) -> QueryResult<
         )
         .order(applications::id.desc())
         .select(Application::as_select())
-        .load(conn)
-}
-
-pub fn stakeholders(conn: &mut DbConn, application_id: i64) -> QueryResult<Vec<Stakeholder>> {
-    application_stakeholders::table
-        .filter(application_stakeholders::application_id.eq(application_id))
-        .order(application_stakeholders::id.asc())
-        .select(Stakeholder::as_select())
-        .load(conn)
-}
-
-pub fn answers(conn: &mut DbConn, application_id: i64) -> QueryResult<Vec<Answer>> {
-    application_answers::table
-        .filter(application_answers::application_id.eq(application_id))
-        .select(Answer::as_select())
         .load(conn)
 }
 
@@ -477,35 +420,6 @@ pub fn save_step(
             .execute(conn)?;
         Ok(summary)
     })
-}
-
-/// Writes one answer (insert or replace).
-pub fn set_answer(
-    conn: &mut DbConn,
-    application_id: i64,
-    item_id: i64,
-    stakeholder_id: i64,
-    value: &str,
-    origin: &str,
-) -> QueryResult<()> {
-    diesel::delete(
-        application_answers::table
-            .filter(application_answers::application_id.eq(application_id))
-            .filter(application_answers::item_id.eq(item_id))
-            .filter(application_answers::stakeholder_id.eq(stakeholder_id)),
-    )
-    .execute(conn)?;
-    diesel::insert_into(application_answers::table)
-        .values((
-            application_answers::application_id.eq(application_id),
-            application_answers::item_id.eq(item_id),
-            application_answers::stakeholder_id.eq(stakeholder_id),
-            application_answers::value.eq(value),
-            application_answers::origin.eq(origin),
-            application_answers::updated_at.eq(db::now()),
-        ))
-        .execute(conn)?;
-    Ok(())
 }
 
 /// Submits every step (required items checked) and marks the application submitted.

@@ -2,8 +2,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::fields::model::RecordKind;
+use crate::rules::{FieldRule, Rule};
 use crate::schema::{source_fields, sources};
-use crate::sync::decide::{FieldRule, Rule};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sources)]

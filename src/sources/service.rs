@@ -9,8 +9,8 @@ use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::service as fields;
 use crate::records::model::Actor;
 use crate::records::writer;
+use crate::rules::Rule;
 use crate::schema::{self, source_fields, sources};
-use crate::sync::decide::Rule;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

@@ -1,10 +1,6 @@
 //! The import decision, as a pure function: no database, no HTTP. Given what the database
 //! knows about one incoming row, it says what to do and why, in words.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
 /// A record that might be the row's: its owner and forced-manual flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -136,97 +132,12 @@ pub fn decide(
     }
 }
 
-/// A mapping rule, for one direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Rule {
-    Always,
-    FillBlanks,
-    Review,
-    Never,
-}
-
-impl Rule {
-    pub const ALL: [Rule; 4] = [Rule::Always, Rule::FillBlanks, Rule::Review, Rule::Never];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rule::Always => "always",
-            Rule::FillBlanks => "fill_blanks",
-            Rule::Review => "review",
-            Rule::Never => "never",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Rule> {
-        Rule::ALL.into_iter().find(|r| r.as_str() == value.trim())
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Rule::Always => "always replaces the current value",
-            Rule::FillBlanks => "only fills a blank value",
-            Rule::Review => "becomes a proposal for a person to decide",
-            Rule::Never => "is ignored",
-        }
-    }
-}
-
-impl std::fmt::Display for Rule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How one field is written in one direction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldRule {
-    pub field_key: String,
-    pub rule: Rule,
-    /// A blank incoming value clears the current one (rule `always` only).
-    pub blanks_clear: bool,
-}
-
-/// What the rules make of incoming values: values to write and proposals to store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RuleResult {
-    pub writes: Vec<(String, String)>,
-    pub proposals: Vec<(String, String)>,
-}
-
-/// See docs/architecture.md, 'Field rules'. `current`/`incoming`: normalised values by key; a field
-/// missing from `incoming` (its column absent from the file) is left alone.
-pub fn apply_rules(
-    rules: &[FieldRule],
-    current: &BTreeMap<String, String>,
-    incoming: &BTreeMap<String, String>,
-) -> RuleResult {
-    let mut result = RuleResult::default();
-    for rule in rules {
-        let Some(new) = incoming.get(&rule.field_key) else {
-            continue;
-        };
-        let old = current
-            .get(&rule.field_key)
-            .map(String::as_str)
-            .unwrap_or("");
-        if old == new {
-            continue;
-        }
-        let write = (rule.field_key.clone(), new.clone());
-        match rule.rule {
-            Rule::Always if !new.is_empty() || rule.blanks_clear => result.writes.push(write),
-            Rule::FillBlanks if old.is_empty() => result.writes.push(write),
-            Rule::Review if !new.is_empty() || rule.blanks_clear => result.proposals.push(write),
-            _ => {}
-        }
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::rules::{apply_rules, FieldRule, Rule, RuleResult};
 
     const S: (i64, &str) = (1, "Practice");
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::decide::{self, Candidate, Decision, FieldRule};
+use super::decide::{self, Candidate, Decision};
 use super::model::FieldChange;
 use crate::db::DbConn;
 use crate::fields::model::{FieldDef, RecordKind};
@@ -15,6 +15,7 @@ use crate::fields::validate::{norm_phone, norm_text, normalize_for, PhoneCountry
 use crate::records::model::RecordRow;
 use crate::records::writer::{self, Catalog, CreatedHistory, Edit, RecordState};
 use crate::review::service::NewProposal;
+use crate::rules::{self, FieldRule};
 use crate::schema::{import_rows, record_links, records};
 use crate::sources::model::{OnInvalid, Source};
 use crate::text;
@@ -385,7 +386,7 @@ pub fn apply_field_rules(
     incoming: &BTreeMap<String, String>,
 ) -> (Vec<FieldChange>, Vec<NewProposal>) {
     let current = edit.after.values(defs);
-    let result = decide::apply_rules(field_rules, &current, incoming);
+    let result = rules::apply_rules(field_rules, &current, incoming);
     let mut changes = Vec::new();
     for (key, value) in &result.writes {
         if key == "name" && value.is_empty() {
