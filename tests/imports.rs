@@ -1023,7 +1023,7 @@ fn ambiguous_rows_wait_for_a_person() {
     );
     let rows = env.rows(run);
     assert_eq!(rows[0].outcome, "ambiguous");
-    assert_eq!(rows[0].candidates(), vec![first, second]);
+    assert_eq!(rows[0].candidates(), Ok(vec![first, second]));
     assert!(
         rows[0].reason.contains("2 manual records")
             && rows[0].reason.contains(&format!("#{first}, #{second}"))
@@ -1884,4 +1884,28 @@ fn one_stray_byte_is_never_silent_mojibake() {
         reason.contains("Line 3, column 'Name': a byte that is not UTF-8"),
         "{reason}"
     );
+}
+
+/// A report line whose changes cannot be read stops the undo with its line named; it never
+/// reads as "nothing to restore".
+#[core::prelude::v1::test]
+fn an_unreadable_report_stops_the_undo() {
+    let env = Env::new();
+    let sync = env.standard_source();
+    env.import(&sync, "External Id,Name,Email,Phone\n1,Ann,ann@example.org,\n", false);
+    let run = env.import(&sync, "External Id,Name,Email,Phone\n1,Ann,ann@new.example.org,\n", false);
+    diesel::update(import_rows::table.filter(import_rows::run_id.eq(run)))
+        .set(import_rows::changes.eq("[{broken"))
+        .execute(&mut env.conn())
+        .expect("corrupt");
+    let err = engine::undo(&mut env.conn(), run, &Actor::system("test")).unwrap_err();
+    assert!(
+        err.to_string().contains("Line 2 of run #") && err.to_string().contains("unreadable changes"),
+        "{err}"
+    );
+    let emails: Vec<String> = records_t::table
+        .select(records_t::email)
+        .load(&mut env.conn())
+        .expect("emails");
+    assert_eq!(emails, ["ann@new.example.org"], "nothing was half-undone");
 }

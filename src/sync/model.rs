@@ -138,12 +138,26 @@ pub struct ImportRow {
 }
 
 impl ImportRow {
-    pub fn changes(&self) -> Vec<FieldChange> {
-        serde_json::from_str(&self.changes).unwrap_or_default()
+    /// The values this line changed. A report that cannot be read is an error, never "no
+    /// changes": undo would otherwise restore nothing and say it had.
+    pub fn changes(&self) -> Result<Vec<FieldChange>, String> {
+        serde_json::from_str(&self.changes).map_err(|e| self.unreadable("changes", &e))
     }
 
-    pub fn candidates(&self) -> Vec<i64> {
-        serde_json::from_str(&self.candidates).unwrap_or_default()
+    pub fn candidates(&self) -> Result<Vec<i64>, String> {
+        serde_json::from_str(&self.candidates).map_err(|e| self.unreadable("candidates", &e))
+    }
+
+    /// The candidates to show on the run page (none when unreadable; resolving says why).
+    pub fn candidates_shown(&self) -> Vec<i64> {
+        self.candidates().unwrap_or_default()
+    }
+
+    fn unreadable(&self, what: &str, e: &serde_json::Error) -> String {
+        format!(
+            "Line {} of run #{}'s report holds unreadable {what} ({e}); nothing was changed.",
+            self.line, self.run_id
+        )
     }
 
     pub fn values(&self) -> BTreeMap<String, String> {
@@ -152,7 +166,10 @@ impl ImportRow {
 
     /// `phone: 0400 000 002 → 0400 000 012; email: … → …`
     pub fn changes_text(&self) -> String {
-        self.changes()
+        let Ok(changes) = self.changes() else {
+            return "(unreadable)".into();
+        };
+        changes
             .iter()
             .map(|c| format!("{}: {} → {}", c.field, blank(&c.old), blank(&c.new)))
             .collect::<Vec<_>>()

@@ -147,7 +147,7 @@ fn undo_pages(
     let mut cursor_id = run.undo_cursor_id.unwrap_or(0);
     let mut rows_done = run.undo_rows_done;
     loop {
-        let finished = db::bulk_write_tx(conn, |conn| -> QueryResult<bool> {
+        let finished = db::bulk_write_tx(conn, |conn| -> Result<bool, ImportError> {
             let rows: Vec<ImportRow> = if cursor_line > 0 {
                 import_rows::table
                     .filter(import_rows::run_id.eq(run_id))
@@ -232,7 +232,7 @@ fn undo_rows(
     rows: &[ImportRow],
     actor: &Actor,
     report: &mut Vec<String>,
-) -> QueryResult<()> {
+) -> Result<(), ImportError> {
     let mut ids: Vec<i64> = rows.iter().filter_map(|r| r.record_id).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -255,7 +255,7 @@ fn undo_rows(
             }
         } else {
             let kind_defs = defs.get(&state.kind).map(Vec::as_slice).unwrap_or(&[]);
-            let changes: Vec<FieldChange> = serde_json::from_str(&row.changes).unwrap_or_default();
+            let changes: Vec<FieldChange> = row.changes().map_err(ImportError::Refused)?;
             let mut restore = Vec::new();
             for change in changes {
                 let Some(def) = kind_defs.iter().find(|d| d.key == change.field) else {
@@ -345,7 +345,7 @@ pub fn resolve_ambiguous(
         let catalog = Catalog::load(conn)?;
         let (edit, outcome, changes, proposals) = match choice {
             Some(candidate) => {
-                if !row.candidates().contains(&candidate) {
+                if !row.candidates().map_err(ImportError::Refused)?.contains(&candidate) {
                     return Err(ImportError::Refused(format!(
                         "Record #{candidate} is not one of this line's candidates."
                     )));
