@@ -1124,6 +1124,7 @@ impl World {
             .map(|r| {
                 let mut changes: Vec<(String, String, String)> = r
                     .changes()
+                    .expect("readable changes")
                     .into_iter()
                     .map(|c| (c.field, c.old, c.new))
                     .collect();
@@ -1133,7 +1134,12 @@ impl World {
                     external_id: r.external_id.clone(),
                     outcome: r.outcome.clone(),
                     record: r.record_id.map(name),
-                    candidates: r.candidates().into_iter().map(name).collect(),
+                    candidates: r
+                        .candidates()
+                        .expect("readable candidates")
+                        .into_iter()
+                        .map(name)
+                        .collect(),
                     changes,
                     record_created: r.record_created,
                     link_added: r.link_added,

@@ -1892,15 +1892,24 @@ fn one_stray_byte_is_never_silent_mojibake() {
 fn an_unreadable_report_stops_the_undo() {
     let env = Env::new();
     let sync = env.standard_source();
-    env.import(&sync, "External Id,Name,Email,Phone\n1,Ann,ann@example.org,\n", false);
-    let run = env.import(&sync, "External Id,Name,Email,Phone\n1,Ann,ann@new.example.org,\n", false);
+    env.import(
+        &sync,
+        "External Id,Name,Email,Phone\n1,Ann,ann@example.org,\n",
+        false,
+    );
+    let run = env.import(
+        &sync,
+        "External Id,Name,Email,Phone\n1,Ann,ann@new.example.org,\n",
+        false,
+    );
     diesel::update(import_rows::table.filter(import_rows::run_id.eq(run)))
         .set(import_rows::changes.eq("[{broken"))
         .execute(&mut env.conn())
         .expect("corrupt");
     let err = engine::undo(&mut env.conn(), run, &Actor::system("test")).unwrap_err();
     assert!(
-        err.to_string().contains("Line 2 of run #") && err.to_string().contains("unreadable changes"),
+        err.to_string().contains("Line 2 of run #")
+            && err.to_string().contains("unreadable changes"),
         "{err}"
     );
     let emails: Vec<String> = records_t::table

@@ -156,6 +156,23 @@ pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<Document>> {
         .optional()
 }
 
+/// Documents by id, in one query.
+pub fn find_many(
+    conn: &mut DbConn,
+    ids: &[i64],
+) -> QueryResult<std::collections::HashMap<i64, Document>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(documents::table
+        .filter(documents::id.eq_any(ids))
+        .select(Document::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(|d| (d.id, d))
+        .collect())
+}
+
 /// The stored file of a document.
 pub fn file_of(data_dir: &Path, document: &Document) -> Option<PathBuf> {
     blob_path(data_dir, &document.sha256).filter(|p| p.is_file())

@@ -7,4 +7,5 @@ pub mod list;
 pub mod model;
 pub mod routes;
 pub mod service;
+pub mod view;
 pub mod writer;

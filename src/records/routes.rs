@@ -13,8 +13,9 @@ use serde::Deserialize;
 use super::documents::{self, DocumentError};
 use super::export;
 use super::list::{self, Cursor, ListQuery, OwnerFilter, SortKey};
-use super::model::{Actor, Document, HistoryEntry, LinkView, RecordInput, RecordRow};
+use super::model::{Actor, HistoryEntry, LinkView, RecordInput, RecordRow};
 use super::service::{self, FieldErrors, RecordError, RecordFlag};
+use super::view::{self, FieldView};
 use crate::auth::extract::{EditorUser, SignedIn};
 use crate::auth::model::Role;
 use crate::error::AppError;
@@ -514,13 +515,6 @@ async fn suggest_companies(
 
 // ---- record page -----------------------------------------------------------------------
 
-pub struct FieldView {
-    pub def: FieldDef,
-    pub value: String,
-    pub document: Option<Document>,
-    pub locked: Option<String>,
-}
-
 impl RecordPage {
     /// Pending fields of one of a company's contacts.
     pub fn contact_pending(&self, contact_id: &i64) -> i64 {
@@ -567,78 +561,6 @@ struct RecordPage {
     accepted: String,
 }
 
-struct RecordData {
-    record: RecordRow,
-    fields: Vec<FieldView>,
-    company: Option<(i64, String)>,
-    contacts: Vec<(i64, String)>,
-    contacts_pending: BTreeMap<i64, i64>,
-    owner: Option<String>,
-    links: Vec<LinkView>,
-    history: Vec<HistoryEntry>,
-    proposals: Vec<crate::review::service::Proposal>,
-    applications: Vec<(i64, String, String)>,
-}
-
-fn load_record(conn: &mut crate::db::DbConn, id: i64) -> Result<RecordData, AppError> {
-    let record = service::find(conn, id)?.ok_or_else(|| AppError::not_found("That record"))?;
-    let kind = record.record_kind();
-    let defs = fields::list(conn, kind, false)?;
-    let values = service::values(conn, &record, &defs)?;
-    let locked = service::locked_fields(conn, &record)?;
-    let mut views = Vec::new();
-    for def in defs {
-        let value = values.get(&def.key).cloned().unwrap_or_default();
-        let document = match (def.ftype(), value.parse::<i64>()) {
-            (FieldType::Document, Ok(doc)) => documents::find(conn, doc)?,
-            _ => None,
-        };
-        views.push(FieldView {
-            locked: locked.get(&def.key).cloned(),
-            def,
-            value,
-            document,
-        });
-    }
-    let company = match record.company_id {
-        Some(cid) => service::find(conn, cid)?.map(|c| (c.id, c.name)),
-        None => None,
-    };
-    let contacts = if kind == RecordKind::Company {
-        service::contacts_of(conn, id)?
-    } else {
-        Vec::new()
-    };
-    let contact_ids: Vec<i64> = contacts.iter().map(|(id, _)| *id).collect();
-    let contacts_pending = crate::review::service::pending_counts(conn, &contact_ids)?;
-    let owner = match record.owner_source_id {
-        Some(source) => service::source_name(conn, source)?,
-        None => None,
-    };
-    let links = service::links_of(conn, id)?;
-    let history = service::history_of(conn, id, 200)?;
-    let proposals = crate::review::service::pending_for(conn, id)?;
-    let mut applications = Vec::new();
-    for app in crate::processes::service::applications_of_record(conn, id)? {
-        let process = crate::processes::service::find(conn, app.process_id)?
-            .map(|p| p.name)
-            .unwrap_or_default();
-        applications.push((app.id, process, app.status));
-    }
-    Ok(RecordData {
-        applications,
-        proposals,
-        record,
-        fields: views,
-        company,
-        contacts,
-        contacts_pending,
-        owner,
-        links,
-        history,
-    })
-}
-
 #[get("/records/{id}")]
 async fn record_page(
     state: web::Data<AppState>,
@@ -646,7 +568,7 @@ async fn record_page(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
-    let data = state.db(move |conn| load_record(conn, id)).await?;
+    let data = state.db(move |conn| view::load(conn, id)).await?;
     render(
         StatusCode::OK,
         &RecordPage {
@@ -846,7 +768,7 @@ async fn edit_page(
     let id = path.into_inner();
     let (data, defs) = state
         .db(move |conn| -> Result<_, AppError> {
-            let data = load_record(conn, id)?;
+            let data = view::load(conn, id)?;
             let defs = fields::list(conn, data.record.record_kind(), false)?;
             Ok((data, defs))
         })
@@ -902,7 +824,7 @@ async fn update_record(
                 let input = RecordInput { values, company_id };
                 service::update(conn, id, &input, &actor, country)
             });
-            let data = load_record(conn, id)?;
+            let data = view::load(conn, id)?;
             Ok((result, data))
         })
         .await?;

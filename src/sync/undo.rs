@@ -345,7 +345,11 @@ pub fn resolve_ambiguous(
         let catalog = Catalog::load(conn)?;
         let (edit, outcome, changes, proposals) = match choice {
             Some(candidate) => {
-                if !row.candidates().map_err(ImportError::Refused)?.contains(&candidate) {
+                if !row
+                    .candidates()
+                    .map_err(ImportError::Refused)?
+                    .contains(&candidate)
+                {
                     return Err(ImportError::Refused(format!(
                         "Record #{candidate} is not one of this line's candidates."
                     )));
