@@ -240,7 +240,7 @@ fn load(conn: &mut crate::db::DbConn, id: i64) -> Result<SourceData, AppError> {
     let source = service::find(conn, id)?.ok_or_else(|| AppError::not_found("That source"))?;
     let mapping = service::mapping(conn, id)?;
     let fields = fields::list(conn, source.record_kind(), false)?;
-    let runs = crate::sync::routes::runs_of(conn, id, 20)?;
+    let runs = crate::sync::jobs::runs_of(conn, id, 20)?;
     let from_source = crate::review::service::DesyncFilter {
         source_id: Some(id),
         ..Default::default()

@@ -16,7 +16,7 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 
 use super::csvfile::{self, FileError, FileFormat, TextEncoding};
-use super::model::{ImportRow, ImportRun};
+use super::model::ImportRun;
 use super::plan::{self, error_row, Parsed, RowOutcome, RunRules};
 use crate::db::{self, DbConn};
 use crate::fields::service as fields;
@@ -30,6 +30,7 @@ use crate::sources::model::Mapping;
 use crate::sources::service as sources;
 use crate::text;
 
+pub use super::report::report_csv;
 pub use super::undo::{resolve_ambiguous, undo};
 
 /// Rows per chunk: large enough that the per-chunk queries cost little per row, small enough
@@ -868,54 +869,5 @@ fn flag_missing(
         })?;
         exec.counts = exec.counts_after(&outcomes);
     }
-    Ok(())
-}
-
-/// The run report as CSV: `line,external_id,outcome,record_id,reason,changes`, formula-safe.
-pub fn report_csv(
-    conn: &mut DbConn,
-    run_id: i64,
-    out: impl std::io::Write,
-) -> Result<(), ImportError> {
-    use crate::records::export::spreadsheet_safe;
-    let mut writer = csv::Writer::from_writer(out);
-    let csv_error = |e: csv::Error| ImportError::Refused(format!("cannot write the report: {e}"));
-    writer
-        .write_record([
-            "line",
-            "external_id",
-            "outcome",
-            "record_id",
-            "reason",
-            "changes",
-        ])
-        .map_err(csv_error)?;
-    let mut after = -1i64;
-    loop {
-        let rows: Vec<ImportRow> = import_rows::table
-            .filter(import_rows::run_id.eq(run_id))
-            .filter(import_rows::id.gt(after))
-            .order(import_rows::id.asc())
-            .limit(1000)
-            .select(ImportRow::as_select())
-            .load(conn)?;
-        let Some(last) = rows.last() else { break };
-        after = last.id;
-        for row in &rows {
-            writer
-                .write_record([
-                    row.line.to_string(),
-                    spreadsheet_safe(&row.external_id),
-                    row.outcome.clone(),
-                    row.record_id.map(|id| id.to_string()).unwrap_or_default(),
-                    spreadsheet_safe(&row.reason),
-                    spreadsheet_safe(&row.changes_text()),
-                ])
-                .map_err(csv_error)?;
-        }
-    }
-    writer
-        .flush()
-        .map_err(|e| ImportError::Refused(format!("cannot write the report: {e}")))?;
     Ok(())
 }

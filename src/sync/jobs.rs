@@ -113,6 +113,16 @@ pub fn describe_holder(held: &HeldRun, now: NaiveDateTime) -> String {
     text
 }
 
+/// The latest runs of a source, newest first.
+pub fn runs_of(conn: &mut DbConn, source_id: i64, limit: i64) -> QueryResult<Vec<ImportRun>> {
+    import_runs::table
+        .filter(import_runs::source_id.eq(source_id))
+        .order(import_runs::id.desc())
+        .limit(limit)
+        .select(ImportRun::as_select())
+        .load(conn)
+}
+
 /// The source's queued or running run, if any.
 pub fn active_run(conn: &mut DbConn, source_id: i64) -> QueryResult<Option<HeldRun>> {
     import_runs::table

@@ -7,5 +7,6 @@ pub mod engine;
 pub mod jobs;
 pub mod model;
 pub mod plan;
+pub mod report;
 pub mod routes;
 pub mod undo;

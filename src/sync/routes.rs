@@ -6,7 +6,6 @@ use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionT
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
-use diesel::prelude::*;
 use serde::Deserialize;
 
 use super::decide::OUTCOMES;
@@ -18,7 +17,6 @@ use crate::auth::model::{Role, User};
 use crate::db::DbConn;
 use crate::error::AppError;
 use crate::records::model::Actor;
-use crate::schema::{import_rows, import_runs};
 use crate::sources::model::Source;
 use crate::sources::service as sources;
 use crate::web::{flash, is_htmx, render, see_other, Ctx};
@@ -35,16 +33,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(undo)
         .service(cancel)
         .service(resolve);
-}
-
-/// The latest runs of a source, newest first.
-pub fn runs_of(conn: &mut DbConn, source_id: i64, limit: i64) -> QueryResult<Vec<ImportRun>> {
-    import_runs::table
-        .filter(import_runs::source_id.eq(source_id))
-        .order(import_runs::id.desc())
-        .limit(limit)
-        .select(ImportRun::as_select())
-        .load(conn)
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,25 +100,7 @@ async fn run_page(
     let (run, source, rows, has_more) = state
         .db(move |conn| -> Result<_, AppError> {
             let (run, source) = load(conn, id)?;
-            let mut q = import_rows::table
-                .filter(import_rows::run_id.eq(id))
-                .order((import_rows::line.asc(), import_rows::id.asc()))
-                .limit(ROWS_PER_PAGE + 1)
-                .select(ImportRow::as_select())
-                .into_boxed();
-            if !filter.is_empty() {
-                q = q.filter(import_rows::outcome.eq(filter));
-            }
-            if let Some((line, row)) = after {
-                q = q.filter(
-                    import_rows::line
-                        .gt(line)
-                        .or(import_rows::line.eq(line).and(import_rows::id.gt(row))),
-                );
-            }
-            let mut rows: Vec<ImportRow> = q.load(conn)?;
-            let has_more = rows.len() as i64 > ROWS_PER_PAGE;
-            rows.truncate(ROWS_PER_PAGE as usize);
+            let (rows, has_more) = super::report::page(conn, id, &filter, after, ROWS_PER_PAGE)?;
             Ok((run, source, rows, has_more))
         })
         .await?;

@@ -1,0 +1,89 @@
+//! A run's report: its lines page by page for the run page, and as CSV for download and the
+//! command line (written as it is read: memory does not grow with the run).
+
+use diesel::prelude::*;
+
+use super::engine::ImportError;
+use super::model::ImportRow;
+use crate::db::DbConn;
+use crate::schema::import_rows;
+
+/// One page of a run's report lines in file order, after the keyset `(line, row id)`, with
+/// only `outcome` if given; true when more follow.
+pub fn page(
+    conn: &mut DbConn,
+    run_id: i64,
+    outcome: &str,
+    after: Option<(i64, i64)>,
+    limit: i64,
+) -> QueryResult<(Vec<ImportRow>, bool)> {
+    let mut q = import_rows::table
+        .filter(import_rows::run_id.eq(run_id))
+        .order((import_rows::line.asc(), import_rows::id.asc()))
+        .limit(limit + 1)
+        .select(ImportRow::as_select())
+        .into_boxed();
+    if !outcome.is_empty() {
+        q = q.filter(import_rows::outcome.eq(outcome.to_string()));
+    }
+    if let Some((line, row)) = after {
+        q = q.filter(
+            import_rows::line
+                .gt(line)
+                .or(import_rows::line.eq(line).and(import_rows::id.gt(row))),
+        );
+    }
+    let mut rows: Vec<ImportRow> = q.load(conn)?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok((rows, more))
+}
+
+/// The run report as CSV: `line,external_id,outcome,record_id,reason,changes`, formula-safe.
+pub fn report_csv(
+    conn: &mut DbConn,
+    run_id: i64,
+    out: impl std::io::Write,
+) -> Result<(), ImportError> {
+    use crate::records::export::spreadsheet_safe;
+    let mut writer = csv::Writer::from_writer(out);
+    let csv_error = |e: csv::Error| ImportError::Refused(format!("cannot write the report: {e}"));
+    writer
+        .write_record([
+            "line",
+            "external_id",
+            "outcome",
+            "record_id",
+            "reason",
+            "changes",
+        ])
+        .map_err(csv_error)?;
+    let mut after = -1i64;
+    loop {
+        let rows: Vec<ImportRow> = import_rows::table
+            .filter(import_rows::run_id.eq(run_id))
+            .filter(import_rows::id.gt(after))
+            .order(import_rows::id.asc())
+            .limit(1000)
+            .select(ImportRow::as_select())
+            .load(conn)?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        for row in &rows {
+            writer
+                .write_record([
+                    row.line.to_string(),
+                    spreadsheet_safe(&row.external_id),
+                    row.outcome.clone(),
+                    row.record_id.map(|id| id.to_string()).unwrap_or_default(),
+                    spreadsheet_safe(&row.reason),
+                    spreadsheet_safe(&row.changes_text()),
+                ])
+                .map_err(csv_error)?;
+        }
+    }
+    writer
+        .flush()
+        .map_err(|e| ImportError::Refused(format!("cannot write the report: {e}")))?;
+    Ok(())
+}
