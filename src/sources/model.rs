@@ -107,3 +107,53 @@ pub struct MappingInput {
     pub to_source: Rule,
     pub blanks_clear: bool,
 }
+
+/// Whether a file's header names a source's column: case and surrounding spaces do not count.
+/// The one rule for matching headers, used by the mapping proposal, the preview and imports.
+pub fn same_column(header: &str, column: &str) -> bool {
+    header.trim().eq_ignore_ascii_case(column.trim())
+}
+
+/// Where a column is among a file's headers.
+pub fn column_index(headers: &[String], column: &str) -> Option<usize> {
+    headers.iter().position(|h| same_column(h, column))
+}
+
+/// "'a', 'b', 'c'": a file's headers, quoted, for messages.
+pub fn quoted_headers(headers: &[String]) -> String {
+    headers
+        .iter()
+        .map(|h| format!("'{h}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a file's header row means for a source: per header the field it feeds (if any), the
+/// mapped columns the file lacks, and whether the id column is there.
+pub struct HeaderCheck {
+    pub mapped: Vec<Option<String>>,
+    pub missing_columns: Vec<String>,
+    pub has_id: bool,
+}
+
+impl HeaderCheck {
+    pub fn of(source: &Source, mapping: &[Mapping], headers: &[String]) -> Self {
+        HeaderCheck {
+            mapped: headers
+                .iter()
+                .map(|h| {
+                    mapping
+                        .iter()
+                        .find(|m| same_column(h, &m.column_name))
+                        .map(|m| format!("{} ({})", m.field_key, m.to_record))
+                })
+                .collect(),
+            missing_columns: mapping
+                .iter()
+                .filter(|m| column_index(headers, &m.column_name).is_none())
+                .map(|m| m.column_name.clone())
+                .collect(),
+            has_id: column_index(headers, &source.id_column).is_some(),
+        }
+    }
+}

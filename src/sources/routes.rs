@@ -10,7 +10,10 @@ use actix_web::{get, post, web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::model::{Mapping, MappingInput, OnInvalid, Source};
+use super::model::{
+    column_index, quoted_headers, same_column, HeaderCheck, Mapping, MappingInput, OnInvalid,
+    Source,
+};
 use super::service::{self, SourceError, SourceInput};
 use crate::auth::extract::{AdminUser, EditorUser, SignedIn};
 use crate::auth::model::Role;
@@ -453,8 +456,8 @@ async fn propose(
     let mut lines: Vec<MappingLine> = proposal.iter().map(MappingLine::from).collect();
     // Unmatched columns are listed too, without a field, for the admin to choose.
     for header in &headers {
-        let taken = lines.iter().any(|l| l.column.eq_ignore_ascii_case(header));
-        if !taken && !header.eq_ignore_ascii_case(&data.source.id_column) {
+        let taken = lines.iter().any(|l| same_column(header, &l.column));
+        if !taken && !same_column(header, &data.source.id_column) {
             lines.push(MappingLine {
                 column: header.clone(),
                 field: String::new(),
@@ -466,7 +469,7 @@ async fn propose(
     }
     let has_id = headers
         .iter()
-        .any(|h| h.eq_ignore_ascii_case(&data.source.id_column));
+        .any(|h| same_column(h, &data.source.id_column));
     let note = format!(
         "Proposed from the header of {file_name}: {} of {} columns matched a field by name or label. Check it, then save.{}",
         proposal.len(),
@@ -617,28 +620,12 @@ async fn preview(
                 Ok((h, r)) => (h, r, None),
                 Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
             };
-            let mapped = headers
-                .iter()
-                .map(|h| {
-                    mapping
-                        .iter()
-                        .find(|m| m.column_name.eq_ignore_ascii_case(h))
-                        .map(|m| format!("{} ({})", m.field_key, m.to_record))
-                })
-                .collect();
-            let missing_columns = mapping
-                .iter()
-                .filter(|m| {
-                    !headers
-                        .iter()
-                        .any(|h| h.eq_ignore_ascii_case(&m.column_name))
-                })
-                .map(|m| m.column_name.clone())
-                .collect();
-            let id_missing = error.is_none()
-                && !headers
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(&source.id_column));
+            let HeaderCheck {
+                mapped,
+                missing_columns,
+                has_id,
+            } = HeaderCheck::of(&source, &mapping, &headers);
+            let id_missing = error.is_none() && !has_id;
             Ok((
                 source,
                 detected,
@@ -718,17 +705,10 @@ async fn start_run(
             // A file without the id column is refused here, before any run exists.
             let (headers, _) = csvfile::preview(&file, format, 0)
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
-            if !headers
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(&source.id_column))
-            {
+            if column_index(&headers, &source.id_column).is_none() {
                 return Err(engine::ImportError::MissingIdColumn {
                     column: source.id_column.clone(),
-                    found: headers
-                        .iter()
-                        .map(|h| format!("'{h}'"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    found: quoted_headers(&headers),
                 }
                 .into());
             }

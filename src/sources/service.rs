@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::model::{Mapping, MappingInput, OnInvalid, Source};
+use super::model::{same_column, Mapping, MappingInput, OnInvalid, Source};
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::service as fields;
@@ -162,12 +162,12 @@ pub fn set_mapping(
                 problems.push("A mapping line has no column name.".to_string());
                 continue;
             }
-            if column.eq_ignore_ascii_case(source.id_column.trim()) {
+            if same_column(column, &source.id_column) {
                 problems.push(format!(
                     "'{column}' is the id column: it links records, it is not mapped to a field."
                 ));
             }
-            if seen_columns.iter().any(|c| c.eq_ignore_ascii_case(column)) {
+            if seen_columns.iter().any(|c| same_column(c, column)) {
                 problems.push(format!("The column '{column}' is mapped twice."));
             }
             seen_columns.push(column.to_string());
@@ -244,7 +244,7 @@ pub fn propose_mapping(
 ) -> Vec<MappingInput> {
     let mut out: Vec<MappingInput> = Vec::new();
     for header in headers {
-        if header.trim().eq_ignore_ascii_case(id_column.trim()) {
+        if same_column(header, id_column) {
             continue;
         }
         let wanted = simplify(header);

@@ -26,7 +26,7 @@ use crate::records::service::RecordError;
 use crate::records::writer::{self, Catalog, Edit};
 use crate::review::service as review;
 use crate::schema::{import_rows, import_run_claims, import_runs};
-use crate::sources::model::Mapping;
+use crate::sources::model::{quoted_headers, same_column, Mapping};
 use crate::sources::service as sources;
 use crate::text;
 
@@ -245,14 +245,10 @@ fn run_file(
         .collect();
     let id_index = headers
         .iter()
-        .position(|h| h.eq_ignore_ascii_case(source.id_column.trim()))
+        .position(|h| same_column(h, &source.id_column))
         .ok_or_else(|| ImportError::MissingIdColumn {
             column: source.id_column.clone(),
-            found: headers
-                .iter()
-                .map(|h| format!("'{h}'"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            found: quoted_headers(&headers),
         })?;
     let kind = source.record_kind();
     let defs = fields::list(conn, kind, false)?;
@@ -262,7 +258,7 @@ fn run_file(
         .filter_map(|m| {
             let index = headers
                 .iter()
-                .position(|h| h.eq_ignore_ascii_case(m.column_name.trim()))?;
+                .position(|h| same_column(h, &m.column_name))?;
             let def = defs.iter().find(|d| d.key == m.field_key)?.clone();
             Some((index, m.column_name.clone(), def, m.field_rule()))
         })
