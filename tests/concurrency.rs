@@ -101,10 +101,16 @@ async fn console_writes_succeed_while_an_import_runs() {
             .status
     };
     let waiting = Instant::now();
-    while status(&editor.state.pool) == "queued" && waiting.elapsed() < Duration::from_secs(30) {
+    while status(&editor.state.pool).as_str() == "queued"
+        && waiting.elapsed() < Duration::from_secs(30)
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(status(&editor.state.pool), "running", "the import started");
+    assert_eq!(
+        status(&editor.state.pool).as_str(),
+        "running",
+        "the import started"
+    );
 
     // 50 writes while it runs: edits, flags and sign-ins, one after another.
     let mut latencies = Vec::new();
@@ -136,7 +142,7 @@ async fn console_writes_succeed_while_an_import_runs() {
             }
         }
         latencies.push(started.elapsed());
-        if status(&editor.state.pool) == "running" {
+        if status(&editor.state.pool).as_str() == "running" {
             during_import += 1;
         }
     }
@@ -144,7 +150,7 @@ async fn console_writes_succeed_while_an_import_runs() {
     assert_eq!(imported, 1);
     let mut conn = editor.state.pool.get().expect("connection");
     let done = engine::load_run(&mut conn, run).expect("run").expect("run");
-    assert_eq!(done.status, "done", "{:?}", done.error);
+    assert_eq!(done.status.as_str(), "done", "{:?}", done.error);
     assert_eq!(done.count("created"), ROWS as i64);
     latencies.sort();
     println!(

@@ -271,7 +271,7 @@ fn seed_example_1_first_connection() {
          E,Harry Smith,harry@smith.com,0400 000 003\n",
         false,
     );
-    assert_eq!(env.run(run).status, "done");
+    assert_eq!(env.run(run).status.as_str(), "done");
     let rows = env.rows(run);
     // Outcome of every row, and the record it landed on.
     let (outcome, record, reason) = outcome_of(&rows, "A");
@@ -510,7 +510,7 @@ fn bad_files_are_explained_and_lose_nothing() {
     // Missing id column: the run fails before anything is written.
     let run = env.import(&sync, "Id,Name\n1,Ann\n", false);
     let failed = env.run(run);
-    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.status.as_str(), "failed");
     let error = failed.error.unwrap_or_default();
     assert!(
         error.contains("no column 'External Id'")
@@ -1576,7 +1576,7 @@ fn nul_bytes_fail_a_row_or_a_run_never_the_source() {
         )
         .expect("enqueue");
     jobs::run_queued(&env.state.pool, &env.state.config.data_dir, au()).expect("run");
-    assert_eq!(env.run(run).status, "done");
+    assert_eq!(env.run(run).status.as_str(), "done");
     let rows = env.rows(run);
     let outcomes: Vec<(&str, &str)> = rows
         .iter()
@@ -1614,7 +1614,7 @@ fn nul_bytes_fail_a_row_or_a_run_never_the_source() {
     let run = env.enqueue(&sync, &zip, false, None).expect("enqueue");
     jobs::run_queued(&env.state.pool, &env.state.config.data_dir, au()).expect("run");
     let failed = env.run(run);
-    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.status.as_str(), "failed");
     assert!(
         failed
             .error
@@ -1623,7 +1623,11 @@ fn nul_bytes_fail_a_row_or_a_run_never_the_source() {
         "the failure is saved"
     );
     let next = env.import(&sync, "External Id,Name,Email,Phone\n4,Eve,,\n", false);
-    assert_eq!(env.run(next).status, "done", "the source is not held");
+    assert_eq!(
+        env.run(next).status.as_str(),
+        "done",
+        "the source is not held"
+    );
 }
 
 /// A full-mode file flags nothing when it has no valid row or mostly errors, and flags more
@@ -1661,7 +1665,7 @@ fn full_mode_flags_only_from_files_that_list_the_source() {
         ),
     ] {
         let run = env.run(env.import(&full, &file, false));
-        assert_eq!(run.status, "done");
+        assert_eq!(run.status.as_str(), "done");
         let notice = run.notice.clone().unwrap_or_default();
         assert!(notice.contains(says), "{notice}");
         assert_eq!(run.count("missing_from_source"), 0);
@@ -1769,7 +1773,7 @@ fn stopped_runs_are_named_resumed_and_cancelled() {
     let (ok, out) = cli(&["resume", &held.to_string()]);
     assert!(ok, "{out}");
     assert!(out.contains(&format!("Run #{held}: 2 rows.")), "{out}");
-    assert_eq!(env.run(held).status, "done");
+    assert_eq!(env.run(held).status.as_str(), "done");
 
     // A silent run of `serve` goes back to the queue and is resumed by the next worker.
     let run = env
@@ -1790,9 +1794,9 @@ fn stopped_runs_are_named_resumed_and_cancelled() {
         .execute(&mut env.conn())
         .expect("silence");
     assert_eq!(jobs::recover_stale(&mut env.conn()).expect("recover"), 1);
-    assert_eq!(env.run(run).status, "queued");
+    assert_eq!(env.run(run).status.as_str(), "queued");
     jobs::run_queued(&env.state.pool, &env.state.config.data_dir, au()).expect("run");
-    assert_eq!(env.run(run).status, "done");
+    assert_eq!(env.run(run).status.as_str(), "done");
 
     // Cancelled while it runs: its next chunk rolls back, and it stays cancelled.
     let run = env
@@ -1817,7 +1821,7 @@ fn stopped_runs_are_named_resumed_and_cancelled() {
         "{stopped:?}"
     );
     let cancelled = env.run(run);
-    assert_eq!(cancelled.status, "cancelled");
+    assert_eq!(cancelled.status.as_str(), "cancelled");
     assert!(cancelled
         .error
         .unwrap_or_default()

@@ -16,7 +16,7 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 
 use super::csvfile::{self, FileError, FileFormat, TextEncoding};
-use super::model::ImportRun;
+use super::model::{ImportRun, RunStatus};
 use super::plan::{self, error_row, Parsed, RowOutcome, RunRules};
 use crate::db::{self, DbConn};
 use crate::fields::service as fields;
@@ -792,7 +792,7 @@ pub fn holds(conn: &mut DbConn, run_id: i64, claimant: &str) -> QueryResult<bool
     Ok(diesel::update(
         import_run_claims::table
             .filter(import_run_claims::id.eq(run_id))
-            .filter(import_run_claims::status.eq("running"))
+            .filter(import_run_claims::status.eq(RunStatus::Running.as_str()))
             .filter(import_run_claims::claimed_by.eq(claimant)),
     )
     .set(import_run_claims::claimed_by.eq(claimant))

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::csvfile::FileFormat;
 use super::engine::{self, ImportError};
-use super::model::ImportRun;
+use super::model::{ImportRun, RunStatus};
 use crate::db::{self, DbConn, DbPool};
 use crate::fields::validate::PhoneCountry;
 use crate::schema::import_runs;
@@ -70,7 +70,7 @@ impl HeldRun {
 
     /// A running run has stopped: silent for `STALE_AFTER_SECONDS`, or its process is gone.
     pub fn is_stale(&self, now: NaiveDateTime) -> bool {
-        self.run.status == "running"
+        self.run.status == RunStatus::Running
             && (self
                 .run
                 .heartbeat_at
@@ -82,7 +82,7 @@ impl HeldRun {
 /// What holds a source: its queued or running run, in words a person can act on.
 pub fn describe_holder(held: &HeldRun, now: NaiveDateTime) -> String {
     let run = &held.run;
-    if run.status == "queued" {
+    if run.status == RunStatus::Queued {
         return format!(
             "run #{} is queued, waiting for a worker of `syncdesk serve`",
             run.id
@@ -127,7 +127,7 @@ pub fn runs_of(conn: &mut DbConn, source_id: i64, limit: i64) -> QueryResult<Vec
 pub fn active_run(conn: &mut DbConn, source_id: i64) -> QueryResult<Option<HeldRun>> {
     import_runs::table
         .filter(import_runs::source_id.eq(source_id))
-        .filter(import_runs::status.eq_any(["queued", "running"]))
+        .filter(import_runs::status.eq_any(RunStatus::ACTIVE))
         .select(ImportRun::as_select())
         .first(conn)
         .optional()?
@@ -142,10 +142,10 @@ pub fn cancel(conn: &mut DbConn, run_id: i64, by: &str) -> Result<(), ImportErro
         diesel::update(
             import_runs::table
                 .filter(import_runs::id.eq(run_id))
-                .filter(import_runs::status.eq_any(["queued", "running"])),
+                .filter(import_runs::status.eq_any(RunStatus::ACTIVE)),
         )
         .set((
-            import_runs::status.eq("cancelled"),
+            import_runs::status.eq(RunStatus::Cancelled.as_str()),
             import_runs::error.eq(Some(format!(
                 "Cancelled by {by}. Rows imported before stay; undo the run to take them back."
             ))),
@@ -169,15 +169,15 @@ pub fn claim_for_resume(conn: &mut DbConn, run_id: i64) -> Result<(), ImportErro
             .ok_or_else(|| ImportError::Refused(format!("There is no import run #{run_id}.")))?;
         let held = HeldRun::load(conn, run)?;
         let now = db::now();
-        if !(held.run.status == "queued" || held.is_stale(now)) {
-            return Err(ImportError::Refused(match held.run.status.as_str() {
-                "running" => format!("Cannot resume: {}.", describe_holder(&held, now)),
+        if !(held.run.status == RunStatus::Queued || held.is_stale(now)) {
+            return Err(ImportError::Refused(match held.run.status {
+                RunStatus::Running => format!("Cannot resume: {}.", describe_holder(&held, now)),
                 other => format!("Run #{run_id} is {other}: there is nothing to resume."),
             }));
         }
         diesel::update(import_runs::table.find(run_id))
             .set((
-                import_runs::status.eq("running"),
+                import_runs::status.eq(RunStatus::Running.as_str()),
                 import_runs::heartbeat_at.eq(Some(now)),
                 import_runs::started_at.eq(Some(held.run.started_at.unwrap_or(now))),
             ))
@@ -278,7 +278,12 @@ fn insert_run(conn: &mut DbConn, new: &NewRun, claimed: bool) -> Result<i64, Imp
     let inserted = diesel::insert_into(import_runs::table)
         .values((
             import_runs::source_id.eq(new.source.id),
-            import_runs::status.eq(if claimed { "running" } else { "queued" }),
+            import_runs::status.eq(if claimed {
+                RunStatus::Running
+            } else {
+                RunStatus::Queued
+            }
+            .as_str()),
             import_runs::started_at.eq(started),
             import_runs::heartbeat_at.eq(started),
             import_runs::dry_run.eq(new.dry_run),
@@ -329,7 +334,7 @@ pub fn claim_next(conn: &mut DbConn) -> QueryResult<Option<i64>> {
                 .map(|r| r.id)
             }
             DbConn::Sqlite(_) => import_runs::table
-                .filter(import_runs::status.eq("queued"))
+                .filter(import_runs::status.eq(RunStatus::Queued.as_str()))
                 .order(import_runs::id.asc())
                 .select(import_runs::id)
                 .first(conn)
@@ -340,10 +345,10 @@ pub fn claim_next(conn: &mut DbConn) -> QueryResult<Option<i64>> {
         let claimed = diesel::update(
             import_runs::table
                 .filter(import_runs::id.eq(id))
-                .filter(import_runs::status.eq("queued")),
+                .filter(import_runs::status.eq(RunStatus::Queued.as_str())),
         )
         .set((
-            import_runs::status.eq("running"),
+            import_runs::status.eq(RunStatus::Running.as_str()),
             import_runs::started_at.eq(Some(now)),
             import_runs::heartbeat_at.eq(Some(now)),
         ))
@@ -369,9 +374,9 @@ pub fn process(
     let claimed_by = engine::claimant_of(&mut conn, run_id)?.unwrap_or_default();
     let result = engine::execute(&mut conn, run_id, data_dir, country, progress);
     let (status, error) = match &result {
-        Ok(_) => ("done", None),
+        Ok(_) => (RunStatus::Done, None),
         Err(e) => (
-            "failed",
+            RunStatus::Failed,
             Some(crate::text::storable(&e.to_string()).into_owned()),
         ),
     };
@@ -383,7 +388,7 @@ pub fn process(
             }
             diesel::update(import_runs::table.find(run_id))
                 .set((
-                    import_runs::status.eq(status),
+                    import_runs::status.eq(status.as_str()),
                     import_runs::error.eq(error.clone()),
                     import_runs::finished_at.eq(Some(db::now())),
                 ))
@@ -471,7 +476,7 @@ pub fn run_queued_undos(pool: &DbPool) -> Result<usize, ImportError> {
 pub fn recover_stale(conn: &mut DbConn) -> QueryResult<usize> {
     let now = db::now();
     let running: Vec<ImportRun> = import_runs::table
-        .filter(import_runs::status.eq("running"))
+        .filter(import_runs::status.eq(RunStatus::Running.as_str()))
         .select(ImportRun::as_select())
         .load(conn)?;
     let mut recovered = 0;
@@ -488,7 +493,7 @@ pub fn recover_stale(conn: &mut DbConn) -> QueryResult<usize> {
             }
             engine::set_claimant(conn, held.run.id, None)?;
             diesel::update(import_runs::table.find(held.run.id))
-                .set(import_runs::status.eq("queued"))
+                .set(import_runs::status.eq(RunStatus::Queued.as_str()))
                 .execute(conn)
         })?;
     }

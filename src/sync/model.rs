@@ -6,12 +6,80 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::{import_rows, import_runs};
 
+/// Where a run is. Stored as text (a CHECK constraint keeps the values); a value this code
+/// does not know fails the read instead of passing for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The statuses that hold a source (one such run per source).
+    pub const ACTIVE: [&'static str; 2] = ["queued", "running"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Done | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored value this code does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {what} '{value}' in the database")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl TryFrom<String> for RunStatus {
+    type Error = UnknownValue;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Ok(match value.as_str() {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "done" => RunStatus::Done,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => {
+                return Err(UnknownValue {
+                    what: "run status",
+                    value,
+                })
+            }
+        })
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = import_runs)]
 pub struct ImportRun {
     pub id: i64,
     pub source_id: i64,
-    pub status: String,
+    #[diesel(deserialize_as = String)]
+    pub status: RunStatus,
     pub dry_run: bool,
     pub mode: String,
     pub file_name: String,
@@ -53,7 +121,7 @@ impl ImportRun {
     }
 
     pub fn finished(&self) -> bool {
-        matches!(self.status.as_str(), "done" | "failed" | "cancelled")
+        self.status.finished()
     }
 
     pub fn percent(&self) -> i64 {
@@ -182,5 +250,25 @@ fn blank(value: &str) -> &str {
         "(blank)"
     } else {
         value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_statuses_read_back_or_refuse() {
+        for status in [
+            RunStatus::Queued,
+            RunStatus::Running,
+            RunStatus::Done,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+        ] {
+            assert_eq!(RunStatus::try_from(status.as_str().to_string()).ok(), Some(status));
+        }
+        let unknown = RunStatus::try_from("paused".to_string()).unwrap_err();
+        assert_eq!(unknown.to_string(), "unknown run status 'paused' in the database");
     }
 }

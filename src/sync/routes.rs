@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::decide::OUTCOMES;
 use super::engine;
 use super::jobs::{self, NewRun};
-use super::model::{ImportRow, ImportRun};
+use super::model::{ImportRow, ImportRun, RunStatus};
 use crate::auth::extract::{EditorUser, SignedIn};
 use crate::auth::model::{Role, User};
 use crate::db::DbConn;
@@ -185,7 +185,7 @@ async fn apply_plan(
     let new_run = state
         .db(move |conn| -> Result<i64, AppError> {
             let (run, source) = load(conn, id)?;
-            if !run.dry_run || run.status != "done" {
+            if !run.dry_run || run.status != RunStatus::Done {
                 return Err(AppError::BadRequest(
                     "Only a finished dry run has a plan to apply.".into(),
                 ));
@@ -221,7 +221,10 @@ async fn confirm_flagging(
     let new_run = state
         .db(move |conn| -> Result<i64, AppError> {
             let (run, source) = load(conn, id)?;
-            if run.dry_run || run.status != "done" || run.count(engine::MISSING_NOT_FLAGGED) == 0 {
+            if run.dry_run
+                || run.status != RunStatus::Done
+                || run.count(engine::MISSING_NOT_FLAGGED) == 0
+            {
                 return Err(AppError::BadRequest(
                     "Only a finished full-mode run that left records unflagged asks for this."
                         .into(),
