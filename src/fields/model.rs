@@ -12,6 +12,23 @@ pub enum RecordKind {
     Company,
 }
 
+/// Stored kinds read back exactly; anything else fails the read (it never passes for a
+/// contact).
+impl TryFrom<String> for RecordKind {
+    type Error = crate::sync::model::UnknownValue;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "contact" => Ok(Self::Contact),
+            "company" => Ok(Self::Company),
+            _ => Err(crate::sync::model::UnknownValue {
+                what: "record kind",
+                value,
+            }),
+        }
+    }
+}
+
 impl RecordKind {
     pub const ALL: [RecordKind; 2] = [RecordKind::Contact, RecordKind::Company];
 

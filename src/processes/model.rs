@@ -12,14 +12,15 @@ use crate::schema::{
 pub struct Process {
     pub id: i64,
     pub name: String,
-    pub kind: String,
+    #[diesel(deserialize_as = String)]
+    pub kind: RecordKind,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
 
 impl Process {
     pub fn record_kind(&self) -> RecordKind {
-        RecordKind::parse(&self.kind).unwrap_or(RecordKind::Contact)
+        self.kind
     }
 }
 

@@ -13,7 +13,8 @@ use crate::schema::{documents, record_history, records};
 #[diesel(table_name = records)]
 pub struct RecordRow {
     pub id: i64,
-    pub kind: String,
+    #[diesel(deserialize_as = String)]
+    pub kind: RecordKind,
     pub name: String,
     pub email: String,
     pub phone: String,
@@ -30,7 +31,7 @@ pub struct RecordRow {
 
 impl RecordRow {
     pub fn record_kind(&self) -> RecordKind {
-        RecordKind::parse(&self.kind).unwrap_or(RecordKind::Contact)
+        self.kind
     }
 
     /// The value of a built-in field, `None` for a custom field key.

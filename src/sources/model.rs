@@ -10,7 +10,8 @@ use crate::schema::{source_fields, sources};
 pub struct Source {
     pub id: i64,
     pub name: String,
-    pub kind: String,
+    #[diesel(deserialize_as = String)]
+    pub kind: RecordKind,
     pub id_column: String,
     pub mode: String,
     pub status: String,
@@ -56,7 +57,7 @@ impl Source {
     }
 
     pub fn record_kind(&self) -> RecordKind {
-        RecordKind::parse(&self.kind).unwrap_or(RecordKind::Contact)
+        self.kind
     }
 
     pub fn connected(&self) -> bool {

@@ -266,9 +266,15 @@ mod tests {
             RunStatus::Failed,
             RunStatus::Cancelled,
         ] {
-            assert_eq!(RunStatus::try_from(status.as_str().to_string()).ok(), Some(status));
+            assert_eq!(
+                RunStatus::try_from(status.as_str().to_string()).ok(),
+                Some(status)
+            );
         }
         let unknown = RunStatus::try_from("paused".to_string()).unwrap_err();
-        assert_eq!(unknown.to_string(), "unknown run status 'paused' in the database");
+        assert_eq!(
+            unknown.to_string(),
+            "unknown run status 'paused' in the database"
+        );
     }
 }
