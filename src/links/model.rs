@@ -1,6 +1,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::fields::model::RecordKind;
 use crate::rules::Rule;
 use crate::schema::data_links;
 
@@ -11,7 +12,8 @@ pub struct DataLink {
     pub process_id: i64,
     /// `to_application`, `to_record` or `both`.
     pub direction: String,
-    pub record_kind: String,
+    #[diesel(deserialize_as = String)]
+    pub record_kind: RecordKind,
     /// `information` or `document`.
     pub data_kind: String,
     pub item_id: i64,

@@ -210,7 +210,7 @@ pub fn prefill(conn: &mut DbConn, application_id: i64) -> Result<usize, ProcessE
         let Some(item) = processes::find_item(conn, link.item_id)? else {
             continue;
         };
-        let kind = RecordKind::parse(&link.record_kind).unwrap_or(RecordKind::Contact);
+        let kind = link.record_kind;
         let defs = fields::list(conn, kind, true)?;
         for (stakeholder, record) in targets(conn, &application, &link, &item)? {
             let answered = existing.iter().any(|a| {
@@ -280,7 +280,7 @@ pub fn push(
         if step_id.is_some_and(|s| s != item.step_id) {
             continue;
         }
-        let kind = RecordKind::parse(&link.record_kind).unwrap_or(RecordKind::Contact);
+        let kind = link.record_kind;
         let defs = fields::list(conn, kind, false)?;
         let Some(def) = defs.iter().find(|d| d.key == link.field_key).cloned() else {
             continue;
