@@ -1132,7 +1132,7 @@ impl World {
                 Line {
                     line: r.line,
                     external_id: r.external_id.clone(),
-                    outcome: r.outcome.clone(),
+                    outcome: r.outcome.to_string(),
                     record: r.record_id.map(name),
                     candidates: r
                         .candidates()
@@ -1288,7 +1288,7 @@ fn assert_views_eq(what: &str, scn: &Scenario, expected: &Views, actual: &Views)
 fn tally(lines: &[Line]) -> BTreeMap<String, i64> {
     let mut counts = BTreeMap::new();
     for l in lines {
-        *counts.entry(l.outcome.clone()).or_default() += 1;
+        *counts.entry(l.outcome.to_string()).or_default() += 1;
     }
     counts
 }

@@ -238,7 +238,7 @@ fn outcome_of(rows: &[ImportRow], external_id: &str) -> (String, Option<i64>, St
         .iter()
         .find(|r| r.external_id == external_id)
         .unwrap_or_else(|| panic!("no row {external_id}"));
-    (row.outcome.clone(), row.record_id, row.reason.clone())
+    (row.outcome.to_string(), row.record_id, row.reason.clone())
 }
 
 fn s(v: &str) -> String {
@@ -388,7 +388,11 @@ fn seed_example_1_first_connection() {
          E,Harry Smith,harry@smith.com,0400 000 003\n",
         false,
     );
-    let outcomes: Vec<String> = env.rows(again).iter().map(|r| r.outcome.clone()).collect();
+    let outcomes: Vec<String> = env
+        .rows(again)
+        .iter()
+        .map(|r| r.outcome.to_string())
+        .collect();
     assert_eq!(
         outcomes,
         [
@@ -537,7 +541,7 @@ fn bad_files_are_explained_and_lose_nothing() {
     let rows = env.rows(run);
     let reasons: Vec<(i64, String, String)> = rows
         .iter()
-        .map(|r| (r.line, r.outcome.clone(), r.reason.clone()))
+        .map(|r| (r.line, r.outcome.to_string(), r.reason.clone()))
         .collect();
     assert_eq!(reasons[0].1, "created");
     assert!(
@@ -842,8 +846,8 @@ fn disconnect_then_reconnect_through_links() {
     let run = env.import(&source, file, false);
     let rows = env.rows(run);
     assert!(
-        rows.iter()
-            .all(|r| r.outcome == "unchanged" && r.reason.contains("now belongs to Contact Sync")),
+        rows.iter().all(|r| r.outcome.as_str() == "unchanged"
+            && r.reason.contains("now belongs to Contact Sync")),
         "{:?}",
         rows.iter().map(|r| &r.reason).collect::<Vec<_>>()
     );
@@ -901,7 +905,7 @@ fn full_mode_flags_missing_records_and_delta_does_not() {
     let rows = env.rows(run);
     let missing = rows
         .iter()
-        .find(|r| r.outcome == "missing_from_source")
+        .find(|r| r.outcome.as_str() == "missing_from_source")
         .expect("missing row");
     assert_eq!(missing.external_id, "B");
     assert!(missing.reason.contains("nothing is deleted"));
@@ -931,7 +935,7 @@ fn full_mode_flags_missing_records_and_delta_does_not() {
     assert!(env
         .rows(run)
         .iter()
-        .all(|r| r.outcome != "missing_from_source"));
+        .all(|r| r.outcome.as_str() != "missing_from_source"));
 }
 
 #[core::prelude::v1::test]
@@ -969,7 +973,7 @@ fn rules_review_makes_proposals_and_custom_columns_map_to_custom_fields() {
         false,
     );
     let row = &env.rows(run)[0];
-    assert_eq!(row.outcome, "updated");
+    assert_eq!(row.outcome.as_str(), "updated");
     assert!(
         row.reason.contains("Updated: tag1") && row.reason.contains("Proposed for review: phone"),
         "{}",
@@ -1004,7 +1008,7 @@ fn rules_review_makes_proposals_and_custom_columns_map_to_custom_fields() {
         "External Id,Name,Email,Phone,tag1\nA,Ann,,0400 000 008,gold\n",
         false,
     );
-    assert_eq!(env.rows(run)[0].outcome, "unchanged");
+    assert_eq!(env.rows(run)[0].outcome.as_str(), "unchanged");
     let pending = syncdesk::review::service::pending_for(&mut env.conn(), id).expect("proposals");
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].proposed_value, "+61400000008");
@@ -1022,7 +1026,7 @@ fn ambiguous_rows_wait_for_a_person() {
         false,
     );
     let rows = env.rows(run);
-    assert_eq!(rows[0].outcome, "ambiguous");
+    assert_eq!(rows[0].outcome.as_str(), "ambiguous");
     assert_eq!(rows[0].candidates(), Ok(vec![first, second]));
     assert!(
         rows[0].reason.contains("2 manual records")

@@ -34,19 +34,6 @@ pub enum Decision {
     Create { reason: String },
 }
 
-/// The outcome words of a run report.
-pub const OUTCOMES: [&str; 9] = [
-    "created",
-    "updated",
-    "unchanged",
-    "converted",
-    "linked_forced_manual",
-    "ignored",
-    "ambiguous",
-    "error",
-    "missing_from_source",
-];
-
 /// See docs/architecture.md, 'The import decision': link match, identity match, no match.
 pub fn decide(
     source: (i64, &str),

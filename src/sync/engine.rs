@@ -16,7 +16,7 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 
 use super::csvfile::{self, FileError, FileFormat, TextEncoding};
-use super::model::{ImportRun, RunStatus};
+use super::model::{ImportRun, Outcome, RunStatus};
 use super::plan::{self, error_row, Parsed, RowOutcome, RunRules};
 use crate::db::{self, DbConn};
 use crate::fields::service as fields;
@@ -149,13 +149,16 @@ struct Execution<'a> {
 
 impl Execution<'_> {
     fn created(&self) -> i64 {
-        self.counts.get("created").copied().unwrap_or(0)
+        self.counts
+            .get(Outcome::Created.as_str())
+            .copied()
+            .unwrap_or(0)
     }
 
     fn counts_after(&self, outcomes: &[RowOutcome]) -> BTreeMap<String, i64> {
         let mut counts = self.counts.clone();
         for o in outcomes {
-            *counts.entry(o.outcome.to_string()).or_default() += 1;
+            *counts.entry(o.outcome.as_str().to_string()).or_default() += 1;
             if o.warnings > 0 {
                 *counts.entry("warnings".into()).or_default() += 1;
             }
@@ -370,7 +373,11 @@ fn flagging_refusal(
     seen: &Seen,
 ) -> QueryResult<Option<(String, i64)>> {
     let rows = i64::try_from(exec.rows_done).unwrap_or(i64::MAX);
-    let errors = exec.counts.get("error").copied().unwrap_or(0);
+    let errors = exec
+        .counts
+        .get(Outcome::Error.as_str())
+        .copied()
+        .unwrap_or(0);
     if rows == errors {
         return Ok(Some((
             "Nothing was flagged missing from source: the file has no valid row.".into(),
@@ -540,7 +547,9 @@ fn resume_state(conn: &mut DbConn, run_id: i64) -> QueryResult<(Seen, BTreeMap<S
         .count()
         .get_result(conn)?;
     if missing > 0 {
-        *counts.entry("missing_from_source".to_string()).or_default() += missing;
+        *counts
+            .entry(Outcome::MissingFromSource.as_str().to_string())
+            .or_default() += missing;
     }
     Ok((seen, counts, last_line))
 }
@@ -728,7 +737,7 @@ fn record_outcomes(
             // A file's stray bytes (a NUL above all) quoted in a reason must not stop the
             // line from being saved.
             external_id: text::storable(&o.external_id),
-            outcome: o.outcome,
+            outcome: o.outcome.as_str(),
             record_id: o.record_id,
             reason: text::storable(&o.reason),
             changes: if o.changes.is_empty() {
@@ -852,7 +861,7 @@ fn flag_missing(
                 .iter()
                 .map(|(record_id, external_id, row)| RowOutcome {
                     external_id: external_id.clone(),
-                    outcome: "missing_from_source",
+                    outcome: Outcome::MissingFromSource,
                     record_id: Some(*record_id),
                     reason: format!("External id {external_id} was not in this full import: the record is flagged missing from source (nothing is deleted)."),
                     // Undo clears only the flags this run set.

@@ -73,6 +73,71 @@ impl TryFrom<String> for RunStatus {
     }
 }
 
+/// What happened to one line of a file (or, for `MissingFromSource`, to a record the file
+/// lacked). Stored as its word; an unknown word fails the read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    Converted,
+    LinkedForcedManual,
+    Ignored,
+    Ambiguous,
+    #[default]
+    Error,
+    MissingFromSource,
+}
+
+impl Outcome {
+    /// In the order a run's counts are shown.
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Created,
+        Outcome::Updated,
+        Outcome::Unchanged,
+        Outcome::Converted,
+        Outcome::LinkedForcedManual,
+        Outcome::Ignored,
+        Outcome::Ambiguous,
+        Outcome::Error,
+        Outcome::MissingFromSource,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Converted => "converted",
+            Outcome::LinkedForcedManual => "linked_forced_manual",
+            Outcome::Ignored => "ignored",
+            Outcome::Ambiguous => "ambiguous",
+            Outcome::Error => "error",
+            Outcome::MissingFromSource => "missing_from_source",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Outcome {
+    type Error = UnknownValue;
+
+    fn try_from(value: String) -> Result<Self, UnknownValue> {
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == value)
+            .ok_or(UnknownValue {
+                what: "outcome",
+                value,
+            })
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = import_runs)]
 pub struct ImportRun {
@@ -192,7 +257,8 @@ pub struct ImportRow {
     pub run_id: i64,
     pub line: i64,
     pub external_id: String,
-    pub outcome: String,
+    #[diesel(deserialize_as = String)]
+    pub outcome: Outcome,
     pub record_id: Option<i64>,
     pub reason: String,
     pub changes: String,
@@ -276,5 +342,13 @@ mod tests {
             unknown.to_string(),
             "unknown run status 'paused' in the database"
         );
+    }
+
+    #[test]
+    fn outcomes_read_back_or_refuse() {
+        for outcome in Outcome::ALL {
+            assert_eq!(Outcome::try_from(outcome.to_string()).ok(), Some(outcome));
+        }
+        assert!(Outcome::try_from("skipped".to_string()).is_err());
     }
 }

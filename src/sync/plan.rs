@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::decide::{self, Candidate, Decision};
-use super::model::FieldChange;
+use super::model::{FieldChange, Outcome};
 use crate::db::DbConn;
 use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::validate::{norm_phone, norm_text, normalize_for, PhoneCountry, MAX_ID_CHARS};
@@ -47,7 +47,7 @@ impl RunRules {
 pub struct RowOutcome {
     pub line: i64,
     pub external_id: String,
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub record_id: Option<i64>,
     pub reason: String,
     pub changes: Vec<FieldChange>,
@@ -66,7 +66,7 @@ pub fn error_row(line: i64, external_id: &str, reason: String) -> RowOutcome {
     RowOutcome {
         line,
         external_id: external_id.to_string(),
-        outcome: "error",
+        outcome: Outcome::Error,
         reason,
         ..Default::default()
     }
@@ -480,12 +480,12 @@ pub fn plan_chunk(
         let index = plan.outcomes.len();
         match decision {
             Decision::Ignore { record_id, reason } => {
-                out.outcome = "ignored";
+                out.outcome = Outcome::Ignored;
                 out.record_id = Some(record_id);
                 out.reason = reason;
             }
             Decision::Ambiguous { candidates, reason } => {
-                out.outcome = "ambiguous";
+                out.outcome = Outcome::Ambiguous;
                 out.candidates = candidates;
                 out.reason = reason;
                 out.values = row.values.clone();
@@ -512,7 +512,7 @@ pub fn plan_chunk(
                     &row.values,
                 );
                 out.changes = changes;
-                out.outcome = "created";
+                out.outcome = Outcome::Created;
                 out.record_created = true;
                 out.link_added = true;
                 out.reason = reason;
@@ -562,7 +562,7 @@ pub fn plan_chunk(
                 }
                 edit.after.missing_from_source = false;
                 if forced_manual {
-                    out.outcome = "linked_forced_manual";
+                    out.outcome = Outcome::LinkedForcedManual;
                 } else {
                     let (changes, proposals) = apply_field_rules(
                         &field_rules,
@@ -578,9 +578,9 @@ pub fn plan_chunk(
                         plan.proposals.extend(proposals);
                     }
                     out.outcome = match (by_identity, out.changes.is_empty()) {
-                        (true, _) => "converted",
-                        (false, false) => "updated",
-                        (false, true) => "unchanged",
+                        (true, _) => Outcome::Converted,
+                        (false, false) => Outcome::Updated,
+                        (false, true) => Outcome::Unchanged,
                     };
                     if !out.changes.is_empty() {
                         let fields: Vec<&str> =

@@ -74,7 +74,7 @@ pub fn report_csv(
                 .write_record([
                     row.line.to_string(),
                     spreadsheet_safe(&row.external_id),
-                    row.outcome.clone(),
+                    row.outcome.as_str().to_string(),
                     row.record_id.map(|id| id.to_string()).unwrap_or_default(),
                     spreadsheet_safe(&row.reason),
                     spreadsheet_safe(&row.changes_text()),

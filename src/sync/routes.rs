@@ -8,10 +8,9 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::decide::OUTCOMES;
 use super::engine;
 use super::jobs::{self, NewRun};
-use super::model::{ImportRow, ImportRun, RunStatus};
+use super::model::{ImportRow, ImportRun, Outcome, RunStatus};
 use crate::auth::extract::{EditorUser, SignedIn};
 use crate::auth::model::{Role, User};
 use crate::db::DbConn;
@@ -72,9 +71,9 @@ struct ProgressFragment {
 
 fn counts_list(run: &ImportRun) -> Vec<(&'static str, i64)> {
     let counts = run.counts();
-    OUTCOMES
+    Outcome::ALL
         .iter()
-        .map(|o| (*o, counts.get(*o).copied().unwrap_or(0)))
+        .map(|o| (o.as_str(), counts.get(o.as_str()).copied().unwrap_or(0)))
         .collect()
 }
 

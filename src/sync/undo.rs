@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 
 use super::engine::{load_run, ImportError};
-use super::model::{FieldChange, ImportRow};
+use super::model::{FieldChange, ImportRow, Outcome};
 use super::plan::{apply_field_rules, new_record};
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, RecordKind};
@@ -249,7 +249,7 @@ fn undo_rows(
             continue;
         };
         let mut edit = Edit::change(record_id, state.clone());
-        if row.outcome == "missing_from_source" {
+        if row.outcome == Outcome::MissingFromSource {
             if row.owner_changed {
                 edit.after.missing_from_source = false;
             }
@@ -307,7 +307,7 @@ pub fn resolve_ambiguous(
             .first(conn)
             .optional()?
             .ok_or_else(|| ImportError::Refused("That report line does not exist.".into()))?;
-        if row.outcome != "ambiguous" {
+        if row.outcome != Outcome::Ambiguous {
             return Err(ImportError::Refused(format!(
                 "Line {} is not ambiguous (any more): it is {}.",
                 row.line, row.outcome
@@ -361,7 +361,7 @@ pub fn resolve_ambiguous(
                 edit.link.push((source.id, row.external_id.clone()));
                 let (changes, proposals) =
                     apply_field_rules(&field_rules, &defs, candidate, &mut edit, &values);
-                (edit, "converted", changes, proposals)
+                (edit, Outcome::Converted, changes, proposals)
             }
             None => {
                 if values.get("name").is_none_or(|n| n.trim().is_empty()) {
@@ -370,7 +370,7 @@ pub fn resolve_ambiguous(
                     ));
                 }
                 let (edit, changes) = new_record(kind, &defs, source.id, &row.external_id, &values);
-                (edit, "created", changes, Vec::new())
+                (edit, Outcome::Created, changes, Vec::new())
             }
         };
         let created = edit.record_id.is_none();
@@ -390,7 +390,7 @@ pub fn resolve_ambiguous(
         };
         diesel::update(import_rows::table.find(row_id))
             .set((
-                import_rows::outcome.eq(outcome),
+                import_rows::outcome.eq(outcome.as_str()),
                 import_rows::record_id.eq(Some(record_id)),
                 import_rows::reason.eq(format!(
                     "{} Resolved by {}: {message}",
@@ -405,15 +405,16 @@ pub fn resolve_ambiguous(
             .execute(conn)?;
         // The run's counts move one line from ambiguous to its new outcome: no recount.
         let mut counts: BTreeMap<String, i64> = run.counts();
-        match counts.get("ambiguous").copied() {
+        let ambiguous = Outcome::Ambiguous.as_str();
+        match counts.get(ambiguous).copied() {
             Some(n) if n > 1 => {
-                counts.insert("ambiguous".into(), n - 1);
+                counts.insert(ambiguous.into(), n - 1);
             }
             _ => {
-                counts.remove("ambiguous");
+                counts.remove(ambiguous);
             }
         }
-        *counts.entry(outcome.to_string()).or_default() += 1;
+        *counts.entry(outcome.as_str().to_string()).or_default() += 1;
         diesel::update(import_runs::table.find(row.run_id))
             .set(import_runs::counts.eq(serde_json::to_string(&counts).unwrap_or_default()))
             .execute(conn)?;
