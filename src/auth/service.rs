@@ -86,24 +86,12 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-/// A deliberately plain check: one `@`, something before it, a dotted domain, no spaces.
+/// The same check as an email field's (`fields::validate::normalize_email`); accounts then
+/// store the address lower-cased whole, so signing in ignores case.
 pub fn validate_email(email: &str) -> Result<(), String> {
-    let valid = match email.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !email.chars().any(char::is_whitespace)
-        }
-        None => false,
-    };
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("'{email}' is not a valid email address."))
-    }
+    crate::fields::validate::normalize_email(email.trim())
+        .map(|_| ())
+        .map_err(|message| format!("{message}."))
 }
 
 pub fn validate_password(password: &str) -> Result<(), String> {

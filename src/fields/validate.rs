@@ -95,7 +95,9 @@ pub fn normalize_for(def: &FieldDef, raw: &str, country: PhoneCountry) -> Result
     Ok(value)
 }
 
-fn normalize_email(value: &str) -> Result<String, String> {
+/// An email address as stored: checked by the RFC (with a dotted domain), domain lower-cased.
+/// The one email check, for record fields and accounts alike.
+pub fn normalize_email(value: &str) -> Result<String, String> {
     let invalid = || format!("'{value}' is not a valid email address");
     let parsed = email_address::EmailAddress::from_str(value).map_err(|_| invalid())?;
     // Addresses without a dotted domain are valid by the RFC but never what people meant here.
