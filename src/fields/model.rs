@@ -177,3 +177,12 @@ pub fn split_options(text: &str) -> Vec<String> {
     }
     out
 }
+
+/// A field's label as people know it, or its key when no definition has it. The one lookup
+/// of labels by key.
+pub fn label_of<'a>(defs: impl IntoIterator<Item = &'a FieldDef>, key: &str) -> String {
+    defs.into_iter()
+        .find(|d| d.key == key)
+        .map(|d| d.label.clone())
+        .unwrap_or_else(|| key.to_string())
+}

@@ -529,12 +529,7 @@ impl RecordPage {
             "created" => "Record created".into(),
             "forced_manual" => "Forced manual".into(),
             "archived" => "Archived".into(),
-            _ => self
-                .fields
-                .iter()
-                .find(|f| f.def.key == key)
-                .map(|f| f.def.label.clone())
-                .unwrap_or_else(|| key.to_string()),
+            _ => crate::fields::model::label_of(self.fields.iter().map(|f| &f.def), key),
         }
     }
 }

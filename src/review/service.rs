@@ -424,13 +424,7 @@ impl Outcome {
     }
 }
 
-/// A field's label as people know it, or its key when no definition has it.
-pub fn label_of(defs: &[FieldDef], key: &str) -> String {
-    defs.iter()
-        .find(|d| d.key == key)
-        .map(|d| d.label.clone())
-        .unwrap_or_else(|| key.to_string())
-}
+pub use crate::fields::model::label_of;
 
 /// Checks the values typed for "new value" (and that no required field would be blanked)
 /// before anything is written.
