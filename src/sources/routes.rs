@@ -10,21 +10,17 @@ use actix_web::{get, post, web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::model::{
-    column_index, quoted_headers, same_column, HeaderCheck, Mapping, MappingInput, OnInvalid,
-    Source,
-};
+use super::model::{same_column, Mapping, MappingInput, OnInvalid, Source};
 use super::service::{self, SourceError, SourceInput};
-use crate::auth::extract::{AdminUser, EditorUser, SignedIn};
+use crate::auth::extract::{AdminUser, SignedIn};
 use crate::auth::model::Role;
 use crate::error::AppError;
 use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::service as fields;
 use crate::records::model::Actor;
 use crate::rules::Rule;
-use crate::sync::csvfile::{self, FileFormat, TextEncoding};
+use crate::sync::csvfile;
 use crate::sync::engine;
-use crate::sync::jobs::{self, NewRun};
 use crate::sync::model::ImportRun;
 use crate::web::{flash, render, see_other, upload_to_temp_file, Ctx};
 use crate::AppState;
@@ -38,10 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(save_mapping)
         .service(propose)
         .service(disconnect)
-        .service(reconnect)
-        .service(upload_import)
-        .service(preview)
-        .service(start_run);
+        .service(reconnect);
 }
 
 impl From<SourceError> for AppError {
@@ -521,213 +514,4 @@ async fn reconnect(
         "Connected. Import a file: records linked to it convert back through their links.",
     );
     Ok(see_other(&format!("/sources/{id}")))
-}
-
-/// Stores the uploaded file under its hash, then shows the preview.
-#[post("/sources/{id}/imports")]
-async fn upload_import(
-    state: web::Data<AppState>,
-    _me: EditorUser,
-    path: web::Path<i64>,
-    payload: Multipart,
-) -> Result<HttpResponse, AppError> {
-    let id = path.into_inner();
-    // Before the body is read: nothing is stored for a source that does not exist.
-    state
-        .db(move |conn| service::find(conn, id))
-        .await?
-        .ok_or_else(|| AppError::not_found("That source"))?;
-    let (file_name, file) = upload_to_temp_file(payload, state.config.max_import_bytes).await?;
-    let data_dir = state.config.data_dir.clone();
-    let sha = web::block(move || -> Result<String, AppError> {
-        // A binary file is refused here, not kept.
-        csvfile::detect_file(file.path()).map_err(|e| AppError::BadRequest(e.to_string()))?;
-        let input = std::fs::File::open(file.path()).map_err(AppError::internal)?;
-        Ok(jobs::store_file(&data_dir, input, u64::MAX)?)
-    })
-    .await??;
-    let query =
-        serde_urlencoded::to_string([("file_name", file_name.as_str())]).unwrap_or_default();
-    Ok(see_other(&format!("/sources/{id}/imports/{sha}?{query}")))
-}
-
-#[derive(Debug, Deserialize)]
-struct PreviewQuery {
-    #[serde(default)]
-    file_name: String,
-    encoding: Option<String>,
-    delimiter: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "sources/preview.html")]
-struct PreviewPage {
-    ctx: Ctx,
-    source: Source,
-    sha: String,
-    file_name: String,
-    format: FileFormat,
-    detected: FileFormat,
-    /// Bytes that are not UTF-8 in a UTF-8 file: where, and what each choice does.
-    doubt: Option<String>,
-    headers: Vec<String>,
-    rows: Vec<Vec<String>>,
-    /// Per header: the field it maps to, or `None`.
-    mapped: Vec<Option<String>>,
-    missing_columns: Vec<String>,
-    id_missing: bool,
-    error: Option<String>,
-}
-
-fn chosen_format(
-    detected: FileFormat,
-    encoding: Option<&str>,
-    delimiter: Option<&str>,
-) -> FileFormat {
-    FileFormat {
-        encoding: encoding
-            .and_then(TextEncoding::parse)
-            .unwrap_or(detected.encoding),
-        delimiter: delimiter
-            .and_then(FileFormat::parse_delimiter)
-            .unwrap_or(detected.delimiter),
-    }
-}
-
-#[get("/sources/{id}/imports/{sha}")]
-async fn preview(
-    state: web::Data<AppState>,
-    me: EditorUser,
-    path: web::Path<(i64, String)>,
-    query: web::Query<PreviewQuery>,
-) -> Result<HttpResponse, AppError> {
-    let (id, sha) = path.into_inner();
-    let query = query.into_inner();
-    let file = engine::file_path(&state.config.data_dir, &sha)
-        .filter(|p| p.is_file())
-        .ok_or_else(|| AppError::NotFound("That upload is gone: upload the file again.".into()))?;
-    let (encoding, delimiter) = (query.encoding.clone(), query.delimiter.clone());
-    let page = state
-        .db(move |conn| -> Result<_, AppError> {
-            let source =
-                service::find(conn, id)?.ok_or_else(|| AppError::not_found("That source"))?;
-            let mapping = service::mapping(conn, id)?;
-            let (detected, doubt) =
-                csvfile::detect_file(&file).map_err(|e| AppError::BadRequest(e.to_string()))?;
-            let format = chosen_format(detected, encoding.as_deref(), delimiter.as_deref());
-            let doubt = doubt.map(|d| d.to_string());
-            let (headers, rows, error) = match csvfile::preview(&file, format, 5) {
-                Ok((h, r)) => (h, r, None),
-                Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
-            };
-            let HeaderCheck {
-                mapped,
-                missing_columns,
-                has_id,
-            } = HeaderCheck::of(&source, &mapping, &headers);
-            let id_missing = error.is_none() && !has_id;
-            Ok((
-                source,
-                detected,
-                doubt,
-                format,
-                headers,
-                rows,
-                mapped,
-                missing_columns,
-                id_missing,
-                error,
-            ))
-        })
-        .await?;
-    let (
-        source,
-        detected,
-        doubt,
-        format,
-        headers,
-        rows,
-        mapped,
-        missing_columns,
-        id_missing,
-        error,
-    ) = page;
-    render(
-        StatusCode::OK,
-        &PreviewPage {
-            ctx: me.ctx,
-            source,
-            sha,
-            file_name: query.file_name,
-            format,
-            detected,
-            doubt,
-            headers,
-            rows,
-            mapped,
-            missing_columns,
-            id_missing,
-            error,
-        },
-    )
-}
-
-#[derive(Debug, Deserialize)]
-struct StartForm {
-    #[serde(default)]
-    file_name: String,
-    encoding: String,
-    delimiter: String,
-    action: String,
-}
-
-#[post("/sources/{id}/imports/{sha}/run")]
-async fn start_run(
-    state: web::Data<AppState>,
-    me: EditorUser,
-    session: Session,
-    path: web::Path<(i64, String)>,
-    form: web::Form<StartForm>,
-) -> Result<HttpResponse, AppError> {
-    let (id, sha) = path.into_inner();
-    let form = form.into_inner();
-    let file = engine::file_path(&state.config.data_dir, &sha)
-        .filter(|p| p.is_file())
-        .ok_or_else(|| AppError::NotFound("That upload is gone: upload the file again.".into()))?;
-    let user = me.user.clone();
-    let run_id = state
-        .db(move |conn| -> Result<i64, AppError> {
-            let source =
-                service::find(conn, id)?.ok_or_else(|| AppError::not_found("That source"))?;
-            let (detected, _) =
-                csvfile::detect_file(&file).map_err(|e| AppError::BadRequest(e.to_string()))?;
-            let format = chosen_format(detected, Some(&form.encoding), Some(&form.delimiter));
-            // A file without the id column is refused here, before any run exists.
-            let (headers, _) = csvfile::preview(&file, format, 0)
-                .map_err(|e| AppError::BadRequest(e.to_string()))?;
-            if column_index(&headers, &source.id_column).is_none() {
-                return Err(engine::ImportError::MissingIdColumn {
-                    column: source.id_column.clone(),
-                    found: quoted_headers(&headers),
-                }
-                .into());
-            }
-            Ok(jobs::enqueue(
-                conn,
-                &NewRun {
-                    source: &source,
-                    file_name: &form.file_name,
-                    sha256: &sha,
-                    format,
-                    dry_run: form.action != "apply",
-                    plan_of: None,
-                    flag_confirmed: false,
-                    user_id: Some(user.id),
-                    user_label: &user.display_name,
-                },
-            )?)
-        })
-        .await?;
-    flash(&session, format!("Import run #{run_id} queued."));
-    Ok(see_other(&format!("/runs/{run_id}")))
 }

@@ -1,6 +1,7 @@
 //! Run pages: live progress, counts, the report line by line (filter by outcome), the CSV
 //! report, "apply this plan", undo, and resolving ambiguous rows.
 
+use actix_multipart::Multipart;
 use actix_session::Session;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::http::StatusCode;
@@ -8,6 +9,7 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
+use super::csvfile::{self, FileFormat, TextEncoding};
 use super::engine;
 use super::jobs::{self, NewRun};
 use super::model::{ImportRow, ImportRun, Outcome, RunStatus};
@@ -16,9 +18,9 @@ use crate::auth::model::{Role, User};
 use crate::db::DbConn;
 use crate::error::AppError;
 use crate::records::model::Actor;
-use crate::sources::model::Source;
+use crate::sources::model::{column_index, quoted_headers, HeaderCheck, Source};
 use crate::sources::service as sources;
-use crate::web::{flash, is_htmx, render, see_other, Ctx};
+use crate::web::{flash, is_htmx, render, see_other, upload_to_temp_file, Ctx};
 use crate::AppState;
 
 const ROWS_PER_PAGE: i64 = 100;
@@ -29,6 +31,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(report_csv)
         .service(apply_plan)
         .service(confirm_flagging)
+        .service(upload_import)
+        .service(preview)
+        .service(start_run)
         .service(undo)
         .service(cancel)
         .service(resolve);
@@ -331,4 +336,215 @@ async fn resolve(
         .await?;
     flash(&session, message);
     Ok(see_other(&format!("/runs/{id}?outcome=ambiguous")))
+}
+
+// ---- uploading a file to a source, its preview, starting the run ------------------------
+
+/// Stores the uploaded file under its hash, then shows the preview.
+#[post("/sources/{id}/imports")]
+async fn upload_import(
+    state: web::Data<AppState>,
+    _me: EditorUser,
+    path: web::Path<i64>,
+    payload: Multipart,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    // Before the body is read: nothing is stored for a source that does not exist.
+    state
+        .db(move |conn| sources::find(conn, id))
+        .await?
+        .ok_or_else(|| AppError::not_found("That source"))?;
+    let (file_name, file) = upload_to_temp_file(payload, state.config.max_import_bytes).await?;
+    let data_dir = state.config.data_dir.clone();
+    let sha = web::block(move || -> Result<String, AppError> {
+        // A binary file is refused here, not kept.
+        csvfile::detect_file(file.path()).map_err(|e| AppError::BadRequest(e.to_string()))?;
+        let input = std::fs::File::open(file.path()).map_err(AppError::internal)?;
+        Ok(jobs::store_file(&data_dir, input, u64::MAX)?)
+    })
+    .await??;
+    let query =
+        serde_urlencoded::to_string([("file_name", file_name.as_str())]).unwrap_or_default();
+    Ok(see_other(&format!("/sources/{id}/imports/{sha}?{query}")))
+}
+
+#[derive(Debug, Deserialize)]
+struct PreviewQuery {
+    #[serde(default)]
+    file_name: String,
+    encoding: Option<String>,
+    delimiter: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "sources/preview.html")]
+struct PreviewPage {
+    ctx: Ctx,
+    source: Source,
+    sha: String,
+    file_name: String,
+    format: FileFormat,
+    detected: FileFormat,
+    /// Bytes that are not UTF-8 in a UTF-8 file: where, and what each choice does.
+    doubt: Option<String>,
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+    /// Per header: the field it maps to, or `None`.
+    mapped: Vec<Option<String>>,
+    missing_columns: Vec<String>,
+    id_missing: bool,
+    error: Option<String>,
+}
+
+fn chosen_format(
+    detected: FileFormat,
+    encoding: Option<&str>,
+    delimiter: Option<&str>,
+) -> FileFormat {
+    FileFormat {
+        encoding: encoding
+            .and_then(TextEncoding::parse)
+            .unwrap_or(detected.encoding),
+        delimiter: delimiter
+            .and_then(FileFormat::parse_delimiter)
+            .unwrap_or(detected.delimiter),
+    }
+}
+
+#[get("/sources/{id}/imports/{sha}")]
+async fn preview(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    path: web::Path<(i64, String)>,
+    query: web::Query<PreviewQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (id, sha) = path.into_inner();
+    let query = query.into_inner();
+    let file = engine::file_path(&state.config.data_dir, &sha)
+        .filter(|p| p.is_file())
+        .ok_or_else(|| AppError::NotFound("That upload is gone: upload the file again.".into()))?;
+    let (encoding, delimiter) = (query.encoding.clone(), query.delimiter.clone());
+    let page = state
+        .db(move |conn| -> Result<_, AppError> {
+            let source =
+                sources::find(conn, id)?.ok_or_else(|| AppError::not_found("That source"))?;
+            let mapping = sources::mapping(conn, id)?;
+            let (detected, doubt) =
+                csvfile::detect_file(&file).map_err(|e| AppError::BadRequest(e.to_string()))?;
+            let format = chosen_format(detected, encoding.as_deref(), delimiter.as_deref());
+            let doubt = doubt.map(|d| d.to_string());
+            let (headers, rows, error) = match csvfile::preview(&file, format, 5) {
+                Ok((h, r)) => (h, r, None),
+                Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
+            };
+            let HeaderCheck {
+                mapped,
+                missing_columns,
+                has_id,
+            } = HeaderCheck::of(&source, &mapping, &headers);
+            let id_missing = error.is_none() && !has_id;
+            Ok((
+                source,
+                detected,
+                doubt,
+                format,
+                headers,
+                rows,
+                mapped,
+                missing_columns,
+                id_missing,
+                error,
+            ))
+        })
+        .await?;
+    let (
+        source,
+        detected,
+        doubt,
+        format,
+        headers,
+        rows,
+        mapped,
+        missing_columns,
+        id_missing,
+        error,
+    ) = page;
+    render(
+        StatusCode::OK,
+        &PreviewPage {
+            ctx: me.ctx,
+            source,
+            sha,
+            file_name: query.file_name,
+            format,
+            detected,
+            doubt,
+            headers,
+            rows,
+            mapped,
+            missing_columns,
+            id_missing,
+            error,
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct StartForm {
+    #[serde(default)]
+    file_name: String,
+    encoding: String,
+    delimiter: String,
+    action: String,
+}
+
+#[post("/sources/{id}/imports/{sha}/run")]
+async fn start_run(
+    state: web::Data<AppState>,
+    me: EditorUser,
+    session: Session,
+    path: web::Path<(i64, String)>,
+    form: web::Form<StartForm>,
+) -> Result<HttpResponse, AppError> {
+    let (id, sha) = path.into_inner();
+    let form = form.into_inner();
+    let file = engine::file_path(&state.config.data_dir, &sha)
+        .filter(|p| p.is_file())
+        .ok_or_else(|| AppError::NotFound("That upload is gone: upload the file again.".into()))?;
+    let user = me.user.clone();
+    let run_id = state
+        .db(move |conn| -> Result<i64, AppError> {
+            let source =
+                sources::find(conn, id)?.ok_or_else(|| AppError::not_found("That source"))?;
+            let (detected, _) =
+                csvfile::detect_file(&file).map_err(|e| AppError::BadRequest(e.to_string()))?;
+            let format = chosen_format(detected, Some(&form.encoding), Some(&form.delimiter));
+            // A file without the id column is refused here, before any run exists.
+            let (headers, _) = csvfile::preview(&file, format, 0)
+                .map_err(|e| AppError::BadRequest(e.to_string()))?;
+            if column_index(&headers, &source.id_column).is_none() {
+                return Err(engine::ImportError::MissingIdColumn {
+                    column: source.id_column.clone(),
+                    found: quoted_headers(&headers),
+                }
+                .into());
+            }
+            Ok(jobs::enqueue(
+                conn,
+                &NewRun {
+                    source: &source,
+                    file_name: &form.file_name,
+                    sha256: &sha,
+                    format,
+                    dry_run: form.action != "apply",
+                    plan_of: None,
+                    flag_confirmed: false,
+                    user_id: Some(user.id),
+                    user_label: &user.display_name,
+                },
+            )?)
+        })
+        .await?;
+    flash(&session, format!("Import run #{run_id} queued."));
+    Ok(see_other(&format!("/runs/{run_id}")))
 }
