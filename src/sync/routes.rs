@@ -377,7 +377,7 @@ struct PreviewQuery {
 }
 
 #[derive(Template)]
-#[template(path = "sources/preview.html")]
+#[template(path = "sync/preview.html")]
 struct PreviewPage {
     ctx: Ctx,
     source: Source,
