@@ -374,12 +374,9 @@ fn import(config: Config, args: ImportArgs) -> Result<(), CliError> {
         })?;
     // Read first: a second import of a busy source is told who holds it, without queueing
     // for SQLite's write lock behind the running import.
-    if jobs::active_run(&mut conn, source.id)
-        .map_err(crate::db::DbError::from)?
-        .is_some()
+    if let Some(refusal) =
+        jobs::already_running(&mut conn, &source).map_err(crate::db::DbError::from)?
     {
-        let refusal =
-            jobs::already_running(&mut conn, &source).map_err(crate::db::DbError::from)?;
         return Err(CliError::Input(refusal.to_string()));
     }
     let input = std::fs::File::open(file)

@@ -241,14 +241,16 @@ pub async fn render_error_pages(
     {
         // Signing in is the normal way in, not a failure: a fresh response carries no error
         // for the request log to report.
-        let response = match (htmx, redirect) {
-            (true, AppError::SignInRequired { .. }) => HttpResponse::NoContent()
-                .insert_header(("HX-Redirect", "/signin"))
-                .finish(),
-            (true, _) => HttpResponse::NoContent()
-                .insert_header(("HX-Redirect", "/account/password"))
-                .finish(),
-            (false, _) => actix_web::ResponseError::error_response(redirect),
+        let response = if htmx {
+            let to = match redirect {
+                AppError::SignInRequired { .. } => "/signin",
+                _ => "/account/password",
+            };
+            HttpResponse::NoContent()
+                .insert_header(("HX-Redirect", to))
+                .finish()
+        } else {
+            actix_web::ResponseError::error_response(redirect)
         };
         return Ok(res.into_response(response));
     }

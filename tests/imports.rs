@@ -166,6 +166,22 @@ impl Env {
         .map_err(|e| e.to_string())
     }
 
+    /// Runs the `syncdesk` binary on this environment's data: (success, stdout then stderr).
+    fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+            .args(args)
+            .env("SYNCDESK_DATA_DIR", &self.state.config.data_dir)
+            .env("DATABASE_URL", &self.state.config.database_url)
+            .env_remove("SYNCDESK_CONFIG")
+            .output()
+            .expect("run syncdesk");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
     /// Imports a full-mode file whose missing records the person confirmed flagging.
     fn import_flagging(&self, source: &Source, csv: &str) -> i64 {
         let run = self
@@ -1707,20 +1723,6 @@ fn full_mode_flags_only_from_files_that_list_the_source() {
 fn stopped_runs_are_named_resumed_and_cancelled() {
     let env = Env::new();
     let sync = env.standard_source();
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
-            .args(args)
-            .env("SYNCDESK_DATA_DIR", &env.state.config.data_dir)
-            .env("DATABASE_URL", &env.state.config.database_url)
-            .env_remove("SYNCDESK_CONFIG")
-            .output()
-            .expect("run syncdesk");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
     let csv = "External Id,Name,Email,Phone\n1,Ann,,\n2,Bob,,\n";
     let file = env.state.config.data_dir.join("people.csv");
     std::fs::write(&file, csv).expect("file");
@@ -1743,7 +1745,7 @@ fn stopped_runs_are_named_resumed_and_cancelled() {
         },
     )
     .expect("claimed run");
-    let (ok, out) = cli(&["import", "Contact Sync", &file]);
+    let (ok, out) = env.cli(&["import", "Contact Sync", &file]);
     assert!(!ok);
     assert!(
         out.contains(&format!(
@@ -1768,13 +1770,13 @@ fn stopped_runs_are_named_resumed_and_cancelled() {
         .execute(&mut env.conn())
         .expect("silence");
     assert_eq!(jobs::recover_stale(&mut env.conn()).expect("recover"), 0);
-    let (ok, out) = cli(&["import", "Contact Sync", &file]);
+    let (ok, out) = env.cli(&["import", "Contact Sync", &file]);
     assert!(!ok);
     assert!(
         out.contains(&format!("it looks interrupted: `syncdesk resume {held}` carries it on, `syncdesk cancel {held}` ends it")),
         "{out}"
     );
-    let (ok, out) = cli(&["resume", &held.to_string()]);
+    let (ok, out) = env.cli(&["resume", &held.to_string()]);
     assert!(ok, "{out}");
     assert!(out.contains(&format!("Run #{held}: 2 rows.")), "{out}");
     assert_eq!(env.run(held).status.as_str(), "done");
@@ -1832,7 +1834,7 @@ fn stopped_runs_are_named_resumed_and_cancelled() {
         .contains("Cancelled by Ops"));
     assert!(env.rows(run).is_empty());
     assert_eq!(env.record_count(), 2);
-    let (ok, out) = cli(&["cancel", &run.to_string()]);
+    let (ok, out) = env.cli(&["cancel", &run.to_string()]);
     assert!(!ok);
     assert!(out.contains("is not queued or running"), "{out}");
 }
@@ -1851,21 +1853,7 @@ fn one_stray_byte_is_never_silent_mojibake() {
     )
     .expect("file");
     let file = file.to_string_lossy().into_owned();
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
-            .args(args)
-            .env("SYNCDESK_DATA_DIR", &env.state.config.data_dir)
-            .env("DATABASE_URL", &env.state.config.database_url)
-            .env_remove("SYNCDESK_CONFIG")
-            .output()
-            .expect("run syncdesk");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
-    let (ok, out) = cli(&["import", "Contact Sync", &file]);
+    let (ok, out) = env.cli(&["import", "Contact Sync", &file]);
     assert!(!ok);
     assert!(
         out.contains("Line 3 has a byte that is not UTF-8 (0xE9)")
@@ -1873,7 +1861,7 @@ fn one_stray_byte_is_never_silent_mojibake() {
         "{out}"
     );
     assert_eq!(env.record_count(), 0);
-    let (ok, out) = cli(&["import", "Contact Sync", &file, "--encoding", "utf-8"]);
+    let (ok, out) = env.cli(&["import", "Contact Sync", &file, "--encoding", "utf-8"]);
     assert!(ok, "{out}");
     let names: Vec<String> = records_t::table
         .order(records_t::id)

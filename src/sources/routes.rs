@@ -438,7 +438,7 @@ async fn propose(
     let (data, proposal, headers) = state
         .db(move |conn| -> Result<_, AppError> {
             let data = load(conn, id)?;
-            let (format, _) = csvfile::detect_file(file.path())
+            let format = csvfile::sniff_file(file.path())
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
             let (headers, _) = csvfile::preview(file.path(), format, 0)
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;

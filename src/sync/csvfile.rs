@@ -182,10 +182,9 @@ impl std::fmt::Display for EncodingDoubt {
     }
 }
 
-/// Detects the format from the first 64 KB and the encoding from the whole file: a file is
-/// UTF-8 if all of it is; Windows-1252 if it has bytes that are not UTF-8 and no UTF-8
-/// character beyond ASCII; otherwise UTF-8, with a doubt for a person to settle.
-pub fn detect_file(path: &Path) -> Result<(FileFormat, Option<EncodingDoubt>), FileError> {
+/// The format as the first 64 KB show it, refusing a file that is not text. Enough where a
+/// person has chosen the encoding, or only the header is read.
+pub fn sniff_file(path: &Path) -> Result<FileFormat, FileError> {
     let mut sample = Vec::with_capacity(SAMPLE_BYTES);
     File::open(path)?
         .take(SAMPLE_BYTES as u64)
@@ -193,7 +192,14 @@ pub fn detect_file(path: &Path) -> Result<(FileFormat, Option<EncodingDoubt>), F
     if let Some(offset) = sample.iter().position(|&b| b == 0) {
         return Err(FileError::NotText { offset });
     }
-    let mut format = detect(&sample);
+    Ok(detect(&sample))
+}
+
+/// Detects the format from the first 64 KB and the encoding from the whole file: a file is
+/// UTF-8 if all of it is; Windows-1252 if it has bytes that are not UTF-8 and no UTF-8
+/// character beyond ASCII; otherwise UTF-8, with a doubt for a person to settle.
+pub fn detect_file(path: &Path) -> Result<(FileFormat, Option<EncodingDoubt>), FileError> {
+    let mut format = sniff_file(path)?;
     let evidence = Utf8Evidence::of(File::open(path)?)?;
     let doubt = match evidence.first_invalid {
         None => None,

@@ -243,15 +243,16 @@ pub fn enqueue(conn: &mut DbConn, new: &NewRun) -> Result<i64, ImportError> {
     insert_run(conn, new, false)
 }
 
-/// The refusal of a second run for a source, saying which run and process hold it.
-pub fn already_running(conn: &mut DbConn, source: &Source) -> QueryResult<ImportError> {
-    let holder = active_run(conn, source.id)?
-        .map(|held| describe_holder(&held, db::now()))
-        .unwrap_or_else(|| "another run holds it".into());
-    Ok(ImportError::Refused(format!(
-        "An import is already running for source {}: {holder}. Wait for it to finish, then try again.",
-        source.name
-    )))
+/// The refusal of a second run for a source, saying which run and process hold it; None when
+/// no run holds the source.
+pub fn already_running(conn: &mut DbConn, source: &Source) -> QueryResult<Option<ImportError>> {
+    Ok(active_run(conn, source.id)?.map(|held| {
+        ImportError::Refused(format!(
+            "An import is already running for source {}: {}. Wait for it to finish, then try again.",
+            source.name,
+            describe_holder(&held, db::now())
+        ))
+    }))
 }
 
 /// A new run that is already claimed by the caller (the command line runs its own import in
@@ -309,7 +310,13 @@ fn insert_run(conn: &mut DbConn, new: &NewRun, claimed: bool) -> Result<i64, Imp
     match inserted {
         Ok(id) => Ok(id),
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-            Err(already_running(conn, new.source)?)
+            // The run holding the source may have ended since: the refusal still stands.
+            Err(already_running(conn, new.source)?.unwrap_or_else(|| {
+                ImportError::Refused(format!(
+                    "An import is already running for source {}: another run holds it. Wait for it to finish, then try again.",
+                    new.source.name
+                ))
+            }))
         }
         Err(e) => Err(e.into()),
     }

@@ -358,7 +358,7 @@ async fn upload_import(
     let data_dir = state.config.data_dir.clone();
     let sha = web::block(move || -> Result<String, AppError> {
         // A binary file is refused here, not kept.
-        csvfile::detect_file(file.path()).map_err(|e| AppError::BadRequest(e.to_string()))?;
+        csvfile::sniff_file(file.path()).map_err(|e| AppError::BadRequest(e.to_string()))?;
         let input = std::fs::File::open(file.path()).map_err(AppError::internal)?;
         Ok(jobs::store_file(&data_dir, input, u64::MAX)?)
     })
@@ -516,8 +516,9 @@ async fn start_run(
         .db(move |conn| -> Result<i64, AppError> {
             let source =
                 sources::find(conn, id)?.ok_or_else(|| AppError::not_found("That source"))?;
-            let (detected, _) =
-                csvfile::detect_file(&file).map_err(|e| AppError::BadRequest(e.to_string()))?;
+            // The form carries the encoding and delimiter the person saw in the preview.
+            let detected =
+                csvfile::sniff_file(&file).map_err(|e| AppError::BadRequest(e.to_string()))?;
             let format = chosen_format(detected, Some(&form.encoding), Some(&form.delimiter));
             // A file without the id column is refused here, before any run exists.
             let (headers, _) = csvfile::preview(&file, format, 0)
