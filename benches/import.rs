@@ -29,7 +29,7 @@ use syncdesk::rules::Rule;
 use syncdesk::sources::model::MappingInput;
 use syncdesk::sources::service::{self as sources, SourceInput};
 use syncdesk::sync::csvfile::{FileFormat, TextEncoding};
-use syncdesk::sync::{engine, jobs};
+use syncdesk::sync::{engine, jobs, undo};
 
 const SURNAMES: [&str; 16] = [
     "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Robinson",
@@ -327,7 +327,7 @@ fn main() {
     }));
     phases.push(measure("undo of the 10 % run", || {
         let mut conn = db.pool.get().expect("connection");
-        engine::undo(&mut conn, changed_run, &Actor::system("bench")).expect("undo");
+        undo::undo(&mut conn, changed_run, &Actor::system("bench")).expect("undo");
     }));
 
     println!();

@@ -439,7 +439,7 @@ fn run_in_foreground(
     run_id: i64,
     report: Option<PathBuf>,
 ) -> Result<(), CliError> {
-    use crate::sync::{engine, jobs};
+    use crate::sync::{engine, jobs, report};
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -462,7 +462,7 @@ fn run_in_foreground(
     if let Some(path) = report {
         let out = std::fs::File::create(&path)
             .map_err(|e| CliError::Input(format!("cannot write {}: {e}", path.display())))?;
-        engine::report_csv(&mut conn, run_id, std::io::BufWriter::new(out))
+        report::report_csv(&mut conn, run_id, std::io::BufWriter::new(out))
             .map_err(|e| CliError::Input(e.to_string()))?;
         eprintln!("Report written to {}.", path.display());
     }

@@ -10,7 +10,7 @@ use crate::auth::model::{Role, User};
 use crate::auth::service;
 use crate::error::AppError;
 use crate::fields::model::RecordKind;
-use crate::records::list::{self, ListQuery};
+use crate::records::list;
 use crate::web::{see_other, Ctx};
 use crate::AppState;
 
@@ -50,20 +50,9 @@ async fn dashboard(
     let user_count = state.db(service::user_count).await?;
     let (contacts, companies, desync) = state
         .db(|conn| -> Result<_, AppError> {
-            let count = |conn: &mut crate::db::DbConn, kind: RecordKind| {
-                list::page(
-                    conn,
-                    &ListQuery {
-                        limit: 0,
-                        ..ListQuery::new(kind)
-                    },
-                    &[],
-                )
-                .map(|page| page.total)
-            };
             Ok((
-                count(conn, RecordKind::Contact)?,
-                count(conn, RecordKind::Company)?,
+                list::count(conn, RecordKind::Contact)?,
+                list::count(conn, RecordKind::Company)?,
                 crate::review::service::totals(conn, &Default::default())?,
             ))
         })

@@ -16,6 +16,7 @@ pub mod review;
 pub mod rules;
 pub mod schema;
 pub mod sources;
+pub mod stored;
 pub mod sync;
 pub mod text;
 pub mod web;

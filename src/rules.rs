@@ -6,28 +6,21 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A mapping rule, for one direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Rule {
-    Always,
-    FillBlanks,
-    Review,
-    Never,
+use crate::stored::stored_enum;
+
+stored_enum! {
+    /// A mapping rule, for one direction.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Rule as "rule" {
+        Always = "always",
+        FillBlanks = "fill_blanks",
+        Review = "review",
+        Never = "never",
+    }
 }
 
 impl Rule {
-    pub const ALL: [Rule; 4] = [Rule::Always, Rule::FillBlanks, Rule::Review, Rule::Never];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rule::Always => "always",
-            Rule::FillBlanks => "fill_blanks",
-            Rule::Review => "review",
-            Rule::Never => "never",
-        }
-    }
-
     pub fn parse(value: &str) -> Option<Rule> {
         Rule::ALL.into_iter().find(|r| r.as_str() == value.trim())
     }
@@ -39,12 +32,6 @@ impl Rule {
             Rule::Review => "becomes a proposal for a person to decide",
             Rule::Never => "is ignored",
         }
-    }
-}
-
-impl std::fmt::Display for Rule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

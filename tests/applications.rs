@@ -136,7 +136,7 @@ impl Env {
             .expect("answers")
             .into_iter()
             .find(|a| a.item_id == item && a.stakeholder_id == stakeholder)
-            .map(|a| (a.value, a.origin))
+            .map(|a| (a.value, a.origin.to_string()))
     }
 }
 
@@ -193,12 +193,12 @@ fn use_case_2_update_the_contact_or_propose() {
                 "{summary:?}"
             );
             let history = records::history_of(&mut env.conn(), ada, 10).expect("history");
-            assert_eq!(history[0].origin, "application");
+            assert_eq!(history[0].origin.as_str(), "application");
             assert_eq!(history[0].origin_id, Some(app.id));
         }
         if rule == Rule::Review {
             assert_eq!(pending[0].proposed_value, "+33612345678");
-            assert_eq!(pending[0].origin, "application");
+            assert_eq!(pending[0].origin.as_str(), "application");
         }
     }
 }

@@ -13,9 +13,9 @@ use syncdesk::rules::Rule;
 use syncdesk::schema::{import_rows, record_history, record_links, records as records_t};
 use syncdesk::sources::model::{MappingInput, OnInvalid, Source};
 use syncdesk::sources::service::{self as sources, SourceInput};
-use syncdesk::sync::engine;
 use syncdesk::sync::jobs::{self, NewRun};
 use syncdesk::sync::model::ImportRow;
+use syncdesk::sync::{claims, engine, report, undo};
 use syncdesk::AppState;
 
 fn au() -> PhoneCountry {
@@ -781,7 +781,7 @@ fn undo_restores_values_and_reports_later_edits() {
     .expect("edit");
     drop(conn);
 
-    let report = engine::undo(&mut env.conn(), run, &Actor::system("tester")).expect("undo");
+    let report = undo::undo(&mut env.conn(), run, &Actor::system("tester")).expect("undo");
     assert_eq!(report.len(), 1, "{report:?}");
     assert!(
         report[0].contains("email: left as 'leila@person.example'")
@@ -830,7 +830,7 @@ fn undo_restores_values_and_reports_later_edits() {
         .get_result(&mut env.conn())
         .expect("count");
     assert!(undo_rows >= 4, "history rows for the undo: {undo_rows}");
-    let err = engine::undo(&mut env.conn(), run, &Actor::system("tester")).unwrap_err();
+    let err = undo::undo(&mut env.conn(), run, &Actor::system("tester")).unwrap_err();
     assert!(err.to_string().contains("already been undone"));
 }
 
@@ -1050,7 +1050,7 @@ fn ambiguous_rows_wait_for_a_person() {
     );
     assert_eq!(env.record_count(), 2, "nothing applied");
 
-    let message = engine::resolve_ambiguous(
+    let message = undo::resolve_ambiguous(
         &mut env.conn(),
         rows[0].id,
         Some(second),
@@ -1061,7 +1061,7 @@ fn ambiguous_rows_wait_for_a_person() {
     assert!(message.contains(&format!("linked to record #{second}")));
     assert_eq!(env.state_of(second).0, "Contact Sync");
     assert_eq!(env.state_of(second).2, vec![s("Contact Sync:S1")]);
-    let err = engine::resolve_ambiguous(
+    let err = undo::resolve_ambiguous(
         &mut env.conn(),
         rows[0].id,
         Some(first),
@@ -1071,7 +1071,7 @@ fn ambiguous_rows_wait_for_a_person() {
     .unwrap_err();
     assert!(err.to_string().contains("not ambiguous"));
     // The other row: a new record instead.
-    let message = engine::resolve_ambiguous(
+    let message = undo::resolve_ambiguous(
         &mut env.conn(),
         rows[1].id,
         None,
@@ -1102,7 +1102,7 @@ fn the_report_downloads_as_csv() {
         false,
     );
     let mut out = Vec::new();
-    engine::report_csv(&mut env.conn(), run, &mut out).expect("report");
+    report::report_csv(&mut env.conn(), run, &mut out).expect("report");
     let text = String::from_utf8(out).expect("utf-8");
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     assert_eq!(
@@ -1761,7 +1761,7 @@ fn stopped_runs_are_named_resumed_and_cancelled() {
     );
 
     // Its process gone and silent: a worker leaves it alone; the message says what to do.
-    engine::set_claimant(&mut env.conn(), held, Some("cli 4194999@elsewhere")).expect("claimant");
+    claims::set_claimant(&mut env.conn(), held, Some("cli 4194999@elsewhere")).expect("claimant");
     diesel::update(syncdesk::schema::import_runs::table.find(held))
         .set(
             syncdesk::schema::import_runs::heartbeat_at
@@ -1786,7 +1786,7 @@ fn stopped_runs_are_named_resumed_and_cancelled() {
         .enqueue(&sync, csv.as_bytes(), false, None)
         .expect("enqueue");
     assert_eq!(jobs::claim_next(&mut env.conn()).expect("claim"), Some(run));
-    engine::set_claimant(&mut env.conn(), run, Some("serve 1@another-host")).expect("claimant");
+    claims::set_claimant(&mut env.conn(), run, Some("serve 1@another-host")).expect("claimant");
     assert_eq!(
         jobs::recover_stale(&mut env.conn()).expect("recover"),
         0,
@@ -1902,7 +1902,7 @@ fn an_unreadable_report_stops_the_undo() {
         .set(import_rows::changes.eq("[{broken"))
         .execute(&mut env.conn())
         .expect("corrupt");
-    let err = engine::undo(&mut env.conn(), run, &Actor::system("test")).unwrap_err();
+    let err = undo::undo(&mut env.conn(), run, &Actor::system("test")).unwrap_err();
     assert!(
         err.to_string().contains("Line 2 of run #")
             && err.to_string().contains("unreadable changes"),

@@ -258,7 +258,7 @@ async fn keep_accept_and_new_value_each_with_history() {
     assert!(pending(&pool, s.ada).is_empty());
     for (id, status) in [(&phone, "accepted"), (&email, "kept"), (&tag, "new_value")] {
         let decided = proposal(&pool, id.parse().expect("id"));
-        assert_eq!(decided.status, status);
+        assert_eq!(decided.status.as_str(), status);
         assert_eq!(decided.decided_by.as_deref(), Some("editor"));
         let rows = review_rows(&pool, decided.id);
         assert_eq!(rows.len(), 1, "one history row for {status}: {rows:?}");
@@ -353,7 +353,7 @@ async fn shortcuts_accept_all_and_keep_all_in_place_with_htmx() {
         .assert_redirect(&format!("/records/{}/check", s.ada));
     assert_eq!(values(&pool, s.ada), now);
     for p in &round {
-        assert_eq!(proposal(&pool, p.id).status, "kept");
+        assert_eq!(proposal(&pool, p.id).status.as_str(), "kept");
         assert_eq!(review_rows(&pool, p.id).len(), 1);
     }
 }
@@ -433,7 +433,7 @@ async fn concurrent_decisions_on_one_proposal_have_one_winner() {
             std::thread::spawn(move || {
                 let mut conn = pool.get().expect("connection");
                 let actor = Actor {
-                    origin: "user",
+                    origin: syncdesk::records::model::Origin::User,
                     origin_id: None,
                     user_id: None,
                     label: format!("person {i}"),
@@ -564,7 +564,7 @@ async fn a_newer_proposal_replaces_an_older_one() {
     let now = pending(&pool, s.ada);
     assert_eq!(now.len(), 1, "one pending proposal per record and field");
     assert_eq!(now["phone"].proposed_value, "+33699999999");
-    assert_eq!(proposal(&pool, older).status, "replaced");
+    assert_eq!(proposal(&pool, older).status.as_str(), "replaced");
 
     // Deciding on the page read before the newer proposal came applies nothing.
     let older_id = older.to_string();
@@ -853,5 +853,5 @@ async fn a_blank_required_field_cannot_be_accepted() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(values(&pool, s.ada)["name"], "Ada Lovelace");
-    assert_eq!(proposal(&pool, id).status, "pending");
+    assert_eq!(proposal(&pool, id).status.as_str(), "pending");
 }

@@ -3,42 +3,20 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::field_defs;
+use crate::stored::stored_enum;
 
-/// Contacts and companies share one records table; `kind` tells them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RecordKind {
-    Contact,
-    Company,
-}
-
-/// Stored kinds read back exactly; anything else fails the read (it never passes for a
-/// contact).
-impl TryFrom<String> for RecordKind {
-    type Error = crate::sync::model::UnknownValue;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        match value.as_str() {
-            "contact" => Ok(Self::Contact),
-            "company" => Ok(Self::Company),
-            _ => Err(crate::sync::model::UnknownValue {
-                what: "record kind",
-                value,
-            }),
-        }
+stored_enum! {
+    /// Contacts and companies share one records table; `kind` tells them apart. Stored kinds
+    /// read back exactly; anything else fails the read (it never passes for a contact).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum RecordKind as "record kind" {
+        Contact = "contact",
+        Company = "company",
     }
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 2] = [RecordKind::Contact, RecordKind::Company];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Contact => "contact",
-            Self::Company => "company",
-        }
-    }
-
     pub fn parse(value: &str) -> Option<Self> {
         match value.trim().to_ascii_lowercase().as_str() {
             "contact" | "contacts" => Some(Self::Contact),
@@ -60,12 +38,6 @@ impl RecordKind {
             Self::Contact => "Contacts",
             Self::Company => "Companies",
         }
-    }
-}
-
-impl std::fmt::Display for RecordKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

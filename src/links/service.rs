@@ -10,9 +10,9 @@ use super::model::{split_roles, DataLink, DIRECTIONS};
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::service as fields;
-use crate::processes::model::{Application, Item};
+use crate::processes::model::{AnswerOrigin, Application, Item};
 use crate::processes::store::{self as processes, ProcessError};
-use crate::records::model::{Actor, RecordRow};
+use crate::records::model::{Actor, Origin, RecordRow};
 use crate::records::service as records;
 use crate::review::service as review;
 use crate::rules::{apply_rules, FieldRule, Rule};
@@ -216,7 +216,7 @@ pub fn prefill(conn: &mut DbConn, application_id: i64) -> Result<usize, ProcessE
             let answered = existing.iter().any(|a| {
                 a.item_id == item.id
                     && a.stakeholder_id == stakeholder
-                    && (a.origin == "typed" || !a.value.is_empty())
+                    && (a.origin == AnswerOrigin::Typed || !a.value.is_empty())
             });
             if answered {
                 continue;
@@ -230,7 +230,7 @@ pub fn prefill(conn: &mut DbConn, application_id: i64) -> Result<usize, ProcessE
                     item.id,
                     stakeholder,
                     &value,
-                    "prefill",
+                    AnswerOrigin::Prefill,
                 )?;
                 filled += 1;
             }
@@ -250,7 +250,7 @@ pub fn push(
     let process = processes::find(conn, application.process_id)?
         .ok_or(ProcessError::NotFound("The process"))?;
     let actor = Actor {
-        origin: "application",
+        origin: Origin::Application,
         origin_id: Some(application.id),
         user_id: by.user_id,
         label: format!(

@@ -6,6 +6,7 @@ use crate::schema::{
     application_answers, application_stakeholders, applications, process_items, process_steps,
     processes,
 };
+use crate::stored::stored_enum;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = processes)]
@@ -65,17 +66,44 @@ pub struct StepView {
     pub items: Vec<Item>,
 }
 
+stored_enum! {
+    /// A draft is still being filled in; a submitted application is final.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ApplicationStatus as "application status" {
+        Draft = "draft",
+        Submitted = "submitted",
+    }
+}
+
+stored_enum! {
+    /// Where an answer's value came from.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum AnswerOrigin as "answer origin" {
+        /// Copied from the record when the application was opened.
+        Prefill = "prefill",
+        /// Typed by a person.
+        Typed = "typed",
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = applications)]
 pub struct Application {
     pub id: i64,
     pub process_id: i64,
     pub record_id: i64,
-    pub status: String,
+    #[diesel(deserialize_as = String)]
+    pub status: ApplicationStatus,
     pub created_by: Option<i64>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub submitted_at: Option<NaiveDateTime>,
+}
+
+impl Application {
+    pub fn is_draft(&self) -> bool {
+        self.status == ApplicationStatus::Draft
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -96,7 +124,7 @@ pub struct Answer {
     /// 0 for a shared step's answer.
     pub stakeholder_id: i64,
     pub value: String,
-    /// `prefill` (from the record) or `typed` (by a person).
-    pub origin: String,
+    #[diesel(deserialize_as = String)]
+    pub origin: AnswerOrigin,
     pub updated_at: NaiveDateTime,
 }

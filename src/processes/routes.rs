@@ -9,7 +9,7 @@ use actix_web::{get, post, web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::model::{Answer, Application, Process, Stakeholder, StepView};
+use super::model::{Answer, AnswerOrigin, Application, Process, Stakeholder, StepView};
 use super::service::{self, answer_key, NewItem, ProcessError};
 use crate::auth::extract::{AdminUser, EditorUser, SignedIn};
 use crate::auth::model::Role;
@@ -382,7 +382,7 @@ fn build_steps(
                     field_type: item.ftype(),
                     options: item.option_list(),
                     required: item.required,
-                    prefilled: stored.is_some_and(|a| a.origin == "prefill"),
+                    prefilled: stored.is_some_and(|a| a.origin == AnswerOrigin::Prefill),
                     error: errors.get(&answer_key(item.id, holder)).cloned(),
                     value,
                     document,
@@ -624,7 +624,14 @@ async fn upload_answer_document(
             crate::db::write_tx(conn, |conn| -> Result<_, AppError> {
                 let document =
                     documents::store(conn, &data_dir, &filename, &bytes, max, Some(user_id))?;
-                service::set_answer(conn, id, item.id, holder, &document.id.to_string(), "typed")?;
+                service::set_answer(
+                    conn,
+                    id,
+                    item.id,
+                    holder,
+                    &document.id.to_string(),
+                    AnswerOrigin::Typed,
+                )?;
                 Ok(document)
             })
         })

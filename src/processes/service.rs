@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::model::{Application, Item, Process, Step, StepView};
+use super::model::{AnswerOrigin, Application, ApplicationStatus, Item, Process, Step, StepView};
 pub use super::store::{
     answers, find, find_application, find_item, find_step, set_answer, stakeholders, ProcessError,
 };
@@ -245,7 +245,7 @@ pub fn create_application(
             .values((
                 applications::process_id.eq(process_id),
                 applications::record_id.eq(record_id),
-                applications::status.eq("draft"),
+                applications::status.eq(ApplicationStatus::Draft.as_str()),
                 applications::created_by.eq(created_by),
                 applications::created_at.eq(now),
                 applications::updated_at.eq(now),
@@ -395,7 +395,7 @@ pub fn save_step(
                 item_id,
                 stakeholder_id,
                 &value,
-                "typed",
+                AnswerOrigin::Typed,
             )?;
         }
         let mut summary = Vec::new();
@@ -447,7 +447,7 @@ pub fn submit_application(
         let now = db::now();
         diesel::update(applications::table.find(application_id))
             .set((
-                applications::status.eq("submitted"),
+                applications::status.eq(ApplicationStatus::Submitted.as_str()),
                 applications::submitted_at.eq(Some(now)),
                 applications::updated_at.eq(now),
             ))

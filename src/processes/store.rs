@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use std::collections::BTreeMap;
 
-use super::model::{Answer, Application, Item, Process, Stakeholder, Step};
+use super::model::{Answer, AnswerOrigin, Application, Item, Process, Stakeholder, Step};
 use crate::db::{self, DbConn};
 use crate::schema::{
     application_answers, application_stakeholders, applications, process_items, process_steps,
@@ -79,7 +79,7 @@ pub fn set_answer(
     item_id: i64,
     stakeholder_id: i64,
     value: &str,
-    origin: &str,
+    origin: AnswerOrigin,
 ) -> QueryResult<()> {
     diesel::delete(
         application_answers::table
@@ -94,7 +94,7 @@ pub fn set_answer(
             application_answers::item_id.eq(item_id),
             application_answers::stakeholder_id.eq(stakeholder_id),
             application_answers::value.eq(value),
-            application_answers::origin.eq(origin),
+            application_answers::origin.eq(origin.as_str()),
             application_answers::updated_at.eq(db::now()),
         ))
         .execute(conn)?;

@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::model::Document;
+use super::model::{Actor, Document, RecordInput};
+use super::service::{self, RecordError};
 use crate::db::{self, DbConn};
+use crate::fields::model::FieldType;
+use crate::fields::service as fields;
+use crate::fields::validate::PhoneCountry;
 use crate::schema::documents;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +23,8 @@ pub enum DocumentError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
+    #[error(transparent)]
+    Record(#[from] RecordError),
 }
 
 /// Extension, stored content type, and a check of the first bytes.
@@ -101,6 +107,52 @@ fn blob_path(data_dir: &Path, sha256: &str) -> Option<PathBuf> {
         return None;
     }
     Some(data_dir.join("documents").join(&sha256[..2]).join(sha256))
+}
+
+/// An upload: the file's name as sent, its bytes, and the size limit.
+pub struct Upload<'a> {
+    pub filename: &'a str,
+    pub bytes: &'a [u8],
+    pub max_bytes: usize,
+}
+
+/// Stores an upload as the value of document field `key` of a record, with history, in one
+/// transaction.
+pub fn attach(
+    conn: &mut DbConn,
+    data_dir: &Path,
+    record_id: i64,
+    key: &str,
+    upload: &Upload,
+    actor: &Actor,
+    country: PhoneCountry,
+) -> Result<Document, DocumentError> {
+    let record = service::find(conn, record_id)?.ok_or(RecordError::NotFound)?;
+    let defs = fields::list(conn, record.record_kind(), false)?;
+    if !defs
+        .iter()
+        .any(|d| d.key == key && d.ftype() == FieldType::Document)
+    {
+        return Err(DocumentError::Refused(format!(
+            "'{key}' is not a document field."
+        )));
+    }
+    db::write_tx(conn, |conn| {
+        let document = store(
+            conn,
+            data_dir,
+            upload.filename,
+            upload.bytes,
+            upload.max_bytes,
+            actor.user_id,
+        )?;
+        let mut input = RecordInput::default();
+        input
+            .values
+            .insert(key.to_string(), document.id.to_string());
+        service::update(conn, record_id, &input, actor, country)?;
+        Ok(document)
+    })
 }
 
 /// Stores the bytes (once per content) and records the document.

@@ -71,12 +71,7 @@ pub fn list_csv(
                         .updated_at
                         .format("%Y-%m-%d %H:%M:%S")
                         .to_string(),
-                    key => row
-                        .record
-                        .builtin_value(key)
-                        .map(str::to_string)
-                        .or_else(|| row.custom.get(key).cloned())
-                        .unwrap_or_default(),
+                    key => row.value(key).to_string(),
                 };
                 line.push(spreadsheet_safe(&value));
             }

@@ -151,6 +151,16 @@ pub struct ListRow {
     pub custom: BTreeMap<String, String>,
 }
 
+impl ListRow {
+    /// The value of a field column: the built-in column, else the custom value ('' if none).
+    pub fn value(&self, key: &str) -> &str {
+        self.record
+            .builtin_value(key)
+            .or_else(|| self.custom.get(key).map(String::as_str))
+            .unwrap_or("")
+    }
+}
+
 pub struct Page {
     pub rows: Vec<ListRow>,
     pub next: Option<Cursor>,
@@ -254,6 +264,11 @@ macro_rules! ordered {
             $query.order(($column.asc(), records::id.asc()))
         }
     }};
+}
+
+/// How many records of `kind` the list shows by default (active ones).
+pub fn count(conn: &mut DbConn, kind: RecordKind) -> QueryResult<i64> {
+    filtered(&ListQuery::new(kind)).count().get_result(conn)
 }
 
 /// One page of records, the total count, and where the next page starts.

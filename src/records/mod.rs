@@ -7,5 +7,6 @@ pub mod list;
 pub mod model;
 pub mod routes;
 pub mod service;
+pub mod table;
 pub mod view;
 pub mod writer;

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use crate::auth::model::User;
 use crate::fields::model::RecordKind;
 use crate::schema::{documents, record_history, records};
+use crate::stored::stored_enum;
 
 /// A contact or company row; built-in field values are columns, custom ones live in
 /// `record_values`.
@@ -51,11 +52,23 @@ impl RecordRow {
     }
 }
 
+stored_enum! {
+    /// Where a change came from; kept on every history row and proposal.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Origin as "origin" {
+        User = "user",
+        Import = "import",
+        Application = "application",
+        Review = "review",
+        Undo = "undo",
+        System = "system",
+    }
+}
+
 /// Who or what changed a value; kept on every history row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
-    /// `user`, `import`, `application`, `review`, `activity` or `system`.
-    pub origin: &'static str,
+    pub origin: Origin,
     /// The import run, application, ... the change came from.
     pub origin_id: Option<i64>,
     pub user_id: Option<i64>,
@@ -65,7 +78,7 @@ pub struct Actor {
 impl Actor {
     pub fn user(user: &User) -> Self {
         Self {
-            origin: "user",
+            origin: Origin::User,
             origin_id: None,
             user_id: Some(user.id),
             label: user.display_name.clone(),
@@ -74,7 +87,7 @@ impl Actor {
 
     pub fn system(label: &str) -> Self {
         Self {
-            origin: "system",
+            origin: Origin::System,
             origin_id: None,
             user_id: None,
             label: label.to_string(),
@@ -106,7 +119,8 @@ pub struct HistoryEntry {
     pub field_key: String,
     pub old_value: Option<String>,
     pub new_value: Option<String>,
-    pub origin: String,
+    #[diesel(deserialize_as = String)]
+    pub origin: Origin,
     pub origin_id: Option<i64>,
     pub actor_id: Option<i64>,
     pub actor_label: String,
@@ -116,9 +130,9 @@ pub struct HistoryEntry {
 impl HistoryEntry {
     /// "Ada (user)", "import run 12", ...
     pub fn who(&self) -> String {
-        match (self.origin.as_str(), self.origin_id) {
+        match (self.origin, self.origin_id) {
             // Review labels already say who decided what, and from where.
-            ("user" | "review", _) => self.actor_label.clone(),
+            (Origin::User | Origin::Review, _) => self.actor_label.clone(),
             (origin, Some(id)) => format!("{} ({origin} {id})", self.actor_label),
             (origin, None) => format!("{} ({origin})", self.actor_label),
         }

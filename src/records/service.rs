@@ -205,6 +205,47 @@ pub fn update(
     })
 }
 
+/// A record from a form: `company` is the company as typed ("#id" or a name; blank for none),
+/// ignored for companies.
+pub fn create_typed(
+    conn: &mut DbConn,
+    kind: RecordKind,
+    values: BTreeMap<String, String>,
+    company: &str,
+    actor: &Actor,
+    country: PhoneCountry,
+) -> Result<RecordRow, RecordError> {
+    let company_id = resolve_company(conn, company)?;
+    let input = RecordInput {
+        values,
+        company_id: (kind == RecordKind::Contact).then_some(company_id),
+    };
+    create(conn, kind, &input, actor, country)
+}
+
+/// A form's changes to a record: `company` as typed, `None` to leave it (and for companies).
+pub fn update_typed(
+    conn: &mut DbConn,
+    id: i64,
+    values: BTreeMap<String, String>,
+    company: Option<String>,
+    actor: &Actor,
+    country: PhoneCountry,
+) -> Result<Vec<Change>, RecordError> {
+    let record = find(conn, id)?.ok_or(RecordError::NotFound)?;
+    let company_id = match company.filter(|_| record.record_kind() == RecordKind::Contact) {
+        Some(typed) => Some(resolve_company(conn, &typed)?),
+        None => None,
+    };
+    update(
+        conn,
+        id,
+        &RecordInput { values, company_id },
+        actor,
+        country,
+    )
+}
+
 /// Writes already-validated values, skipping those equal to the current value, with one
 /// history row per changed value. Call inside a transaction.
 pub fn write_values(

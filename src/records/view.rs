@@ -28,7 +28,7 @@ pub struct RecordView {
     pub links: Vec<LinkView>,
     pub history: Vec<HistoryEntry>,
     pub proposals: Vec<crate::review::service::Proposal>,
-    pub applications: Vec<(i64, String, String)>,
+    pub applications: Vec<(i64, String, crate::processes::model::ApplicationStatus)>,
 }
 
 /// Everything the record's page shows, in a fixed number of queries whatever the number of

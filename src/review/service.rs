@@ -10,11 +10,24 @@ use diesel::prelude::*;
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::validate::{normalize_for, PhoneCountry};
-use crate::records::model::{Actor, RecordRow};
+use crate::records::model::{Actor, Origin, RecordRow};
 use crate::records::service as records;
 use crate::schema::{applications, import_runs, proposals};
+use crate::stored::stored_enum;
 
-pub const PENDING: &str = "pending";
+stored_enum! {
+    /// Where a proposal is: waiting for a person, or how it ended.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ProposalStatus as "proposal status" {
+        Pending = "pending",
+        Accepted = "accepted",
+        Kept = "kept",
+        NewValue = "new_value",
+        Replaced = "replaced",
+    }
+}
+
+pub const PENDING: &str = ProposalStatus::Pending.as_str();
 
 /// `status = 'pending'` written into the SQL rather than bound: only then can PostgreSQL's
 /// generic plans (and SQLite's planner) use the partial indexes `... WHERE status = 'pending'`.
@@ -30,14 +43,17 @@ pub struct Proposal {
     pub field_key: String,
     pub current_value: String,
     pub proposed_value: String,
-    pub origin: String,
+    #[diesel(deserialize_as = String)]
+    pub origin: Origin,
     pub origin_id: Option<i64>,
     pub origin_label: String,
-    pub status: String,
+    #[diesel(deserialize_as = String)]
+    pub status: ProposalStatus,
     pub decided_by: Option<String>,
     pub decided_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
-    pub record_kind: String,
+    #[diesel(deserialize_as = String)]
+    pub record_kind: RecordKind,
     pub source_id: Option<i64>,
     pub process_id: Option<i64>,
     pub decided_value: Option<String>,
@@ -47,27 +63,27 @@ impl Proposal {
     /// The page the proposal came from: the import run or the application.
     pub fn origin_href(&self) -> Option<String> {
         let id = self.origin_id?;
-        match self.origin.as_str() {
-            "import" => Some(format!("/runs/{id}")),
-            "application" => Some(format!("/applications/{id}")),
+        match self.origin {
+            Origin::Import => Some(format!("/runs/{id}")),
+            Origin::Application => Some(format!("/applications/{id}")),
             _ => None,
         }
     }
 
     /// How it was decided, in words ("accepted the proposed value", ...).
     pub fn decision_text(&self) -> String {
-        match self.status.as_str() {
-            "accepted" => format!(
+        match self.status {
+            ProposalStatus::Accepted => format!(
                 "accepted the proposed value ({})",
                 shown(&self.proposed_value)
             ),
-            "kept" => "kept the current value".to_string(),
-            "new_value" => format!(
+            ProposalStatus::Kept => "kept the current value".to_string(),
+            ProposalStatus::NewValue => format!(
                 "typed a new value ({})",
                 shown(self.decided_value.as_deref().unwrap_or(""))
             ),
-            "replaced" => "replaced by a newer proposal".to_string(),
-            _ => "still pending".to_string(),
+            ProposalStatus::Replaced => "replaced by a newer proposal".to_string(),
+            ProposalStatus::Pending => "still pending".to_string(),
         }
     }
 
@@ -110,7 +126,7 @@ pub fn propose(
         .select(records::kind)
         .first(conn)?;
     let (source_id, process_id) = match (actor.origin, actor.origin_id) {
-        ("import", Some(run)) => (
+        (Origin::Import, Some(run)) => (
             import_runs::table
                 .find(run)
                 .select(import_runs::source_id)
@@ -118,7 +134,7 @@ pub fn propose(
                 .optional()?,
             None,
         ),
-        ("application", Some(app)) => (
+        (Origin::Application, Some(app)) => (
             None,
             applications::table
                 .find(app)
@@ -135,7 +151,7 @@ pub fn propose(
             .filter(proposals::status.eq(PENDING)),
     )
     .set((
-        proposals::status.eq("replaced"),
+        proposals::status.eq(ProposalStatus::Replaced.as_str()),
         proposals::decided_by.eq(Some(actor.label.clone())),
         proposals::decided_at.eq(Some(now)),
     ))
@@ -146,7 +162,7 @@ pub fn propose(
             proposals::field_key.eq(field_key),
             proposals::current_value.eq(current),
             proposals::proposed_value.eq(proposed),
-            proposals::origin.eq(actor.origin),
+            proposals::origin.eq(actor.origin.as_str()),
             proposals::origin_id.eq(actor.origin_id),
             proposals::origin_label.eq(&actor.label),
             proposals::status.eq(PENDING),
@@ -230,7 +246,7 @@ pub fn propose_many(
                     .filter(proposals::status.eq(PENDING)),
             )
             .set((
-                proposals::status.eq("replaced"),
+                proposals::status.eq(ProposalStatus::Replaced.as_str()),
                 proposals::decided_by.eq(Some(actor.label.clone())),
                 proposals::decided_at.eq(Some(now)),
             ))
@@ -252,10 +268,15 @@ pub fn propose_many(
                 field_key: &p.field_key,
                 current_value: &p.current,
                 proposed_value: &p.proposed,
-                origin: actor.origin,
+                origin: actor.origin.as_str(),
                 origin_id: actor.origin_id,
                 origin_label: &actor.label,
-                status: if replaced { "replaced" } else { PENDING },
+                status: if replaced {
+                    ProposalStatus::Replaced
+                } else {
+                    ProposalStatus::Pending
+                }
+                .as_str(),
                 decided_by: replaced.then_some(actor.label.as_str()),
                 decided_at: replaced.then_some(now),
                 created_at: now,
@@ -303,7 +324,7 @@ pub fn withdraw(conn: &mut DbConn, origin: &str, origin_id: i64, by: &str) -> Qu
             .filter(proposals::status.eq(PENDING)),
     )
     .set((
-        proposals::status.eq("replaced"),
+        proposals::status.eq(ProposalStatus::Replaced.as_str()),
         proposals::decided_by.eq(Some(by.to_string())),
         proposals::decided_at.eq(Some(db::now())),
     ))
@@ -340,11 +361,11 @@ pub enum Choice {
 }
 
 impl Choice {
-    fn status(&self) -> &'static str {
+    fn status(&self) -> ProposalStatus {
         match self {
-            Choice::Keep => "kept",
-            Choice::Accept => "accepted",
-            Choice::NewValue(_) => "new_value",
+            Choice::Keep => ProposalStatus::Kept,
+            Choice::Accept => ProposalStatus::Accepted,
+            Choice::NewValue(_) => ProposalStatus::NewValue,
         }
     }
 }
@@ -567,7 +588,7 @@ fn claim(
             .filter(proposals::status.eq(PENDING)),
     )
     .set((
-        proposals::status.eq(choice.status()),
+        proposals::status.eq(choice.status().as_str()),
         proposals::decided_by.eq(Some(actor.label.clone())),
         proposals::decided_at.eq(Some(db::now())),
         proposals::decided_value.eq(decided_value),
@@ -603,7 +624,7 @@ fn apply(
         ),
     };
     let review_actor = Actor {
-        origin: "review",
+        origin: Origin::Review,
         origin_id: Some(proposal.id),
         user_id: actor.user_id,
         label: format!("{}: {what}", actor.label),
@@ -801,21 +822,21 @@ pub fn desynchronised(
 mod tests {
     use super::*;
 
-    fn decided(status: &str, value: Option<&str>) -> Proposal {
+    fn decided(status: ProposalStatus, value: Option<&str>) -> Proposal {
         Proposal {
             id: 1,
             record_id: 1,
             field_key: "phone".into(),
             current_value: "+33100000000".into(),
             proposed_value: "+33600000000".into(),
-            origin: "application".into(),
+            origin: Origin::Application,
             origin_id: Some(4),
             origin_label: "application #4".into(),
-            status: status.into(),
+            status,
             decided_by: Some("Ann".into()),
             decided_at: None,
             created_at: NaiveDateTime::default(),
-            record_kind: "contact".into(),
+            record_kind: RecordKind::Contact,
             source_id: None,
             process_id: Some(2),
             decided_value: value.map(str::to_string),
@@ -826,24 +847,30 @@ mod tests {
     fn decisions_read_as_sentences() {
         let cases = [
             (
-                "accepted",
+                ProposalStatus::Accepted,
                 None,
                 "accepted the proposed value (+33600000000)",
             ),
-            ("kept", None, "kept the current value"),
+            (ProposalStatus::Kept, None, "kept the current value"),
             (
-                "new_value",
+                ProposalStatus::NewValue,
                 Some("+33700000000"),
                 "typed a new value (+33700000000)",
             ),
-            ("replaced", None, "replaced by a newer proposal"),
-            ("pending", None, "still pending"),
+            (
+                ProposalStatus::Replaced,
+                None,
+                "replaced by a newer proposal",
+            ),
+            (ProposalStatus::Pending, None, "still pending"),
         ];
         for (status, value, text) in cases {
             assert_eq!(decided(status, value).decision_text(), text, "{status}");
         }
         assert_eq!(
-            decided("pending", None).origin_href().as_deref(),
+            decided(ProposalStatus::Pending, None)
+                .origin_href()
+                .as_deref(),
             Some("/applications/4")
         );
     }

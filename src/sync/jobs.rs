@@ -12,6 +12,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use sha2::{Digest, Sha256};
 
+use super::claims;
 use super::csvfile::FileFormat;
 use super::engine::{self, ImportError};
 use super::model::{ImportRun, RunStatus};
@@ -64,7 +65,7 @@ pub struct HeldRun {
 
 impl HeldRun {
     pub fn load(conn: &mut DbConn, run: ImportRun) -> QueryResult<Self> {
-        let claimed_by = engine::claimant_of(conn, run.id)?;
+        let claimed_by = claims::claimant_of(conn, run.id)?;
         Ok(HeldRun { run, claimed_by })
     }
 
@@ -182,7 +183,7 @@ pub fn claim_for_resume(conn: &mut DbConn, run_id: i64) -> Result<(), ImportErro
                 import_runs::started_at.eq(Some(held.run.started_at.unwrap_or(now))),
             ))
             .execute(conn)?;
-        engine::set_claimant(conn, run_id, Some(&claimant("cli")))?;
+        claims::set_claimant(conn, run_id, Some(&claimant("cli")))?;
         Ok(())
     })
 }
@@ -303,7 +304,7 @@ fn insert_run(conn: &mut DbConn, new: &NewRun, claimed: bool) -> Result<i64, Imp
         .get_result::<i64>(conn)
         .and_then(|id| {
             if claimed {
-                engine::set_claimant(conn, id, Some(&claimant("cli")))?;
+                claims::set_claimant(conn, id, Some(&claimant("cli")))?;
             }
             Ok(id)
         });
@@ -361,7 +362,7 @@ pub fn claim_next(conn: &mut DbConn) -> QueryResult<Option<i64>> {
         ))
         .execute(conn)?;
         if claimed == 1 {
-            engine::set_claimant(conn, id, Some(&claimant("serve")))?;
+            claims::set_claimant(conn, id, Some(&claimant("serve")))?;
         }
         Ok((claimed == 1).then_some(id))
     })
@@ -378,7 +379,7 @@ pub fn process(
     let mut conn = pool
         .get()
         .map_err(|e| ImportError::Refused(format!("database: {e}")))?;
-    let claimed_by = engine::claimant_of(&mut conn, run_id)?.unwrap_or_default();
+    let claimed_by = claims::claimant_of(&mut conn, run_id)?.unwrap_or_default();
     let result = engine::execute(&mut conn, run_id, data_dir, country, progress);
     let (status, error) = match &result {
         Ok(_) => (RunStatus::Done, None),
@@ -390,7 +391,7 @@ pub fn process(
     // Only while this process still holds the run: a cancelled run stays cancelled.
     let end = |conn: &mut DbConn, error: Option<String>| {
         db::write_tx(conn, |conn| {
-            if !engine::holds(conn, run_id, &claimed_by)? {
+            if !claims::holds(conn, run_id, &claimed_by)? {
                 return Ok(0);
             }
             diesel::update(import_runs::table.find(run_id))
@@ -495,10 +496,10 @@ pub fn recover_stale(conn: &mut DbConn) -> QueryResult<usize> {
         tracing::warn!(run = held.run.id, by = ?held.claimed_by, "import run stopped; queued again");
         let by = held.claimed_by.unwrap_or_default();
         recovered += db::write_tx(conn, |conn| {
-            if !engine::holds(conn, held.run.id, &by)? {
+            if !claims::holds(conn, held.run.id, &by)? {
                 return Ok(0);
             }
-            engine::set_claimant(conn, held.run.id, None)?;
+            claims::set_claimant(conn, held.run.id, None)?;
             diesel::update(import_runs::table.find(held.run.id))
                 .set(import_runs::status.eq(RunStatus::Queued.as_str()))
                 .execute(conn)

@@ -1,12 +1,17 @@
 //! Imports: the decision logic (pure), file reading, the engine that applies a file through a
-//! source's mapping, run reports, dry runs, apply-plan and undo, and the background jobs.
+//! source's mapping (`engine` reads and plans, `write` writes a chunk, `missing` flags what a
+//! full file lacks), run reports, dry runs, apply-plan and undo, and the background jobs.
 
+pub mod claims;
 pub mod csvfile;
 pub mod decide;
 pub mod engine;
+pub mod error;
 pub mod jobs;
+mod missing;
 pub mod model;
 pub mod plan;
 pub mod report;
 pub mod routes;
 pub mod undo;
+mod write;

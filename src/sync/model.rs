@@ -4,32 +4,26 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::db::DbConn;
 use crate::schema::{import_rows, import_runs};
+use crate::stored::stored_enum;
+pub use crate::stored::UnknownValue;
 
-/// Where a run is. Stored as text (a CHECK constraint keeps the values); a value this code
-/// does not know fails the read instead of passing for another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    Queued,
-    Running,
-    Done,
-    Failed,
-    Cancelled,
+stored_enum! {
+    /// Where a run is. Stored as text (a CHECK constraint keeps the values).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum RunStatus as "run status" {
+        Queued = "queued",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
 }
 
 impl RunStatus {
     /// The statuses that hold a source (one such run per source).
     pub const ACTIVE: [&'static str; 2] = ["queued", "running"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Queued => "queued",
-            RunStatus::Running => "running",
-            RunStatus::Done => "done",
-            RunStatus::Failed => "failed",
-            RunStatus::Cancelled => "cancelled",
-        }
-    }
 
     pub fn finished(self) -> bool {
         matches!(
@@ -39,102 +33,21 @@ impl RunStatus {
     }
 }
 
-impl std::fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A stored value this code does not know.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown {what} '{value}' in the database")]
-pub struct UnknownValue {
-    pub what: &'static str,
-    pub value: String,
-}
-
-impl TryFrom<String> for RunStatus {
-    type Error = UnknownValue;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Ok(match value.as_str() {
-            "queued" => RunStatus::Queued,
-            "running" => RunStatus::Running,
-            "done" => RunStatus::Done,
-            "failed" => RunStatus::Failed,
-            "cancelled" => RunStatus::Cancelled,
-            _ => {
-                return Err(UnknownValue {
-                    what: "run status",
-                    value,
-                })
-            }
-        })
-    }
-}
-
-/// What happened to one line of a file (or, for `MissingFromSource`, to a record the file
-/// lacked). Stored as its word; an unknown word fails the read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Outcome {
-    Created,
-    Updated,
-    Unchanged,
-    Converted,
-    LinkedForcedManual,
-    Ignored,
-    Ambiguous,
-    #[default]
-    Error,
-    MissingFromSource,
-}
-
-impl Outcome {
-    /// In the order a run's counts are shown.
-    pub const ALL: [Outcome; 9] = [
-        Outcome::Created,
-        Outcome::Updated,
-        Outcome::Unchanged,
-        Outcome::Converted,
-        Outcome::LinkedForcedManual,
-        Outcome::Ignored,
-        Outcome::Ambiguous,
-        Outcome::Error,
-        Outcome::MissingFromSource,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Created => "created",
-            Outcome::Updated => "updated",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Converted => "converted",
-            Outcome::LinkedForcedManual => "linked_forced_manual",
-            Outcome::Ignored => "ignored",
-            Outcome::Ambiguous => "ambiguous",
-            Outcome::Error => "error",
-            Outcome::MissingFromSource => "missing_from_source",
-        }
-    }
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl TryFrom<String> for Outcome {
-    type Error = UnknownValue;
-
-    fn try_from(value: String) -> Result<Self, UnknownValue> {
-        Outcome::ALL
-            .into_iter()
-            .find(|o| o.as_str() == value)
-            .ok_or(UnknownValue {
-                what: "outcome",
-                value,
-            })
+stored_enum! {
+    /// What happened to one line of a file (or, for `MissingFromSource`, to a record the file
+    /// lacked). `ALL` is the order a run's counts are shown in.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Outcome as "outcome" {
+        Created = "created",
+        Updated = "updated",
+        Unchanged = "unchanged",
+        Converted = "converted",
+        LinkedForcedManual = "linked_forced_manual",
+        Ignored = "ignored",
+        Ambiguous = "ambiguous",
+        #[default]
+        Error = "error",
+        MissingFromSource = "missing_from_source",
     }
 }
 
@@ -317,6 +230,14 @@ fn blank(value: &str) -> &str {
     } else {
         value
     }
+}
+
+pub fn load_run(conn: &mut DbConn, run_id: i64) -> QueryResult<Option<ImportRun>> {
+    import_runs::table
+        .find(run_id)
+        .select(ImportRun::as_select())
+        .first(conn)
+        .optional()
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 
-use super::engine::ImportError;
+use super::error::ImportError;
 use super::model::ImportRow;
 use crate::db::DbConn;
 use crate::schema::import_rows;

@@ -10,9 +10,9 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::csvfile::{self, FileFormat, TextEncoding};
-use super::engine;
 use super::jobs::{self, NewRun};
 use super::model::{ImportRow, ImportRun, Outcome, RunStatus};
+use super::{engine, report, undo as undoing};
 use crate::auth::extract::{EditorUser, SignedIn};
 use crate::auth::model::{Role, User};
 use crate::db::DbConn;
@@ -163,7 +163,7 @@ async fn report_csv(
         .db(move |conn| -> Result<Vec<u8>, AppError> {
             load(conn, id)?;
             let mut out = Vec::new();
-            engine::report_csv(conn, id, &mut out)?;
+            report::report_csv(conn, id, &mut out)?;
             Ok(out)
         })
         .await?;
@@ -332,7 +332,7 @@ async fn resolve(
     let actor = Actor::user(&me.user);
     let country = state.config.default_country;
     let message = state
-        .db(move |conn| engine::resolve_ambiguous(conn, row, choice, &actor, country))
+        .db(move |conn| undoing::resolve_ambiguous(conn, row, choice, &actor, country))
         .await?;
     flash(&session, message);
     Ok(see_other(&format!("/runs/{id}?outcome=ambiguous")))

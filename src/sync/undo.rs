@@ -6,14 +6,15 @@ use std::collections::{BTreeMap, HashMap};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 
-use super::engine::{load_run, ImportError};
-use super::model::{FieldChange, ImportRow, Outcome};
+use super::error::ImportError;
+use super::model::load_run;
+use super::model::{FieldChange, ImportRow, Outcome, RunStatus};
 use super::plan::{apply_field_rules, new_record};
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::service as fields;
 use crate::fields::validate::PhoneCountry;
-use crate::records::model::Actor;
+use crate::records::model::{Actor, Origin};
 use crate::records::writer::{self, Catalog, Edit, RecordState};
 use crate::review::service as review;
 use crate::schema::{import_rows, import_runs};
@@ -46,7 +47,7 @@ pub fn request_undo(
                 "A dry run changed nothing: there is nothing to undo.".into(),
             ));
         }
-        if !matches!(run.status.as_str(), "done" | "cancelled") {
+        if !matches!(run.status, RunStatus::Done | RunStatus::Cancelled) {
             return Err(ImportError::Refused(
                 "Only a finished or cancelled run can be undone.".into(),
             ));
@@ -129,7 +130,7 @@ fn undo_pages(
     let source = sources::find(conn, run.source_id)?
         .ok_or_else(|| ImportError::Refused("the source no longer exists".into()))?;
     let actor = Actor {
-        origin: "undo",
+        origin: Origin::Undo,
         origin_id: Some(run_id),
         user_id: run.undo_by,
         label: format!(
@@ -333,7 +334,7 @@ pub fn resolve_ambiguous(
             .map(|m| m.field_rule())
             .collect();
         let actor = Actor {
-            origin: "import",
+            origin: Origin::Import,
             origin_id: Some(run.id),
             user_id: by.user_id,
             label: format!(

@@ -1,0 +1,150 @@
+//! The contact and company lists, their CSV export and the company picker.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::StatusCode;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::kind_of;
+use crate::auth::extract::SignedIn;
+use crate::auth::model::Role;
+use crate::error::AppError;
+use crate::fields::model::{FieldDef, RecordKind};
+use crate::records::service;
+use crate::records::table::{self, Column, ListEntry, ListParams};
+use crate::web::{is_htmx, render, Ctx};
+use crate::AppState;
+
+#[derive(Template)]
+#[template(path = "records/list.html")]
+struct ListPage {
+    ctx: Ctx,
+    kind: RecordKind,
+    params: ListParams,
+    columns: Vec<Column>,
+    entries: Vec<ListEntry>,
+    total: i64,
+    next: Option<String>,
+    first_page: bool,
+    sources: BTreeMap<i64, String>,
+    can_edit: bool,
+    /// Custom fields offered as filters.
+    filters: Vec<FieldDef>,
+}
+
+#[derive(Template)]
+#[template(path = "records/list.html", block = "results")]
+struct ListResults {
+    kind: RecordKind,
+    params: ListParams,
+    columns: Vec<Column>,
+    entries: Vec<ListEntry>,
+    total: i64,
+    next: Option<String>,
+    first_page: bool,
+    can_edit: bool,
+}
+
+#[get("/{kind:contacts|companies}")]
+pub(super) async fn list_page(
+    state: web::Data<AppState>,
+    me: SignedIn,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let kind = kind_of(&path)?;
+    let params = ListParams::parse(&query);
+    let first_page = params.after.is_empty();
+    let params_for_db = params.clone();
+    let table = state
+        .db(move |conn| table::page(conn, kind, &params_for_db))
+        .await?;
+    let can_edit = me.user.can(Role::Editor);
+    if is_htmx(&req) {
+        return render(
+            StatusCode::OK,
+            &ListResults {
+                kind,
+                params,
+                columns: table.columns,
+                entries: table.entries,
+                total: table.total,
+                next: table.next,
+                first_page,
+                can_edit,
+            },
+        );
+    }
+    render(
+        StatusCode::OK,
+        &ListPage {
+            ctx: me.ctx,
+            kind,
+            params,
+            columns: table.columns,
+            entries: table.entries,
+            total: table.total,
+            next: table.next,
+            first_page,
+            sources: table.sources,
+            can_edit,
+            filters: table.filters,
+        },
+    )
+}
+
+#[get("/{kind:contacts|companies}/export.csv")]
+pub(super) async fn export_csv(
+    state: web::Data<AppState>,
+    _me: SignedIn,
+    path: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let kind = kind_of(&path)?;
+    let params = ListParams::parse(&query);
+    let bytes = state
+        .db(move |conn| table::csv(conn, kind, &params).map_err(AppError::internal))
+        .await?;
+    let filename = format!(
+        "{}-{}.csv",
+        kind.plural(),
+        chrono::Utc::now().format("%Y%m%d-%H%M%S")
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(filename)],
+        })
+        .body(bytes))
+}
+
+#[derive(Deserialize)]
+struct SuggestQuery {
+    #[serde(default)]
+    company: String,
+}
+
+#[derive(Template)]
+#[template(path = "records/company_options.html")]
+struct CompanyOptions {
+    companies: Vec<(i64, String)>,
+}
+
+/// Options for the company picker (a datalist), refreshed as the person types.
+#[get("/companies/suggest")]
+pub(super) async fn suggest_companies(
+    state: web::Data<AppState>,
+    _me: SignedIn,
+    query: web::Query<SuggestQuery>,
+) -> Result<HttpResponse, AppError> {
+    let typed = query.into_inner().company;
+    let companies = state
+        .db(move |conn| service::companies_named(conn, &typed, 20))
+        .await?;
+    render(StatusCode::OK, &CompanyOptions { companies })
+}
