@@ -343,7 +343,58 @@ diesel::joinable!(application_stakeholders -> applications (application_id));
 diesel::joinable!(application_answers -> applications (application_id));
 diesel::joinable!(data_links -> process_items (item_id));
 
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        name -> Text,
+        prefix -> Text,
+        secret_hash -> Text,
+        scopes -> Text,
+        source_id -> Nullable<BigInt>,
+        created_by -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    api_idempotency (token_id, idempotency_key) {
+        token_id -> BigInt,
+        idempotency_key -> Text,
+        body_sha256 -> Text,
+        status_code -> Integer,
+        response_body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    source_changes (id) {
+        id -> BigInt,
+        seq -> Nullable<BigInt>,
+        source_id -> BigInt,
+        record_id -> BigInt,
+        external_id -> Text,
+        event -> Text,
+        column_name -> Nullable<Text>,
+        field_key -> Nullable<Text>,
+        old_value -> Nullable<Text>,
+        new_value -> Nullable<Text>,
+        origin -> Text,
+        origin_id -> Nullable<BigInt>,
+        actor_label -> Text,
+        changed_at -> Timestamp,
+        status -> Text,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    api_tokens,
+    api_idempotency,
+    source_changes,
     user_sessions,
     users,
     login_failures,

@@ -435,6 +435,7 @@ async fn concurrent_decisions_on_one_proposal_have_one_winner() {
                 let actor = Actor {
                     origin: syncdesk::records::model::Origin::User,
                     origin_id: None,
+                    source_id: None,
                     user_id: None,
                     label: format!("person {i}"),
                 };

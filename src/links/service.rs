@@ -252,6 +252,7 @@ pub fn push(
     let actor = Actor {
         origin: Origin::Application,
         origin_id: Some(application.id),
+        source_id: None,
         user_id: by.user_id,
         label: format!(
             "application #{} ({}) by {}",

@@ -5,6 +5,7 @@ pub mod documents;
 pub mod export;
 pub mod list;
 pub mod model;
+pub mod outbox;
 pub mod routes;
 pub mod service;
 pub mod table;

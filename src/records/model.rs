@@ -71,6 +71,9 @@ pub struct Actor {
     pub origin: Origin,
     /// The import run, application, ... the change came from.
     pub origin_id: Option<i64>,
+    /// The source whose data this is (an import, a push, an accepted proposal of it): the
+    /// change feed never sends a source its own changes back.
+    pub source_id: Option<i64>,
     pub user_id: Option<i64>,
     pub label: String,
 }
@@ -80,6 +83,7 @@ impl Actor {
         Self {
             origin: Origin::User,
             origin_id: None,
+            source_id: None,
             user_id: Some(user.id),
             label: user.display_name.clone(),
         }
@@ -89,6 +93,7 @@ impl Actor {
         Self {
             origin: Origin::System,
             origin_id: None,
+            source_id: None,
             user_id: None,
             label: label.to_string(),
         }

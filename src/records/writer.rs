@@ -4,8 +4,8 @@
 //! an [`Edit`]: the record's state before and after, plus links to add or remove. The writer
 //! diffs the two states into history rows, so nothing changes without one, and writes a whole
 //! batch of edits with a few multi-row statements inside the caller's transaction.
-//! `record_changes` is the single place where the rows describing a change are written: the
-//! outbound change feed's events belong beside the history rows there.
+//! `apply` writes the history rows and the outbound change feed's entries (`outbox`) in the
+//! same transaction as the change.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +13,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::model::{Actor, Change, RecordRow};
+use super::outbox::{self, EditEvents, OutboundLine};
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::validate::{norm_phone, norm_text};
@@ -187,6 +188,8 @@ pub struct Written {
 pub struct Catalog {
     fields: Vec<FieldDef>,
     sources: HashMap<i64, String>,
+    /// Mapping lines that send changes back to their source, by source.
+    outbound: HashMap<i64, Vec<OutboundLine>>,
 }
 
 impl Catalog {
@@ -201,7 +204,12 @@ impl Catalog {
             .load::<(i64, String)>(conn)?
             .into_iter()
             .collect();
-        Ok(Self { fields, sources })
+        let outbound = outbox::outbound_lines(conn)?;
+        Ok(Self {
+            fields,
+            sources,
+            outbound,
+        })
     }
 
     fn fields_of(&self, kind: RecordKind) -> impl Iterator<Item = &FieldDef> {
@@ -553,15 +561,20 @@ pub fn apply(
         .execute(conn)?;
     }
     db::insert_all!(conn, record_links::table, links);
-    record_changes(conn, &history)?;
-    Ok(written)
-}
-
-/// The history rows of a batch. Every change to a record passes here, in the transaction that
-/// makes it: this is where the outbound feed's change events are to be written too.
-fn record_changes(conn: &mut DbConn, history: &[NewHistory]) -> QueryResult<()> {
     db::insert_all!(conn, record_history::table, history);
-    Ok(())
+    let events: Vec<EditEvents> = edits
+        .iter()
+        .zip(&written)
+        .map(|(edit, w)| EditEvents {
+            record_id: w.record_id,
+            before: &edit.before,
+            after: &edit.after,
+            changes: &w.changes,
+            new_links: &edit.link,
+        })
+        .collect();
+    outbox::write_events(conn, &catalog.outbound, &events, actor, now)?;
+    Ok(written)
 }
 
 /// One edit on its own.
@@ -580,9 +593,8 @@ pub fn note(
     value: Option<String>,
     actor: &Actor,
 ) -> QueryResult<()> {
-    record_changes(
-        conn,
-        &[NewHistory {
+    diesel::insert_into(record_history::table)
+        .values(NewHistory {
             record_id,
             field_key: field_key.to_string(),
             old_value: value.clone(),
@@ -592,8 +604,9 @@ pub fn note(
             actor_id: actor.user_id,
             actor_label: &actor.label,
             changed_at: db::now(),
-        }],
-    )
+        })
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Current states of the given records (custom values included), by id: two queries.

@@ -626,6 +626,7 @@ fn apply(
     let review_actor = Actor {
         origin: Origin::Review,
         origin_id: Some(proposal.id),
+        source_id: proposal.source_id,
         user_id: actor.user_id,
         label: format!("{}: {what}", actor.label),
     };

@@ -150,6 +150,7 @@ fn run_file(
     let actor = Actor {
         origin: Origin::Import,
         origin_id: Some(run.id),
+        source_id: Some(run.source_id),
         user_id: run.started_by,
         label: format!("import run {} ({})", run.id, source.name),
     };

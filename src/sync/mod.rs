@@ -7,6 +7,7 @@ pub mod csvfile;
 pub mod decide;
 pub mod engine;
 pub mod error;
+pub mod feed;
 pub mod jobs;
 mod missing;
 pub mod model;

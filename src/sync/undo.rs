@@ -132,6 +132,7 @@ fn undo_pages(
     let actor = Actor {
         origin: Origin::Undo,
         origin_id: Some(run_id),
+        source_id: None,
         user_id: run.undo_by,
         label: format!(
             "undo of import run {run_id} by {}",
@@ -336,6 +337,7 @@ pub fn resolve_ambiguous(
         let actor = Actor {
             origin: Origin::Import,
             origin_id: Some(run.id),
+            source_id: Some(run.source_id),
             user_id: by.user_id,
             label: format!(
                 "import run {} ({}), resolved by {}",

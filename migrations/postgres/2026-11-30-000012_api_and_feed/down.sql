@@ -1,0 +1,3 @@
+DROP TABLE source_changes;
+DROP TABLE api_idempotency;
+DROP TABLE api_tokens;
