@@ -76,8 +76,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum SourceCommand {
-    /// Create a source with its mapping: --map 'COLUMN=field[:rule]' (rule: always,
-    /// fill_blanks, review, never; default always).
+    /// Create a source with its mapping: --map 'COLUMN=field[:TO_RECORD[:TO_SOURCE]]' (rules:
+    /// always, fill_blanks, review, never; inward default always, outward default never).
     Add {
         name: String,
         #[arg(long, value_parser = ["contact", "company"])]

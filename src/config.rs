@@ -11,6 +11,8 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_MAX_UPLOAD_MB: u64 = 10;
 pub const DEFAULT_MAX_IMPORT_MB: u64 = 200;
 pub const DEFAULT_SESSION_IDLE_HOURS: u32 = 8;
+pub const DEFAULT_API_REQUESTS_PER_MINUTE: u32 = 600;
+pub const DEFAULT_FEED_RETENTION_DAYS: u32 = 30;
 const SESSION_KEY_FILE: &str = "session.key";
 /// actix-session signs and encrypts cookies with a 64-byte key.
 const SESSION_KEY_BYTES: usize = 64;
@@ -43,6 +45,10 @@ pub struct Config {
     pub session_idle_hours: u32,
     /// Reverse proxies whose `X-Forwarded-For` names the client (sign-in throttling).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Requests per minute each API token may make; more are answered 429.
+    pub api_requests_per_minute: u32,
+    /// Change feed entries older than this are pruned.
+    pub feed_retention_days: u32,
 }
 
 /// Keys of the optional config file; each one has the environment variable named in `load`.
@@ -59,6 +65,8 @@ struct FileConfig {
     max_import_mb: Option<u64>,
     session_idle_hours: Option<u32>,
     trusted_proxies: Option<Vec<String>>,
+    api_requests_per_minute: Option<u32>,
+    feed_retention_days: Option<u32>,
 }
 
 impl Config {
@@ -128,20 +136,38 @@ impl Config {
             "SYNCDESK_MAX_IMPORT_MB",
             from_file.max_import_mb.unwrap_or(DEFAULT_MAX_IMPORT_MB),
         )?;
-        let session_idle_hours = match env("SYNCDESK_SESSION_IDLE_HOURS") {
-            Some(v) => v
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|h| *h > 0)
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: "SYNCDESK_SESSION_IDLE_HOURS",
-                    message: format!("'{v}' is not a positive whole number of hours"),
-                })?,
-            None => from_file
-                .session_idle_hours
-                .unwrap_or(DEFAULT_SESSION_IDLE_HOURS),
+        let positive = |name: &'static str, unit: &str, from_file: Option<u32>, default: u32| {
+            match env(name) {
+                Some(v) => v
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name,
+                        message: format!("'{v}' is not a positive whole number of {unit}"),
+                    }),
+                None => Ok(from_file.unwrap_or(default)),
+            }
         };
+        let session_idle_hours = positive(
+            "SYNCDESK_SESSION_IDLE_HOURS",
+            "hours",
+            from_file.session_idle_hours,
+            DEFAULT_SESSION_IDLE_HOURS,
+        )?;
+        let api_requests_per_minute = positive(
+            "SYNCDESK_API_REQUESTS_PER_MINUTE",
+            "requests",
+            from_file.api_requests_per_minute,
+            DEFAULT_API_REQUESTS_PER_MINUTE,
+        )?;
+        let feed_retention_days = positive(
+            "SYNCDESK_FEED_RETENTION_DAYS",
+            "days",
+            from_file.feed_retention_days,
+            DEFAULT_FEED_RETENTION_DAYS,
+        )?;
         let trusted_proxies = match env("SYNCDESK_TRUSTED_PROXIES") {
             Some(list) => list.split(',').map(str::to_string).collect(),
             None => from_file.trusted_proxies.unwrap_or_default(),
@@ -167,6 +193,8 @@ impl Config {
             max_import_bytes,
             session_idle_hours,
             trusted_proxies,
+            api_requests_per_minute,
+            feed_retention_days,
         })
     }
 
@@ -341,6 +369,8 @@ mod tests {
             max_import_bytes: 1024,
             session_idle_hours: DEFAULT_SESSION_IDLE_HOURS,
             trusted_proxies: Vec::new(),
+            api_requests_per_minute: DEFAULT_API_REQUESTS_PER_MINUTE,
+            feed_retention_days: DEFAULT_FEED_RETENTION_DAYS,
         };
         let first = config.session_key_bytes().unwrap();
         let second = config.session_key_bytes().unwrap();

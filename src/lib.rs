@@ -2,6 +2,7 @@
 //!
 //! `build_app` is the whole web application; `serve` and the tests both run exactly it.
 
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub pool: DbPool,
     pub config: Arc<Config>,
     session_key: Key,
+    /// Requests per minute per API token.
+    pub api_limits: Arc<api::extract::RateLimiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,10 +70,14 @@ impl AppState {
         let key_bytes = config.session_key_bytes()?;
         let session_key =
             Key::try_from(&key_bytes[..]).map_err(|e| StartError::SessionKey(e.to_string()))?;
+        let api_limits = Arc::new(api::extract::RateLimiter::new(
+            config.api_requests_per_minute,
+        ));
         Ok(Self {
             pool,
             config: Arc::new(config),
             session_key,
+            api_limits,
         })
     }
 
@@ -130,5 +137,7 @@ pub fn build_app(
         .configure(processes::routes::configure)
         .configure(links::routes::configure)
         .configure(review::routes::configure)
+        .configure(api::routes::configure)
+        .configure(api::console::configure)
         .default_service(aweb::to(web::not_found))
 }

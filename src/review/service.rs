@@ -295,7 +295,7 @@ pub fn pending_for(conn: &mut DbConn, record_id: i64) -> QueryResult<Vec<Proposa
 }
 
 /// The pending proposals of several records (a page of the desynchronised view).
-fn pending_of(conn: &mut DbConn, record_ids: &[i64]) -> QueryResult<Vec<Proposal>> {
+pub fn pending_of(conn: &mut DbConn, record_ids: &[i64]) -> QueryResult<Vec<Proposal>> {
     proposals::table
         .filter(is_pending())
         .filter(proposals::record_id.eq_any(record_ids))

@@ -209,21 +209,27 @@ pub fn set_mapping(
 pub fn parse_map_arg(arg: &str) -> Result<MappingInput, String> {
     let (column, target) = arg
         .rsplit_once('=')
-        .ok_or_else(|| format!("'{arg}' is not COLUMN=field[:rule]"))?;
-    let (field, rule) = match target.split_once(':') {
-        Some((field, rule)) => (
-            field,
-            Rule::parse(rule).ok_or_else(|| {
-                format!("'{rule}' in '{arg}' is not a rule: always, fill_blanks, review or never")
-            })?,
-        ),
-        None => (target, Rule::Always),
+        .ok_or_else(|| format!("'{arg}' is not COLUMN=field[:TO_RECORD[:TO_SOURCE]]"))?;
+    let mut parts = target.split(':');
+    let field = parts.next().unwrap_or_default();
+    let rule = |word: Option<&str>, default: Rule| match word {
+        None => Ok(default),
+        Some(word) => Rule::parse(word).ok_or_else(|| {
+            format!("'{word}' in '{arg}' is not a rule: always, fill_blanks, review or never")
+        }),
     };
+    let to_record = rule(parts.next(), Rule::Always)?;
+    let to_source = rule(parts.next(), Rule::Never)?;
+    if parts.next().is_some() {
+        return Err(format!(
+            "'{arg}' is not COLUMN=field[:TO_RECORD[:TO_SOURCE]]"
+        ));
+    }
     Ok(MappingInput {
         column_name: column.trim().to_string(),
         field_key: field.trim().to_string(),
-        to_record: rule,
-        to_source: Rule::Never,
+        to_record,
+        to_source,
         blanks_clear: false,
     })
 }
@@ -328,5 +334,12 @@ mod tests {
         assert!(parse_map_arg("Name=name:sometimes")
             .unwrap_err()
             .contains("not a rule"));
+        let both = parse_map_arg("Email=email:review:fill_blanks").unwrap();
+        assert_eq!(
+            (both.to_record, both.to_source),
+            (Rule::Review, Rule::FillBlanks)
+        );
+        assert_eq!(parse_map_arg("Name=name").unwrap().to_source, Rule::Never);
+        assert!(parse_map_arg("Name=name:always:never:x").is_err());
     }
 }

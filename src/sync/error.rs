@@ -13,6 +13,9 @@ pub enum ImportError {
     File(#[from] FileError),
     #[error("{0}")]
     Refused(String),
+    /// Another run (or an undo) holds the source.
+    #[error("{0}")]
+    SourceBusy(String),
     #[error("The run was cancelled, or taken over by another process after it went silent; its last chunk was rolled back.")]
     Stopped,
     #[error(transparent)]

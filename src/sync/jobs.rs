@@ -241,14 +241,14 @@ pub struct NewRun<'a> {
 }
 
 pub fn enqueue(conn: &mut DbConn, new: &NewRun) -> Result<i64, ImportError> {
-    insert_run(conn, new, false)
+    insert_run(conn, new, None)
 }
 
 /// The refusal of a second run for a source, saying which run and process hold it; None when
 /// no run holds the source.
 pub fn already_running(conn: &mut DbConn, source: &Source) -> QueryResult<Option<ImportError>> {
     Ok(active_run(conn, source.id)?.map(|held| {
-        ImportError::Refused(format!(
+        ImportError::SourceBusy(format!(
             "An import is already running for source {}: {}. Wait for it to finish, then try again.",
             source.name,
             describe_holder(&held, db::now())
@@ -259,10 +259,22 @@ pub fn already_running(conn: &mut DbConn, source: &Source) -> QueryResult<Option
 /// A new run that is already claimed by the caller (the command line runs its own import in
 /// the foreground): no worker can take it between its creation and its start.
 pub fn enqueue_claimed(conn: &mut DbConn, new: &NewRun) -> Result<i64, ImportError> {
-    insert_run(conn, new, true)
+    insert_run(conn, new, Some("cli"))
 }
 
-fn insert_run(conn: &mut DbConn, new: &NewRun, claimed: bool) -> Result<i64, ImportError> {
+/// `enqueue_claimed` for another kind of foreground caller (`api`: a small push answered at
+/// once).
+pub fn enqueue_claimed_by(conn: &mut DbConn, new: &NewRun, kind: &str) -> Result<i64, ImportError> {
+    insert_run(conn, new, Some(kind))
+}
+
+/// Inserts a run, queued for a worker, or already claimed by a process of `claimed_by` kind.
+fn insert_run(
+    conn: &mut DbConn,
+    new: &NewRun,
+    claimed_by: Option<&str>,
+) -> Result<i64, ImportError> {
+    let claimed = claimed_by.is_some();
     let undoing: Option<i64> = import_runs::table
         .filter(import_runs::source_id.eq(new.source.id))
         .filter(import_runs::undo_status.eq_any(["queued", "running"]))
@@ -270,7 +282,7 @@ fn insert_run(conn: &mut DbConn, new: &NewRun, claimed: bool) -> Result<i64, Imp
         .first(conn)
         .optional()?;
     if let Some(run) = undoing {
-        return Err(ImportError::Refused(format!(
+        return Err(ImportError::SourceBusy(format!(
             "Run #{run} of source {} is being undone. Wait for the undo to finish, then try again.",
             new.source.name
         )));
@@ -303,8 +315,8 @@ fn insert_run(conn: &mut DbConn, new: &NewRun, claimed: bool) -> Result<i64, Imp
         .returning(import_runs::id)
         .get_result::<i64>(conn)
         .and_then(|id| {
-            if claimed {
-                claims::set_claimant(conn, id, Some(&claimant("cli")))?;
+            if let Some(kind) = claimed_by {
+                claims::set_claimant(conn, id, Some(&claimant(kind)))?;
             }
             Ok(id)
         });
@@ -313,7 +325,7 @@ fn insert_run(conn: &mut DbConn, new: &NewRun, claimed: bool) -> Result<i64, Imp
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
             // The run holding the source may have ended since: the refusal still stands.
             Err(already_running(conn, new.source)?.unwrap_or_else(|| {
-                ImportError::Refused(format!(
+                ImportError::SourceBusy(format!(
                     "An import is already running for source {}: another run holds it. Wait for it to finish, then try again.",
                     new.source.name
                 ))

@@ -85,6 +85,8 @@ impl TestDb {
             max_upload_bytes: 1024 * 1024,
             max_import_bytes: 1024 * 1024,
             session_idle_hours: syncdesk::config::DEFAULT_SESSION_IDLE_HOURS,
+            api_requests_per_minute: syncdesk::config::DEFAULT_API_REQUESTS_PER_MINUTE,
+            feed_retention_days: syncdesk::config::DEFAULT_FEED_RETENTION_DAYS,
             trusted_proxies: vec!["127.0.0.9".parse().expect("proxy")],
         }
     }

@@ -1,0 +1,469 @@
+//! The JSON API under `/api/v1`: bearer tokens only, problem+json errors, and the OpenAPI
+//! document generated from these handlers.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+use super::error::{self, ApiError, Problem};
+use super::extract::ApiCaller;
+use super::model::Scope;
+use super::push::{self, PushContext, PushError, PushRequest, RunAnswer};
+use super::records::{self, ApiRecord, RecordPage};
+use super::service;
+use crate::fields::model::RecordKind;
+use crate::sync::feed::{self, FeedEntry};
+use crate::AppState;
+
+/// Largest request body: 100,000 short rows.
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Largest page of the change feed.
+const MAX_FEED_PAGE: i64 = 10_000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .app_data(error::json_config(MAX_BODY_BYTES))
+            .app_data(error::query_config())
+            .app_data(error::path_config())
+            .service(openapi_json)
+            .service(list_records)
+            .service(get_record)
+            .service(record_by_external_id)
+            .service(push_rows)
+            .service(get_run)
+            .service(changes)
+            .default_service(web::to(no_such_endpoint)),
+    );
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "syncdesk API",
+        description = "Push rows through a source, read records, and follow a source's outbound change feed. Every request but this document's needs `Authorization: Bearer sdk_...`; errors are `application/problem+json`."
+    ),
+    paths(list_records, get_record, record_by_external_id, push_rows, get_run, changes),
+    components(schemas(Problem, ApiRecord, RecordPage, PushRequest, RunAnswer, ChangePage, ChangeEntry)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI 3.1 document of this API (no token needed).
+#[get("/openapi.json")]
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// Runs `f` with a pooled connection on the blocking pool, its errors as problems.
+async fn api_db<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut crate::db::DbConn) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = state.pool.clone();
+    web::block(move || {
+        let mut conn = pool
+            .get()
+            .map_err(|e| ApiError::from(crate::error::AppError::from(e)))?;
+        f(&mut conn)
+    })
+    .await?
+}
+
+async fn no_such_endpoint(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "There is no endpoint {} {}: see /api/v1/openapi.json.",
+        req.method(),
+        req.path()
+    )))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RecordsQuery {
+    /// `contact` (default) or `company`.
+    kind: Option<String>,
+    /// The `next` of the previous page.
+    after: Option<String>,
+    /// Records per page, 1 to 1,000 (default 100).
+    limit: Option<i64>,
+}
+
+fn cursor(after: Option<&str>) -> Result<i64, ApiError> {
+    match after.map(str::trim).filter(|a| !a.is_empty()) {
+        None => Ok(0),
+        Some(a) => a.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "'{a}' is not a cursor: pass the `next` (or last `cursor`) of the previous page."
+            ))
+        }),
+    }
+}
+
+/// Records of a kind, by id, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/records",
+    params(RecordsQuery),
+    responses(
+        (status = 200, body = RecordPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/records")]
+async fn list_records(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    query: web::Query<RecordsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::RecordsRead)?;
+    let kind = match query.kind.as_deref() {
+        None => RecordKind::Contact,
+        Some(k) => RecordKind::parse(k).ok_or_else(|| {
+            ApiError::bad_request(format!("'{k}' is not a kind: contact or company."))
+        })?,
+    };
+    let after = cursor(query.after.as_deref())?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=records::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {}.",
+            records::MAX_PAGE
+        )));
+    }
+    let source = caller.token.source_id;
+    let page = state
+        .db(move |conn| records::page(conn, kind, after, limit, source))
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// One record by its id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/records/{id}",
+    params(("id" = i64, Path, description = "The record's id")),
+    responses(
+        (status = 200, body = ApiRecord),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/records/{id}")]
+async fn get_record(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::RecordsRead)?;
+    let id = path.into_inner();
+    let source = caller.token.source_id;
+    let record = state
+        .db(move |conn| records::one(conn, id, source))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("There is no record #{id}.")))?;
+    Ok(HttpResponse::Ok().json(record))
+}
+
+/// The record a source knows by its external id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources/{id}/records/{external_id}",
+    params(
+        ("id" = i64, Path, description = "The source's id"),
+        ("external_id" = String, Path, description = "The source's id of the record")
+    ),
+    responses(
+        (status = 200, body = ApiRecord),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/sources/{id}/records/{external_id}")]
+async fn record_by_external_id(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<(i64, String)>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::RecordsRead)?;
+    let (source_id, external_id) = path.into_inner();
+    caller.require_source(source_id)?;
+    let shown = external_id.clone();
+    let record = state
+        .db(move |conn| records::by_external_id(conn, source_id, &external_id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Source #{source_id} has no record with external id '{shown}'."
+            ))
+        })?;
+    Ok(HttpResponse::Ok().json(record))
+}
+
+impl From<PushError> for ApiError {
+    fn from(e: PushError) -> Self {
+        match e {
+            PushError::Invalid(m) => ApiError::unprocessable(m),
+            PushError::NoSource(_) => ApiError::not_found(e.to_string()),
+            PushError::Busy(m) => ApiError::new(StatusCode::CONFLICT, m),
+            PushError::Import(i) => ApiError::unprocessable(i.to_string()),
+            PushError::Db(db) => db.into(),
+        }
+    }
+}
+
+/// Push rows through a source, as an import of a file with those rows. Up to 1,000 rows are
+/// run at once and answered with every row's outcome (200); more run in the background (202,
+/// poll the run's `url`). With `Idempotency-Key`, the same key and body get the first answer
+/// again and start nothing; the same key with another body is refused (422).
+#[utoipa::path(
+    post,
+    path = "/api/v1/sources/{id}/rows",
+    params(
+        ("id" = i64, Path, description = "The source's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried push safe")
+    ),
+    request_body = PushRequest,
+    responses(
+        (status = 200, description = "The run, finished, with every row's outcome", body = RunAnswer),
+        (status = 202, description = "The run, started in the background", body = RunAnswer),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another run holds the source", body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/sources/{id}/rows")]
+async fn push_rows(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    req: HttpRequest,
+    path: web::Path<i64>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::RowsWrite)?;
+    let source_id = path.into_inner();
+    caller.require_source(source_id)?;
+    let request: PushRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::unprocessable(format!(
+            "The body is not {{\"rows\": [{{...}}], \"dry_run\": false}}: {e}."
+        ))
+    })?;
+    let key = match req.headers().get("Idempotency-Key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    ApiError::bad_request("Idempotency-Key must be 1 to 255 visible characters.")
+                })?
+                .to_string(),
+        ),
+    };
+    let token = caller.token.clone();
+    let body_sha256 = service::body_digest(&body);
+    if let Some(key) = key.clone() {
+        let token_id = token.id;
+        let stored = state
+            .db(move |conn| service::stored_answer(conn, token_id, &key))
+            .await?;
+        if let Some(stored) = stored {
+            if stored.body_sha256 != body_sha256 {
+                return Err(ApiError::unprocessable(
+                    "This Idempotency-Key was used with another body: use a new key for new rows.",
+                ));
+            }
+            return Ok(HttpResponse::build(
+                StatusCode::from_u16(stored.status_code).unwrap_or(StatusCode::OK),
+            )
+            .insert_header(("Idempotency-Replayed", "true"))
+            .content_type("application/json")
+            .body(stored.body));
+        }
+    }
+    let pool = state.pool.clone();
+    let config = state.config.clone();
+    let label = format!("API token {} ({})", token.name, token.prefix);
+    let (answer, finished) = web::block(move || {
+        let ctx = PushContext {
+            pool: &pool,
+            data_dir: &config.data_dir,
+            country: config.default_country,
+            label: &label,
+        };
+        push::push(&ctx, source_id, &request)
+    })
+    .await??;
+    let status = if finished {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let json = serde_json::to_string(&answer)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if let Some(key) = key {
+        let stored = service::StoredAnswer {
+            body_sha256,
+            status_code: status.as_u16(),
+            body: json.clone(),
+        };
+        state
+            .db(move |conn| service::store_answer(conn, token.id, &key, &stored, crate::db::now()))
+            .await?;
+    }
+    Ok(HttpResponse::build(status)
+        .insert_header((header::LOCATION, answer.url.clone()))
+        .content_type("application/json")
+        .body(json))
+}
+
+/// A pushed run (or any import run of a source the token may push to).
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}",
+    params(("id" = i64, Path, description = "The run's id")),
+    responses(
+        (status = 200, body = RunAnswer),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/runs/{id}")]
+async fn get_run(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::RowsWrite)?;
+    let id = path.into_inner();
+    let found = api_db(&state, move |conn| {
+        let Some(run) = crate::sync::engine::load_run(conn, id)? else {
+            return Ok(None);
+        };
+        Ok(push::run_answer(conn, id)?.map(|answer| (run.source_id, answer)))
+    })
+    .await?;
+    let (source_id, answer) =
+        found.ok_or_else(|| ApiError::not_found(format!("There is no run #{id}.")))?;
+    caller.require_source(source_id)?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ChangesQuery {
+    /// The `next` of the previous page (or the last entry's `cursor`); from the start if absent.
+    after: Option<String>,
+    /// Entries per page, 1 to 10,000 (default 1,000).
+    limit: Option<i64>,
+}
+
+/// One entry of a source's change feed (documentation of `FeedEntry`'s JSON).
+#[derive(Serialize, ToSchema)]
+struct ChangeEntry {
+    /// Save the last one you processed and pass it as `after`.
+    cursor: i64,
+    record_id: i64,
+    /// The source's id of the record.
+    external_id: String,
+    /// `value`, `archived`, `forced_manual` or `linked`.
+    event: String,
+    /// The source's column of a value change.
+    column: Option<String>,
+    field: Option<String>,
+    old_value: Option<String>,
+    new_value: Option<String>,
+    /// user, import, application, review, undo or system.
+    origin: String,
+    by: String,
+    #[schema(value_type = String, format = DateTime)]
+    changed_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChangePage {
+    #[schema(value_type = Vec<ChangeEntry>)]
+    changes: Vec<FeedEntry>,
+    /// Pass as `after` for the next page; the same cursor again when there is nothing new.
+    next: String,
+}
+
+/// A source's outbound change feed, oldest first: the changes its mapping's `to_source`
+/// rules send it, never its own. Poll with the last `next`: every change comes once.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources/{id}/changes",
+    params(("id" = i64, Path, description = "The source's id"), ChangesQuery),
+    responses(
+        (status = 200, body = ChangePage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/sources/{id}/changes")]
+async fn changes(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    path: web::Path<i64>,
+    query: web::Query<ChangesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::ChangesRead)?;
+    let source_id = path.into_inner();
+    caller.require_source(source_id)?;
+    let after = cursor(query.after.as_deref())?;
+    let limit = query.limit.unwrap_or(1_000);
+    if !(1..=MAX_FEED_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_FEED_PAGE}."
+        )));
+    }
+    let entries = api_db(&state, move |conn| {
+        if crate::sources::service::find(conn, source_id)?.is_none() {
+            return Err(ApiError::not_found(format!(
+                "There is no source #{source_id}."
+            )));
+        }
+        feed::sequence(conn)?;
+        Ok(feed::page(conn, source_id, after, limit)?)
+    })
+    .await?;
+    let next = entries
+        .last()
+        .and_then(|e| e.seq)
+        .unwrap_or(after)
+        .to_string();
+    Ok(HttpResponse::Ok().json(ChangePage {
+        changes: entries,
+        next,
+    }))
+}
