@@ -1,6 +1,6 @@
 //! The command line: every command reads the same configuration (file, then environment).
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -72,6 +72,33 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (once: only its hash is kept).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// records:read, rows:write, changes:read or activities:write; repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Restrict the token to one source (its id or name).
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Revoke a token: its next request is refused.
+    Revoke {
+        /// The token's number (shown by `token list` and on the tokens page).
+        id: i64,
+    },
+    /// List tokens (never their secrets).
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +122,28 @@ pub enum SourceCommand {
     },
     /// List sources with their mapping.
     List,
+    /// Send a source's change feed to a URL by signed webhook (prints the signing secret
+    /// once), or stop with --off.
+    Webhook {
+        /// The source's id or name.
+        source: String,
+        /// http:// or https:// URL that receives the batches.
+        #[arg(required_unless_present = "off")]
+        url: Option<String>,
+        #[arg(long, conflicts_with = "url")]
+        off: bool,
+    },
+    /// Print a source's outbound change feed as JSON lines, oldest first; pass the last
+    /// `cursor` printed as --after to get only what came since.
+    Changes {
+        /// The source's id or name.
+        source: String,
+        #[arg(long, default_value = "0")]
+        after: i64,
+        /// At most this many changes.
+        #[arg(long, default_value_t = 10_000)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +209,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::User {
             command: UserCommand::Create { email, role, name },
         } => create_user(config, email, &role, name),
+        Command::Token { command } => token(config, command),
     }
 }
 
@@ -170,6 +220,7 @@ fn serve(mut config: Config, bind: Option<String>) -> Result<(), CliError> {
     let bind = config.bind.clone();
     let database = crate::db::DbTarget::parse(&config.database_url)?;
     let state = AppState::open(config)?;
+    crate::sync::webhooks::spawn_worker(state.pool.clone(), state.config.feed_retention_days);
     crate::sync::jobs::spawn_worker(
         state.pool.clone(),
         state.config.data_dir.clone(),
@@ -265,6 +316,58 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
                 created.0.name, created.0.id, created.0.kind, created.0.id_column, created.0.mode,
                 created.0.on_invalid().describe(), created.1.len()
             );
+        }
+        SourceCommand::Webhook { source, url, off } => {
+            use crate::sync::webhooks;
+            let source = find_source(&mut conn, &source)?;
+            if off {
+                let removed =
+                    webhooks::remove(&mut conn, source.id).map_err(crate::db::DbError::from)?;
+                println!(
+                    "{}",
+                    if removed {
+                        format!("Source {} has no webhook any more.", source.name)
+                    } else {
+                        format!("Source {} had no webhook.", source.name)
+                    }
+                );
+            } else {
+                let url = url.unwrap_or_default();
+                let secret = webhooks::set(&mut conn, source.id, &url)
+                    .map_err(|e| CliError::Input(e.to_string()))?;
+                eprintln!(
+                    "Source {} sends its change feed to {url}. Its signing secret, shown only now:",
+                    source.name
+                );
+                println!("{secret}");
+            }
+        }
+        SourceCommand::Changes {
+            source,
+            after,
+            limit,
+        } => {
+            let source = find_source(&mut conn, &source)?;
+            let db = |e| CliError::from(crate::db::DbError::from(e));
+            crate::sync::feed::sequence(&mut conn).map_err(db)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let (mut after, mut left) = (after, limit.max(0));
+            while left > 0 {
+                let page = crate::sync::feed::page(&mut conn, source.id, after, left.min(1_000))
+                    .map_err(db)?;
+                let Some(last) = page.last().and_then(|e| e.seq) else {
+                    break;
+                };
+                for entry in &page {
+                    let line =
+                        serde_json::to_string(entry).map_err(|e| CliError::Input(e.to_string()))?;
+                    writeln!(out, "{line}").map_err(|e| CliError::Input(e.to_string()))?;
+                }
+                left -= page.len() as i64;
+                after = last;
+            }
+            out.flush().map_err(|e| CliError::Input(e.to_string()))?;
         }
         SourceCommand::List => {
             let all = sources::list(&mut conn).map_err(crate::db::DbError::from)?;
@@ -507,6 +610,101 @@ fn cancel(config: Config, run_id: i64) -> Result<(), CliError> {
     crate::sync::jobs::cancel(&mut conn, run_id, "the command line")
         .map_err(|e| CliError::Input(e.to_string()))?;
     println!("Run #{run_id} cancelled. Rows imported before stay; `syncdesk undo {run_id}` takes them back.");
+    Ok(())
+}
+
+/// A source by id or by exact name.
+fn find_source(
+    conn: &mut crate::db::DbConn,
+    text: &str,
+) -> Result<crate::sources::model::Source, CliError> {
+    use crate::sources::service as sources;
+    let db = |e| CliError::from(crate::db::DbError::from(e));
+    let found = match text.trim().parse::<i64>() {
+        Ok(id) => sources::find(conn, id).map_err(db)?,
+        Err(_) => sources::list(conn)
+            .map_err(db)?
+            .into_iter()
+            .find(|s| s.name == text.trim()),
+    };
+    found.ok_or_else(|| {
+        CliError::Input(format!(
+            "There is no source '{text}': `syncdesk source list` shows them."
+        ))
+    })
+}
+
+fn token(config: Config, command: TokenCommand) -> Result<(), CliError> {
+    use crate::api::model::Scope;
+    use crate::api::service as tokens;
+    let state = AppState::open(config)?;
+    let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
+    let refused = |e: tokens::TokenError| CliError::Input(e.to_string());
+    match command {
+        TokenCommand::Create {
+            name,
+            scopes,
+            source,
+        } => {
+            let scopes = scopes
+                .iter()
+                .map(|s| {
+                    Scope::parse(s).ok_or_else(|| {
+                        CliError::Input(format!(
+                            "'{s}' is not a scope: records:read, rows:write, changes:read or activities:write"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let source_id = match source {
+                Some(source) => Some(find_source(&mut conn, &source)?.id),
+                None => None,
+            };
+            let (token, secret) = tokens::create(
+                &mut conn,
+                &tokens::NewToken {
+                    name,
+                    scopes,
+                    source_id,
+                    created_by: None,
+                },
+            )
+            .map_err(refused)?;
+            eprintln!(
+                "Created token #{} '{}' ({}). It is shown only now: keep it safe.",
+                token.id,
+                token.name,
+                token.scope_list()
+            );
+            println!("{secret}");
+        }
+        TokenCommand::Revoke { id } => {
+            let token = tokens::revoke(&mut conn, id).map_err(refused)?;
+            println!(
+                "Token #{} '{}' ({}) is revoked.",
+                token.id, token.name, token.prefix
+            );
+        }
+        TokenCommand::List => {
+            let all = tokens::list(&mut conn).map_err(crate::db::DbError::from)?;
+            if all.is_empty() {
+                println!("No tokens yet: create one with `syncdesk token create`.");
+            }
+            for t in all {
+                println!(
+                    "#{} {} ({}…) {}{}{}",
+                    t.id,
+                    t.name,
+                    t.prefix,
+                    t.scope_list(),
+                    t.source_id
+                        .map(|s| format!(", source #{s} only"))
+                        .unwrap_or_default(),
+                    if t.revoked() { ", revoked" } else { "" }
+                );
+            }
+        }
+    }
     Ok(())
 }
 

@@ -134,6 +134,7 @@ pub fn build_app(
         .configure(records::routes::configure)
         .configure(sources::routes::configure)
         .configure(sync::routes::configure)
+        .configure(sync::feed_routes::configure)
         .configure(processes::routes::configure)
         .configure(links::routes::configure)
         .configure(review::routes::configure)

@@ -391,10 +391,41 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    source_webhooks (source_id) {
+        source_id -> BigInt,
+        url -> Text,
+        secret -> Text,
+        cursor -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> BigInt,
+        source_id -> BigInt,
+        url -> Text,
+        first_cursor -> BigInt,
+        last_cursor -> BigInt,
+        changes -> Integer,
+        body -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Nullable<Timestamp>,
+        last_status_code -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     api_idempotency,
     source_changes,
+    source_webhooks,
+    webhook_deliveries,
     user_sessions,
     users,
     login_failures,

@@ -531,3 +531,72 @@ async fn a_token_over_its_rate_gets_429_with_retry_after() {
         .expect("Retry-After");
     assert!((1..=60).contains(&retry), "{retry}");
 }
+
+#[actix_web::test]
+async fn the_feed_page_shows_changes_decides_held_ones_and_sets_the_webhook() {
+    let mut app = common::spawn().await;
+    let crm = source(&app.state, "CRM", Rule::Review);
+    let secret = token(&app.state, &[Scope::RowsWrite], None);
+    app.send(bearer(
+        TestRequest::post()
+            .uri(&format!("/api/v1/sources/{}/rows", crm.id))
+            .set_json(json!({"rows": [{"External Id": "A", "Name": "Ann"}]})),
+        &secret,
+    ))
+    .await
+    .assert_status(200);
+    let id: i64 = syncdesk::schema::record_links::table
+        .select(syncdesk::schema::record_links::record_id)
+        .first(&mut app.state.pool.get().expect("connection"))
+        .expect("record");
+    let mut conn = app.state.pool.get().expect("connection");
+    records::set_forced_manual(&mut conn, id, true, &Actor::system("Ann")).expect("forced");
+    let input = RecordInput {
+        values: [("name".to_string(), "Ann Lee".to_string())].into(),
+        company_id: None,
+    };
+    records::update(
+        &mut conn,
+        id,
+        &input,
+        &Actor::system("Ann"),
+        PhoneCountry::parse("AU").expect("country"),
+    )
+    .expect("edit");
+    drop(conn);
+
+    app.signed_in_as("admin@example.org", Role::Admin).await;
+    let page = app.get(&format!("/sources/{}/feed", crm.id)).await;
+    page.assert_status(200)
+        .assert_contains("Waiting for a decision (1)")
+        .assert_contains("Ann Lee");
+    let held: i64 = syncdesk::schema::source_changes::table
+        .filter(syncdesk::schema::source_changes::status.eq("held"))
+        .select(syncdesk::schema::source_changes::id)
+        .first(&mut app.state.pool.get().expect("connection"))
+        .expect("held change");
+    app.post(
+        &format!("/sources/{}/feed/held", crm.id),
+        &[("change", &held.to_string()), ("action", "approve")],
+    )
+    .await
+    .assert_redirect(&format!("/sources/{}/feed", crm.id));
+    let page = app.get(&format!("/sources/{}/feed", crm.id)).await;
+    page.assert_contains("Waiting for a decision (0)")
+        .assert_contains("1 change(s) approved");
+
+    let set = app
+        .post(
+            &format!("/sources/{}/webhook", crm.id),
+            &[("url", "https://crm.example.com/hook")],
+        )
+        .await;
+    set.assert_status(200).assert_contains("whsec_");
+    let bad = app
+        .post(&format!("/sources/{}/webhook", crm.id), &[("url", "crm")])
+        .await;
+    bad.assert_status(422).assert_contains("not an http");
+    app.post(&format!("/sources/{}/webhook/remove", crm.id), &[])
+        .await
+        .assert_redirect(&format!("/sources/{}/feed", crm.id));
+}

@@ -309,3 +309,208 @@ fn a_polling_reader_sees_every_change_once_under_concurrent_writers() {
         }
     }
 }
+
+/// A local endpoint answering each request with the next status of `statuses` (the last one
+/// again once they run out); returns its URL and what it received: (headers, body) each.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(BTreeMap<String, String>, String)>>>;
+
+fn endpoint(statuses: Vec<u16>) -> (String, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = received.clone();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("stream"));
+            let mut headers = BTreeMap::new();
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            let length: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            seen.lock()
+                .expect("lock")
+                .push((headers, String::from_utf8_lossy(&body).into_owned()));
+            let status = statuses.get(n).or(statuses.last()).copied().unwrap_or(200);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, received)
+}
+
+/// The Standard Webhooks signature, recomputed here from the specification.
+fn expected_signature(secret: &str, id: &str, timestamp: &str, body: &str) -> String {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64
+        .decode(secret.strip_prefix("whsec_").expect("whsec_ secret"))
+        .expect("base64 secret");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    format!("v1,{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+#[test]
+fn webhooks_are_signed_retried_and_held_as_failed() {
+    use syncdesk::sync::webhooks::{self, DeliveryStatus};
+    let env = Env::new();
+    let crm = env.crm();
+    env.import(&crm, "id,Name\nc1,Ada Lovelace\n");
+    let c1 = env.record_of(&crm, "c1");
+    let (url, received) = endpoint(vec![500, 204]);
+    let mut conn = env.conn();
+    let secret = webhooks::set(&mut conn, crm.id, &url).expect("webhook");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert!(webhooks::set(&mut conn, crm.id, "ftp://x").is_err());
+    drop(conn);
+    env.edit(c1, &[("name", "Ada King")], "Ann");
+
+    let agent = webhooks::agent();
+    let mut conn = env.conn();
+    let now = syncdesk::db::now();
+    assert_eq!(webhooks::make_batches(&mut conn, now).expect("batch"), 1);
+    assert_eq!(webhooks::make_batches(&mut conn, now).expect("batch"), 0);
+    assert_eq!(
+        webhooks::deliver_due(&mut conn, &agent, now).expect("send"),
+        1
+    );
+    let first = &webhooks::deliveries(&mut conn, crm.id, 10).expect("list")[0];
+    assert_eq!(
+        (first.status, first.attempts, first.last_status_code),
+        (DeliveryStatus::Pending, 1, Some(500))
+    );
+    // Not due again until the first retry delay has passed.
+    assert_eq!(
+        webhooks::deliver_due(&mut conn, &agent, now).expect("send"),
+        0
+    );
+    let later = now + chrono::Duration::seconds(6);
+    assert_eq!(
+        webhooks::deliver_due(&mut conn, &agent, later).expect("send"),
+        1
+    );
+    let done = &webhooks::deliveries(&mut conn, crm.id, 10).expect("list")[0];
+    assert_eq!(
+        (done.status, done.attempts, done.last_status_code),
+        (DeliveryStatus::Delivered, 2, Some(204))
+    );
+
+    let received = received.lock().expect("lock").clone();
+    assert_eq!(received.len(), 2);
+    assert_eq!(
+        received[0].1, received[1].1,
+        "every attempt sends the same message"
+    );
+    for (headers, body) in &received {
+        let id = &headers["webhook-id"];
+        let timestamp = &headers["webhook-timestamp"];
+        assert_eq!(id, &received[0].0["webhook-id"]);
+        assert_eq!(
+            headers["webhook-signature"],
+            expected_signature(&secret, id, timestamp, body)
+        );
+    }
+    let message: serde_json::Value = serde_json::from_str(&received[0].1).expect("JSON");
+    assert_eq!(message["changes"][0]["new_value"], "Ada King", "{message}");
+    assert_eq!(message["changes"][0]["column"], "Name");
+
+    // An endpoint that never answers well: retried on the schedule, then held as failed.
+    let (url, _) = endpoint(vec![503]);
+    webhooks::set(&mut conn, crm.id, &url).expect("webhook");
+    drop(conn);
+    env.edit(c1, &[("name", "Ada Byron")], "Ann");
+    let mut conn = env.conn();
+    let mut now = syncdesk::db::now();
+    webhooks::make_batches(&mut conn, now).expect("batch");
+    for _ in 0..8 {
+        webhooks::deliver_due(&mut conn, &agent, now).expect("send");
+        now += chrono::Duration::hours(11);
+    }
+    let failed = &webhooks::deliveries(&mut conn, crm.id, 10).expect("list")[0];
+    assert_eq!(
+        (failed.status, failed.attempts),
+        (DeliveryStatus::Failed, 8)
+    );
+    webhooks::retry(&mut conn, crm.id, failed.id).expect("retry");
+    let again = &webhooks::deliveries(&mut conn, crm.id, 10).expect("list")[0];
+    assert_eq!((again.status, again.attempts), (DeliveryStatus::Pending, 0));
+    assert!(webhooks::retry(&mut conn, crm.id, again.id).is_err());
+}
+
+#[test]
+fn the_command_line_sets_webhooks_tokens_and_reads_the_feed() {
+    let env = Env::new();
+    let crm = env.crm();
+    env.import(&crm, "id,Name\nc1,Ada Lovelace\n");
+    env.edit(env.record_of(&crm, "c1"), &[("name", "Ada King")], "Ann");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+            .args(args)
+            .env("SYNCDESK_DATA_DIR", &env.state.config.data_dir)
+            .env("DATABASE_URL", &env.state.config.database_url)
+            .env_remove("SYNCDESK_CONFIG")
+            .output()
+            .expect("run syncdesk");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let secret = cli(&["source", "webhook", "CRM", "https://crm.example.com/hook"]);
+    assert!(secret.trim().starts_with("whsec_"), "{secret}");
+    assert!(cli(&["source", "webhook", "CRM", "--off"]).contains("no webhook any more"));
+    let token = cli(&[
+        "token",
+        "create",
+        "--name",
+        "CRM",
+        "--scope",
+        "changes:read",
+        "--source",
+        "CRM",
+    ]);
+    assert!(token.trim().starts_with("sdk_"), "{token}");
+    assert!(cli(&["token", "list"]).contains("changes:read, source #"));
+    let lines = cli(&["source", "changes", "CRM"]);
+    let entries: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{lines}");
+    assert_eq!(entries[0]["new_value"], "Ada King");
+    let cursor = entries[0]["cursor"].to_string();
+    assert!(cli(&["source", "changes", "CRM", "--after", &cursor]).is_empty());
+    assert!(cli(&[
+        "source",
+        "add",
+        "ERP",
+        "--kind",
+        "contact",
+        "--id-column",
+        "id",
+        "--map",
+        "Name=name:always:review"
+    ])
+    .contains("1 mapped column"));
+    assert!(cli(&["source", "list"]).contains("to source: review"));
+}

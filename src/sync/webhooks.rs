@@ -1,0 +1,388 @@
+//! Webhooks: batches of a source's change feed POSTed to its URL, signed per the Standard
+//! Webhooks specification (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64
+//! HMAC-SHA256 of id.timestamp.body>` with a `whsec_` secret). A batch is fixed when made, so
+//! every attempt sends the same message; a failed attempt is retried on the specification's
+//! schedule (about 27 hours in all), then held as failed for an admin to retry. Delivery runs
+//! on a thread of its own: a slow or dead endpoint never slows the console or an import.
+
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use hmac::{KeyInit, Mac};
+
+use super::feed;
+use crate::db::{self, DbConn, DbPool};
+use crate::schema::{source_changes, source_webhooks, sources, webhook_deliveries};
+use crate::stored::stored_enum;
+
+pub const SECRET_PREFIX: &str = "whsec_";
+/// Feed entries per message.
+const BATCH: i64 = 100;
+/// Seconds before each retry: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+const RETRY_DELAYS: [i64; 7] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000];
+/// An endpoint that has not answered in this time has failed this attempt.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the delivery thread sleeps when there is nothing to do.
+const IDLE: Duration = Duration::from_millis(500);
+
+stored_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum DeliveryStatus as "delivery status" {
+        /// Waiting for its next attempt.
+        Pending = "pending",
+        Delivered = "delivered",
+        /// Every attempt failed; an admin may retry it.
+        Failed = "failed",
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = source_webhooks)]
+pub struct Webhook {
+    pub source_id: i64,
+    pub url: String,
+    pub secret: String,
+    /// The last feed entry put in a batch.
+    pub cursor: i64,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webhook_deliveries)]
+pub struct Delivery {
+    pub id: i64,
+    pub source_id: i64,
+    pub url: String,
+    pub first_cursor: i64,
+    pub last_cursor: i64,
+    pub changes: i32,
+    pub body: String,
+    #[diesel(deserialize_as = String)]
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub next_attempt_at: Option<NaiveDateTime>,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub finished_at: Option<NaiveDateTime>,
+}
+
+impl Delivery {
+    /// The `webhook-id` of its message: the same on every attempt.
+    pub fn message_id(&self) -> String {
+        format!("msg_{}", self.id)
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.status == DeliveryStatus::Failed
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+/// Only `http://` and `https://` URLs with a host.
+fn check_url(url: &str) -> Result<(), WebhookError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| {
+            WebhookError::Invalid(format!("'{url}' is not an http:// or https:// URL."))
+        })?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(WebhookError::Invalid(format!(
+            "'{url}' is not a URL with a host."
+        )));
+    }
+    Ok(())
+}
+
+/// Sets (or replaces) a source's webhook; returns its new secret, shown once. Deliveries start
+/// with the changes that come after now.
+pub fn set(conn: &mut DbConn, source_id: i64, url: &str) -> Result<String, WebhookError> {
+    let url = url.trim();
+    check_url(url)?;
+    let mut key = [0u8; 24];
+    rand::fill(&mut key);
+    let secret = format!(
+        "{SECRET_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    );
+    feed::sequence(conn)?;
+    db::write_tx(conn, |conn| {
+        let exists: i64 = sources::table.find(source_id).count().get_result(conn)?;
+        if exists == 0 {
+            return Err(WebhookError::Invalid(format!(
+                "There is no source #{source_id}."
+            )));
+        }
+        let cursor: Option<i64> = source_changes::table
+            .filter(source_changes::source_id.eq(source_id))
+            .select(diesel::dsl::max(source_changes::seq))
+            .first(conn)?;
+        diesel::delete(source_webhooks::table.find(source_id)).execute(conn)?;
+        diesel::insert_into(source_webhooks::table)
+            .values((
+                source_webhooks::source_id.eq(source_id),
+                source_webhooks::url.eq(url),
+                source_webhooks::secret.eq(&secret),
+                source_webhooks::cursor.eq(cursor.unwrap_or(0)),
+                source_webhooks::created_at.eq(db::now()),
+            ))
+            .execute(conn)?;
+        Ok(secret)
+    })
+}
+
+/// Removes a source's webhook (its deliveries stay listed); false when it had none.
+pub fn remove(conn: &mut DbConn, source_id: i64) -> QueryResult<bool> {
+    Ok(diesel::delete(source_webhooks::table.find(source_id)).execute(conn)? > 0)
+}
+
+pub fn find(conn: &mut DbConn, source_id: i64) -> QueryResult<Option<Webhook>> {
+    source_webhooks::table
+        .find(source_id)
+        .select(Webhook::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// A source's deliveries, newest first.
+pub fn deliveries(conn: &mut DbConn, source_id: i64, limit: i64) -> QueryResult<Vec<Delivery>> {
+    webhook_deliveries::table
+        .filter(webhook_deliveries::source_id.eq(source_id))
+        .order(webhook_deliveries::id.desc())
+        .limit(limit)
+        .select(Delivery::as_select())
+        .load(conn)
+}
+
+/// Puts a failed delivery back in line, to be tried at once.
+pub fn retry(conn: &mut DbConn, source_id: i64, delivery_id: i64) -> Result<(), WebhookError> {
+    let changed = diesel::update(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::id.eq(delivery_id))
+            .filter(webhook_deliveries::source_id.eq(source_id))
+            .filter(webhook_deliveries::status.eq(DeliveryStatus::Failed.as_str())),
+    )
+    .set((
+        webhook_deliveries::status.eq(DeliveryStatus::Pending.as_str()),
+        webhook_deliveries::attempts.eq(0),
+        webhook_deliveries::next_attempt_at.eq(Some(db::now())),
+        webhook_deliveries::finished_at.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    if changed == 0 {
+        return Err(WebhookError::Invalid(
+            "Only a failed delivery can be retried.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The `webhook-signature` of a message: `v1,` and the base64 HMAC-SHA256, keyed by the
+/// secret's base64 part, of `id.timestamp.body`.
+pub fn sign(secret: &str, message_id: &str, timestamp: i64, body: &str) -> Option<String> {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret))
+        .ok()?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).ok()?;
+    mac.update(format!("{message_id}.{timestamp}.{body}").as_bytes());
+    Some(format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    ))
+}
+
+/// For each webhook with no delivery waiting, the next batch of its feed, as a delivery due
+/// at once. Returns how many it made.
+pub fn make_batches(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {
+    feed::sequence(conn)?;
+    let hooks: Vec<Webhook> = source_webhooks::table
+        .select(Webhook::as_select())
+        .load(conn)?;
+    let mut made = 0;
+    for hook in hooks {
+        let waiting: i64 = webhook_deliveries::table
+            .filter(webhook_deliveries::source_id.eq(hook.source_id))
+            .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending.as_str()))
+            .count()
+            .get_result(conn)?;
+        if waiting > 0 {
+            continue;
+        }
+        let entries = feed::page(conn, hook.source_id, hook.cursor, BATCH)?;
+        let (Some(first), Some(last)) = (
+            entries.first().and_then(|e| e.seq),
+            entries.last().and_then(|e| e.seq),
+        ) else {
+            continue;
+        };
+        let body = serde_json::json!({
+            "type": "changes",
+            "source_id": hook.source_id,
+            "changes": entries,
+            "next": last.to_string(),
+        })
+        .to_string();
+        db::write_tx(conn, |conn| -> QueryResult<()> {
+            diesel::insert_into(webhook_deliveries::table)
+                .values((
+                    webhook_deliveries::source_id.eq(hook.source_id),
+                    webhook_deliveries::url.eq(&hook.url),
+                    webhook_deliveries::first_cursor.eq(first),
+                    webhook_deliveries::last_cursor.eq(last),
+                    webhook_deliveries::changes.eq(i32::try_from(entries.len()).unwrap_or(0)),
+                    webhook_deliveries::body.eq(&body),
+                    webhook_deliveries::status.eq(DeliveryStatus::Pending.as_str()),
+                    webhook_deliveries::attempts.eq(0),
+                    webhook_deliveries::next_attempt_at.eq(Some(now)),
+                    webhook_deliveries::created_at.eq(now),
+                ))
+                .execute(conn)?;
+            diesel::update(source_webhooks::table.find(hook.source_id))
+                .set(source_webhooks::cursor.eq(last))
+                .execute(conn)?;
+            Ok(())
+        })?;
+        made += 1;
+    }
+    Ok(made)
+}
+
+/// How one attempt went: the endpoint's status code, or why there was none.
+type Attempt = Result<u16, String>;
+
+/// Sends every delivery due at `now`, one attempt each; returns how many it attempted.
+pub fn deliver_due(
+    conn: &mut DbConn,
+    agent: &ureq::Agent,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let due: Vec<Delivery> = webhook_deliveries::table
+        .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending.as_str()))
+        .filter(webhook_deliveries::next_attempt_at.le(now))
+        .order(webhook_deliveries::id.asc())
+        .limit(50)
+        .select(Delivery::as_select())
+        .load(conn)?;
+    for delivery in &due {
+        let secret: Option<String> = source_webhooks::table
+            .find(delivery.source_id)
+            .select(source_webhooks::secret)
+            .first(conn)
+            .optional()?;
+        let attempt = match secret {
+            // The webhook was removed since: nothing to sign with, nowhere to send.
+            None => Err("the webhook was removed".to_string()),
+            Some(secret) => send(agent, delivery, &secret, now),
+        };
+        record_attempt(conn, delivery, &attempt, now)?;
+    }
+    Ok(due.len())
+}
+
+fn send(agent: &ureq::Agent, delivery: &Delivery, secret: &str, now: NaiveDateTime) -> Attempt {
+    let id = delivery.message_id();
+    let timestamp = now.and_utc().timestamp();
+    let signature =
+        sign(secret, &id, timestamp, &delivery.body).ok_or("the secret is not base64")?;
+    let response = agent
+        .post(&delivery.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", &timestamp.to_string())
+        .header("webhook-signature", &signature)
+        .send(&delivery.body)
+        .map_err(|e| e.to_string())?;
+    Ok(response.status().as_u16())
+}
+
+fn record_attempt(
+    conn: &mut DbConn,
+    delivery: &Delivery,
+    attempt: &Attempt,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let attempts = delivery.attempts + 1;
+    let delivered = matches!(attempt, Ok(code) if (200..300).contains(code));
+    let retry_in = usize::try_from(attempts - 1)
+        .ok()
+        .and_then(|i| RETRY_DELAYS.get(i));
+    let (status, next) = match (delivered, retry_in) {
+        (true, _) => (DeliveryStatus::Delivered, None),
+        (false, Some(seconds)) => (
+            DeliveryStatus::Pending,
+            Some(now + chrono::Duration::seconds(*seconds)),
+        ),
+        (false, None) => (DeliveryStatus::Failed, None),
+    };
+    let (code, error) = match attempt {
+        Ok(code) => (Some(i32::from(*code)), None),
+        Err(e) => (None, Some(crate::text::storable(e).into_owned())),
+    };
+    diesel::update(webhook_deliveries::table.find(delivery.id))
+        .set((
+            webhook_deliveries::status.eq(status.as_str()),
+            webhook_deliveries::attempts.eq(attempts),
+            webhook_deliveries::next_attempt_at.eq(next),
+            webhook_deliveries::last_status_code.eq(code),
+            webhook_deliveries::last_error.eq(error),
+            webhook_deliveries::finished_at.eq((status != DeliveryStatus::Pending).then_some(now)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// An HTTP client that reports every status (a 500 is an answer, not an error) and gives up
+/// after `TIMEOUT`.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(TIMEOUT))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// The delivery thread of `serve`: numbers the feed, makes batches, sends what is due, and
+/// once an hour prunes feed entries older than the retention.
+pub fn spawn_worker(pool: DbPool, retention_days: u32) {
+    let agent = agent();
+    let mut last_prune: Option<std::time::Instant> = None;
+    let started = std::thread::Builder::new()
+        .name("feed-worker".into())
+        .spawn(move || loop {
+            let mut busy = false;
+            if let Ok(mut conn) = pool.get() {
+                let now = db::now();
+                match make_batches(&mut conn, now).and_then(|_| deliver_due(&mut conn, &agent, now))
+                {
+                    Ok(n) => busy = n > 0,
+                    Err(e) => tracing::warn!(error = %e, "webhook deliveries"),
+                }
+                if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3_600)) {
+                    let before = now - chrono::Duration::days(i64::from(retention_days));
+                    match feed::prune(&mut conn, before) {
+                        Ok(n) if n > 0 => tracing::info!(entries = n, "change feed pruned"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "change feed pruning"),
+                    }
+                    last_prune = Some(std::time::Instant::now());
+                }
+            }
+            if !busy {
+                std::thread::sleep(IDLE);
+            }
+        });
+    if let Err(e) = started {
+        tracing::error!(error = %e, "cannot start the feed worker");
+    }
+}
