@@ -292,20 +292,28 @@ pub const LOOKUP_TABLES: &str = "records, record_values, record_links";
 pub const BULK_TABLES: &str =
     "records, record_values, record_links, record_history, proposals, import_rows";
 
-/// Rows `records` had at its last statistics refresh (PostgreSQL's estimate), or 0.
-pub fn analyzed_records(conn: &mut DbConn) -> diesel::QueryResult<i64> {
+/// Rows `records` had at its last statistics refresh (PostgreSQL's estimate), and rows
+/// written to it since (PostgreSQL's activity counters); (0, 0) on SQLite.
+pub fn records_statistics(conn: &mut DbConn) -> diesel::QueryResult<(i64, i64)> {
     #[derive(QueryableByName)]
     struct Estimate {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
-        rows: i64,
+        analyzed: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        modified: i64,
     }
     match conn {
-        DbConn::Pg(c) => Ok(diesel::sql_query(
-            "SELECT GREATEST(reltuples, 0)::BIGINT AS rows FROM pg_class WHERE oid = 'records'::regclass",
-        )
-        .get_result::<Estimate>(c)?
-        .rows),
-        DbConn::Sqlite(_) => Ok(0),
+        DbConn::Pg(c) => {
+            let e = diesel::sql_query(
+                "SELECT GREATEST(c.reltuples, 0)::BIGINT AS analyzed, \
+                        COALESCE(s.n_mod_since_analyze, 0)::BIGINT AS modified \
+                 FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid \
+                 WHERE c.oid = 'records'::regclass",
+            )
+            .get_result::<Estimate>(c)?;
+            Ok((e.analyzed, e.modified))
+        }
+        DbConn::Sqlite(_) => Ok((0, 0)),
     }
 }
 

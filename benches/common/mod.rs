@@ -19,6 +19,7 @@ pub fn rows(default: u64) -> u64 {
 /// PostgreSQL database created on that server and dropped when this value is.
 pub struct BenchDb {
     pub pool: DbPool,
+    pub url: String,
     _dir: tempfile::TempDir,
     pg_drop: Option<(String, String)>,
 }
@@ -41,9 +42,11 @@ impl BenchDb {
             ),
         };
         let pool = syncdesk::db::connect(&url).expect("connect");
+        let url = url.to_string();
         syncdesk::db::run_migrations(&mut pool.get().expect("connection")).expect("migrate");
         BenchDb {
             pool,
+            url,
             _dir: dir,
             pg_drop,
         }
