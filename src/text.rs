@@ -44,3 +44,12 @@ mod tests {
         assert_eq!(storable("a\0b\u{7f}"), "a\\u{0}b\\u{7f}");
     }
 }
+
+/// A UTC time in JSON as RFC 3339 (`2026-11-30T18:00:00Z`): times are stored in UTC without
+/// a zone, and a reader must not take them for local times.
+pub fn utc<S: serde::Serializer>(
+    time: &chrono::NaiveDateTime,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&time.format("%Y-%m-%dT%H:%M:%SZ"))
+}

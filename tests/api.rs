@@ -356,7 +356,7 @@ async fn pushed_rows_run_through_the_engine_with_every_outcome() {
             &secret,
         ))
         .await;
-    assert_problem(&bad, 400, "not a kind");
+    assert_problem(&bad, 400, "unknown variant `people`");
     let nowhere = app
         .send(bearer(TestRequest::get().uri("/api/v1/nowhere"), &secret))
         .await;

@@ -69,6 +69,7 @@ pub struct RunAnswer {
     /// Every row's outcome, once the run has finished (up to 10,000 rows).
     pub rows: Option<Vec<RowAnswer>>,
     #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "crate::text::utc")]
     pub created_at: NaiveDateTime,
 }
 
@@ -194,6 +195,9 @@ pub fn push(
         .collect();
     let bytes = to_csv(&source, &mapped, request)?;
     let sha = jobs::store_file(ctx.data_dir, &bytes[..], u64::MAX)?;
+    // A push is never the source's complete list: its run flags nothing missing.
+    let mut source = source;
+    source.mode = "delta".into();
     let new = NewRun {
         source: &source,
         file_name: "API push",

@@ -51,8 +51,10 @@ pub struct ApiRecord {
     pub missing_from_source: bool,
     pub pending_proposals: Vec<ApiProposal>,
     #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "crate::text::utc")]
     pub created_at: NaiveDateTime,
     #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "crate::text::utc")]
     pub updated_at: NaiveDateTime,
 }
 

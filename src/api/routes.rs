@@ -46,7 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         description = "Push rows through a source, read records, and follow a source's outbound change feed. Every request but this document's needs `Authorization: Bearer sdk_...`; errors are `application/problem+json`."
     ),
     paths(list_records, get_record, record_by_external_id, push_rows, get_run, changes),
-    components(schemas(Problem, ApiRecord, RecordPage, PushRequest, RunAnswer, ChangePage, ChangeEntry)),
+    components(schemas(Problem, ApiRecord, RecordPage, PushRequest, RunAnswer, ChangePage, ChangeEntry, KindParam)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -98,11 +98,19 @@ async fn no_such_endpoint(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 #[into_params(parameter_in = Query)]
 struct RecordsQuery {
     /// `contact` (default) or `company`.
-    kind: Option<String>,
+    kind: Option<KindParam>,
     /// The `next` of the previous page.
     after: Option<String>,
-    /// Records per page, 1 to 1,000 (default 100).
+    /// Records per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum KindParam {
+    Contact,
+    Company,
 }
 
 fn cursor(after: Option<&str>) -> Result<i64, ApiError> {
@@ -136,11 +144,9 @@ async fn list_records(
     query: web::Query<RecordsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::RecordsRead)?;
-    let kind = match query.kind.as_deref() {
-        None => RecordKind::Contact,
-        Some(k) => RecordKind::parse(k).ok_or_else(|| {
-            ApiError::bad_request(format!("'{k}' is not a kind: contact or company."))
-        })?,
+    let kind = match query.kind {
+        None | Some(KindParam::Contact) => RecordKind::Contact,
+        Some(KindParam::Company) => RecordKind::Company,
     };
     let after = cursor(query.after.as_deref())?;
     let limit = query.limit.unwrap_or(100);
@@ -164,9 +170,11 @@ async fn list_records(
     params(("id" = i64, Path, description = "The record's id")),
     responses(
         (status = 200, body = ApiRecord),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/records/{id}")]
@@ -195,9 +203,11 @@ async fn get_record(
     ),
     responses(
         (status = 200, body = ApiRecord),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/sources/{id}/records/{external_id}")]
@@ -351,9 +361,11 @@ async fn push_rows(
     params(("id" = i64, Path, description = "The run's id")),
     responses(
         (status = 200, body = RunAnswer),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/runs/{id}")]
@@ -382,7 +394,8 @@ async fn get_run(
 struct ChangesQuery {
     /// The `next` of the previous page (or the last entry's `cursor`); from the start if absent.
     after: Option<String>,
-    /// Entries per page, 1 to 10,000 (default 1,000).
+    /// Entries per page (default 1,000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
 
@@ -428,6 +441,7 @@ pub struct ChangePage {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/sources/{id}/changes")]

@@ -218,7 +218,9 @@ fn run_file(
     // Without every id the file had, full mode would flag records it did bring.
     let seen =
         seen.map_err(|_| ImportError::Refused("reading the file stopped unexpectedly".into()))?;
-    if exec.rules.source.full_mode() {
+    // The run's own mode: API pushes of a full-mode source run as delta (they are never a
+    // complete list).
+    if exec.run.mode == "full" {
         match flagging_refusal(conn, &exec, &seen)? {
             None => flag_missing(conn, &mut exec, &seen)?,
             Some((notice, not_flagged)) => {

@@ -46,6 +46,7 @@ pub struct FeedEntry {
     pub origin_id: Option<i64>,
     #[serde(rename = "by")]
     pub actor_label: String,
+    #[serde(serialize_with = "crate::text::utc")]
     pub changed_at: NaiveDateTime,
     #[serde(skip)]
     pub status: String,
