@@ -34,6 +34,15 @@ pub fn url_encode(value: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A UTC time in JSON as RFC 3339 (`2026-11-30T18:00:00Z`): times are stored in UTC without
+/// a zone, and a reader must not take them for local times.
+pub fn utc<S: serde::Serializer>(
+    time: &chrono::NaiveDateTime,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&time.format("%Y-%m-%dT%H:%M:%SZ"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,11 +54,3 @@ mod tests {
     }
 }
 
-/// A UTC time in JSON as RFC 3339 (`2026-11-30T18:00:00Z`): times are stored in UTC without
-/// a zone, and a reader must not take them for local times.
-pub fn utc<S: serde::Serializer>(
-    time: &chrono::NaiveDateTime,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&time.format("%Y-%m-%dT%H:%M:%SZ"))
-}
