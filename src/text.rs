@@ -53,4 +53,3 @@ mod tests {
         assert_eq!(storable("a\0b\u{7f}"), "a\\u{0}b\\u{7f}");
     }
 }
-

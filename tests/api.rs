@@ -305,6 +305,20 @@ async fn pushed_rows_run_through_the_engine_with_every_outcome() {
         ))
         .await;
     assert_problem(&res, 422, "is not");
+    let huge = format!(
+        "{{\"rows\": [{{\"External Id\": \"{}\"}}]}}",
+        "x".repeat(syncdesk::api::routes::MAX_BODY_BYTES)
+    );
+    let res = app
+        .send(bearer(
+            TestRequest::post()
+                .uri(&format!("/api/v1/sources/{}/rows", crm.id))
+                .insert_header(("content-type", "application/json"))
+                .set_payload(huge),
+            &secret,
+        ))
+        .await;
+    assert_problem(&res, 413, "larger than");
 
     // Records: keyset pages, by id, by external id (restricted to the token's source).
     let page = app

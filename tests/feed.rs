@@ -514,3 +514,24 @@ fn the_command_line_sets_webhooks_tokens_and_reads_the_feed() {
     .contains("1 mapped column"));
     assert!(cli(&["source", "list"]).contains("to source: review"));
 }
+
+/// `serve`'s delivery thread sends a change within 5 seconds of its commit.
+#[test]
+fn the_delivery_thread_sends_a_change_within_seconds() {
+    let env = Env::new();
+    let crm = env.crm();
+    env.import(&crm, "id,Name\nc1,Ada Lovelace\n");
+    let (url, received) = endpoint(vec![200]);
+    syncdesk::sync::webhooks::set(&mut env.conn(), crm.id, &url).expect("webhook");
+    syncdesk::sync::webhooks::spawn_worker(env.state.pool.clone(), 30);
+    let committed = std::time::Instant::now();
+    env.edit(env.record_of(&crm, "c1"), &[("name", "Ada King")], "Ann");
+    while received.lock().expect("lock").is_empty() {
+        assert!(
+            committed.elapsed() < std::time::Duration::from_secs(5),
+            "no delivery within 5 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(received.lock().expect("lock")[0].1.contains("Ada King"));
+}

@@ -504,6 +504,65 @@ async fn sorting_by_a_custom_field_pages_through_it() {
 }
 
 #[actix_web::test]
+async fn a_number_field_sorts_by_value_both_ways_and_pages_through_it() {
+    let app = spawn().await;
+    add_field(&app, RecordKind::Contact, "deal", "number", "");
+    let deals = [
+        ("A", "800"),
+        ("B", "450"),
+        ("C", "300"),
+        ("D", "2600"),
+        ("E", "15000"),
+        ("F", "1200"),
+        ("G", ""),
+        ("H", "-5.5"),
+        ("I", "1200"),
+    ];
+    for (name, deal) in deals {
+        create_contact(&app, &[("name", name), ("deal", deal)]);
+    }
+    let mut conn = app.state.pool.get().expect("connection");
+    let defs = fields::list(&mut conn, RecordKind::Contact, false).expect("defs");
+    for descending in [false, true] {
+        let mut q = ListQuery::new(RecordKind::Contact);
+        q.sort = list::SortKey::parse("deal", &defs);
+        q.descending = descending;
+        q.limit = 2;
+        let mut seen = Vec::new();
+        loop {
+            let page = list::page(&mut conn, &q, &[]).expect("page");
+            seen.extend(page.rows.iter().map(|r| r.record.name.clone()));
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => break,
+            }
+        }
+        let mut expected = vec!["G", "H", "C", "B", "A", "F", "I", "D", "E"];
+        if descending {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected, "descending: {descending}");
+    }
+}
+
+#[actix_web::test]
+async fn phones_read_in_international_format_with_spaces() {
+    let mut app = spawn().await;
+    let id = create_contact(&app, &[("name", "Zoé"), ("phone", "01 42 68 53 00")]);
+    let stored = service::find(&mut app.state.pool.get().expect("connection"), id)
+        .expect("find")
+        .expect("record");
+    assert_eq!(stored.phone, "+33142685300");
+    app.signed_in_as("viewer@example.org", Role::Viewer).await;
+    app.get("/contacts")
+        .await
+        .assert_contains("+33 1 42 68 53 00");
+    app.get(&format!("/records/{id}"))
+        .await
+        .assert_contains("+33 1 42 68 53 00");
+}
+
+#[actix_web::test]
 async fn csv_export_is_safe_in_a_spreadsheet() {
     let mut app = spawn().await;
     app.signed_in_as("viewer@example.org", Role::Viewer).await;

@@ -116,31 +116,6 @@ impl From<actix_web::error::BlockingError> for ApiError {
     }
 }
 
-/// Bodies that are not JSON, or too large, are problems too.
-pub fn json_config(limit: usize) -> actix_web::web::JsonConfig {
-    actix_web::web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(|err, _req| {
-            use actix_web::error::JsonPayloadError;
-            let error = match &err {
-                JsonPayloadError::Overflow { limit }
-                | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("The body is larger than {limit} bytes: send fewer rows per request."),
-                ),
-                JsonPayloadError::ContentType => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "Send the body as JSON, with Content-Type: application/json.",
-                ),
-                JsonPayloadError::Deserialize(e) => ApiError::unprocessable(format!(
-                    "The body does not have the expected shape: {e}."
-                )),
-                other => ApiError::bad_request(format!("The body is not valid JSON: {other}.")),
-            };
-            error.into()
-        })
-}
-
 /// Query strings that do not parse are 400 problems.
 pub fn query_config() -> actix_web::web::QueryConfig {
     actix_web::web::QueryConfig::default().error_handler(|err, _req| {

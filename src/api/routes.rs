@@ -18,14 +18,13 @@ use crate::sync::feed::{self, FeedEntry};
 use crate::AppState;
 
 /// Largest request body: 100,000 short rows.
-const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Largest page of the change feed.
 const MAX_FEED_PAGE: i64 = 10_000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
-            .app_data(error::json_config(MAX_BODY_BYTES))
             .app_data(error::query_config())
             .app_data(error::path_config())
             .service(openapi_json)
@@ -68,6 +67,24 @@ impl Modify for BearerAuth {
 #[get("/openapi.json")]
 async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// The request body, refused (413) past `limit` bytes without reading the rest.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+    use futures_util::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("The body could not be read: {e}.")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("The body is larger than {limit} bytes: send fewer rows per request."),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Runs `f` with a pooled connection on the blocking pool, its errors as problems.
@@ -274,11 +291,12 @@ async fn push_rows(
     caller: ApiCaller,
     req: HttpRequest,
     path: web::Path<i64>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::RowsWrite)?;
     let source_id = path.into_inner();
     caller.require_source(source_id)?;
+    let body = read_body(payload, MAX_BODY_BYTES).await?;
     let request: PushRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::unprocessable(format!(
             "The body is not {{\"rows\": [{{...}}], \"dry_run\": false}}: {e}."

@@ -127,6 +127,21 @@ fn normalize_phone(value: &str, country: PhoneCountry) -> Result<String, String>
     Ok(number.format().mode(phonenumber::Mode::E164).to_string())
 }
 
+/// How a stored value reads on a page: a phone (stored in E.164) in the international format
+/// with spaces (`+44 20 7946 0101`); anything else as stored.
+pub fn display(field_type: FieldType, value: &str) -> String {
+    match field_type {
+        FieldType::Phone if value.starts_with('+') => phonenumber::parse(None, value)
+            .map(|n| {
+                n.format()
+                    .mode(phonenumber::Mode::International)
+                    .to_string()
+            })
+            .unwrap_or_else(|_| value.to_string()),
+        _ => value.to_string(),
+    }
+}
+
 fn normalize_number(value: &str) -> Result<String, String> {
     let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
     if compact.contains(',') {

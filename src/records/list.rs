@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::sql_types::{BigInt, Bool, Double, Text};
 use serde::{Deserialize, Serialize};
 
 use super::model::RecordRow;
 use super::service::escape_like;
 use crate::db::DbConn;
-use crate::fields::model::{FieldDef, RecordKind};
+use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::validate::{norm_phone, norm_text};
 use crate::schema::{record_values, records};
 
@@ -60,7 +60,12 @@ pub enum SortKey {
     Email,
     Phone,
     Updated,
-    Custom { field_id: i64, key: String },
+    /// `numeric`: a number field, sorted by value (800 before 1200), blanks first.
+    Custom {
+        field_id: i64,
+        key: String,
+        numeric: bool,
+    },
 }
 
 impl SortKey {
@@ -76,6 +81,7 @@ impl SortKey {
                 .map(|d| Self::Custom {
                     field_id: d.id,
                     key: d.key.clone(),
+                    numeric: d.ftype() == FieldType::Number,
                 })
                 .unwrap_or(Self::Name),
         }
@@ -221,16 +227,18 @@ fn filtered(q: &ListQuery) -> BoxedRecords<'static> {
     query
 }
 
-/// The SQL of a custom field's value for the current row ('' when it has none).
-fn custom_value_sql(
-    field_id: i64,
-) -> diesel::expression::SqlLiteral<Text, impl diesel::query_builder::QueryFragment<Backend> + Send>
-{
-    sql::<Text>(
-        "COALESCE((SELECT rv.value FROM record_values rv WHERE rv.record_id = records.id AND rv.field_id = ",
-    )
-    .bind::<BigInt, _>(field_id)
-    .sql("), '')")
+/// A numeric sort value below every number: where blanks sort.
+const BLANK_NUMBER: f64 = -1e308;
+
+/// The SQL of a custom field's sort value for the current row: its text ('' when it has
+/// none), or for a number field its value as a number (`BLANK_NUMBER` when it has none).
+/// `field_id` is an integer from the field definitions, never user text.
+fn custom_value_sql(field_id: i64, numeric: bool) -> String {
+    if numeric {
+        format!("COALESCE((SELECT CAST(rv.value AS DOUBLE PRECISION) FROM record_values rv WHERE rv.record_id = records.id AND rv.field_id = {field_id}), {BLANK_NUMBER:e})")
+    } else {
+        format!("COALESCE((SELECT rv.value FROM record_values rv WHERE rv.record_id = records.id AND rv.field_id = {field_id}), '')")
+    }
 }
 
 macro_rules! keyset {
@@ -293,24 +301,47 @@ pub fn page(conn: &mut DbConn, q: &ListQuery, custom_columns: &[FieldDef]) -> Qu
                 .unwrap_or_default();
             keyset!(base, records::updated_at, at, c.id, desc)
         }
-        (SortKey::Custom { field_id, .. }, after) => {
+        (
+            SortKey::Custom {
+                field_id, numeric, ..
+            },
+            after,
+        ) => {
             let mut query = base;
+            let value_sql = custom_value_sql(*field_id, *numeric);
             if let Some(c) = after {
-                let (cmp, id_cmp) = if desc { ("<", "<") } else { (">", ">") };
-                let condition = sql::<Bool>("(")
-                    .sql(&format!("COALESCE((SELECT rv.value FROM record_values rv WHERE rv.record_id = records.id AND rv.field_id = {field_id}), '') {cmp} "))
-                    .bind::<Text, _>(c.value.clone())
-                    .sql(&format!(" OR (COALESCE((SELECT rv.value FROM record_values rv WHERE rv.record_id = records.id AND rv.field_id = {field_id}), '') = "))
-                    .bind::<Text, _>(c.value.clone())
-                    .sql(&format!(" AND records.id {id_cmp} "))
-                    .bind::<BigInt, _>(c.id)
-                    .sql("))");
-                query = query.filter(condition);
+                let cmp = if desc { "<" } else { ">" };
+                let head = format!("({value_sql} {cmp} ");
+                let middle = format!(" OR ({value_sql} = ");
+                let tail = format!(" AND records.id {cmp} ");
+                query = if *numeric {
+                    let n = c.value.parse::<f64>().unwrap_or(BLANK_NUMBER);
+                    query.filter(
+                        sql::<Bool>(&head)
+                            .bind::<Double, _>(n)
+                            .sql(&middle)
+                            .bind::<Double, _>(n)
+                            .sql(&tail)
+                            .bind::<BigInt, _>(c.id)
+                            .sql("))"),
+                    )
+                } else {
+                    query.filter(
+                        sql::<Bool>(&head)
+                            .bind::<Text, _>(c.value.clone())
+                            .sql(&middle)
+                            .bind::<Text, _>(c.value.clone())
+                            .sql(&tail)
+                            .bind::<BigInt, _>(c.id)
+                            .sql("))"),
+                    )
+                };
             }
+            let value = sql::<Text>(&value_sql);
             if desc {
-                query.order((custom_value_sql(*field_id).desc(), records::id.desc()))
+                query.order((value.desc(), records::id.desc()))
             } else {
-                query.order((custom_value_sql(*field_id).asc(), records::id.asc()))
+                query.order((value.asc(), records::id.asc()))
             }
         }
     };
@@ -352,7 +383,7 @@ fn custom_of(
 ) -> QueryResult<BTreeMap<i64, BTreeMap<String, String>>> {
     let mut field_keys: BTreeMap<i64, String> =
         columns.iter().map(|d| (d.id, d.key.clone())).collect();
-    if let SortKey::Custom { field_id, key } = sort {
+    if let SortKey::Custom { field_id, key, .. } = sort {
         field_keys.insert(*field_id, key.clone());
     }
     let mut out: BTreeMap<i64, BTreeMap<String, String>> = BTreeMap::new();

@@ -10,6 +10,7 @@ use super::service;
 use crate::db::DbConn;
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::service as fields;
+use crate::fields::validate::display;
 
 /// The list's parameters as they arrive in the query string (repeated `col` keys included).
 #[derive(Debug, Clone, Default)]
@@ -166,6 +167,8 @@ pub struct Column {
     pub label: String,
     pub sortable: bool,
     pub shown: bool,
+    /// The field's type, for a field column.
+    pub field_type: Option<FieldType>,
 }
 
 /// Every column the list can show, with the ones to show marked.
@@ -178,6 +181,7 @@ pub fn columns_for(kind: RecordKind, defs: &[FieldDef], params: &ListParams) -> 
             label: d.label.clone(),
             sortable: matches!(d.key.as_str(), "name" | "email" | "phone") || !d.builtin,
             shown: false,
+            field_type: Some(d.ftype()),
         })
         .collect();
     if kind == RecordKind::Contact {
@@ -186,6 +190,7 @@ pub fn columns_for(kind: RecordKind, defs: &[FieldDef], params: &ListParams) -> 
             label: "Company".into(),
             sortable: false,
             shown: false,
+            field_type: None,
         });
     }
     all.push(Column {
@@ -193,12 +198,14 @@ pub fn columns_for(kind: RecordKind, defs: &[FieldDef], params: &ListParams) -> 
         label: "Owner".into(),
         sortable: false,
         shown: false,
+        field_type: None,
     });
     all.push(Column {
         key: "updated".into(),
         label: "Updated".into(),
         sortable: true,
         shown: false,
+        field_type: None,
     });
     let defaults = ["name", "email", "phone", "company", "owner"];
     for column in &mut all {
@@ -227,13 +234,13 @@ pub struct Cell {
 
 /// One column's cell for one record; names link to their record pages.
 fn cell(
-    column: &str,
+    column: &Column,
     row: &ListRow,
     sources: &BTreeMap<i64, String>,
     company: Option<&(i64, String)>,
 ) -> Cell {
     let record = &row.record;
-    let (text, href) = match column {
+    let (text, href) = match column.key.as_str() {
         "name" => (record.name.clone(), Some(format!("/records/{}", record.id))),
         "owner" => (service::owner_label(record, sources), None),
         "company" => match company {
@@ -241,12 +248,15 @@ fn cell(
             None => (String::new(), None),
         },
         "updated" => (record.updated_at.format("%Y-%m-%d %H:%M").to_string(), None),
-        key => (row.value(key).to_string(), None),
+        key => (
+            display(column.field_type.unwrap_or(FieldType::Text), row.value(key)),
+            None,
+        ),
     };
     Cell {
         text,
         href,
-        is_name: column == "name",
+        is_name: column.key == "name",
     }
 }
 
@@ -297,7 +307,7 @@ pub fn page(
             let cells = columns
                 .iter()
                 .filter(|c| c.shown)
-                .map(|c| cell(&c.key, &row, &sources, company.as_ref()))
+                .map(|c| cell(c, &row, &sources, company.as_ref()))
                 .collect();
             ListEntry {
                 pending: pending.get(&row.record.id).copied().unwrap_or(0),

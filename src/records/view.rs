@@ -18,6 +18,13 @@ pub struct FieldView {
     pub locked: Option<String>,
 }
 
+impl FieldView {
+    /// The value as the page shows it (phones with spaces).
+    pub fn shown(&self) -> String {
+        crate::fields::validate::display(self.def.ftype(), &self.value)
+    }
+}
+
 pub struct RecordView {
     pub record: RecordRow,
     pub fields: Vec<FieldView>,
