@@ -25,8 +25,8 @@ struct Dashboard {
     me: User,
     role: Role,
     user_count: i64,
-    contacts: i64,
-    companies: i64,
+    contacts: list::Total,
+    companies: list::Total,
     /// (desynchronised records, fields waiting for a decision)
     desync: (i64, i64),
     backend: &'static str,

@@ -491,6 +491,111 @@ where
     Err(AppError::BadRequest("Choose a file to upload.".into()))
 }
 
+/// Bytes handed from the thread that writes a download to the response, a chunk at a time.
+const DOWNLOAD_CHUNK: usize = 64 * 1024;
+/// Chunks written ahead of what the client has read: memory stays bounded whatever the size.
+const DOWNLOADS_AHEAD: usize = 4;
+
+/// `std::io::Write` into the channel of a streamed download.
+struct ChannelWriter {
+    buffer: Vec<u8>,
+    sender: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(DOWNLOAD_CHUNK));
+        self.sender
+            .send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "download stopped"))
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= DOWNLOAD_CHUNK {
+            self.send()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+/// A download written by `write` with a connection of its own, on a thread of its own, and
+/// sent as it is written: constant memory whatever its size, and it stops when the client
+/// goes away. An error after the first bytes ends the download short (the client sees an
+/// incomplete transfer) and is logged.
+pub fn streamed_download<F, E>(
+    pool: crate::db::DbPool,
+    filename: String,
+    content_type: &'static str,
+    write: F,
+) -> HttpResponse
+where
+    F: FnOnce(&mut crate::db::DbConn, &mut dyn std::io::Write) -> Result<(), E> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(DOWNLOADS_AHEAD);
+    let (failed_tx, failed_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut out = ChannelWriter {
+            buffer: Vec::with_capacity(DOWNLOAD_CHUNK),
+            sender,
+        };
+        let result = match pool.get() {
+            Ok(mut conn) => write(&mut conn, &mut out).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let result =
+            result.and_then(|()| std::io::Write::flush(&mut out).map_err(|e| e.to_string()));
+        if let Err(error) = result {
+            if !error.contains("download stopped") {
+                tracing::error!(%error, "download failed");
+                let _ = failed_tx.send(());
+            }
+        }
+    });
+    let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
+    let chunks =
+        futures_util::stream::unfold((receiver, failed_rx), |(receiver, failed)| async move {
+            let next = {
+                let receiver = receiver.clone();
+                web::block(move || {
+                    receiver
+                        .lock()
+                        .map_err(|_| ())
+                        .and_then(|r| r.recv().map_err(|_| ()))
+                })
+                .await
+            };
+            match next {
+                Ok(Ok(chunk)) => Some((Ok(web::Bytes::from(chunk)), (receiver, failed))),
+                // The writer is done: cleanly, or with an error that must cut the download.
+                _ if failed.try_recv().is_ok() => Some((
+                    Err(std::io::Error::other(
+                        "the download failed; the server log has why",
+                    )),
+                    (receiver, failed),
+                )),
+                _ => None,
+            }
+        });
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(header::ContentDisposition {
+            disposition: header::DispositionType::Attachment,
+            parameters: vec![header::DispositionParam::Filename(filename)],
+        })
+        .streaming(chunks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,10 +5,14 @@ use super::service;
 use crate::db::DbConn;
 use crate::fields::model::FieldDef;
 
-/// A cell that a spreadsheet would run as a formula gets a leading apostrophe (OWASP advice).
+/// A cell that a spreadsheet would run as a formula gets a leading apostrophe (OWASP advice);
+/// a plain international phone number (`+33142685300`) is data, not a formula, and stays as is.
 pub fn spreadsheet_safe(value: &str) -> String {
+    let e164 = value.strip_prefix('+').is_some_and(|digits| {
+        (6..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    });
     match value.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') if !e164 => format!("'{value}"),
         _ => value.to_string(),
     }
 }
@@ -24,15 +28,17 @@ pub enum ExportError {
 }
 
 /// Every record matching the list's filters, in its order, with the given columns, read page by
-/// page so the database never holds a long scan open.
+/// page (a few queries each, no count) so the database never holds a long scan open, and
+/// written as it is read.
 pub fn list_csv(
     conn: &mut DbConn,
     mut query: ListQuery,
     defs: &[FieldDef],
     columns: &[String],
     labels: &[String],
-) -> Result<Vec<u8>, ExportError> {
-    let mut out = csv::Writer::from_writer(Vec::new());
+    out: &mut dyn std::io::Write,
+) -> Result<(), ExportError> {
+    let mut out = csv::Writer::from_writer(out);
     let mut header = vec!["id".to_string()];
     header.extend(labels.iter().map(|l| spreadsheet_safe(l)));
     out.write_record(&header)?;
@@ -43,7 +49,8 @@ pub fn list_csv(
         .collect();
     let company_column = columns.iter().any(|c| c == "company");
     let sources = service::source_names(conn)?;
-    query.limit = 500;
+    query.limit = 1_000;
+    query.count = false;
     loop {
         let page = list::page(conn, &query, &custom)?;
         let companies = if company_column {
@@ -82,8 +89,8 @@ pub fn list_csv(
             None => break,
         }
     }
-    out.into_inner()
-        .map_err(|e| ExportError::Io(e.into_error()))
+    out.flush()?;
+    Ok(())
 }
 
 enum Sink<'a> {
@@ -136,9 +143,16 @@ pub fn all_records(
             .load(conn)?;
         let Some(last) = batch.last() else { break };
         after = last.id;
+        // The batch's values and links in three queries, not two per record.
+        let ids: Vec<i64> = batch.iter().map(|r| r.id).collect();
+        let mut states = super::writer::load_states(conn, &ids)?;
+        let mut links_by_record = service::links_of_many(conn, &ids)?;
         for record in &batch {
-            let values = service::values(conn, record, &defs)?;
-            let links = service::links_of(conn, record.id)?;
+            let values = states
+                .remove(&record.id)
+                .map(|(_, state)| state.values(&defs))
+                .unwrap_or_default();
+            let links = links_by_record.remove(&record.id).unwrap_or_default();
             let owner = service::owner_label(record, &sources);
             match &mut sink {
                 Sink::Csv(w) => {
@@ -194,9 +208,12 @@ mod tests {
 
     #[test]
     fn formulas_are_defused() {
-        for risky in ["=1+1", "+33 1 23", "-2", "@SUM(A1)", "\tx", "\rx"] {
+        for risky in [
+            "=1+1", "+33 1 23", "-2", "@SUM(A1)", "\tx", "\rx", "+1+1", "+12",
+        ] {
             assert!(spreadsheet_safe(risky).starts_with('\''), "{risky:?}");
         }
+        assert_eq!(spreadsheet_safe("+33142685300"), "+33142685300");
         assert_eq!(spreadsheet_safe("Ada"), "Ada");
         assert_eq!(spreadsheet_safe(""), "");
     }

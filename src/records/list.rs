@@ -131,6 +131,34 @@ pub struct ListQuery {
     pub descending: bool,
     pub after: Option<Cursor>,
     pub limit: i64,
+    /// Count the matching records (up to `COUNT_CAP`); exports page through without.
+    pub count: bool,
+}
+
+/// Lists count matching records up to this many and show "10,000+" beyond: a count never
+/// reads more than this many index entries, whatever the table's size.
+pub const COUNT_CAP: i64 = 10_000;
+
+/// How many records a list has: exact up to `COUNT_CAP`, "at least" beyond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Total {
+    pub count: i64,
+    /// There are more than `count`.
+    pub more: bool,
+}
+
+impl std::fmt::Display for Total {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let digits = self.count.to_string();
+        let mut grouped = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        write!(f, "{grouped}{}", if self.more { "+" } else { "" })
+    }
 }
 
 impl ListQuery {
@@ -147,6 +175,7 @@ impl ListQuery {
             descending: false,
             after: None,
             limit: PAGE_SIZE,
+            count: true,
         }
     }
 }
@@ -170,7 +199,7 @@ impl ListRow {
 pub struct Page {
     pub rows: Vec<ListRow>,
     pub next: Option<Cursor>,
-    pub total: i64,
+    pub total: Total,
 }
 
 /// The filters, without sort or position: shared by the page and its count.
@@ -275,13 +304,30 @@ macro_rules! ordered {
 }
 
 /// How many records of `kind` the list shows by default (active ones).
-pub fn count(conn: &mut DbConn, kind: RecordKind) -> QueryResult<i64> {
-    filtered(&ListQuery::new(kind)).count().get_result(conn)
+pub fn count(conn: &mut DbConn, kind: RecordKind) -> QueryResult<Total> {
+    count_of(conn, &ListQuery::new(kind))
+}
+
+/// The records `q` selects, counted up to `COUNT_CAP`.
+fn count_of(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
+    let ids: Vec<i64> = filtered(q)
+        .select(records::id)
+        .limit(COUNT_CAP + 1)
+        .load(conn)?;
+    let n = ids.len() as i64;
+    Ok(Total {
+        count: n.min(COUNT_CAP),
+        more: n > COUNT_CAP,
+    })
 }
 
 /// One page of records, the total count, and where the next page starts.
 pub fn page(conn: &mut DbConn, q: &ListQuery, custom_columns: &[FieldDef]) -> QueryResult<Page> {
-    let total: i64 = filtered(q).count().get_result(conn)?;
+    let total = if q.count {
+        count_of(conn, q)?
+    } else {
+        Total::default()
+    };
     let desc = q.descending;
     let base = filtered(q);
     let query = match (&q.sort, &q.after) {
@@ -423,5 +469,20 @@ fn sort_value(
             .and_then(|values| values.get(key))
             .cloned()
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Total;
+
+    #[test]
+    fn totals_read_with_thousands_and_a_plus_past_the_cap() {
+        let shown = |count, more| Total { count, more }.to_string();
+        assert_eq!(shown(0, false), "0");
+        assert_eq!(shown(999, false), "999");
+        assert_eq!(shown(1_000, false), "1,000");
+        assert_eq!(shown(10_000, true), "10,000+");
+        assert_eq!(shown(1_048_576, false), "1,048,576");
     }
 }

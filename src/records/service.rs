@@ -351,6 +351,35 @@ pub fn links_of(conn: &mut DbConn, record_id: i64) -> QueryResult<Vec<LinkView>>
         .collect())
 }
 
+/// The links of several records, by record, each record's by source name.
+pub fn links_of_many(
+    conn: &mut DbConn,
+    record_ids: &[i64],
+) -> QueryResult<BTreeMap<i64, Vec<LinkView>>> {
+    let mut out: BTreeMap<i64, Vec<LinkView>> = BTreeMap::new();
+    for part in record_ids.chunks(10_000) {
+        let rows = record_links::table
+            .inner_join(sources::table)
+            .filter(record_links::record_id.eq_any(part))
+            .order((record_links::record_id, sources::name.asc()))
+            .select((
+                record_links::record_id,
+                sources::id,
+                sources::name,
+                record_links::external_id,
+            ))
+            .load::<(i64, i64, String, String)>(conn)?;
+        for (record_id, source_id, source_name, external_id) in rows {
+            out.entry(record_id).or_default().push(LinkView {
+                source_id,
+                source_name,
+                external_id,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Names of the given records, by id.
 pub fn names_of(conn: &mut DbConn, ids: &[i64]) -> QueryResult<BTreeMap<i64, String>> {
     if ids.is_empty() {

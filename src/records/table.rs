@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::export::{self, ExportError};
-use super::list::{self, Cursor, ListQuery, ListRow, OwnerFilter, SortKey};
+use super::list::{self, Cursor, ListQuery, ListRow, OwnerFilter, SortKey, Total};
 use super::model::RecordRow;
 use super::service;
 use crate::db::DbConn;
@@ -264,7 +264,7 @@ fn cell(
 pub struct Table {
     pub columns: Vec<Column>,
     pub entries: Vec<ListEntry>,
-    pub total: i64,
+    pub total: Total,
     /// The next page's cursor, if there is one.
     pub next: Option<String>,
     pub sources: BTreeMap<i64, String>,
@@ -335,7 +335,8 @@ pub fn csv(
     conn: &mut DbConn,
     kind: RecordKind,
     params: &ListParams,
-) -> Result<Vec<u8>, ExportError> {
+    out: &mut dyn std::io::Write,
+) -> Result<(), ExportError> {
     let defs = fields::list(conn, kind, false)?;
     let mut query = params.query(kind, &defs);
     query.after = None;
@@ -344,5 +345,5 @@ pub fn csv(
         .filter(|c| c.shown)
         .map(|c| (c.key, c.label))
         .unzip();
-    export::list_csv(conn, query, &defs, &keys, &labels)
+    export::list_csv(conn, query, &defs, &keys, &labels, out)
 }

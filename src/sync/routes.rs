@@ -3,7 +3,6 @@
 
 use actix_multipart::Multipart;
 use actix_session::Session;
-use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -159,21 +158,14 @@ async fn report_csv(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
-    let bytes = state
-        .db(move |conn| -> Result<Vec<u8>, AppError> {
-            load(conn, id)?;
-            let mut out = Vec::new();
-            report::report_csv(conn, id, &mut out)?;
-            Ok(out)
-        })
-        .await?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header(ContentDisposition {
-            disposition: DispositionType::Attachment,
-            parameters: vec![DispositionParam::Filename(format!("import-run-{id}.csv"))],
-        })
-        .body(bytes))
+    // A run that does not exist is a 404 page, before any byte of a download is sent.
+    state.db(move |conn| load(conn, id)).await?;
+    Ok(crate::web::streamed_download(
+        state.pool.clone(),
+        format!("import-run-{id}.csv"),
+        "text/csv; charset=utf-8",
+        move |conn, out| report::report_csv(conn, id, out),
+    ))
 }
 
 /// Applies a dry run's plan: the same file, now written, noting rows changed since.

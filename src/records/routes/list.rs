@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -13,9 +12,10 @@ use crate::auth::extract::SignedIn;
 use crate::auth::model::Role;
 use crate::error::AppError;
 use crate::fields::model::{FieldDef, RecordKind};
+use crate::records::list::Total;
 use crate::records::service;
 use crate::records::table::{self, Column, ListEntry, ListParams};
-use crate::web::{is_htmx, render, Ctx};
+use crate::web::{is_htmx, render, streamed_download, Ctx};
 use crate::AppState;
 
 #[derive(Template)]
@@ -26,7 +26,7 @@ struct ListPage {
     params: ListParams,
     columns: Vec<Column>,
     entries: Vec<ListEntry>,
-    total: i64,
+    total: Total,
     next: Option<String>,
     first_page: bool,
     sources: BTreeMap<i64, String>,
@@ -42,7 +42,7 @@ struct ListResults {
     params: ListParams,
     columns: Vec<Column>,
     entries: Vec<ListEntry>,
-    total: i64,
+    total: Total,
     next: Option<String>,
     first_page: bool,
     can_edit: bool,
@@ -106,21 +106,17 @@ pub(super) async fn export_csv(
 ) -> Result<HttpResponse, AppError> {
     let kind = kind_of(&path)?;
     let params = ListParams::parse(&query);
-    let bytes = state
-        .db(move |conn| table::csv(conn, kind, &params).map_err(AppError::internal))
-        .await?;
     let filename = format!(
         "{}-{}.csv",
         kind.plural(),
         chrono::Utc::now().format("%Y%m%d-%H%M%S")
     );
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header(ContentDisposition {
-            disposition: DispositionType::Attachment,
-            parameters: vec![DispositionParam::Filename(filename)],
-        })
-        .body(bytes))
+    Ok(streamed_download(
+        state.pool.clone(),
+        filename,
+        "text/csv; charset=utf-8",
+        move |conn, out| table::csv(conn, kind, &params, out),
+    ))
 }
 
 #[derive(Deserialize)]
