@@ -66,6 +66,11 @@ impl AppState {
         let pool = db::connect(&config.database_url)?;
         let mut conn = pool.get().map_err(db::DbError::from)?;
         db::run_migrations(&mut conn)?;
+        // A database from before the search index: its records are indexed once, here.
+        let indexed = records::search::fill_missing(&mut conn).map_err(db::DbError::from)?;
+        if indexed > 0 {
+            tracing::info!(records = indexed, "search index filled");
+        }
         drop(conn);
         let key_bytes = config.session_key_bytes()?;
         let session_key =

@@ -420,10 +420,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    record_search (token, record_id) {
+        token -> Text,
+        record_id -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     api_idempotency,
     source_changes,
+    record_search,
     source_webhooks,
     webhook_deliveries,
     user_sessions,

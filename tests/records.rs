@@ -947,3 +947,82 @@ fn demo_data_loads_once() {
     assert_eq!(contacts.total.count, 6);
     assert!(contacts.rows.iter().any(|r| r.record.company_id.is_some()));
 }
+
+#[actix_web::test]
+async fn search_finds_prefixes_words_accents_and_phones_as_typed() {
+    let mut app = spawn().await;
+    let smith = create_contact(
+        &app,
+        &[
+            ("name", "Smith, John"),
+            ("email", "john.smith@example.org"),
+            ("phone", "+44 20 7946 0101"),
+        ],
+    );
+    create_contact(
+        &app,
+        &[("name", "Zoé Lefèvre"), ("phone", "06 12 34 56 78")],
+    );
+    create_contact(&app, &[("name", "Jane Doe"), ("email", "jane@doe.example")]);
+    app.signed_in_as("viewer@example.org", Role::Viewer).await;
+    let names = |body: &str| -> Vec<String> {
+        ["Smith, John", "Zoé Lefèvre", "Jane Doe"]
+            .iter()
+            .filter(|n| body.contains(&format!(">{n}<")))
+            .map(|n| n.to_string())
+            .collect()
+    };
+    for (search, expected) in [
+        ("smi", vec!["Smith, John"]),
+        ("john smith", vec!["Smith, John"]),
+        ("JOHN", vec!["Smith, John"]),
+        ("lefevre", vec!["Zoé Lefèvre"]),
+        ("zoe lef", vec!["Zoé Lefèvre"]),
+        ("+44 20 7946 0101", vec!["Smith, John"]),
+        ("020 7946 0101", vec!["Smith, John"]),
+        ("06 12 34", vec!["Zoé Lefèvre"]),
+        ("jane@doe", vec!["Jane Doe"]),
+        ("j", vec!["Smith, John", "Jane Doe"]),
+        ("nobody", vec![]),
+        ("--", vec![]),
+    ] {
+        let page = app
+            .get(&format!(
+                "/contacts?q={}",
+                syncdesk::text::url_encode(search)
+            ))
+            .await;
+        page.assert_status(200);
+        assert_eq!(names(&page.body), expected, "search {search:?}");
+    }
+
+    // The index follows every change, and a database from before it is indexed at start.
+    let mut conn = app.state.pool.get().expect("connection");
+    service::update(
+        &mut conn,
+        smith,
+        &input(&[("name", "Smyth, Jon")]),
+        &Actor::system("test"),
+        country(),
+    )
+    .expect("rename");
+    let search = |conn: &mut syncdesk::db::DbConn, text: &str| {
+        let mut q = ListQuery::new(RecordKind::Contact);
+        q.search = text.into();
+        list::page(conn, &q, &[]).expect("page").total.count
+    };
+    assert_eq!(search(&mut conn, "smith"), 0);
+    assert_eq!(search(&mut conn, "smyth jon"), 1);
+    {
+        use diesel::prelude::*;
+        diesel::delete(syncdesk::schema::record_search::table)
+            .execute(&mut conn)
+            .expect("empty the index");
+    }
+    assert_eq!(search(&mut conn, "smyth"), 0);
+    assert_eq!(
+        syncdesk::records::search::fill_missing(&mut conn).expect("fill"),
+        3
+    );
+    assert_eq!(search(&mut conn, "smyth"), 1);
+}

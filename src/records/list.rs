@@ -11,11 +11,12 @@ use diesel::sql_types::{BigInt, Bool, Double, Text};
 use serde::{Deserialize, Serialize};
 
 use super::model::RecordRow;
+use super::search;
 use super::service::escape_like;
 use crate::db::DbConn;
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::validate::{norm_phone, norm_text};
-use crate::schema::{record_values, records};
+use crate::schema::{record_search, record_values, records};
 
 type Backend = <DbConn as diesel::Connection>::Backend;
 type BoxedRecords<'a> = records::BoxedQuery<'a, Backend>;
@@ -210,21 +211,23 @@ fn filtered(q: &ListQuery) -> BoxedRecords<'static> {
         .into_boxed();
     let search = q.search.trim();
     if !search.is_empty() {
-        let text = format!("%{}%", escape_like(&norm_text(search)));
-        let digits = norm_phone(search);
-        let by_text = records::name_norm
-            .like(text.clone())
-            .escape('\\')
-            .or(records::email_norm.like(text).escape('\\'));
-        // Only a search with digits looks at phones (else every phone would match "%%").
-        query = if digits.trim_start_matches('+').is_empty() {
-            query.filter(by_text)
-        } else {
-            let by_phone = records::phone_norm
-                .like(format!("%{}%", digits.trim_start_matches('+')))
-                .escape('\\');
-            query.filter(by_text.or(by_phone))
-        };
+        let terms = search::terms(search);
+        if terms.is_empty() {
+            // Only punctuation: nothing to look for, nothing found.
+            query = query.filter(records::id.lt(0));
+        }
+        // Every term is the prefix of one of the record's tokens (a range of the index).
+        for term in terms {
+            let end = search::prefix_end(&term);
+            query = query.filter(
+                records::id.eq_any(
+                    record_search::table
+                        .filter(record_search::token.ge(term))
+                        .filter(record_search::token.lt(end))
+                        .select(record_search::record_id),
+                ),
+            );
+        }
     }
     query = match q.owner {
         OwnerFilter::Any => query,

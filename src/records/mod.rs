@@ -7,6 +7,7 @@ pub mod list;
 pub mod model;
 pub mod outbox;
 pub mod routes;
+pub mod search;
 pub mod service;
 pub mod table;
 pub mod view;

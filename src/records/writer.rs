@@ -7,13 +7,14 @@
 //! `apply` writes the history rows and the outbound change feed's entries (`outbox`) in the
 //! same transaction as the change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::model::{Actor, Change, RecordRow};
 use super::outbox::{self, EditEvents, OutboundLine};
+use super::search;
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::validate::{norm_phone, norm_text};
@@ -562,6 +563,7 @@ pub fn apply(
     }
     db::insert_all!(conn, record_links::table, links);
     db::insert_all!(conn, record_history::table, history);
+    search::reindex(conn, &search_changes(edits, &written))?;
     let events: Vec<EditEvents> = edits
         .iter()
         .zip(&written)
@@ -575,6 +577,40 @@ pub fn apply(
         .collect();
     outbox::write_events(conn, &catalog.outbound, &events, actor, now)?;
     Ok(written)
+}
+
+/// The search tokens each record of a batch had before it and has after it, for the records
+/// whose name, email or phone it changed (a record edited twice counts once).
+fn search_changes(
+    edits: &[Edit],
+    written: &[Written],
+) -> Vec<(i64, BTreeSet<String>, BTreeSet<String>)> {
+    let mut spans: BTreeMap<i64, (&RecordState, &RecordState, bool)> = BTreeMap::new();
+    for (edit, w) in edits.iter().zip(written) {
+        let (before, after) = (&edit.before, &edit.after);
+        let created = edit.record_id.is_none();
+        let touched = created
+            || before.name != after.name
+            || before.email != after.email
+            || before.phone != after.phone;
+        if touched {
+            spans
+                .entry(w.record_id)
+                .and_modify(|span| span.1 = after)
+                .or_insert((before, after, created));
+        }
+    }
+    spans
+        .into_iter()
+        .map(|(id, (before, after, created))| {
+            let old = if created {
+                BTreeSet::new()
+            } else {
+                search::tokens_of(before)
+            };
+            (id, old, search::tokens_of(after))
+        })
+        .collect()
 }
 
 /// One edit on its own.
