@@ -358,6 +358,7 @@ pub fn now() -> NaiveDateTime {
 }
 
 /// Lists `table -> [(column, type class, nullable)]` of the live schema, for comparing backends.
+/// The search index is left out: each backend has its own kind (FTS5, a GIN-indexed vector).
 pub fn describe_schema(conn: &mut DbConn) -> Result<Vec<ColumnInfo>, DbError> {
     #[derive(QueryableByName)]
     struct Row {
@@ -375,14 +376,16 @@ pub fn describe_schema(conn: &mut DbConn) -> Result<Vec<ColumnInfo>, DbError> {
             "SELECT table_name::text AS table_name, column_name::text AS column_name, \
              data_type::text AS data_type, (is_nullable = 'YES') AS nullable \
              FROM information_schema.columns WHERE table_schema = 'public' \
-             AND table_name <> '__diesel_schema_migrations'"
+             AND table_name <> '__diesel_schema_migrations' \
+             AND table_name NOT LIKE 'record\\_search%'"
         }
         DbConn::Sqlite(_) => {
             "SELECT m.name AS table_name, p.name AS column_name, p.type AS data_type, \
              (p.\"notnull\" = 0 AND p.pk = 0) AS nullable \
              FROM sqlite_master m JOIN pragma_table_info(m.name) p \
              WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
-             AND m.name <> '__diesel_schema_migrations'"
+             AND m.name <> '__diesel_schema_migrations' \
+             AND m.name NOT LIKE 'record\\_search%' ESCAPE '\\'"
         }
     };
     let mut rows: Vec<ColumnInfo> = diesel::sql_query(sql)

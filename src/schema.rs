@@ -420,10 +420,12 @@ diesel::table! {
     }
 }
 
+// PostgreSQL's shape; on SQLite it is an FTS5 table written with SQL of its own
+// (`records::search`).
 diesel::table! {
-    record_search (token, record_id) {
-        token -> Text,
+    record_search (record_id) {
         record_id -> BigInt,
+        tokens -> Text,
     }
 }
 

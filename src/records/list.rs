@@ -16,7 +16,7 @@ use super::service::escape_like;
 use crate::db::DbConn;
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::validate::{norm_phone, norm_text};
-use crate::schema::{record_search, record_values, records};
+use crate::schema::{record_values, records};
 
 type Backend = <DbConn as diesel::Connection>::Backend;
 type BoxedRecords<'a> = records::BoxedQuery<'a, Backend>;
@@ -204,7 +204,8 @@ pub struct Page {
 }
 
 /// The filters, without sort or position: shared by the page and its count.
-fn filtered(q: &ListQuery) -> BoxedRecords<'static> {
+/// `postgres`: the search index is each backend's own.
+fn filtered(q: &ListQuery, postgres: bool) -> BoxedRecords<'static> {
     let mut query = records::table
         .filter(records::kind.eq(q.kind.as_str()))
         .filter(records::archived.eq(q.archived))
@@ -212,22 +213,13 @@ fn filtered(q: &ListQuery) -> BoxedRecords<'static> {
     let search = q.search.trim();
     if !search.is_empty() {
         let terms = search::terms(search);
-        if terms.is_empty() {
+        query = if terms.is_empty() {
             // Only punctuation: nothing to look for, nothing found.
-            query = query.filter(records::id.lt(0));
-        }
-        // Every term is the prefix of one of the record's tokens (a range of the index).
-        for term in terms {
-            let end = search::prefix_end(&term);
-            query = query.filter(
-                records::id.eq_any(
-                    record_search::table
-                        .filter(record_search::token.ge(term))
-                        .filter(record_search::token.lt(end))
-                        .select(record_search::record_id),
-                ),
-            );
-        }
+            query.filter(records::id.lt(0))
+        } else {
+            // Every term is the prefix of one of the record's tokens.
+            query.filter(search::matches_sql(postgres, &terms))
+        };
     }
     query = match q.owner {
         OwnerFilter::Any => query,
@@ -313,7 +305,8 @@ pub fn count(conn: &mut DbConn, kind: RecordKind) -> QueryResult<Total> {
 
 /// The records `q` selects, counted up to `COUNT_CAP`.
 fn count_of(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
-    let ids: Vec<i64> = filtered(q)
+    let postgres = matches!(conn, DbConn::Pg(_));
+    let ids: Vec<i64> = filtered(q, postgres)
         .select(records::id)
         .limit(COUNT_CAP + 1)
         .load(conn)?;
@@ -332,7 +325,7 @@ pub fn page(conn: &mut DbConn, q: &ListQuery, custom_columns: &[FieldDef]) -> Qu
         Total::default()
     };
     let desc = q.descending;
-    let base = filtered(q);
+    let base = filtered(q, matches!(conn, DbConn::Pg(_)));
     let query = match (&q.sort, &q.after) {
         (SortKey::Name, None) => ordered!(base, records::name_norm, desc),
         (SortKey::Email, None) => ordered!(base, records::email_norm, desc),

@@ -1,11 +1,11 @@
-//! The lists' search index: each record's name words, email and phone digits as folded tokens
-//! (lower case, accents removed) in `record_search`, one row each. A typed search becomes
-//! prefix terms, and a record matches when every term is the prefix of one of its tokens:
+//! The lists' search index: each record's name words, email words and phone digits as folded
+//! tokens (lower case, accents removed) in `record_search`: an FTS5 table on SQLite, a
+//! GIN-indexed text search vector on PostgreSQL, both cheap to fill in bulk. A typed search
+//! becomes prefix terms, and a record matches when every term is the prefix of one of its
+//! tokens:
 //! "smi" finds Smith, "john smith" finds "Smith, John", "lefevre" finds Lefèvre, and a phone
 //! typed in any format ("020 7946 0101", "+44 20 7946 0101") finds the stored +442079460101.
 //! The write path keeps the index in the transaction of each change (`writer::apply`).
-
-use std::collections::BTreeSet;
 
 use diesel::prelude::*;
 use unicode_normalization::UnicodeNormalization;
@@ -13,9 +13,8 @@ use unicode_normalization::UnicodeNormalization;
 use super::writer::RecordState;
 use crate::db::{self, DbConn};
 use crate::schema::{record_search, records};
+use diesel::sql_types::{BigInt, Text};
 
-/// Typed terms shorter than this are not searched (every record would match).
-const MIN_TERM: usize = 1;
 /// Phone terms need this many digits.
 const MIN_PHONE_DIGITS: usize = 3;
 
@@ -27,27 +26,27 @@ pub fn fold(text: &str) -> String {
         .collect()
 }
 
-/// The tokens of a record: its name's words, its email, and its phone's digits both with the
-/// country code and without (the national number), so that either way of typing it matches.
-pub fn tokens_of(state: &RecordState) -> BTreeSet<String> {
-    let mut tokens: BTreeSet<String> = fold(&state.name)
-        .split(|c: char| !c.is_alphanumeric())
+/// The words of a text, folded: "Jean-Luc O'Brien" -> jean luc o brien.
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(str::to_string)
-        .collect();
-    let email = fold(state.email.trim());
-    if !email.is_empty() {
-        tokens.insert(email);
-    }
+        .map(fold)
+}
+
+/// The tokens of a record, space-separated: its name's and email's words, and its phone's
+/// digits both with the country code and without (the national number), so that either way
+/// of typing it matches.
+pub fn tokens_of(state: &RecordState) -> String {
+    let mut tokens: Vec<String> = words(&state.name).chain(words(&state.email)).collect();
     if let Some(digits) = state.phone.strip_prefix('+') {
         if !digits.is_empty() {
-            tokens.insert(digits.to_string());
+            tokens.push(digits.to_string());
         }
         if let Some(national) = national_digits(digits) {
-            tokens.insert(national.to_string());
+            tokens.push(national.to_string());
         }
     }
-    tokens
+    tokens.join(" ")
 }
 
 /// The national number of E.164 digits: what follows the country calling code (1 to 3
@@ -60,9 +59,9 @@ fn national_digits(digits: &str) -> Option<&str> {
     })
 }
 
-/// What a typed search looks for: prefixes that must all match. A search of only digits and
-/// phone punctuation is one phone term (its digits, national trunk zeros dropped);
-/// otherwise each word is a term.
+/// What a typed search looks for: word prefixes that must all match. A search of only
+/// digits and phone punctuation is one phone term (its digits, national trunk zeros dropped);
+/// otherwise each word is a term ("jane@doe" is jane and doe).
 pub fn terms(search: &str) -> Vec<String> {
     let search = search.trim();
     let phone_like = search
@@ -78,51 +77,107 @@ pub fn terms(search: &str) -> Vec<String> {
         };
         return vec![digits];
     }
-    fold(search)
-        .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
-        .map(|w| {
-            w.trim_matches(|c: char| !c.is_alphanumeric() && c != '@' && c != '.')
-                .to_string()
-        })
-        .filter(|w| w.chars().count() >= MIN_TERM)
-        .collect()
+    words(search).collect()
 }
 
-/// The first string after every string that starts with `prefix` (byte order).
-pub fn prefix_end(prefix: &str) -> String {
-    format!("{prefix}\u{10FFFF}")
-}
-
-/// Replaces a record's tokens: those it no longer has are deleted, new ones inserted.
-pub fn reindex(
-    conn: &mut DbConn,
-    changes: &[(i64, BTreeSet<String>, BTreeSet<String>)],
-) -> QueryResult<()> {
-    #[derive(Insertable)]
-    #[diesel(table_name = record_search, treat_none_as_default_value = false)]
-    struct Token<'a> {
-        token: &'a str,
-        record_id: i64,
+/// The condition "the record matches every term", in each backend's own search syntax. Terms
+/// are letters and digits only (`terms` splits on everything else), so they cannot change the
+/// query's meaning; they are bound as one parameter all the same.
+pub fn matches_sql(
+    backend_is_pg: bool,
+    terms: &[String],
+) -> diesel::expression::SqlLiteral<
+    diesel::sql_types::Bool,
+    impl diesel::query_builder::QueryFragment<<DbConn as diesel::Connection>::Backend> + Send,
+> {
+    if backend_is_pg {
+        let query = terms
+            .iter()
+            .map(|t| format!("{t}:*"))
+            .collect::<Vec<_>>()
+            .join(" & ");
+        diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "records.id IN (SELECT record_id FROM record_search WHERE document @@ to_tsquery('simple', ",
+        )
+        .bind::<Text, _>(query)
+        .sql("))")
+    } else {
+        let query = terms
+            .iter()
+            .map(|t| format!("\"{t}\"*"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "records.id IN (SELECT rowid FROM record_search WHERE record_search MATCH ",
+        )
+        .bind::<Text, _>(query)
+        .sql(")")
     }
-    let mut inserts = Vec::new();
-    for (record_id, before, after) in changes {
-        for gone in before.difference(after) {
-            diesel::delete(record_search::table.find((gone, record_id))).execute(conn)?;
+}
+
+/// Writes the tokens of records: (record id, whether it had tokens before, its tokens now).
+pub fn reindex(conn: &mut DbConn, changes: &[(i64, bool, String)]) -> QueryResult<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let replaced: Vec<i64> = changes
+        .iter()
+        .filter(|(_, existed, _)| *existed)
+        .map(|(id, _, _)| *id)
+        .collect();
+    match conn {
+        DbConn::Pg(_) => {
+            #[derive(Insertable)]
+            #[diesel(table_name = record_search, treat_none_as_default_value = false)]
+            struct Row<'a> {
+                record_id: i64,
+                tokens: &'a str,
+            }
+            for part in replaced.chunks(10_000) {
+                diesel::delete(record_search::table.filter(record_search::record_id.eq_any(part)))
+                    .execute(conn)?;
+            }
+            let rows: Vec<Row> = changes
+                .iter()
+                .map(|(record_id, _, tokens)| Row {
+                    record_id: *record_id,
+                    tokens,
+                })
+                .collect();
+            db::insert_all!(conn, record_search::table, rows);
         }
-        inserts.extend(after.difference(before).map(|token| Token {
-            token,
-            record_id: *record_id,
-        }));
+        DbConn::Sqlite(_) => {
+            for id in replaced {
+                diesel::sql_query("DELETE FROM record_search WHERE rowid = ?")
+                    .bind::<BigInt, _>(id)
+                    .execute(conn)?;
+            }
+            for (record_id, _, tokens) in changes {
+                diesel::sql_query("INSERT INTO record_search (rowid, tokens) VALUES (?, ?)")
+                    .bind::<BigInt, _>(*record_id)
+                    .bind::<Text, _>(tokens)
+                    .execute(conn)?;
+            }
+        }
     }
-    db::insert_all!(conn, record_search::table, inserts);
     Ok(())
 }
 
 /// Fills the index for records that have no tokens yet (a database from before it existed),
 /// a few thousand at a time; returns how many records it indexed.
 pub fn fill_missing(conn: &mut DbConn) -> QueryResult<usize> {
-    let has_tokens: i64 = record_search::table.count().get_result(conn)?;
-    if has_tokens > 0 {
+    #[derive(QueryableByName)]
+    struct Any {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let indexed = diesel::sql_query(match conn {
+        DbConn::Pg(_) => "SELECT COUNT(*) AS n FROM (SELECT 1 FROM record_search LIMIT 1) t",
+        DbConn::Sqlite(_) => "SELECT COUNT(*) AS n FROM (SELECT rowid FROM record_search LIMIT 1)",
+    })
+    .get_result::<Any>(conn)?
+    .n;
+    if indexed > 0 {
         return Ok(0);
     }
     let mut after = 0i64;
@@ -142,7 +197,7 @@ pub fn fill_missing(conn: &mut DbConn) -> QueryResult<usize> {
             let states = super::writer::load_states(conn, &ids)?;
             let changes: Vec<_> = states
                 .into_iter()
-                .map(|(id, (_, state))| (id, BTreeSet::new(), tokens_of(&state)))
+                .map(|(id, (_, state))| (id, false, tokens_of(&state)))
                 .collect();
             reindex(conn, &changes)
         })?;
@@ -169,7 +224,7 @@ mod tests {
         !terms.is_empty()
             && terms
                 .iter()
-                .all(|t| tokens.iter().any(|token| token.starts_with(t.as_str())))
+                .all(|t| tokens.split(' ').any(|token| token.starts_with(t.as_str())))
     }
 
     #[test]
@@ -180,6 +235,7 @@ mod tests {
             "john smith",
             "SMITH john",
             "john.sm",
+            "jo@exam",
             "+44 20 7946 0101",
             "020 7946 0101",
             "0044 20 7946",

@@ -7,7 +7,7 @@
 //! `apply` writes the history rows and the outbound change feed's entries (`outbox`) in the
 //! same transaction as the change.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -579,37 +579,25 @@ pub fn apply(
     Ok(written)
 }
 
-/// The search tokens each record of a batch had before it and has after it, for the records
-/// whose name, email or phone it changed (a record edited twice counts once).
-fn search_changes(
-    edits: &[Edit],
-    written: &[Written],
-) -> Vec<(i64, BTreeSet<String>, BTreeSet<String>)> {
-    let mut spans: BTreeMap<i64, (&RecordState, &RecordState, bool)> = BTreeMap::new();
+/// The search tokens of the records of a batch whose name, email or phone it set or changed
+/// (a record edited twice counts once): (record id, whether it had tokens, its tokens now).
+fn search_changes(edits: &[Edit], written: &[Written]) -> Vec<(i64, bool, String)> {
+    let mut last: BTreeMap<i64, (&RecordState, bool)> = BTreeMap::new();
     for (edit, w) in edits.iter().zip(written) {
         let (before, after) = (&edit.before, &edit.after);
         let created = edit.record_id.is_none();
-        let touched = created
+        if created
             || before.name != after.name
             || before.email != after.email
-            || before.phone != after.phone;
-        if touched {
-            spans
-                .entry(w.record_id)
-                .and_modify(|span| span.1 = after)
-                .or_insert((before, after, created));
+            || before.phone != after.phone
+        {
+            last.entry(w.record_id)
+                .and_modify(|span| span.0 = after)
+                .or_insert((after, !created));
         }
     }
-    spans
-        .into_iter()
-        .map(|(id, (before, after, created))| {
-            let old = if created {
-                BTreeSet::new()
-            } else {
-                search::tokens_of(before)
-            };
-            (id, old, search::tokens_of(after))
-        })
+    last.into_iter()
+        .map(|(id, (after, existed))| (id, existed, search::tokens_of(after)))
         .collect()
 }
 
