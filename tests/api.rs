@@ -267,6 +267,30 @@ async fn pushed_rows_run_through_the_engine_with_every_outcome() {
         .unwrap_or("")
         .contains("'12' is not a valid"));
 
+    // A value with a line break spans two lines of the file, not two rows.
+    let broken = json!({"rows": [
+        {"External Id": "L1", "Name": "Two\nLines"},
+        {"External Id": "L2", "Name": "After"},
+    ]});
+    let res = app.send(push(&broken)).await;
+    let numbered: Vec<(i64, String)> = json_of(&res.body)["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["row"].as_i64().unwrap_or(0),
+                r["external_id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        numbered,
+        [(1, "L1".into()), (2, "L2".into())],
+        "{}",
+        res.body
+    );
+
     // Again: unchanged; and with a change: updated. The run can be polled.
     let res = app.send(push(&rows)).await;
     assert_eq!(json_of(&res.body)["counts"]["unchanged"], 3, "{}", res.body);
@@ -337,7 +361,7 @@ async fn pushed_rows_run_through_the_engine_with_every_outcome() {
         ))
         .await;
     let rest = json_of(&rest.body);
-    assert_eq!(rest["records"].as_array().map(Vec::len), Some(2), "{rest}");
+    assert_eq!(rest["records"].as_array().map(Vec::len), Some(4), "{rest}");
     assert!(rest["next"].is_null());
     let b = app
         .send(bearer(

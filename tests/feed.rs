@@ -453,6 +453,15 @@ fn webhooks_are_signed_retried_and_held_as_failed() {
     let again = &webhooks::deliveries(&mut conn, crm.id, 10).expect("list")[0];
     assert_eq!((again.status, again.attempts), (DeliveryStatus::Pending, 0));
     assert!(webhooks::retry(&mut conn, crm.id, again.id).is_err());
+    // A new URL: what waited for the old one is held as failed, and does not block the new.
+    webhooks::set(&mut conn, crm.id, "https://crm.example.com/new").expect("webhook");
+    let stopped = &webhooks::deliveries(&mut conn, crm.id, 10).expect("list")[0];
+    assert_eq!(stopped.status, DeliveryStatus::Failed);
+    assert!(stopped
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("URL was changed"));
 }
 
 #[test]

@@ -985,6 +985,7 @@ async fn search_finds_prefixes_words_accents_and_phones_as_typed() {
         ("j", vec!["Smith, John", "Jane Doe"]),
         ("nobody", vec![]),
         ("--", vec![]),
+        ("(000)", vec![]),
     ] {
         let page = app
             .get(&format!(

@@ -84,6 +84,9 @@ pub enum PushError {
     Busy(String),
     #[error(transparent)]
     Import(ImportError),
+    /// No database connection to be had (the pool is exhausted or the database is down).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
 }
@@ -181,7 +184,7 @@ pub fn push(
     let mut conn = ctx
         .pool
         .get()
-        .map_err(|e| PushError::Invalid(format!("database: {e}")))?;
+        .map_err(|e| PushError::Unavailable(format!("No database connection: {e}")))?;
     let source = sources::find(&mut conn, source_id)?.ok_or(PushError::NoSource(source_id))?;
     if !source.connected() {
         return Err(PushError::Busy(format!(
@@ -228,7 +231,7 @@ pub fn push(
     let mut conn = ctx
         .pool
         .get()
-        .map_err(|e| PushError::Invalid(format!("database: {e}")))?;
+        .map_err(|e| PushError::Unavailable(format!("No database connection: {e}")))?;
     let answer = run_answer(&mut conn, run_id)?.ok_or(diesel::result::Error::NotFound)?;
     Ok((answer, at_once))
 }
@@ -258,8 +261,8 @@ pub fn run_answer(conn: &mut DbConn, run_id: i64) -> QueryResult<Option<RunAnswe
     }))
 }
 
-/// The run's report lines in file order; a pushed row's line is its position plus one (the
-/// header is line 1).
+/// The run's report lines in file order. Each row pushed has one, so a row's number is its
+/// line's rank (not its line number: a value with a line break spans several lines).
 fn rows_of(conn: &mut DbConn, run: &ImportRun) -> QueryResult<Vec<RowAnswer>> {
     Ok(import_rows::table
         .filter(import_rows::run_id.eq(run.id))
@@ -269,8 +272,9 @@ fn rows_of(conn: &mut DbConn, run: &ImportRun) -> QueryResult<Vec<RowAnswer>> {
         .select(ImportRow::as_select())
         .load(conn)?
         .into_iter()
-        .map(|r| RowAnswer {
-            row: r.line - 1,
+        .enumerate()
+        .map(|(i, r)| RowAnswer {
+            row: i64::try_from(i).unwrap_or(i64::MAX) + 1,
             external_id: r.external_id,
             outcome: r.outcome.to_string(),
             reason: r.reason,

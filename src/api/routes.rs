@@ -254,7 +254,12 @@ impl From<PushError> for ApiError {
             PushError::Invalid(m) => ApiError::unprocessable(m),
             PushError::NoSource(_) => ApiError::not_found(e.to_string()),
             PushError::Busy(m) => ApiError::new(StatusCode::CONFLICT, m),
-            PushError::Import(i) => ApiError::unprocessable(i.to_string()),
+            PushError::Import(
+                i @ (crate::sync::engine::ImportError::Refused(_)
+                | crate::sync::engine::ImportError::MissingIdColumn { .. }),
+            ) => ApiError::unprocessable(i.to_string()),
+            PushError::Import(i) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, i.to_string()),
+            PushError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
             PushError::Db(db) => db.into(),
         }
     }
@@ -263,7 +268,8 @@ impl From<PushError> for ApiError {
 /// Push rows through a source, as an import of a file with those rows. Up to 1,000 rows are
 /// run at once and answered with every row's outcome (200); more run in the background (202,
 /// poll the run's `url`). With `Idempotency-Key`, the same key and body get the first answer
-/// again and start nothing; the same key with another body is refused (422).
+/// again and start nothing (409 while the first is still running); the same key with another
+/// body is refused (422).
 #[utoipa::path(
     post,
     path = "/api/v1/sources/{id}/rows",
@@ -279,7 +285,7 @@ impl From<PushError> for ApiError {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Another run holds the source", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another run holds the source, or a push with this key is still running", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
@@ -316,30 +322,39 @@ async fn push_rows(
         ),
     };
     let token = caller.token.clone();
-    let body_sha256 = service::body_digest(&body);
     if let Some(key) = key.clone() {
-        let token_id = token.id;
-        let stored = state
-            .db(move |conn| service::stored_answer(conn, token_id, &key))
-            .await?;
-        if let Some(stored) = stored {
-            if stored.body_sha256 != body_sha256 {
+        let (token_id, sha) = (token.id, service::body_digest(&body));
+        let claim = api_db(&state, move |conn| {
+            Ok(service::claim_key(conn, token_id, &key, &sha)?)
+        })
+        .await?;
+        match claim {
+            service::KeyClaim::New => {}
+            service::KeyClaim::Replay(stored) => {
+                return Ok(HttpResponse::build(
+                    StatusCode::from_u16(stored.status_code).unwrap_or(StatusCode::OK),
+                )
+                .insert_header(("Idempotency-Replayed", "true"))
+                .content_type("application/json")
+                .body(stored.body))
+            }
+            service::KeyClaim::InProgress => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "A push with this Idempotency-Key is still running: ask again when it has answered.",
+                ))
+            }
+            service::KeyClaim::OtherBody => {
                 return Err(ApiError::unprocessable(
                     "This Idempotency-Key was used with another body: use a new key for new rows.",
-                ));
+                ))
             }
-            return Ok(HttpResponse::build(
-                StatusCode::from_u16(stored.status_code).unwrap_or(StatusCode::OK),
-            )
-            .insert_header(("Idempotency-Replayed", "true"))
-            .content_type("application/json")
-            .body(stored.body));
         }
     }
     let pool = state.pool.clone();
     let config = state.config.clone();
     let label = format!("API token {} ({})", token.name, token.prefix);
-    let (answer, finished) = web::block(move || {
+    let pushed = web::block(move || {
         let ctx = PushContext {
             pool: &pool,
             data_dir: &config.data_dir,
@@ -348,23 +363,42 @@ async fn push_rows(
         };
         push::push(&ctx, source_id, &request)
     })
-    .await??;
+    .await
+    .map_err(ApiError::from)
+    .and_then(|result| result.map_err(ApiError::from))
+    .and_then(|(answer, finished)| {
+        let json = serde_json::to_string(&answer)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok((answer, finished, json))
+    });
+    let (answer, finished, json) = match pushed {
+        Ok(done) => done,
+        Err(e) => {
+            if let Some(key) = key {
+                let token_id = token.id;
+                api_db(&state, move |conn| {
+                    Ok(service::release_key(conn, token_id, &key)?)
+                })
+                .await?;
+            }
+            return Err(e);
+        }
+    };
     let status = if finished {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    let json = serde_json::to_string(&answer)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     if let Some(key) = key {
         let stored = service::StoredAnswer {
-            body_sha256,
             status_code: status.as_u16(),
             body: json.clone(),
         };
-        state
-            .db(move |conn| service::store_answer(conn, token.id, &key, &stored, crate::db::now()))
-            .await?;
+        let token_id = token.id;
+        api_db(&state, move |conn| {
+            Ok(service::finish_key(conn, token_id, &key, &stored)?)
+        })
+        .await?;
     }
     Ok(HttpResponse::build(status)
         .insert_header((header::LOCATION, answer.url.clone()))

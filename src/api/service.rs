@@ -3,7 +3,6 @@
 //! A token is `sdk_` and 48 hex characters of randomness; only its SHA-256 is stored (the
 //! secret is long and random, so a slow password hash would add nothing but latency).
 
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -132,7 +131,6 @@ pub fn authenticate(conn: &mut DbConn, secret: &str) -> QueryResult<Option<ApiTo
 
 /// The answer first given to a push with this idempotency key.
 pub struct StoredAnswer {
-    pub body_sha256: String,
     pub status_code: u16,
     pub body: String,
 }
@@ -141,49 +139,87 @@ pub fn body_digest(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
-pub fn stored_answer(
+/// Where a push with an idempotency key stands.
+pub enum KeyClaim {
+    /// First use: this request runs the push, then `finish_key` keeps its answer.
+    New,
+    /// Used before with the same body: the first answer.
+    Replay(StoredAnswer),
+    /// The first request with this key is still running.
+    InProgress,
+    /// Used before with another body.
+    OtherBody,
+}
+
+/// Claims an idempotency key for a body, in one statement, so that two requests with the
+/// same key never both run: the first inserts the key (answer pending), the others read it.
+pub fn claim_key(
     conn: &mut DbConn,
     token_id: i64,
     key: &str,
-) -> QueryResult<Option<StoredAnswer>> {
-    Ok(api_idempotency::table
+    body_sha256: &str,
+) -> QueryResult<KeyClaim> {
+    let inserted = diesel::insert_into(api_idempotency::table)
+        .values((
+            api_idempotency::token_id.eq(token_id),
+            api_idempotency::idempotency_key.eq(key),
+            api_idempotency::body_sha256.eq(body_sha256),
+            api_idempotency::status_code.eq(0),
+            api_idempotency::response_body.eq(""),
+            api_idempotency::created_at.eq(db::now()),
+        ))
+        .execute(conn);
+    match inserted {
+        Ok(_) => return Ok(KeyClaim::New),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {}
+        Err(e) => return Err(e),
+    }
+    let (stored_sha, status, body) = api_idempotency::table
         .find((token_id, key))
         .select((
             api_idempotency::body_sha256,
             api_idempotency::status_code,
             api_idempotency::response_body,
         ))
-        .first::<(String, i32, String)>(conn)
-        .optional()?
-        .map(|(body_sha256, status, body)| StoredAnswer {
-            body_sha256,
+        .first::<(String, i32, String)>(conn)?;
+    Ok(if stored_sha != body_sha256 {
+        KeyClaim::OtherBody
+    } else if status == 0 {
+        KeyClaim::InProgress
+    } else {
+        KeyClaim::Replay(StoredAnswer {
             status_code: u16::try_from(status).unwrap_or(200),
             body,
-        }))
+        })
+    })
 }
 
-/// Keeps the first answer to a key; a second one for the same key is ignored.
-pub fn store_answer(
+/// Keeps the answer of a push whose key `claim_key` gave.
+pub fn finish_key(
     conn: &mut DbConn,
     token_id: i64,
     key: &str,
     answer: &StoredAnswer,
-    now: NaiveDateTime,
 ) -> QueryResult<()> {
-    let insert = diesel::insert_into(api_idempotency::table).values((
-        api_idempotency::token_id.eq(token_id),
-        api_idempotency::idempotency_key.eq(key),
-        api_idempotency::body_sha256.eq(&answer.body_sha256),
-        api_idempotency::status_code.eq(i32::from(answer.status_code)),
-        api_idempotency::response_body.eq(&answer.body),
-        api_idempotency::created_at.eq(now),
-    ));
-    match insert.execute(conn) {
-        Ok(_) => Ok(()),
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Ok(()),
-        Err(e) => Err(e),
-    }
+    diesel::update(api_idempotency::table.find((token_id, key)))
+        .set((
+            api_idempotency::status_code.eq(i32::from(answer.status_code)),
+            api_idempotency::response_body.eq(&answer.body),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Frees a key whose push failed before it had an answer: the client may try again with it.
+pub fn release_key(conn: &mut DbConn, token_id: i64, key: &str) -> QueryResult<()> {
+    diesel::delete(
+        api_idempotency::table
+            .find((token_id, key))
+            .filter(api_idempotency::status_code.eq(0)),
+    )
+    .execute(conn)?;
+    Ok(())
 }

@@ -75,7 +75,12 @@ pub fn terms(search: &str) -> Vec<String> {
             // 020 7946 0101 (national) and 0044 20 7946 0101 (international prefix).
             digits.trim_start_matches('0').to_string()
         };
-        return vec![digits];
+        // Only zeros: no number to look for.
+        return if digits.is_empty() {
+            Vec::new()
+        } else {
+            vec![digits]
+        };
     }
     words(search).collect()
 }
@@ -180,29 +185,30 @@ pub fn fill_missing(conn: &mut DbConn) -> QueryResult<usize> {
     if indexed > 0 {
         return Ok(0);
     }
-    let mut after = 0i64;
-    let mut done = 0;
-    loop {
-        let ids: Vec<i64> = records::table
-            .filter(records::id.gt(after))
-            .order(records::id.asc())
-            .limit(5_000)
-            .select(records::id)
-            .load(conn)?;
-        let Some(&last) = ids.last() else {
-            return Ok(done);
-        };
-        after = last;
-        db::write_tx(conn, |conn| {
-            let states = super::writer::load_states(conn, &ids)?;
-            let changes: Vec<_> = states
+    // One transaction: a fill interrupted half way leaves the index empty, to be filled again
+    // at the next start, never half filled for good.
+    db::write_tx(conn, |conn| {
+        let mut after = 0i64;
+        let mut done = 0;
+        loop {
+            let ids: Vec<i64> = records::table
+                .filter(records::id.gt(after))
+                .order(records::id.asc())
+                .limit(5_000)
+                .select(records::id)
+                .load(conn)?;
+            let Some(&last) = ids.last() else {
+                return Ok(done);
+            };
+            after = last;
+            let changes: Vec<_> = super::writer::load_states(conn, &ids)?
                 .into_iter()
                 .map(|(id, (_, state))| (id, false, tokens_of(&state)))
                 .collect();
-            reindex(conn, &changes)
-        })?;
-        done += ids.len();
-    }
+            reindex(conn, &changes)?;
+            done += ids.len();
+        }
+    })
 }
 
 #[cfg(test)]
@@ -247,5 +253,6 @@ mod tests {
         assert!(finds(&state("Zoé Lefèvre", "", ""), "lefevre zoe"));
         assert!(!finds(&smith, "jane"));
         assert!(terms("  ").is_empty());
+        assert!(terms("(000)").is_empty());
     }
 }

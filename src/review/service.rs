@@ -626,7 +626,11 @@ fn apply(
     let review_actor = Actor {
         origin: Origin::Review,
         origin_id: Some(proposal.id),
-        source_id: proposal.source_id,
+        // Accepting takes the source's own value (nothing to send back to it); a value a
+        // person types is news to the source.
+        source_id: proposal
+            .source_id
+            .filter(|_| matches!(choice, Choice::Accept)),
         user_id: actor.user_id,
         label: format!("{}: {what}", actor.label),
     };

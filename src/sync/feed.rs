@@ -151,10 +151,21 @@ pub fn decide(
     })
 }
 
-/// Deletes entries older than `before` (kept for the configured retention).
+/// Deletes entries older than `before` (kept for the configured retention): numbered and
+/// dropped ones only. Held entries wait for their decision, ready ones for their number, and
+/// the newest numbered entry stays, so numbering goes on after it instead of starting again
+/// below the cursors readers keep.
 pub fn prune(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<usize> {
     db::write_tx(conn, |conn| {
-        diesel::delete(source_changes::table.filter(source_changes::changed_at.lt(before)))
-            .execute(conn)
+        let newest: Option<i64> = source_changes::table
+            .select(diesel::dsl::max(source_changes::seq))
+            .first(conn)?;
+        let old = source_changes::table.filter(source_changes::changed_at.lt(before));
+        let numbered = diesel::delete(old.filter(source_changes::seq.lt(newest.unwrap_or(0))))
+            .execute(conn)?;
+        let dropped =
+            diesel::delete(old.filter(source_changes::status.eq(FeedStatus::Dropped.as_str())))
+                .execute(conn)?;
+        Ok(numbered + dropped)
     })
 }

@@ -129,6 +129,7 @@ pub fn set(conn: &mut DbConn, source_id: i64, url: &str) -> Result<String, Webho
             .select(diesel::dsl::max(source_changes::seq))
             .first(conn)?;
         diesel::delete(source_webhooks::table.find(source_id)).execute(conn)?;
+        stop_pending(conn, source_id, "the webhook's URL was changed")?;
         diesel::insert_into(source_webhooks::table)
             .values((
                 source_webhooks::source_id.eq(source_id),
@@ -144,7 +145,27 @@ pub fn set(conn: &mut DbConn, source_id: i64, url: &str) -> Result<String, Webho
 
 /// Removes a source's webhook (its deliveries stay listed); false when it had none.
 pub fn remove(conn: &mut DbConn, source_id: i64) -> QueryResult<bool> {
-    Ok(diesel::delete(source_webhooks::table.find(source_id)).execute(conn)? > 0)
+    db::write_tx(conn, |conn| {
+        stop_pending(conn, source_id, "the webhook was removed")?;
+        Ok(diesel::delete(source_webhooks::table.find(source_id)).execute(conn)? > 0)
+    })
+}
+
+/// Deliveries still waiting when a webhook changes are held as failed: they were made for
+/// the old URL (and secret), and would keep the new one waiting.
+fn stop_pending(conn: &mut DbConn, source_id: i64, why: &str) -> QueryResult<usize> {
+    diesel::update(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::source_id.eq(source_id))
+            .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending.as_str())),
+    )
+    .set((
+        webhook_deliveries::status.eq(DeliveryStatus::Failed.as_str()),
+        webhook_deliveries::next_attempt_at.eq(None::<NaiveDateTime>),
+        webhook_deliveries::last_error.eq(Some(why)),
+        webhook_deliveries::finished_at.eq(Some(db::now())),
+    ))
+    .execute(conn)
 }
 
 pub fn find(conn: &mut DbConn, source_id: i64) -> QueryResult<Option<Webhook>> {
@@ -283,7 +304,8 @@ pub fn deliver_due(
         let attempt = match secret {
             // The webhook was removed since: nothing to sign with, nowhere to send.
             None => Err("the webhook was removed".to_string()),
-            Some(secret) => send(agent, delivery, &secret, now),
+            // Signed with the time it is sent: receivers refuse stale timestamps.
+            Some(secret) => send(agent, delivery, &secret, db::now().max(now)),
         };
         record_attempt(conn, delivery, &attempt, now)?;
     }
