@@ -83,13 +83,10 @@ fn import_settings(conn: &mut DbConn, importing: bool) -> QueryResult<()> {
         // need not wait for the disk: after a crash the run resumes from the last commit that
         // reached it. (Query plans stay the defaults: `Growth` keeps their statistics current,
         // and a session-wide `force_custom_plan` would also re-plan every foreign-key check.)
-        // The search index's GIN takes new entries into a pending list and merges it into the
-        // index when it is full: a larger list, merged with more memory, merges fewer times.
         DbConn::Pg(c) => c.batch_execute(if importing {
-            "SET jit = off; SET synchronous_commit = off; \
-             SET gin_pending_list_limit = '64MB'; SET work_mem = '64MB'"
+            "SET jit = off; SET synchronous_commit = off"
         } else {
-            "RESET jit; RESET synchronous_commit; RESET gin_pending_list_limit; RESET work_mem"
+            "RESET jit; RESET synchronous_commit"
         }),
         // Index pages of a million-row table do not fit SQLite's default 2 MB page cache: every
         // insert would read them again; 64 MB keeps the import within its memory target. And
