@@ -513,35 +513,41 @@ pub fn apply(
         })
         .collect();
     db::insert_all!(conn, records::table, inserts);
-    for (id, s) in &updates {
-        diesel::update(records::table.find(*id))
-            .set(RecordChangeset {
-                name: &s.name,
-                email: &s.email,
-                phone: &s.phone,
-                registration_number: &s.registration_number,
-                address: &s.address,
-                name_norm: norm_text(&s.name),
-                email_norm: norm_text(&s.email),
-                phone_norm: norm_phone(&s.phone),
-                company_id: s.company_id,
-                owner_source_id: s.owner_source_id,
-                forced_manual: s.forced_manual,
-                missing_from_source: s.missing_from_source,
-                archived: s.archived,
-                updated_at: now,
-            })
+    if let DbConn::Pg(pg) = conn {
+        // One statement per batch: a round trip per changed record dominates otherwise.
+        update_records_pg(pg, &updates, now)?;
+        delete_values_pg(pg, &value_deletes)?;
+    } else {
+        for (id, s) in &updates {
+            diesel::update(records::table.find(*id))
+                .set(RecordChangeset {
+                    name: &s.name,
+                    email: &s.email,
+                    phone: &s.phone,
+                    registration_number: &s.registration_number,
+                    address: &s.address,
+                    name_norm: norm_text(&s.name),
+                    email_norm: norm_text(&s.email),
+                    phone_norm: norm_phone(&s.phone),
+                    company_id: s.company_id,
+                    owner_source_id: s.owner_source_id,
+                    forced_manual: s.forced_manual,
+                    missing_from_source: s.missing_from_source,
+                    archived: s.archived,
+                    updated_at: now,
+                })
+                .execute(conn)?;
+        }
+        value_deletes.sort_unstable();
+        value_deletes.dedup();
+        for (record_id, field_id) in value_deletes {
+            diesel::delete(
+                record_values::table
+                    .filter(record_values::record_id.eq(record_id))
+                    .filter(record_values::field_id.eq(field_id)),
+            )
             .execute(conn)?;
-    }
-    value_deletes.sort_unstable();
-    value_deletes.dedup();
-    for (record_id, field_id) in value_deletes {
-        diesel::delete(
-            record_values::table
-                .filter(record_values::record_id.eq(record_id))
-                .filter(record_values::field_id.eq(field_id)),
-        )
-        .execute(conn)?;
+        }
     }
     let values: Vec<NewValue> = value_inserts
         .into_iter()
@@ -577,6 +583,73 @@ pub fn apply(
         .collect();
     outbox::write_events(conn, &catalog.outbound, &events, actor, now)?;
     Ok(written)
+}
+
+/// Updates changed records on PostgreSQL with one `UPDATE ... FROM unnest(...)` per batch.
+fn update_records_pg(
+    pg: &mut diesel::PgConnection,
+    updates: &BTreeMap<i64, &RecordState>,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamp};
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let states: Vec<&RecordState> = updates.values().copied().collect();
+    let texts = |f: fn(&RecordState) -> String| states.iter().map(|s| f(s)).collect::<Vec<_>>();
+    diesel::sql_query(
+        "UPDATE records AS r SET name = v.name, email = v.email, phone = v.phone, \
+         registration_number = v.registration_number, address = v.address, \
+         name_norm = v.name_norm, email_norm = v.email_norm, phone_norm = v.phone_norm, \
+         company_id = v.company_id, owner_source_id = v.owner_source_id, \
+         forced_manual = v.forced_manual, missing_from_source = v.missing_from_source, \
+         archived = v.archived, updated_at = $15 \
+         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         AS v(id, name, email, phone, registration_number, address, name_norm, email_norm, \
+              phone_norm, company_id, owner_source_id, forced_manual, missing_from_source, \
+              archived) \
+         WHERE r.id = v.id",
+    )
+    .bind::<Array<BigInt>, _>(updates.keys().copied().collect::<Vec<i64>>())
+    .bind::<Array<Text>, _>(texts(|s| s.name.clone()))
+    .bind::<Array<Text>, _>(texts(|s| s.email.clone()))
+    .bind::<Array<Text>, _>(texts(|s| s.phone.clone()))
+    .bind::<Array<Text>, _>(texts(|s| s.registration_number.clone()))
+    .bind::<Array<Text>, _>(texts(|s| s.address.clone()))
+    .bind::<Array<Text>, _>(texts(|s| norm_text(&s.name)))
+    .bind::<Array<Text>, _>(texts(|s| norm_text(&s.email)))
+    .bind::<Array<Text>, _>(texts(|s| norm_phone(&s.phone)))
+    .bind::<Array<Nullable<BigInt>>, _>(states.iter().map(|s| s.company_id).collect::<Vec<_>>())
+    .bind::<Array<Nullable<BigInt>>, _>(
+        states.iter().map(|s| s.owner_source_id).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Bool>, _>(states.iter().map(|s| s.forced_manual).collect::<Vec<_>>())
+    .bind::<Array<Bool>, _>(
+        states
+            .iter()
+            .map(|s| s.missing_from_source)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Bool>, _>(states.iter().map(|s| s.archived).collect::<Vec<_>>())
+    .bind::<Timestamp, _>(now)
+    .execute(pg)?;
+    Ok(())
+}
+
+/// Deletes (record, field) values on PostgreSQL with one statement per batch.
+fn delete_values_pg(pg: &mut diesel::PgConnection, pairs: &[(i64, i64)]) -> QueryResult<()> {
+    use diesel::sql_types::{Array, BigInt};
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "DELETE FROM record_values rv USING unnest($1, $2) AS d(record_id, field_id) \
+         WHERE rv.record_id = d.record_id AND rv.field_id = d.field_id",
+    )
+    .bind::<Array<BigInt>, _>(pairs.iter().map(|p| p.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(pairs.iter().map(|p| p.1).collect::<Vec<_>>())
+    .execute(pg)?;
+    Ok(())
 }
 
 /// The search tokens of the records of a batch whose name, email or phone it set or changed
