@@ -622,10 +622,7 @@ fn find_source(
     let db = |e| CliError::from(crate::db::DbError::from(e));
     let found = match text.trim().parse::<i64>() {
         Ok(id) => sources::find(conn, id).map_err(db)?,
-        Err(_) => sources::list(conn)
-            .map_err(db)?
-            .into_iter()
-            .find(|s| s.name == text.trim()),
+        Err(_) => sources::find_by_name(conn, text.trim()).map_err(db)?,
     };
     found.ok_or_else(|| {
         CliError::Input(format!(

@@ -55,6 +55,7 @@ pub struct RowAnswer {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunAnswer {
     pub run_id: i64,
+    pub source_id: i64,
     /// Where to poll it: `GET /api/v1/runs/{id}`.
     pub url: String,
     /// queued, running, done, failed or cancelled.
@@ -248,6 +249,7 @@ pub fn run_answer(conn: &mut DbConn, run_id: i64) -> QueryResult<Option<RunAnswe
     };
     Ok(Some(RunAnswer {
         run_id: run.id,
+        source_id: run.source_id,
         url: format!("/api/v1/runs/{}", run.id),
         status: run.status.to_string(),
         dry_run: run.dry_run,

@@ -138,16 +138,18 @@ pub fn by_external_id(
     Ok(build(conn, &ids)?.pop())
 }
 
-/// The records of `ids`, in that order: states (2 queries), field definitions (one per
-/// kind), links and pending proposals (one each).
+/// The records of `ids`, in that order: states (2 queries), field definitions (one per kind
+/// present), links and pending proposals (one each).
 fn build(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<ApiRecord>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut states = writer::load_states(conn, ids)?;
     let mut defs = HashMap::new();
-    for kind in RecordKind::ALL {
-        defs.insert(kind, fields::list(conn, kind, false)?);
+    for (row, _) in states.values() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = defs.entry(row.record_kind()) {
+            slot.insert(fields::list(conn, row.record_kind(), false)?);
+        }
     }
     let mut links: HashMap<i64, Vec<ApiLink>> = HashMap::new();
     for (record_id, source_id, source, external_id) in record_links::table

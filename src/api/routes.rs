@@ -428,16 +428,10 @@ async fn get_run(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::RowsWrite)?;
     let id = path.into_inner();
-    let found = api_db(&state, move |conn| {
-        let Some(run) = crate::sync::engine::load_run(conn, id)? else {
-            return Ok(None);
-        };
-        Ok(push::run_answer(conn, id)?.map(|answer| (run.source_id, answer)))
-    })
-    .await?;
-    let (source_id, answer) =
-        found.ok_or_else(|| ApiError::not_found(format!("There is no run #{id}.")))?;
-    caller.require_source(source_id)?;
+    let answer = api_db(&state, move |conn| Ok(push::run_answer(conn, id)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("There is no run #{id}.")))?;
+    caller.require_source(answer.source_id)?;
     Ok(HttpResponse::Ok().json(answer))
 }
 

@@ -58,6 +58,17 @@ pub struct FeedEntry {
 
 /// Numbers committed entries that have no cursor yet; returns how many it numbered.
 pub fn sequence(conn: &mut DbConn) -> QueryResult<usize> {
+    // Readers and the feed worker call this often: with nothing waiting for a number, a read
+    // of the partial index answers, without taking SQLite's write lock.
+    let waiting: Option<i64> = source_changes::table
+        .filter(source_changes::seq.is_null())
+        .filter(source_changes::status.eq(FeedStatus::Ready.as_str()))
+        .select(source_changes::id)
+        .first(conn)
+        .optional()?;
+    if waiting.is_none() {
+        return Ok(0);
+    }
     let mut total = 0;
     loop {
         let numbered = db::write_tx(conn, |conn| -> QueryResult<usize> {
