@@ -18,6 +18,13 @@ use diesel::sql_types::{BigInt, Text};
 /// Phone terms need this many digits.
 const MIN_PHONE_DIGITS: usize = 3;
 
+/// A token longer than this keeps only its start: nobody types more to find it, and
+/// PostgreSQL refuses a text search word over 2,047 bytes.
+const MAX_TOKEN_CHARS: usize = 100;
+
+/// Rows per statement when writing SQLite's index (two parameters each).
+const SQLITE_ROWS_PER_STATEMENT: usize = 500;
+
 /// Lower case without accents: "Lefèvre" -> "lefevre".
 pub fn fold(text: &str) -> String {
     text.nfd()
@@ -30,7 +37,7 @@ pub fn fold(text: &str) -> String {
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(fold)
+        .map(|w| fold(w).chars().take(MAX_TOKEN_CHARS).collect())
 }
 
 /// The tokens of a record, space-separated: its name's and email's words, and its phone's
@@ -151,17 +158,29 @@ pub fn reindex(conn: &mut DbConn, changes: &[(i64, bool, String)]) -> QueryResul
                 .collect();
             db::insert_all!(conn, record_search::table, rows);
         }
-        DbConn::Sqlite(_) => {
-            for id in replaced {
-                diesel::sql_query("DELETE FROM record_search WHERE rowid = ?")
-                    .bind::<BigInt, _>(id)
-                    .execute(conn)?;
+        // Multi-row statements: one is prepared per few hundred records, not per record.
+        DbConn::Sqlite(c) => {
+            for part in replaced.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                let marks = vec!["?"; part.len()].join(", ");
+                let mut delete = diesel::sql_query(format!(
+                    "DELETE FROM record_search WHERE rowid IN ({marks})"
+                ))
+                .into_boxed::<diesel::sqlite::Sqlite>();
+                for id in part {
+                    delete = delete.bind::<BigInt, _>(*id);
+                }
+                delete.execute(c)?;
             }
-            for (record_id, _, tokens) in changes {
-                diesel::sql_query("INSERT INTO record_search (rowid, tokens) VALUES (?, ?)")
-                    .bind::<BigInt, _>(*record_id)
-                    .bind::<Text, _>(tokens)
-                    .execute(conn)?;
+            for part in changes.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                let rows = vec!["(?, ?)"; part.len()].join(", ");
+                let mut insert = diesel::sql_query(format!(
+                    "INSERT INTO record_search (rowid, tokens) VALUES {rows}"
+                ))
+                .into_boxed::<diesel::sqlite::Sqlite>();
+                for (record_id, _, tokens) in part {
+                    insert = insert.bind::<BigInt, _>(*record_id).bind::<Text, _>(tokens);
+                }
+                insert.execute(c)?;
             }
         }
     }
