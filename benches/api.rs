@@ -14,9 +14,7 @@ use std::time::Instant;
 use common::BenchDb;
 use syncdesk::api::model::Scope;
 use syncdesk::api::service::{self as tokens, NewToken};
-use syncdesk::config::Config;
 use syncdesk::fields::model::RecordKind;
-use syncdesk::fields::validate::PhoneCountry;
 use syncdesk::records::model::Actor;
 use syncdesk::records::writer::{self, Catalog, Edit};
 use syncdesk::rules::Rule;
@@ -26,46 +24,11 @@ use syncdesk::AppState;
 
 const BATCH: u64 = 1_000;
 
-fn config(db: &BenchDb, data_dir: std::path::PathBuf) -> Config {
-    Config {
-        bind: "127.0.0.1:0".into(),
-        database_url: db.url.clone(),
-        data_dir,
-        session_key: None,
-        secure_cookies: false,
-        default_country: PhoneCountry::parse("AU").expect("country"),
-        max_upload_bytes: 1 << 20,
-        max_import_bytes: 1 << 30,
-        session_idle_hours: syncdesk::config::DEFAULT_SESSION_IDLE_HOURS,
-        trusted_proxies: Vec::new(),
-        api_requests_per_minute: 1_000_000,
-        feed_retention_days: syncdesk::config::DEFAULT_FEED_RETENTION_DAYS,
-    }
-}
-
-/// Serves the app on a loopback port in a thread of its own; returns the base URL.
-fn serve(state: AppState) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            actix_web::HttpServer::new(move || syncdesk::build_app(state.clone()))
-                .workers(2)
-                .listen(listener)
-                .expect("listen")
-                .run()
-                .await
-                .expect("server")
-        })
-    });
-    base
-}
-
 fn main() {
     let rows = common::rows(100_000);
     let db = BenchDb::new();
     let dir = tempfile::tempdir().expect("temporary folder");
-    let state = AppState::open(config(&db, dir.path().join("data"))).expect("state");
+    let state = AppState::open(common::config(&db, dir.path().join("data"), "AU")).expect("state");
     let backend = if db.url.starts_with("postgres") {
         "PostgreSQL"
     } else {
@@ -107,12 +70,11 @@ fn main() {
     .expect("token")
     .1;
     drop(conn);
-    let base = serve(state);
+    let base = common::serve(state);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    std::thread::sleep(std::time::Duration::from_millis(300));
     println!("{backend}: {rows} rows pushed in batches of {BATCH}, then a feed of {rows} changes");
 
     // Push.

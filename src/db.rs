@@ -188,6 +188,11 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<Vec<String>, DbError> {
     applied.map_err(|e| DbError::Migration(e.to_string()))
 }
 
+/// SQLite page cache of a connection doing bulk work (an import, filling the search index), in
+/// KB: the index pages of a million-row table do not fit the default 2 MB, and a long
+/// transaction whose pages spill out of the cache reads them back from the WAL again and again.
+pub const BULK_CACHE_KB: u32 = 65_536;
+
 /// Console writers waiting for SQLite's write lock. A bulk writer (an import chunk) lets
 /// them go first, so a long import never starves a person's save.
 static WAITING_WRITERS: AtomicUsize = AtomicUsize::new(0);

@@ -1,4 +1,5 @@
-//! What both benchmarks share: a database of their own, migrated, and a timer.
+//! What the benchmarks share: a database of their own, migrated, a timer, and the console's
+//! app served on a loopback port.
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
@@ -74,4 +75,46 @@ pub fn time(label: &str, mut f: impl FnMut()) {
         total += start.elapsed();
     }
     println!("{label:<40} {:>10.2?} per run", total / runs);
+}
+
+/// The console's settings for a benchmark: its database, a data folder, a phone country.
+pub fn config(
+    db: &BenchDb,
+    data_dir: std::path::PathBuf,
+    country: &str,
+) -> syncdesk::config::Config {
+    syncdesk::config::Config {
+        bind: "127.0.0.1:0".into(),
+        database_url: db.url.clone(),
+        data_dir,
+        session_key: None,
+        secure_cookies: false,
+        default_country: syncdesk::fields::validate::PhoneCountry::parse(country).expect("country"),
+        max_upload_bytes: 1 << 20,
+        max_import_bytes: 1 << 30,
+        session_idle_hours: syncdesk::config::DEFAULT_SESSION_IDLE_HOURS,
+        trusted_proxies: Vec::new(),
+        api_requests_per_minute: 1_000_000,
+        feed_retention_days: syncdesk::config::DEFAULT_FEED_RETENTION_DAYS,
+    }
+}
+
+/// Serves the app on a loopback port in a thread of its own (two workers, as on a 2-core
+/// machine); returns the base URL.
+pub fn serve(state: syncdesk::AppState) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            actix_web::HttpServer::new(move || syncdesk::build_app(state.clone()))
+                .workers(2)
+                .listen(listener)
+                .expect("listen")
+                .run()
+                .await
+                .expect("server")
+        })
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    base
 }

@@ -265,25 +265,23 @@ fn custom_value_sql(field_id: i64, numeric: bool) -> String {
     }
 }
 
+/// Rows after (value, id) in the sort order, as one row-value comparison: both databases read
+/// it as a range of the list's index and start there (an `a > v OR (a = v AND id > i)` form
+/// made PostgreSQL read the whole list for a deep page).
 macro_rules! keyset {
-    ($query:expr, $column:expr, $value:expr, $id:expr, $desc:expr) => {{
-        let (value, id) = ($value, $id);
+    ($query:expr, $column:expr, $column_sql:literal, $sql_type:ty, $value:expr, $id:expr, $desc:expr) => {{
+        let cmp = if $desc { "<" } else { ">" };
+        let query = $query.filter(
+            sql::<Bool>(&format!("({}, records.id) {cmp} (", $column_sql))
+                .bind::<$sql_type, _>($value)
+                .sql(", ")
+                .bind::<BigInt, _>($id)
+                .sql(")"),
+        );
         if $desc {
-            $query
-                .filter(
-                    $column
-                        .lt(value.clone())
-                        .or($column.eq(value).and(records::id.lt(id))),
-                )
-                .order(($column.desc(), records::id.desc()))
+            query.order(($column.desc(), records::id.desc()))
         } else {
-            $query
-                .filter(
-                    $column
-                        .gt(value.clone())
-                        .or($column.eq(value).and(records::id.gt(id))),
-                )
-                .order(($column.asc(), records::id.asc()))
+            query.order(($column.asc(), records::id.asc()))
         }
     }};
 }
@@ -331,17 +329,45 @@ pub fn page(conn: &mut DbConn, q: &ListQuery, custom_columns: &[FieldDef]) -> Qu
         (SortKey::Email, None) => ordered!(base, records::email_norm, desc),
         (SortKey::Phone, None) => ordered!(base, records::phone_norm, desc),
         (SortKey::Updated, None) => ordered!(base, records::updated_at, desc),
-        (SortKey::Name, Some(c)) => keyset!(base, records::name_norm, c.value.clone(), c.id, desc),
-        (SortKey::Email, Some(c)) => {
-            keyset!(base, records::email_norm, c.value.clone(), c.id, desc)
-        }
-        (SortKey::Phone, Some(c)) => {
-            keyset!(base, records::phone_norm, c.value.clone(), c.id, desc)
-        }
+        (SortKey::Name, Some(c)) => keyset!(
+            base,
+            records::name_norm,
+            "records.name_norm",
+            Text,
+            c.value.clone(),
+            c.id,
+            desc
+        ),
+        (SortKey::Email, Some(c)) => keyset!(
+            base,
+            records::email_norm,
+            "records.email_norm",
+            Text,
+            c.value.clone(),
+            c.id,
+            desc
+        ),
+        (SortKey::Phone, Some(c)) => keyset!(
+            base,
+            records::phone_norm,
+            "records.phone_norm",
+            Text,
+            c.value.clone(),
+            c.id,
+            desc
+        ),
         (SortKey::Updated, Some(c)) => {
             let at = chrono::NaiveDateTime::parse_from_str(&c.value, "%Y-%m-%d %H:%M:%S")
                 .unwrap_or_default();
-            keyset!(base, records::updated_at, at, c.id, desc)
+            keyset!(
+                base,
+                records::updated_at,
+                "records.updated_at",
+                diesel::sql_types::Timestamp,
+                at,
+                c.id,
+                desc
+            )
         }
         (
             SortKey::Custom {

@@ -7,6 +7,7 @@
 //! typed in any format ("020 7946 0101", "+44 20 7946 0101") finds the stored +442079460101.
 //! The write path keeps the index in the transaction of each change (`writer::apply`).
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use unicode_normalization::UnicodeNormalization;
 
@@ -206,7 +207,11 @@ pub fn fill_missing(conn: &mut DbConn) -> QueryResult<usize> {
     }
     // One transaction: a fill interrupted half way leaves the index empty, to be filled again
     // at the next start, never half filled for good.
-    db::write_tx(conn, |conn| {
+    let sqlite = matches!(conn, DbConn::Sqlite(_));
+    if sqlite {
+        conn.batch_execute(&format!("PRAGMA cache_size = -{}", db::BULK_CACHE_KB))?;
+    }
+    let filled = db::write_tx(conn, |conn| {
         let mut after = 0i64;
         let mut done = 0;
         loop {
@@ -227,7 +232,14 @@ pub fn fill_missing(conn: &mut DbConn) -> QueryResult<usize> {
             reindex(conn, &changes)?;
             done += ids.len();
         }
-    })
+    });
+    if sqlite {
+        conn.batch_execute("PRAGMA cache_size = -2000")?;
+    } else {
+        // Without statistics (autovacuum may be off), the planner guesses the index is empty.
+        conn.batch_execute("ANALYZE record_search")?;
+    }
+    filled
 }
 
 #[cfg(test)]

@@ -30,9 +30,6 @@ pub use super::missing::MISSING_NOT_FLAGGED;
 pub use super::model::load_run;
 pub use super::write::CHUNK_ROWS;
 
-/// SQLite page cache of an importing connection, in KB.
-const IMPORT_CACHE_KB: u32 = 65_536;
-
 /// Where uploaded import files are kept (by content hash), so a run can be re-read, applied
 /// from its dry run, or resumed after a crash.
 pub fn file_path(data_dir: &Path, sha256: &str) -> Option<PathBuf> {
@@ -93,7 +90,10 @@ fn import_settings(conn: &mut DbConn, importing: bool) -> QueryResult<()> {
         // the WAL may grow to 64 MB between checkpoints instead of being copied back into the
         // file at nearly every commit.
         DbConn::Sqlite(c) => c.batch_execute(&if importing {
-            format!("PRAGMA cache_size = -{IMPORT_CACHE_KB}; PRAGMA wal_autocheckpoint = 16384;")
+            format!(
+                "PRAGMA cache_size = -{}; PRAGMA wal_autocheckpoint = 16384;",
+                db::BULK_CACHE_KB
+            )
         } else {
             "PRAGMA cache_size = -2000; PRAGMA wal_autocheckpoint = 1000;".to_string()
         }),
