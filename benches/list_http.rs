@@ -325,8 +325,9 @@ fn seed(conn: &mut DbConn, rows: u64) {
         ),
     };
     let rest = "
-        INSERT INTO record_values (record_id, field_id, value)
-        SELECT id, (SELECT id FROM field_defs WHERE key = 'tier'), CAST(id * 7919 % 100000 AS TEXT)
+        INSERT INTO record_values (record_id, field_id, value, number)
+        SELECT id, (SELECT id FROM field_defs WHERE key = 'tier'), CAST(id * 7919 % 100000 AS TEXT),
+               id * 7919 % 100000
         FROM records;
         INSERT INTO proposals (record_id, field_key, current_value, proposed_value, origin, origin_id,
                                origin_label, status, created_at, record_kind, source_id, process_id)

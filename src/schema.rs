@@ -103,6 +103,7 @@ diesel::table! {
         record_id -> BigInt,
         field_id -> BigInt,
         value -> Text,
+        number -> Nullable<Double>,
     }
 }
 

@@ -487,20 +487,35 @@ async fn sorting_by_a_custom_field_pages_through_it() {
     }
     let mut conn = app.state.pool.get().expect("connection");
     let defs = fields::list(&mut conn, RecordKind::Contact, false).expect("defs");
+    for descending in [false, true] {
+        let mut q = ListQuery::new(RecordKind::Contact);
+        q.sort = list::SortKey::parse("rank", &defs);
+        q.descending = descending;
+        q.limit = 2;
+        let mut seen = Vec::new();
+        loop {
+            let page = list::page(&mut conn, &q, &[]).expect("page");
+            seen.extend(page.rows.iter().map(|r| r.record.name.clone()));
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => break,
+            }
+        }
+        // By value, ties by creation order (reversed when descending); blanks last both ways.
+        let expected = if descending {
+            ["A", "D", "E", "B", "C"]
+        } else {
+            ["B", "E", "D", "A", "C"]
+        };
+        assert_eq!(seen, expected, "descending: {descending}");
+    }
+    // A search narrows the sorted list.
     let mut q = ListQuery::new(RecordKind::Contact);
     q.sort = list::SortKey::parse("rank", &defs);
-    q.limit = 2;
-    let mut seen = Vec::new();
-    loop {
-        let page = list::page(&mut conn, &q, &[]).expect("page");
-        seen.extend(page.rows.iter().map(|r| r.record.name.clone()));
-        match page.next {
-            Some(next) => q.after = Some(next),
-            None => break,
-        }
-    }
-    // Blank first, then by value, ties by creation order.
-    assert_eq!(seen, ["C", "B", "E", "D", "A"]);
+    q.search = "e".into();
+    let page = list::page(&mut conn, &q, &[]).expect("page");
+    let names: Vec<_> = page.rows.iter().map(|r| r.record.name.as_str()).collect();
+    assert_eq!(names, ["E"]);
 }
 
 #[actix_web::test]
@@ -537,10 +552,12 @@ async fn a_number_field_sorts_by_value_both_ways_and_pages_through_it() {
                 None => break,
             }
         }
-        let mut expected = vec!["G", "H", "C", "B", "A", "F", "I", "D", "E"];
+        // Blanks last both ways.
+        let mut expected = vec!["H", "C", "B", "A", "F", "I", "D", "E"];
         if descending {
             expected.reverse();
         }
+        expected.push("G");
         assert_eq!(seen, expected, "descending: {descending}");
     }
 }

@@ -104,6 +104,9 @@ impl SortKey {
 pub struct Cursor {
     pub value: String,
     pub id: i64,
+    /// Sorted by a custom field: the last row had no value (blanks come after the values).
+    #[serde(default)]
+    pub blank: bool,
 }
 
 impl Cursor {
@@ -203,66 +206,68 @@ pub struct Page {
     pub total: Total,
 }
 
-/// The filters, without sort or position: shared by the page and its count.
+/// The filters, without sort or position, applied to a query over `records` (alone or
+/// joined with a custom field's values): shared by the page, its count and the custom sorts.
 /// `postgres`: the search index is each backend's own.
-fn filtered(q: &ListQuery, postgres: bool) -> BoxedRecords<'static> {
-    let mut query = records::table
-        .filter(records::kind.eq(q.kind.as_str()))
-        .filter(records::archived.eq(q.archived))
-        .into_boxed();
-    let search = q.search.trim();
-    if !search.is_empty() {
-        let terms = search::terms(search);
-        query = if terms.is_empty() {
-            // Only punctuation: nothing to look for, nothing found.
-            query.filter(records::id.lt(0))
-        } else {
-            // Every term is the prefix of one of the record's tokens.
-            query.filter(search::matches_sql(postgres, &terms))
+macro_rules! with_filters {
+    ($query:expr, $q:expr, $postgres:expr) => {{
+        let (q, postgres) = ($q, $postgres);
+        let mut query = $query
+            .filter(records::kind.eq(q.kind.as_str()))
+            .filter(records::archived.eq(q.archived));
+        let search = q.search.trim();
+        if !search.is_empty() {
+            let terms = search::terms(search);
+            query = if terms.is_empty() {
+                // Only punctuation: nothing to look for, nothing found.
+                query.filter(records::id.lt(0))
+            } else {
+                // Every term is the prefix of one of the record's tokens.
+                query.filter(search::matches_sql(postgres, &terms))
+            };
+        }
+        query = match q.owner {
+            OwnerFilter::Any => query,
+            OwnerFilter::Manual => query.filter(records::owner_source_id.is_null()),
+            OwnerFilter::Synced => query.filter(records::owner_source_id.is_not_null()),
+            OwnerFilter::Source(id) => query.filter(records::owner_source_id.eq(id)),
         };
-    }
-    query = match q.owner {
-        OwnerFilter::Any => query,
-        OwnerFilter::Manual => query.filter(records::owner_source_id.is_null()),
-        OwnerFilter::Synced => query.filter(records::owner_source_id.is_not_null()),
-        OwnerFilter::Source(id) => query.filter(records::owner_source_id.eq(id)),
-    };
-    if let Some(forced) = q.forced_manual {
-        query = query.filter(records::forced_manual.eq(forced));
-    }
-    if q.missing_from_source {
-        query = query.filter(records::missing_from_source.eq(true));
-    }
-    for (field_id, value, exact) in &q.custom {
-        let matching = record_values::table
-            .filter(record_values::field_id.eq(*field_id))
-            .select(record_values::record_id);
-        query = if *exact {
-            query
-                .filter(records::id.eq_any(matching.filter(record_values::value.eq(value.clone()))))
-        } else {
-            let pattern = format!("%{}%", escape_like(value.trim()));
-            query.filter(
-                records::id
-                    .eq_any(matching.filter(record_values::value.like(pattern).escape('\\'))),
-            )
-        };
-    }
-    query
+        if let Some(forced) = q.forced_manual {
+            query = query.filter(records::forced_manual.eq(forced));
+        }
+        if q.missing_from_source {
+            query = query.filter(records::missing_from_source.eq(true));
+        }
+        for (field_id, value, exact) in &q.custom {
+            let matching = diesel::alias!(record_values as filter_values);
+            let ids = matching
+                .filter(matching.field(record_values::field_id).eq(*field_id))
+                .select(matching.field(record_values::record_id));
+            query = if *exact {
+                query.filter(
+                    records::id
+                        .eq_any(ids.filter(matching.field(record_values::value).eq(value.clone()))),
+                )
+            } else {
+                let pattern = format!("%{}%", escape_like(value.trim()));
+                query.filter(
+                    records::id.eq_any(
+                        ids.filter(
+                            matching
+                                .field(record_values::value)
+                                .like(pattern)
+                                .escape('\\'),
+                        ),
+                    ),
+                )
+            };
+        }
+        query
+    }};
 }
 
-/// A numeric sort value below every number: where blanks sort.
-const BLANK_NUMBER: f64 = -1e308;
-
-/// The SQL of a custom field's sort value for the current row: its text ('' when it has
-/// none), or for a number field its value as a number (`BLANK_NUMBER` when it has none).
-/// `field_id` is an integer from the field definitions, never user text.
-fn custom_value_sql(field_id: i64, numeric: bool) -> String {
-    if numeric {
-        format!("COALESCE((SELECT CAST(rv.value AS DOUBLE PRECISION) FROM record_values rv WHERE rv.record_id = records.id AND rv.field_id = {field_id}), {BLANK_NUMBER:e})")
-    } else {
-        format!("COALESCE((SELECT rv.value FROM record_values rv WHERE rv.record_id = records.id AND rv.field_id = {field_id}), '')")
-    }
+fn filtered(q: &ListQuery, postgres: bool) -> BoxedRecords<'static> {
+    with_filters!(records::table.into_boxed(), q, postgres)
 }
 
 /// Rows after (value, id) in the sort order, as one row-value comparison: both databases read
@@ -373,58 +378,45 @@ pub fn page(conn: &mut DbConn, q: &ListQuery, custom_columns: &[FieldDef]) -> Qu
             SortKey::Custom {
                 field_id, numeric, ..
             },
-            after,
+            _,
         ) => {
-            let mut query = base;
-            let value_sql = custom_value_sql(*field_id, *numeric);
-            if let Some(c) = after {
-                let cmp = if desc { "<" } else { ">" };
-                let head = format!("({value_sql} {cmp} ");
-                let middle = format!(" OR ({value_sql} = ");
-                let tail = format!(" AND records.id {cmp} ");
-                query = if *numeric {
-                    let n = c.value.parse::<f64>().unwrap_or(BLANK_NUMBER);
-                    query.filter(
-                        sql::<Bool>(&head)
-                            .bind::<Double, _>(n)
-                            .sql(&middle)
-                            .bind::<Double, _>(n)
-                            .sql(&tail)
-                            .bind::<BigInt, _>(c.id)
-                            .sql("))"),
-                    )
-                } else {
-                    query.filter(
-                        sql::<Bool>(&head)
-                            .bind::<Text, _>(c.value.clone())
-                            .sql(&middle)
-                            .bind::<Text, _>(c.value.clone())
-                            .sql(&tail)
-                            .bind::<BigInt, _>(c.id)
-                            .sql("))"),
-                    )
-                };
-            }
-            let value = sql::<Text>(&value_sql);
-            if desc {
-                query.order((value.desc(), records::id.desc()))
-            } else {
-                query.order((value.asc(), records::id.asc()))
-            }
+            let rows = custom_sorted(conn, q, *field_id, *numeric)?;
+            return finish_page(conn, q, custom_columns, total, rows);
         }
     };
-    let mut rows: Vec<RecordRow> = query
+    let rows: Vec<RecordRow> = query
         .limit(q.limit + 1)
         .select(RecordRow::as_select())
         .load(conn)?;
+    finish_page(conn, q, custom_columns, total, rows)
+}
+
+/// The page of the first `q.limit` of `rows` (one more is read to know there is a next page)
+/// with their custom values, and the cursor of the next page.
+fn finish_page(
+    conn: &mut DbConn,
+    q: &ListQuery,
+    custom_columns: &[FieldDef],
+    total: Total,
+    mut rows: Vec<RecordRow>,
+) -> QueryResult<Page> {
     let has_more = rows.len() as i64 > q.limit;
     rows.truncate(usize::try_from(q.limit).unwrap_or(0));
 
     let mut custom = custom_of(conn, &rows, custom_columns, &q.sort)?;
     let next = if has_more {
-        rows.last().map(|last| Cursor {
-            value: sort_value(last, &q.sort, &custom),
-            id: last.id,
+        rows.last().map(|last| {
+            let value = sort_value(last, &q.sort, &custom);
+            let blank = match q.sort {
+                SortKey::Custom { numeric: true, .. } => number_of(&value).is_none(),
+                SortKey::Custom { .. } => value.is_empty(),
+                _ => false,
+            };
+            Cursor {
+                value,
+                id: last.id,
+                blank,
+            }
         })
     } else {
         None
@@ -440,6 +432,113 @@ pub fn page(conn: &mut DbConn, q: &ListQuery, custom_columns: &[FieldDef]) -> Qu
         })
         .collect();
     Ok(Page { rows, next, total })
+}
+
+/// A number field's value as the number it sorts by (as the write path stores it).
+fn number_of(value: &str) -> Option<f64> {
+    value.trim().parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+/// Up to `q.limit + 1` records sorted by a custom field: those with a value in its order (read
+/// from the field's index of values, or numbers, in order), then those without one by id, in
+/// either direction, so that a page costs what the first one costs.
+fn custom_sorted(
+    conn: &mut DbConn,
+    q: &ListQuery,
+    field_id: i64,
+    numeric: bool,
+) -> QueryResult<Vec<RecordRow>> {
+    let postgres = matches!(conn, DbConn::Pg(_));
+    let (want, desc) = (q.limit + 1, q.descending);
+    let cmp = if desc { "<" } else { ">" };
+    let mut rows = Vec::new();
+    if !q.after.as_ref().is_some_and(|c| c.blank) {
+        let joined = records::table
+            .inner_join(
+                record_values::table.on(record_values::record_id
+                    .eq(records::id)
+                    .and(record_values::field_id.eq(field_id))),
+            )
+            .into_boxed();
+        let mut query = with_filters!(joined, q, postgres);
+        if numeric {
+            query = query.filter(record_values::number.is_not_null());
+        }
+        if let Some(c) = &q.after {
+            query = if numeric {
+                query.filter(
+                    sql::<Bool>(&format!(
+                        "(record_values.number, record_values.record_id) {cmp} ("
+                    ))
+                    .bind::<Double, _>(number_of(&c.value).unwrap_or_default())
+                    .sql(", ")
+                    .bind::<BigInt, _>(c.id)
+                    .sql(")"),
+                )
+            } else {
+                query.filter(
+                    sql::<Bool>(&format!(
+                        "(record_values.value, record_values.record_id) {cmp} ("
+                    ))
+                    .bind::<Text, _>(c.value.clone())
+                    .sql(", ")
+                    .bind::<BigInt, _>(c.id)
+                    .sql(")"),
+                )
+            };
+        }
+        query = match (numeric, desc) {
+            (true, false) => {
+                query.order((record_values::number.asc(), record_values::record_id.asc()))
+            }
+            (true, true) => query.order((
+                record_values::number.desc(),
+                record_values::record_id.desc(),
+            )),
+            (false, false) => {
+                query.order((record_values::value.asc(), record_values::record_id.asc()))
+            }
+            (false, true) => {
+                query.order((record_values::value.desc(), record_values::record_id.desc()))
+            }
+        };
+        rows = query
+            .limit(want)
+            .select(RecordRow::as_select())
+            .load(conn)?;
+    }
+    let missing = want - rows.len() as i64;
+    if missing > 0 {
+        // `field_id` is an integer from the field definitions, never user text.
+        let mut blanks = filtered(q, postgres).filter(sql::<Bool>(&format!(
+            "NOT EXISTS (SELECT 1 FROM record_values rv WHERE rv.record_id = records.id \
+             AND rv.field_id = {field_id}{})",
+            if numeric {
+                " AND rv.number IS NOT NULL"
+            } else {
+                ""
+            }
+        )));
+        if let Some(c) = q.after.as_ref().filter(|c| c.blank) {
+            blanks = if desc {
+                blanks.filter(records::id.lt(c.id))
+            } else {
+                blanks.filter(records::id.gt(c.id))
+            };
+        }
+        blanks = if desc {
+            blanks.order(records::id.desc())
+        } else {
+            blanks.order(records::id.asc())
+        };
+        rows.extend(
+            blanks
+                .limit(missing)
+                .select(RecordRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(rows)
 }
 
 /// Values of the listed custom columns (and the custom sort field) for the page's records.

@@ -109,11 +109,14 @@ pub fn matches_sql(
             .map(|t| format!("{t}:*"))
             .collect::<Vec<_>>()
             .join(" & ");
+        // The matching ids are gathered first, once: PostgreSQL cannot estimate how many a
+        // prefix query matches, and guessing many it walked the whole list by name, testing
+        // each record (a phone search: 680 ms instead of 0.3 ms at 100,000 records).
         diesel::dsl::sql::<diesel::sql_types::Bool>(
-            "records.id IN (SELECT record_id FROM record_search WHERE document @@ to_tsquery('simple', ",
+            "records.id = ANY(ARRAY(SELECT record_id FROM record_search WHERE document @@ to_tsquery('simple', ",
         )
         .bind::<Text, _>(query)
-        .sql("))")
+        .sql(")))")
     } else {
         let query = terms
             .iter()

@@ -16,7 +16,7 @@ use super::model::{Actor, Change, RecordRow};
 use super::outbox::{self, EditEvents, OutboundLine};
 use super::search;
 use crate::db::{self, DbConn};
-use crate::fields::model::{FieldDef, RecordKind};
+use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::validate::{norm_phone, norm_text};
 use crate::schema::{field_defs, record_history, record_links, record_values, records, sources};
 
@@ -217,6 +217,12 @@ impl Catalog {
         self.fields.iter().filter(move |f| f.kind == kind.as_str())
     }
 
+    fn is_number(&self, field_id: i64) -> bool {
+        self.fields
+            .iter()
+            .any(|f| f.id == field_id && f.ftype() == FieldType::Number)
+    }
+
     pub fn source_name(&self, id: i64) -> String {
         self.sources
             .get(&id)
@@ -276,6 +282,8 @@ struct NewValue<'a> {
     record_id: i64,
     field_id: i64,
     value: &'a str,
+    /// A number field's value as a number, for sorting by it (`None` for other fields).
+    number: Option<f64>,
 }
 
 #[derive(Insertable)]
@@ -555,6 +563,11 @@ pub fn apply(
             record_id,
             field_id,
             value,
+            number: if catalog.is_number(field_id) {
+                value.trim().parse::<f64>().ok().filter(|n| n.is_finite())
+            } else {
+                None
+            },
         })
         .collect();
     db::insert_all!(conn, record_values::table, values);

@@ -1,0 +1,2 @@
+DROP INDEX record_values_number_idx;
+ALTER TABLE record_values DROP COLUMN number;
