@@ -98,6 +98,7 @@ fn main() {
     let deep = Cursor {
         value: middle.0,
         id: middle.1,
+        blank: false,
     }
     .encode();
     drop(conn);
