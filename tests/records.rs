@@ -516,6 +516,13 @@ async fn sorting_by_a_custom_field_pages_through_it() {
     let page = list::page(&mut conn, &q, &[]).expect("page");
     let names: Vec<_> = page.rows.iter().map(|r| r.record.name.as_str()).collect();
     assert_eq!(names, ["E"]);
+    // A filter that keeps none reads the field's values to their end and stops.
+    let mut q = ListQuery::new(RecordKind::Contact);
+    q.sort = list::SortKey::parse("rank", &defs);
+    q.owner = list::OwnerFilter::Synced;
+    q.limit = 1;
+    let page = list::page(&mut conn, &q, &[]).expect("page");
+    assert!(page.rows.is_empty() && page.next.is_none());
 }
 
 #[actix_web::test]

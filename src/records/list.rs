@@ -3,7 +3,7 @@
 //! A page is read as "the next N rows after (sort value, id)", which an index serves directly,
 //! so page 1000 costs what page 1 costs, and a row deleted between two pages shifts nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use diesel::dsl::sql;
 use diesel::prelude::*;
@@ -439,6 +439,60 @@ fn number_of(value: &str) -> Option<f64> {
     value.trim().parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
+/// Keeps the values after (value, id) of a cursor, in the sort's direction.
+macro_rules! values_after {
+    ($query:expr, $numeric:expr, $cmp:expr, $value:expr, $id:expr) => {{
+        if $numeric {
+            $query.filter(
+                sql::<Bool>(&format!(
+                    "(record_values.number, record_values.record_id) {} (",
+                    $cmp
+                ))
+                .bind::<Double, _>(number_of($value).unwrap_or_default())
+                .sql(", ")
+                .bind::<BigInt, _>($id)
+                .sql(")"),
+            )
+        } else {
+            $query.filter(
+                sql::<Bool>(&format!(
+                    "(record_values.value, record_values.record_id) {} (",
+                    $cmp
+                ))
+                .bind::<Text, _>($value.to_string())
+                .sql(", ")
+                .bind::<BigInt, _>($id)
+                .sql(")"),
+            )
+        }
+    }};
+}
+
+/// Orders by the field's value (or number), then record id, in the sort's direction.
+macro_rules! by_value {
+    ($query:expr, $numeric:expr, $desc:expr) => {{
+        match ($numeric, $desc) {
+            (true, false) => $query.order((
+                record_values::number.asc(),
+                record_values::record_id.asc(),
+            )),
+            (true, true) => $query.order((
+                record_values::number.desc(),
+                record_values::record_id.desc(),
+            )),
+            (false, false) => {
+                $query.order((record_values::value.asc(), record_values::record_id.asc()))
+            }
+            (false, true) => {
+                $query.order((record_values::value.desc(), record_values::record_id.desc()))
+            }
+        }
+    }};
+}
+
+/// Most record ids one step of a custom sort reads from the field's index.
+const MAX_CANDIDATES: i64 = 8_192;
+
 /// Up to `q.limit + 1` records sorted by a custom field: those with a value in its order (read
 /// from the field's index of values, or numbers, in order), then those without one by id, in
 /// either direction, so that a page costs what the first one costs.
@@ -452,7 +506,9 @@ fn custom_sorted(
     let (want, desc) = (q.limit + 1, q.descending);
     let cmp = if desc { "<" } else { ">" };
     let mut rows = Vec::new();
-    if !q.after.as_ref().is_some_and(|c| c.blank) {
+    let in_values = !q.after.as_ref().is_some_and(|c| c.blank);
+    if in_values && !q.search.trim().is_empty() {
+        // A search selects few records: they are found first, then sorted.
         let joined = records::table
             .inner_join(
                 record_values::table.on(record_values::record_id
@@ -465,47 +521,48 @@ fn custom_sorted(
             query = query.filter(record_values::number.is_not_null());
         }
         if let Some(c) = &q.after {
-            query = if numeric {
-                query.filter(
-                    sql::<Bool>(&format!(
-                        "(record_values.number, record_values.record_id) {cmp} ("
-                    ))
-                    .bind::<Double, _>(number_of(&c.value).unwrap_or_default())
-                    .sql(", ")
-                    .bind::<BigInt, _>(c.id)
-                    .sql(")"),
-                )
-            } else {
-                query.filter(
-                    sql::<Bool>(&format!(
-                        "(record_values.value, record_values.record_id) {cmp} ("
-                    ))
-                    .bind::<Text, _>(c.value.clone())
-                    .sql(", ")
-                    .bind::<BigInt, _>(c.id)
-                    .sql(")"),
-                )
-            };
+            query = values_after!(query, numeric, cmp, &c.value, c.id);
         }
-        query = match (numeric, desc) {
-            (true, false) => {
-                query.order((record_values::number.asc(), record_values::record_id.asc()))
-            }
-            (true, true) => query.order((
-                record_values::number.desc(),
-                record_values::record_id.desc(),
-            )),
-            (false, false) => {
-                query.order((record_values::value.asc(), record_values::record_id.asc()))
-            }
-            (false, true) => {
-                query.order((record_values::value.desc(), record_values::record_id.desc()))
-            }
-        };
-        rows = query
+        rows = by_value!(query, numeric, desc)
             .limit(want)
             .select(RecordRow::as_select())
             .load(conn)?;
+    } else if in_values {
+        // Otherwise the field's index is read in order, a growing step at a time, keeping the
+        // records the filters select: one step for the list as it opens.
+        let mut after = q.after.as_ref().map(|c| (c.value.clone(), c.id));
+        let mut step = want * 2;
+        loop {
+            let mut candidates = record_values::table
+                .filter(record_values::field_id.eq(field_id))
+                .into_boxed();
+            if numeric {
+                candidates = candidates.filter(record_values::number.is_not_null());
+            }
+            if let Some((value, id)) = &after {
+                candidates = values_after!(candidates, numeric, cmp, value, *id);
+            }
+            let found: Vec<(i64, String)> = by_value!(candidates, numeric, desc)
+                .select((record_values::record_id, record_values::value))
+                .limit(step)
+                .load(conn)?;
+            let exhausted = (found.len() as i64) < step;
+            let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
+            let mut selected: HashMap<i64, RecordRow> = filtered(q, postgres)
+                .filter(records::id.eq_any(&ids))
+                .select(RecordRow::as_select())
+                .load(conn)?
+                .into_iter()
+                .map(|r| (r.id, r))
+                .collect();
+            rows.extend(ids.iter().filter_map(|id| selected.remove(id)));
+            if exhausted || rows.len() as i64 >= want {
+                break;
+            }
+            after = found.last().map(|(id, value)| (value.clone(), *id));
+            step = (step * 4).min(MAX_CANDIDATES);
+        }
+        rows.truncate(usize::try_from(want).unwrap_or(0));
     }
     let missing = want - rows.len() as i64;
     if missing > 0 {
