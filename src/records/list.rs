@@ -306,18 +306,25 @@ pub fn count(conn: &mut DbConn, kind: RecordKind) -> QueryResult<Total> {
     count_of(conn, &ListQuery::new(kind))
 }
 
-/// The records `q` selects, counted up to `COUNT_CAP`.
+/// The records `q` selects, counted up to `COUNT_CAP`: first whether there are more than the
+/// cap (the database skips that many index entries and returns one row at most), and only
+/// if not, the exact count. Neither sends thousands of rows to be counted here.
 fn count_of(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
     let postgres = matches!(conn, DbConn::Pg(_));
-    let ids: Vec<i64> = filtered(q, postgres)
+    let beyond_cap: Option<i64> = filtered(q, postgres)
         .select(records::id)
-        .limit(COUNT_CAP + 1)
-        .load(conn)?;
-    let n = ids.len() as i64;
-    Ok(Total {
-        count: n.min(COUNT_CAP),
-        more: n > COUNT_CAP,
-    })
+        .offset(COUNT_CAP)
+        .limit(1)
+        .get_result(conn)
+        .optional()?;
+    if beyond_cap.is_some() {
+        return Ok(Total {
+            count: COUNT_CAP,
+            more: true,
+        });
+    }
+    let count = filtered(q, postgres).count().get_result(conn)?;
+    Ok(Total { count, more: false })
 }
 
 /// One page of records, the total count, and where the next page starts.
@@ -472,10 +479,9 @@ macro_rules! values_after {
 macro_rules! by_value {
     ($query:expr, $numeric:expr, $desc:expr) => {{
         match ($numeric, $desc) {
-            (true, false) => $query.order((
-                record_values::number.asc(),
-                record_values::record_id.asc(),
-            )),
+            (true, false) => {
+                $query.order((record_values::number.asc(), record_values::record_id.asc()))
+            }
             (true, true) => $query.order((
                 record_values::number.desc(),
                 record_values::record_id.desc(),

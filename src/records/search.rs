@@ -191,6 +191,18 @@ pub fn reindex(conn: &mut DbConn, changes: &[(i64, bool, String)]) -> QueryResul
     Ok(())
 }
 
+/// After bulk writes (an import, filling the index): PostgreSQL's GIN index keeps new entries
+/// in a pending list that every search reads through (50 ms a search for one import's worth)
+/// until VACUUM merges it, and autovacuum may be off or late; it is merged here instead.
+pub fn settle(conn: &mut DbConn) -> QueryResult<()> {
+    match conn {
+        DbConn::Pg(c) => {
+            c.batch_execute("SELECT gin_clean_pending_list('record_search_document_idx'::regclass)")
+        }
+        DbConn::Sqlite(_) => Ok(()),
+    }
+}
+
 /// Fills the index for records that have no tokens yet (a database from before it existed),
 /// a few thousand at a time; returns how many records it indexed.
 pub fn fill_missing(conn: &mut DbConn) -> QueryResult<usize> {
@@ -232,7 +244,9 @@ pub fn fill_missing(conn: &mut DbConn) -> QueryResult<usize> {
                 .into_iter()
                 .map(|(id, (_, state))| (id, false, tokens_of(&state)))
                 .collect();
-            reindex(conn, &changes)?;
+            // A savepoint per step, as an import writes its chunks: FTS5 then writes each
+            // step's tokens as a small segment and merges them as it goes.
+            conn.transaction(|conn| reindex(conn, &changes))?;
             done += ids.len();
         }
     });
@@ -241,6 +255,7 @@ pub fn fill_missing(conn: &mut DbConn) -> QueryResult<usize> {
     } else {
         // Without statistics (autovacuum may be off), the planner guesses the index is empty.
         conn.batch_execute("ANALYZE record_search")?;
+        settle(conn)?;
     }
     filled
 }

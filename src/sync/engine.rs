@@ -70,6 +70,7 @@ pub fn execute_in_chunks(
     let reset = import_settings(conn, false);
     let counts = result?;
     reset?;
+    crate::records::search::settle(conn)?;
     Ok(counts)
 }
 
