@@ -45,8 +45,12 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 /// digits both with the country code and without (the national number), so that either way
 /// of typing it matches.
 pub fn tokens_of(state: &RecordState) -> String {
-    let mut tokens: Vec<String> = words(&state.name).chain(words(&state.email)).collect();
-    if let Some(digits) = state.phone.strip_prefix('+') {
+    tokens(&state.name, &state.email, &state.phone)
+}
+
+fn tokens(name: &str, email: &str, phone: &str) -> String {
+    let mut tokens: Vec<String> = words(name).chain(words(email)).collect();
+    if let Some(digits) = phone.strip_prefix('+') {
         if !digits.is_empty() {
             tokens.push(digits.to_string());
         }
@@ -230,24 +234,25 @@ pub fn fill_missing(conn: &mut DbConn) -> QueryResult<usize> {
         let mut after = 0i64;
         let mut done = 0;
         loop {
-            let ids: Vec<i64> = records::table
+            // Only what the tokens are made of, read as a range of ids.
+            let rows: Vec<(i64, String, String, String)> = records::table
                 .filter(records::id.gt(after))
                 .order(records::id.asc())
                 .limit(5_000)
-                .select(records::id)
+                .select((records::id, records::name, records::email, records::phone))
                 .load(conn)?;
-            let Some(&last) = ids.last() else {
+            let Some(&(last, ..)) = rows.last() else {
                 return Ok(done);
             };
             after = last;
-            let changes: Vec<_> = super::writer::load_states(conn, &ids)?
-                .into_iter()
-                .map(|(id, (_, state))| (id, false, tokens_of(&state)))
+            let changes: Vec<_> = rows
+                .iter()
+                .map(|(id, name, email, phone)| (*id, false, tokens(name, email, phone)))
                 .collect();
             // A savepoint per step, as an import writes its chunks: FTS5 then writes each
             // step's tokens as a small segment and merges them as it goes.
             conn.transaction(|conn| reindex(conn, &changes))?;
-            done += ids.len();
+            done += rows.len();
         }
     });
     if sqlite {
