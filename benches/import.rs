@@ -78,24 +78,6 @@ fn write_file(path: &Path, rows: u64, changed: bool) {
     out.flush().expect("flush");
 }
 
-/// Peak resident memory since the last reset, in MB (Linux).
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 struct Phase {
     label: &'static str,
     seconds: f64,
@@ -103,13 +85,13 @@ struct Phase {
 }
 
 fn measure(label: &'static str, f: impl FnOnce()) -> Phase {
-    reset_peak_rss();
+    common::reset_peak_rss();
     let start = Instant::now();
     f();
     Phase {
         label,
         seconds: start.elapsed().as_secs_f64(),
-        rss_mb: peak_rss_mb(),
+        rss_mb: common::peak_rss_mb(),
     }
 }
 

@@ -155,10 +155,10 @@ fn main() {
     let mut body = res.body_mut().with_config().limit(u64::MAX).reader();
     let bytes = std::io::copy(&mut body, &mut std::io::sink()).expect("export body");
     println!(
-        "\nlist export of every contact: {:.1} MB in {:.1?}; peak RSS of the process {} MB",
+        "\nlist export of every contact: {:.1} MB in {:.1?}; peak RSS of the process {:.0} MB",
         bytes as f64 / 1e6,
         started.elapsed(),
-        peak_rss_mb()
+        common::peak_rss_mb()
     );
 }
 
@@ -268,17 +268,6 @@ fn load(url: &str, cookie: &str, clients: usize, length: Duration) -> LoadResult
         p99: at(0.99),
         errors,
     }
-}
-
-fn peak_rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
 }
 
 fn values(names: &[&str]) -> String {

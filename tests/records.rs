@@ -478,6 +478,28 @@ async fn next_page_link_over_the_page_size() {
     assert!(!second.body.contains("id=\"next-page\""));
 }
 
+/// Every contact's name, sorted by `key`, read two to a page through the keyset cursors.
+fn names_sorted_by(
+    conn: &mut syncdesk::db::DbConn,
+    defs: &[syncdesk::fields::model::FieldDef],
+    key: &str,
+    descending: bool,
+) -> Vec<String> {
+    let mut q = ListQuery::new(RecordKind::Contact);
+    q.sort = list::SortKey::parse(key, defs);
+    q.descending = descending;
+    q.limit = 2;
+    let mut seen = Vec::new();
+    loop {
+        let page = list::page(conn, &q, &[]).expect("page");
+        seen.extend(page.rows.iter().map(|r| r.record.name.clone()));
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => return seen,
+        }
+    }
+}
+
 #[actix_web::test]
 async fn sorting_by_a_custom_field_pages_through_it() {
     let app = spawn().await;
@@ -488,19 +510,7 @@ async fn sorting_by_a_custom_field_pages_through_it() {
     let mut conn = app.state.pool.get().expect("connection");
     let defs = fields::list(&mut conn, RecordKind::Contact, false).expect("defs");
     for descending in [false, true] {
-        let mut q = ListQuery::new(RecordKind::Contact);
-        q.sort = list::SortKey::parse("rank", &defs);
-        q.descending = descending;
-        q.limit = 2;
-        let mut seen = Vec::new();
-        loop {
-            let page = list::page(&mut conn, &q, &[]).expect("page");
-            seen.extend(page.rows.iter().map(|r| r.record.name.clone()));
-            match page.next {
-                Some(next) => q.after = Some(next),
-                None => break,
-            }
-        }
+        let seen = names_sorted_by(&mut conn, &defs, "rank", descending);
         // By value, ties by creation order (reversed when descending); blanks last both ways.
         let expected = if descending {
             ["A", "D", "E", "B", "C"]
@@ -546,19 +556,7 @@ async fn a_number_field_sorts_by_value_both_ways_and_pages_through_it() {
     let mut conn = app.state.pool.get().expect("connection");
     let defs = fields::list(&mut conn, RecordKind::Contact, false).expect("defs");
     for descending in [false, true] {
-        let mut q = ListQuery::new(RecordKind::Contact);
-        q.sort = list::SortKey::parse("deal", &defs);
-        q.descending = descending;
-        q.limit = 2;
-        let mut seen = Vec::new();
-        loop {
-            let page = list::page(&mut conn, &q, &[]).expect("page");
-            seen.extend(page.rows.iter().map(|r| r.record.name.clone()));
-            match page.next {
-                Some(next) => q.after = Some(next),
-                None => break,
-            }
-        }
+        let seen = names_sorted_by(&mut conn, &defs, "deal", descending);
         // Blanks last both ways.
         let mut expected = vec!["H", "C", "B", "A", "F", "I", "D", "E"];
         if descending {

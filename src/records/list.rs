@@ -266,6 +266,7 @@ macro_rules! with_filters {
     }};
 }
 
+/// The records `q` selects, unsorted.
 fn filtered(q: &ListQuery, postgres: bool) -> BoxedRecords<'static> {
     with_filters!(records::table.into_boxed(), q, postgres)
 }

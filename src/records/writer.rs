@@ -7,7 +7,7 @@
 //! `apply` writes the history rows and the outbound change feed's entries (`outbox`) in the
 //! same transaction as the change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -215,12 +215,6 @@ impl Catalog {
 
     fn fields_of(&self, kind: RecordKind) -> impl Iterator<Item = &FieldDef> {
         self.fields.iter().filter(move |f| f.kind == kind.as_str())
-    }
-
-    fn is_number(&self, field_id: i64) -> bool {
-        self.fields
-            .iter()
-            .any(|f| f.id == field_id && f.ftype() == FieldType::Number)
     }
 
     pub fn source_name(&self, id: i64) -> String {
@@ -557,13 +551,19 @@ pub fn apply(
             .execute(conn)?;
         }
     }
+    let number_fields: HashSet<i64> = catalog
+        .fields
+        .iter()
+        .filter(|f| f.ftype() == FieldType::Number)
+        .map(|f| f.id)
+        .collect();
     let values: Vec<NewValue> = value_inserts
         .into_iter()
         .map(|((record_id, field_id), value)| NewValue {
             record_id,
             field_id,
             value,
-            number: if catalog.is_number(field_id) {
+            number: if number_fields.contains(&field_id) {
                 value.trim().parse::<f64>().ok().filter(|n| n.is_finite())
             } else {
                 None
