@@ -99,6 +99,7 @@ fn main() {
         value: middle.0,
         id: middle.1,
         blank: false,
+        rest: false,
     }
     .encode();
     drop(conn);

@@ -1049,3 +1049,44 @@ async fn search_finds_prefixes_words_accents_and_phones_as_typed() {
     );
     assert_eq!(search(&mut conn, "smyth"), 1);
 }
+
+#[actix_web::test]
+async fn a_search_lists_name_matches_before_email_and_phone_matches() {
+    let app = spawn().await;
+    create_contact(&app, &[("name", "Zed Smith")]);
+    create_contact(
+        &app,
+        &[("name", "Abe Jones"), ("email", "smith.team@example.org")],
+    );
+    create_contact(&app, &[("name", "Cara Smithers")]);
+    create_contact(
+        &app,
+        &[("name", "Bea Brown"), ("email", "smithy@example.org")],
+    );
+    create_contact(&app, &[("name", "Dan Green")]);
+    let mut conn = app.state.pool.get().expect("connection");
+
+    // Name matches first, then email matches, each by name; the same a row at a time.
+    let expected = ["Cara Smithers", "Zed Smith", "Abe Jones", "Bea Brown"];
+    for (limit, descending) in [(50, false), (1, false), (2, false), (3, false), (1, true)] {
+        let mut q = ListQuery::new(RecordKind::Contact);
+        q.search = "smith".into();
+        q.limit = limit;
+        q.descending = descending;
+        let mut names = Vec::new();
+        loop {
+            let page = list::page(&mut conn, &q, &[]).expect("page");
+            assert_eq!(page.total.count, 4);
+            names.extend(page.rows.iter().map(|r| r.record.name.clone()));
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => break,
+            }
+        }
+        let mut want: Vec<&str> = expected.to_vec();
+        if descending {
+            want = vec!["Zed Smith", "Cara Smithers", "Bea Brown", "Abe Jones"];
+        }
+        assert_eq!(names, want, "limit {limit}, descending {descending}");
+    }
+}

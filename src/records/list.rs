@@ -11,7 +11,7 @@ use diesel::sql_types::{BigInt, Bool, Double, Text};
 use serde::{Deserialize, Serialize};
 
 use super::model::RecordRow;
-use super::search;
+use super::search::{self, Scope};
 use super::service::escape_like;
 use crate::db::DbConn;
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
@@ -107,6 +107,9 @@ pub struct Cursor {
     /// Sorted by a custom field: the last row had no value (blanks come after the values).
     #[serde(default)]
     pub blank: bool,
+    /// Searching: the last row was found by email or phone (those follow the name matches).
+    #[serde(default)]
+    pub rest: bool,
 }
 
 impl Cursor {
@@ -208,10 +211,10 @@ pub struct Page {
 
 /// The filters, without sort or position, applied to a query over `records` (alone or
 /// joined with a custom field's values): shared by the page, its count and the custom sorts.
-/// `postgres`: the search index is each backend's own.
+/// `postgres`: the search index is each backend's own; `scope`: which of the search's matches.
 macro_rules! with_filters {
-    ($query:expr, $q:expr, $postgres:expr) => {{
-        let (q, postgres) = ($q, $postgres);
+    ($query:expr, $q:expr, $postgres:expr, $scope:expr) => {{
+        let (q, postgres, scope) = ($q, $postgres, $scope);
         let mut query = $query
             .filter(records::kind.eq(q.kind.as_str()))
             .filter(records::archived.eq(q.archived));
@@ -223,7 +226,7 @@ macro_rules! with_filters {
                 query.filter(records::id.lt(0))
             } else {
                 // Every term is the prefix of one of the record's tokens.
-                query.filter(search::matches_sql(postgres, &terms))
+                query.filter(search::matches_sql(postgres, &terms, scope))
             };
         }
         query = match q.owner {
@@ -267,8 +270,8 @@ macro_rules! with_filters {
 }
 
 /// The records `q` selects, unsorted.
-fn filtered(q: &ListQuery, postgres: bool) -> BoxedRecords<'static> {
-    with_filters!(records::table.into_boxed(), q, postgres)
+fn filtered(q: &ListQuery, postgres: bool, scope: Scope) -> BoxedRecords<'static> {
+    with_filters!(records::table.into_boxed(), q, postgres, scope)
 }
 
 /// Rows after (value, id) in the sort order, as one row-value comparison: both databases read
@@ -312,7 +315,7 @@ pub fn count(conn: &mut DbConn, kind: RecordKind) -> QueryResult<Total> {
 /// if not, the exact count. Neither sends thousands of rows to be counted here.
 fn count_of(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
     let postgres = matches!(conn, DbConn::Pg(_));
-    let beyond_cap: Option<i64> = filtered(q, postgres)
+    let beyond_cap: Option<i64> = filtered(q, postgres, Scope::All)
         .select(records::id)
         .offset(COUNT_CAP)
         .limit(1)
@@ -324,19 +327,46 @@ fn count_of(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
             more: true,
         });
     }
-    let count = filtered(q, postgres).count().get_result(conn)?;
+    let count = filtered(q, postgres, Scope::All).count().get_result(conn)?;
     Ok(Total { count, more: false })
 }
 
-/// One page of records, the total count, and where the next page starts.
+/// One page of records, the total count, and where the next page starts. A search lists the
+/// records whose name matches first, then those found by email or phone, each in the sort
+/// order.
 pub fn page(conn: &mut DbConn, q: &ListQuery, custom_columns: &[FieldDef]) -> QueryResult<Page> {
     let total = if q.count {
         count_of(conn, q)?
     } else {
         Total::default()
     };
+    if q.search.trim().is_empty() {
+        let rows = sorted(conn, q, Scope::All)?;
+        return finish_page(conn, q, custom_columns, total, rows, 0);
+    }
+    if q.after.as_ref().is_some_and(|c| c.rest) {
+        let rows = sorted(conn, q, Scope::NotName)?;
+        return finish_page(conn, q, custom_columns, total, rows, 0);
+    }
+    let mut rows = sorted(conn, q, Scope::Name)?;
+    let by_name = rows.len();
+    if by_name as i64 <= q.limit {
+        // The name matches end on this page: the others follow from their start.
+        let rest = ListQuery {
+            after: None,
+            limit: q.limit - by_name as i64,
+            ..q.clone()
+        };
+        rows.extend(sorted(conn, &rest, Scope::NotName)?);
+    }
+    finish_page(conn, q, custom_columns, total, rows, by_name)
+}
+
+/// Up to `q.limit + 1` records within `scope` of the search, in the sort order, after the
+/// cursor.
+fn sorted(conn: &mut DbConn, q: &ListQuery, scope: Scope) -> QueryResult<Vec<RecordRow>> {
     let desc = q.descending;
-    let base = filtered(q, matches!(conn, DbConn::Pg(_)));
+    let base = filtered(q, matches!(conn, DbConn::Pg(_)), scope);
     let query = match (&q.sort, &q.after) {
         (SortKey::Name, None) => ordered!(base, records::name_norm, desc),
         (SortKey::Email, None) => ordered!(base, records::email_norm, desc),
@@ -387,27 +417,26 @@ pub fn page(conn: &mut DbConn, q: &ListQuery, custom_columns: &[FieldDef]) -> Qu
                 field_id, numeric, ..
             },
             _,
-        ) => {
-            let rows = custom_sorted(conn, q, *field_id, *numeric)?;
-            return finish_page(conn, q, custom_columns, total, rows);
-        }
+        ) => return custom_sorted(conn, q, *field_id, *numeric, scope),
     };
-    let rows: Vec<RecordRow> = query
+    query
         .limit(q.limit + 1)
         .select(RecordRow::as_select())
-        .load(conn)?;
-    finish_page(conn, q, custom_columns, total, rows)
+        .load(conn)
 }
 
 /// The page of the first `q.limit` of `rows` (one more is read to know there is a next page)
-/// with their custom values, and the cursor of the next page.
+/// with their custom values, and the cursor of the next page. The first `by_name` rows are a
+/// search's name matches; the rest were found by email or phone.
 fn finish_page(
     conn: &mut DbConn,
     q: &ListQuery,
     custom_columns: &[FieldDef],
     total: Total,
     mut rows: Vec<RecordRow>,
+    by_name: usize,
 ) -> QueryResult<Page> {
+    let searching = !q.search.trim().is_empty();
     let has_more = rows.len() as i64 > q.limit;
     rows.truncate(usize::try_from(q.limit).unwrap_or(0));
 
@@ -424,6 +453,7 @@ fn finish_page(
                 value,
                 id: last.id,
                 blank,
+                rest: searching && rows.len() > by_name,
             }
         })
     } else {
@@ -508,6 +538,7 @@ fn custom_sorted(
     q: &ListQuery,
     field_id: i64,
     numeric: bool,
+    scope: Scope,
 ) -> QueryResult<Vec<RecordRow>> {
     let postgres = matches!(conn, DbConn::Pg(_));
     let (want, desc) = (q.limit + 1, q.descending);
@@ -523,7 +554,7 @@ fn custom_sorted(
                     .and(record_values::field_id.eq(field_id))),
             )
             .into_boxed();
-        let mut query = with_filters!(joined, q, postgres);
+        let mut query = with_filters!(joined, q, postgres, scope);
         if numeric {
             query = query.filter(record_values::number.is_not_null());
         }
@@ -555,7 +586,7 @@ fn custom_sorted(
                 .load(conn)?;
             let exhausted = (found.len() as i64) < step;
             let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
-            let mut selected: HashMap<i64, RecordRow> = filtered(q, postgres)
+            let mut selected: HashMap<i64, RecordRow> = filtered(q, postgres, scope)
                 .filter(records::id.eq_any(&ids))
                 .select(RecordRow::as_select())
                 .load(conn)?
@@ -574,7 +605,7 @@ fn custom_sorted(
     let missing = want - rows.len() as i64;
     if missing > 0 {
         // `field_id` is an integer from the field definitions, never user text.
-        let mut blanks = filtered(q, postgres).filter(sql::<Bool>(&format!(
+        let mut blanks = filtered(q, postgres, scope).filter(sql::<Bool>(&format!(
             "NOT EXISTS (SELECT 1 FROM record_values rv WHERE rv.record_id = records.id \
              AND rv.field_id = {field_id}{})",
             if numeric {

@@ -667,7 +667,7 @@ fn delete_values_pg(pg: &mut diesel::PgConnection, pairs: &[(i64, i64)]) -> Quer
 
 /// The search tokens of the records of a batch whose name, email or phone it set or changed
 /// (a record edited twice counts once): (record id, whether it had tokens, its tokens now).
-fn search_changes(edits: &[Edit], written: &[Written]) -> Vec<(i64, bool, String)> {
+fn search_changes(edits: &[Edit], written: &[Written]) -> Vec<(i64, bool, search::Tokens)> {
     let mut last: BTreeMap<i64, (&RecordState, bool)> = BTreeMap::new();
     for (edit, w) in edits.iter().zip(written) {
         let (before, after) = (&edit.before, &edit.after);

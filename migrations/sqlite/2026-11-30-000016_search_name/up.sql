@@ -1,0 +1,11 @@
+-- Name words get a column of their own, so that a search can list the records whose name
+-- matches before those found by email or phone. The index is refilled at the next start.
+DROP TABLE record_search;
+CREATE VIRTUAL TABLE record_search USING fts5(
+    name,
+    other,
+    content = '',
+    contentless_delete = 1,
+    tokenize = 'unicode61 remove_diacritics 2',
+    prefix = '2 3'
+);
