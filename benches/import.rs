@@ -212,6 +212,8 @@ fn main() {
             name: "Bench CRM".into(),
             kind: RecordKind::Contact,
             id_column: "external_id".into(),
+            match_by: Vec::new(),
+            country: String::new(),
             full_mode: false,
         },
     )

@@ -109,8 +109,20 @@ pub enum SourceCommand {
         name: String,
         #[arg(long, value_parser = ["contact", "company"])]
         kind: String,
+        /// The column carrying the external system's id.
+        #[arg(long, required_unless_present = "match_by")]
+        id_column: Option<String>,
+        /// For files without an id column: the fields whose values identify a row
+        /// (email, phone, name,email).
+        #[arg(long, conflicts_with = "id_column", value_delimiter = ',')]
+        match_by: Vec<String>,
+        /// Country of phone numbers written without one (two letters, such as FR).
         #[arg(long)]
-        id_column: String,
+        country: Option<String>,
+        /// Propose the mapping from this file's header and first rows (printed column by
+        /// column); --map lines are added to it and win for their columns.
+        #[arg(long)]
+        propose_from: Option<PathBuf>,
         #[arg(long, default_value = "full", value_parser = ["full", "delta"])]
         mode: String,
         #[arg(long = "map")]
@@ -281,6 +293,9 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
             name,
             kind,
             id_column,
+            match_by,
+            country,
+            propose_from,
             mode,
             maps,
             on_invalid,
@@ -288,13 +303,44 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
             let on_invalid = OnInvalid::parse(&on_invalid).ok_or_else(|| {
                 CliError::Input(format!("'{on_invalid}' is not skip_field or reject_row"))
             })?;
-            let lines = maps
+            let mut lines = maps
                 .iter()
                 .map(|m| sources::parse_map_arg(m))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(CliError::Input)?;
             let kind = RecordKind::parse(&kind)
                 .ok_or_else(|| CliError::Input(format!("'{kind}' is not a record kind")))?;
+            let id_column = id_column.unwrap_or_default();
+            if let Some(file) = propose_from {
+                let proposed = propose_for_file(&mut conn, &file, kind, &id_column)?;
+                for line in proposed {
+                    let field = line.field_key.clone();
+                    println!(
+                        "{:<40} -> {:<20} {}{}",
+                        line.column,
+                        field.as_deref().unwrap_or("(not mapped)"),
+                        line.why,
+                        if line.sample.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (e.g. {})", line.sample)
+                        }
+                    );
+                    let overridden = lines.iter().any(|l| {
+                        crate::sources::model::same_column(&l.column_name, &line.column)
+                            || Some(&l.field_key) == field.as_ref()
+                    });
+                    if let (Some(field_key), false) = (field, overridden) {
+                        lines.push(crate::sources::model::MappingInput {
+                            column_name: line.column,
+                            field_key,
+                            to_record: crate::rules::Rule::Always,
+                            to_source: crate::rules::Rule::Never,
+                            blanks_clear: false,
+                        });
+                    }
+                }
+            }
             let created =
                 crate::db::write_tx(&mut conn, |conn| -> Result<_, sources::SourceError> {
                     let source = sources::create(
@@ -303,7 +349,9 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
                             name,
                             kind,
                             id_column,
+                            match_by,
                             full_mode: mode == "full",
+                            country: country.unwrap_or_default(),
                         },
                     )?;
                     let mapping = sources::set_mapping(conn, source.id, &lines)?;
@@ -312,8 +360,8 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
                 })
                 .map_err(|e| CliError::Input(e.to_string()))?;
             println!(
-                "Created source {} (#{}, {} records, id column '{}', {} mode, invalid values: {}) with {} mapped column(s).",
-                created.0.name, created.0.id, created.0.kind, created.0.id_column, created.0.mode,
+                "Created source {} (#{}, {} records, {}, {} mode, invalid values: {}) with {} mapped column(s).",
+                created.0.name, created.0.id, created.0.kind, created.0.key_description(), created.0.mode,
                 created.0.on_invalid().describe(), created.1.len()
             );
         }
@@ -376,13 +424,13 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
             }
             for source in all {
                 println!(
-                    "#{} {} ({}, {}, {} mode, id column '{}')",
+                    "#{} {} ({}, {}, {} mode, {})",
                     source.id,
                     source.name,
                     source.kind,
                     source.status,
                     source.mode,
-                    source.id_column
+                    source.key_description()
                 );
                 for m in sources::mapping(&mut conn, source.id).map_err(crate::db::DbError::from)? {
                     let clear = if m.blanks_clear { ", blanks clear" } else { "" };
@@ -764,4 +812,21 @@ fn read_password() -> Result<String, CliError> {
         ));
     }
     Ok(password)
+}
+
+/// The mapping proposal for a file's header and first rows, as the mapping page shows it.
+fn propose_for_file(
+    conn: &mut crate::db::DbConn,
+    file: &std::path::Path,
+    kind: RecordKind,
+    id_column: &str,
+) -> Result<Vec<crate::sources::propose::ProposedLine>, CliError> {
+    use crate::sync::csvfile;
+    let unreadable = |e: csvfile::FileError| CliError::Input(format!("{}: {e}", file.display()));
+    let format = csvfile::sniff_file(file).map_err(unreadable)?;
+    let (headers, rows) = csvfile::preview(file, format, 20).map_err(unreadable)?;
+    let defs = crate::fields::service::list(conn, kind, false).map_err(crate::db::DbError::from)?;
+    Ok(crate::sources::propose::propose(
+        &headers, &rows, id_column, &defs,
+    ))
 }

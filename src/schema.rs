@@ -61,6 +61,8 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         on_invalid -> Text,
+        match_by -> Text,
+        country -> Text,
     }
 }
 

@@ -27,6 +27,8 @@ fn source(state: &syncdesk::AppState, name: &str, to_source: Rule) -> Source {
             name: name.into(),
             kind: RecordKind::Contact,
             id_column: "External Id".into(),
+            match_by: Vec::new(),
+            country: String::new(),
             full_mode: false,
         },
     )

@@ -38,6 +38,8 @@ async fn console_writes_succeed_while_an_import_runs() {
                 name: "CRM".into(),
                 kind: RecordKind::Contact,
                 id_column: "id".into(),
+                match_by: Vec::new(),
+                country: String::new(),
                 full_mode: false,
             },
         )

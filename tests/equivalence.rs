@@ -909,6 +909,8 @@ impl World {
                     name: name.into(),
                     kind: RecordKind::Contact,
                     id_column: "External Id".into(),
+                    match_by: Vec::new(),
+                    country: String::new(),
                     full_mode: false,
                 },
             )

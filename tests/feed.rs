@@ -59,6 +59,8 @@ impl Env {
                 name: "CRM".into(),
                 kind: RecordKind::Contact,
                 id_column: "id".into(),
+                match_by: Vec::new(),
+                country: String::new(),
                 full_mode: false,
             },
         )

@@ -46,6 +46,8 @@ impl Env {
                 name: name.into(),
                 kind: RecordKind::Contact,
                 id_column: "External Id".into(),
+                match_by: Vec::new(),
+                country: String::new(),
                 full_mode: full,
             },
         )
@@ -592,7 +594,7 @@ fn bad_files_are_explained_and_lose_nothing() {
             .expect("find")
             .expect("dee")
             .name,
-        "Dee\nSecond line"
+        "Dee Second line"
     );
 
     // Windows-1252, semicolons and a BOM are read as such.
@@ -674,7 +676,7 @@ fn an_invalid_value_skips_the_field_and_keeps_the_row() {
 fn dry_run_writes_nothing_and_its_plan_applies() {
     let env = Env::new();
     let sync = env.standard_source();
-    let ann = env.contact("Ann  Lee", "ann@example.org", "");
+    let ann = env.contact("ann lee", "ann@example.org", "");
     let file = "External Id,Name,Email,Phone\n1,Ann Lee,ann@example.org,\n2,Bob,bob@example.org,\n";
     let history_before: i64 = record_history::table
         .count()
@@ -686,7 +688,7 @@ fn dry_run_writes_nothing_and_its_plan_applies() {
         rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(),
         ["converted", "created"]
     );
-    assert_eq!(rows[0].changes_text(), "name: Ann  Lee → Ann Lee");
+    assert_eq!(rows[0].changes_text(), "name: ann lee → Ann Lee");
     // Nothing written: no record, no link, no owner, no value, no history.
     assert_eq!(env.record_count(), 1);
     assert_eq!(
@@ -705,7 +707,7 @@ fn dry_run_writes_nothing_and_its_plan_applies() {
             .expect("find")
             .expect("ann")
             .name,
-        "Ann  Lee"
+        "ann lee"
     );
     let history_after: i64 = record_history::table
         .count()
@@ -1165,7 +1167,7 @@ async fn console_flow_from_source_to_undo() {
         .await;
     proposal
         .assert_status(200)
-        .assert_contains("3 of 5 columns matched")
+        .assert_contains("3 of 5 lines map to a field")
         .assert_contains("value=\"E-mail\"");
     admin
         .post(
@@ -1289,7 +1291,7 @@ async fn console_flow_from_source_to_undo() {
     editor
         .get(&preview_url)
         .await
-        .assert_contains("has no 'External Id' column");
+        .assert_contains("has no column &#39;External Id&#39;");
     let sha = preview_url
         .split('/')
         .nth(4)
@@ -1913,4 +1915,203 @@ fn an_unreadable_report_stops_the_undo() {
         .load(&mut env.conn())
         .expect("emails");
     assert_eq!(emails, ["ann@new.example.org"], "nothing was half-undone");
+}
+
+/// A Google Contacts export: UTF-8 with a BOM, accents, a multi-line note, empty cells.
+const GOOGLE_EXPORT: &str = "\u{feff}Name,Given Name,Additional Name,Family Name,Nickname,Notes,E-mail 1 - Type,E-mail 1 - Value,Phone 1 - Type,Phone 1 - Value,Organization 1 - Name,Organization 1 - Title\r\n\
+Zoé Lefèvre,Zoé,,Lefèvre,,\"Met at the fair.\r\nCall back in May\",* Home,zoe.lefevre@example.fr,Mobile,06 12 34 56 78,Atelier Lumière,Owner\r\n\
+bartholomew   QUILL,bartholomew,,QUILL,,,* Work,Bart@Quill.example,,,,\r\n\
+Ann Lee,Ann,,Lee,,,,ann@lee.example,Work,+44 20 7946 0101,,\r\n\
+No Mail,No,,Mail,,,,,,,,\r\n";
+
+fn contact_source(env: &Env, name: &str, match_by: &[&str], country: &str) -> Source {
+    sources::create(
+        &mut env.conn(),
+        &SourceInput {
+            name: name.into(),
+            kind: RecordKind::Contact,
+            id_column: String::new(),
+            match_by: match_by.iter().map(|k| k.to_string()).collect(),
+            full_mode: false,
+            country: country.into(),
+        },
+    )
+    .expect("source")
+}
+
+/// Maps what the proposal for `csv` maps, and returns (column, field) of those lines.
+fn map_as_proposed(env: &Env, source: &Source, csv: &[u8]) -> Vec<(String, String)> {
+    let format = syncdesk::sync::csvfile::detect(csv);
+    let path = env.state.config.data_dir.join("sample.csv");
+    std::fs::write(&path, csv).expect("sample");
+    let (headers, rows) = syncdesk::sync::csvfile::preview(&path, format, 20).expect("preview");
+    let mut conn = env.conn();
+    let defs =
+        syncdesk::fields::service::list(&mut conn, RecordKind::Contact, false).expect("defs");
+    let proposed = syncdesk::sources::propose::propose(&headers, &rows, "", &defs);
+    let lines: Vec<MappingInput> = proposed
+        .iter()
+        .filter_map(|l| {
+            Some(MappingInput {
+                column_name: l.column.clone(),
+                field_key: l.field_key.clone()?,
+                to_record: Rule::Always,
+                to_source: Rule::Never,
+                blanks_clear: false,
+            })
+        })
+        .collect();
+    sources::set_mapping(&mut conn, source.id, &lines).expect("mapping");
+    // Every unmapped column says why.
+    assert!(proposed.iter().all(|l| !l.why.is_empty()), "{proposed:?}");
+    lines
+        .into_iter()
+        .map(|l| (l.column_name, l.field_key))
+        .collect()
+}
+
+/// A file without an id column, matched by email: the proposal maps Google's headers, the
+/// email both keys the row and fills the field, phones in the source's country are read as
+/// such, names lose their inner runs of spaces, and a second import changes nothing.
+#[core::prelude::v1::test]
+fn an_address_book_export_is_matched_by_email_with_a_proposed_mapping() {
+    let env = Env::new();
+    let google = contact_source(&env, "Google", &["email"], "FR");
+    assert_eq!(google.key_description(), "matched by email");
+    let mapped = map_as_proposed(&env, &google, GOOGLE_EXPORT.as_bytes());
+    assert_eq!(
+        mapped,
+        [
+            ("Name".to_string(), "name".to_string()),
+            ("E-mail 1 - Value".into(), "email".into()),
+            ("Phone 1 - Value".into(), "phone".into()),
+        ]
+    );
+
+    let run = env.import(&google, GOOGLE_EXPORT, false);
+    let rows = env.rows(run);
+    let outcomes: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.outcome.as_str(), r.external_id.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("created", "zoe.lefevre@example.fr"),
+            ("created", "bart@quill.example"),
+            ("created", "ann@lee.example"),
+            ("error", ""),
+        ],
+        "{rows:?}"
+    );
+    assert!(
+        rows[3]
+            .reason
+            .contains("no valid email to match the row by (this source matches rows by email)"),
+        "{}",
+        rows[3].reason
+    );
+    let zoe = rows[0].record_id.expect("record");
+    let (owner, _, links, email, phone, _) = env.state_of(zoe);
+    assert_eq!(owner, "Google");
+    assert_eq!(links, ["Google:zoe.lefevre@example.fr"]);
+    assert_eq!(email, "zoe.lefevre@example.fr");
+    assert_eq!(phone, "+33612345678", "a French number in a French source");
+    let bart = records::find(&mut env.conn(), rows[1].record_id.expect("record"))
+        .expect("find")
+        .expect("record");
+    assert_eq!(bart.name, "bartholomew QUILL");
+
+    let again = env.import(&google, GOOGLE_EXPORT, false);
+    let outcomes: Vec<&str> = env
+        .rows(again)
+        .iter()
+        .map(|r| r.outcome.as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(outcomes, ["unchanged", "unchanged", "unchanged", "error"]);
+    assert_eq!(env.record_count(), 3);
+}
+
+/// An Outlook export in Windows-1252 has no full-name column: the proposal builds the name
+/// from first, middle and last names, and its business phone is preferred.
+#[core::prelude::v1::test]
+fn an_outlook_export_gets_its_name_built_from_its_parts() {
+    let env = Env::new();
+    let outlook = contact_source(&env, "Outlook", &["email"], "FR");
+    let text =
+        "First Name,Middle Name,Last Name,Company,E-mail Address,Business Phone,Mobile Phone\r\n\
+Zoé,,Lefèvre,Atelier Lumière,zoe.lefevre@example.fr,01 23 45 67 89,06 12 34 56 78\r\n\
+Jean,Luc,Picard,,jl@enterprise.example,,\r\n";
+    let (cp1252, _, _) = encoding_rs::WINDOWS_1252.encode(text);
+    let mapped = map_as_proposed(&env, &outlook, &cp1252);
+    assert_eq!(
+        mapped,
+        [
+            (
+                "{First Name} {Middle Name} {Last Name}".to_string(),
+                "name".to_string()
+            ),
+            ("E-mail Address".into(), "email".into()),
+            ("Business Phone".into(), "phone".into()),
+        ]
+    );
+    let sha = jobs::store_file(&env.state.config.data_dir, &cp1252[..], 1 << 20).expect("store");
+    jobs::enqueue(
+        &mut env.conn(),
+        &NewRun {
+            source: &outlook,
+            file_name: "outlook.csv",
+            sha256: &sha,
+            format: syncdesk::sync::csvfile::detect(&cp1252),
+            dry_run: false,
+            plan_of: None,
+            flag_confirmed: false,
+            user_id: None,
+            user_label: "test",
+        },
+    )
+    .expect("enqueue");
+    jobs::run_queued(&env.state.pool, &env.state.config.data_dir, au()).expect("run");
+    let names: Vec<String> = records_t::table
+        .order(records_t::id.asc())
+        .select(records_t::name)
+        .load(&mut env.conn())
+        .expect("names");
+    assert_eq!(names, ["Zoé Lefèvre", "Jean Luc Picard"]);
+}
+
+/// The command line proposes the mapping from a file, column by column, and uses it.
+#[core::prelude::v1::test]
+fn the_command_line_proposes_a_mapping_from_a_file() {
+    let env = Env::new();
+    let file = env.state.config.data_dir.join("google.csv");
+    std::fs::write(&file, GOOGLE_EXPORT).expect("file");
+    let (ok, out) = env.cli(&[
+        "source",
+        "add",
+        "Google",
+        "--kind",
+        "contact",
+        "--match-by",
+        "email",
+        "--country",
+        "FR",
+        "--propose-from",
+        &file.to_string_lossy(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("E-mail 1 - Value"), "{out}");
+    assert!(out.contains("matched by email"), "{out}");
+    assert!(out.contains("with 3 mapped column(s)"), "{out}");
+    let (ok, out) = env.cli(&[
+        "source",
+        "add",
+        "Bad",
+        "--kind",
+        "contact",
+        "--match-by",
+        "shoe size",
+    ]);
+    assert!(!ok);
+    assert!(out.contains("'shoe size' is not a contact field"), "{out}");
 }

@@ -651,6 +651,8 @@ fn import_source(pool: &DbPool) -> Source {
             name: "Books".into(),
             kind: RecordKind::Contact,
             id_column: "External Id".into(),
+            match_by: Vec::new(),
+            country: String::new(),
             full_mode: false,
         },
     )

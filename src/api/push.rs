@@ -120,7 +120,11 @@ pub fn to_csv(
             request.rows.len()
         )));
     }
-    let mut columns = vec![source.id_column.clone()];
+    // A source matching by fields has no id column: its mapped columns carry the key.
+    let mut columns: Vec<String> = Some(source.id_column.clone())
+        .filter(|c| !c.is_empty())
+        .into_iter()
+        .collect();
     columns.extend(
         mapped
             .iter()

@@ -256,7 +256,7 @@ impl From<PushError> for ApiError {
             PushError::Busy(m) => ApiError::new(StatusCode::CONFLICT, m),
             PushError::Import(
                 i @ (crate::sync::engine::ImportError::Refused(_)
-                | crate::sync::engine::ImportError::MissingIdColumn { .. }),
+                | crate::sync::engine::ImportError::NoKey(_)),
             ) => ApiError::unprocessable(i.to_string()),
             PushError::Import(i) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, i.to_string()),
             PushError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),

@@ -87,8 +87,12 @@ pub fn normalize(
 
 /// `normalize` for a field definition, with the field's label at the start of the message.
 pub fn normalize_for(def: &FieldDef, raw: &str, country: PhoneCountry) -> Result<String, String> {
-    let value = normalize(def.ftype(), &def.option_list(), raw, country)
+    let mut value = normalize(def.ftype(), &def.option_list(), raw, country)
         .map_err(|message| format!("{}: {message}", def.label))?;
+    if def.builtin && def.key == "name" {
+        // "bartholomew   QUILL" from a file or a form is one name with one space.
+        value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
     if value.is_empty() && def.required() {
         return Err(format!("{}: is required", def.label));
     }

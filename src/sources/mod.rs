@@ -1,5 +1,6 @@
 //! External systems: name, record kind, id column, mode, status, and the field mapping.
 
 pub mod model;
+pub mod propose;
 pub mod routes;
 pub mod service;

@@ -2,6 +2,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::fields::model::RecordKind;
+use crate::fields::validate::PhoneCountry;
 use crate::rules::{FieldRule, Rule};
 use crate::schema::{source_fields, sources};
 
@@ -18,6 +19,11 @@ pub struct Source {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub on_invalid: String,
+    /// Field keys, comma-separated, that identify a row when the files have no id column
+    /// ("email", "name,email"); empty when `id_column` does.
+    pub match_by: String,
+    /// The country of phone numbers written without one (ISO code); empty: the console's.
+    pub country: String,
 }
 
 /// What an import does with a row that has an invalid value in one field.
@@ -66,6 +72,154 @@ impl Source {
 
     pub fn full_mode(&self) -> bool {
         self.mode == "full"
+    }
+
+    /// The fields that identify a row, when the source has no id column.
+    pub fn match_fields(&self) -> Vec<String> {
+        self.match_by
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// How rows find their records, in words: "id column External Id", "matched by email".
+    pub fn key_description(&self) -> String {
+        let fields = self.match_fields();
+        if fields.is_empty() {
+            format!("id column {}", self.id_column)
+        } else {
+            format!("matched by {}", fields.join(" + "))
+        }
+    }
+
+    /// The country for phone numbers written without one: the source's, else `default`.
+    pub fn phone_country(&self, default: PhoneCountry) -> PhoneCountry {
+        PhoneCountry::parse(&self.country).unwrap_or(default)
+    }
+}
+
+/// How a file's rows are keyed: the id column's index, or the fields whose normalised values
+/// together make the external id (stored in the record's link like any other id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowKey {
+    Column(usize),
+    Fields(Vec<String>),
+}
+
+impl RowKey {
+    /// The key of a source for a file with these headers, or why rows could not be matched.
+    pub fn of(source: &Source, mapping: &[Mapping], headers: &[String]) -> Result<Self, String> {
+        let fields = source.match_fields();
+        if fields.is_empty() {
+            return column_index(headers, &source.id_column)
+                .map(RowKey::Column)
+                .ok_or_else(|| {
+                    format!(
+                        "The file has no column '{}' (the source's id column). Its columns are: {}. Nothing was imported.",
+                        source.id_column,
+                        quoted_headers(headers)
+                    )
+                });
+        }
+        let unmapped: Vec<&str> = fields
+            .iter()
+            .filter(|key| {
+                !mapping.iter().any(|m| {
+                    &m.field_key == *key && ColumnValue::resolve(&m.column_name, headers).is_some()
+                })
+            })
+            .map(String::as_str)
+            .collect();
+        if unmapped.is_empty() {
+            Ok(RowKey::Fields(fields))
+        } else {
+            Err(format!(
+                "The source matches rows by {}, but no column of this file is mapped to {}. Its columns are: {}. Nothing was imported.",
+                fields.join(" + "),
+                unmapped.join(" or "),
+                quoted_headers(headers)
+            ))
+        }
+    }
+}
+
+/// Where a mapping line's value comes from in a file: one column, or several put together by
+/// a pattern such as `{First Name} {Middle Name} {Last Name}` (runs of blanks collapsed, so an
+/// empty middle name leaves one space).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnValue {
+    Column(usize),
+    Joined(Vec<Piece>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    Column(usize),
+}
+
+/// The file columns a mapping line reads: the names in braces of a pattern, else the line's
+/// column itself. `None` for a pattern with an unclosed brace.
+pub fn columns_read(column_name: &str) -> Option<Vec<&str>> {
+    if !column_name.contains('{') {
+        return Some(vec![column_name.trim()]);
+    }
+    let mut names = Vec::new();
+    let mut rest = column_name;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after.find('}')?;
+        names.push(after[..close].trim());
+        rest = &after[close + 1..];
+    }
+    (!rest.contains('}')).then_some(names)
+}
+
+impl ColumnValue {
+    /// Where the line's value is among `headers`; `None` when a column it reads is absent.
+    pub fn resolve(column_name: &str, headers: &[String]) -> Option<Self> {
+        if !column_name.contains('{') {
+            return column_index(headers, column_name).map(ColumnValue::Column);
+        }
+        columns_read(column_name)?;
+        let mut pieces = Vec::new();
+        let mut rest = column_name;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                pieces.push(Piece::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 1..];
+            let close = after.find('}')?;
+            pieces.push(Piece::Column(column_index(headers, &after[..close])?));
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_string()));
+        }
+        Some(ColumnValue::Joined(pieces))
+    }
+
+    /// The value in a row.
+    pub fn read<'r>(&self, row: &'r csv::StringRecord) -> std::borrow::Cow<'r, str> {
+        match self {
+            ColumnValue::Column(index) => row.get(*index).unwrap_or("").into(),
+            ColumnValue::Joined(pieces) => {
+                let mut joined = String::new();
+                for piece in pieces {
+                    match piece {
+                        Piece::Text(text) => joined.push_str(text),
+                        Piece::Column(index) => joined.push_str(row.get(*index).unwrap_or("")),
+                    }
+                }
+                joined
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .into()
+            }
+        }
     }
 }
 
@@ -129,32 +283,66 @@ pub fn quoted_headers(headers: &[String]) -> String {
         .join(", ")
 }
 
-/// What a file's header row means for a source: per header the field it feeds (if any), the
-/// mapped columns the file lacks, and whether the id column is there.
+/// What a file's header row means for a source: per header the fields it feeds (if any), the
+/// mapped columns the file lacks, and why its rows could not be matched, if they could not.
 pub struct HeaderCheck {
     pub mapped: Vec<Option<String>>,
     pub missing_columns: Vec<String>,
-    pub has_id: bool,
+    pub key_problem: Option<String>,
 }
 
 impl HeaderCheck {
     pub fn of(source: &Source, mapping: &[Mapping], headers: &[String]) -> Self {
+        let reads = |m: &Mapping, header: &str| {
+            columns_read(&m.column_name)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| same_column(header, c))
+        };
         HeaderCheck {
             mapped: headers
                 .iter()
                 .map(|h| {
-                    mapping
+                    let fed: Vec<String> = mapping
                         .iter()
-                        .find(|m| same_column(h, &m.column_name))
+                        .filter(|m| reads(m, h))
                         .map(|m| format!("{} ({})", m.field_key, m.to_record))
+                        .collect();
+                    (!fed.is_empty()).then(|| fed.join(", "))
                 })
                 .collect(),
             missing_columns: mapping
                 .iter()
-                .filter(|m| column_index(headers, &m.column_name).is_none())
+                .filter(|m| ColumnValue::resolve(&m.column_name, headers).is_none())
                 .map(|m| m.column_name.clone())
                 .collect(),
-            has_id: column_index(headers, &source.id_column).is_some(),
+            key_problem: RowKey::of(source, mapping, headers).err(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_joins_columns_and_collapses_blanks() {
+        let headers: Vec<String> = ["First Name", "Middle Name", "Last Name"]
+            .map(String::from)
+            .to_vec();
+        let value = ColumnValue::resolve("{First Name} {Middle Name} {last name}", &headers)
+            .expect("every column is there");
+        let row = csv::StringRecord::from(vec!["Zoé ", "", " Lefèvre"]);
+        assert_eq!(value.read(&row), "Zoé Lefèvre");
+        assert_eq!(
+            columns_read("{First Name} {Last Name}"),
+            Some(vec!["First Name", "Last Name"])
+        );
+        assert_eq!(columns_read("{First Name"), None);
+        assert!(ColumnValue::resolve("{First Name} {Surname}", &headers).is_none());
+        assert_eq!(
+            ColumnValue::resolve("last name", &headers),
+            Some(ColumnValue::Column(2))
+        );
     }
 }

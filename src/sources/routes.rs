@@ -10,7 +10,8 @@ use actix_web::{get, post, web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::model::{same_column, Mapping, MappingInput, OnInvalid, Source};
+use super::model::{Mapping, MappingInput, OnInvalid, RowKey, Source};
+use super::propose::{self as proposal, ProposedLine};
 use super::service::{self, SourceError, SourceInput};
 use crate::auth::extract::{AdminUser, SignedIn};
 use crate::auth::model::Role;
@@ -24,6 +25,9 @@ use crate::sync::engine;
 use crate::sync::model::ImportRun;
 use crate::web::{flash, render, see_other, upload_to_temp_file, Ctx};
 use crate::AppState;
+
+/// Rows of a sample file read to propose a mapping and show each column's values.
+const PROPOSAL_ROWS: usize = 20;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list_page)
@@ -94,6 +98,14 @@ struct SourceForm {
     kind: String,
     #[serde(default)]
     id_column: String,
+    /// `id` (the id column) or `fields` (match by `match_by`).
+    #[serde(default)]
+    key: String,
+    /// Field keys, comma-separated.
+    #[serde(default)]
+    match_by: String,
+    #[serde(default)]
+    country: String,
     #[serde(default)]
     mode: String,
     /// `skip_field` or `reject_row`; absent on the creation form.
@@ -108,7 +120,13 @@ impl SourceForm {
             kind: RecordKind::parse(&self.kind)
                 .ok_or_else(|| AppError::BadRequest("Choose contacts or companies.".into()))?,
             id_column: self.id_column.clone(),
+            match_by: if self.key == "fields" {
+                self.match_by.split(',').map(String::from).collect()
+            } else {
+                Vec::new()
+            },
             full_mode: self.mode != "delta",
+            country: self.country.clone(),
         })
     }
 }
@@ -123,6 +141,8 @@ async fn new_page(admin: AdminUser) -> Result<HttpResponse, AppError> {
                 kind: "contact".into(),
                 mode: "full".into(),
                 id_column: "External Id".into(),
+                key: "id".into(),
+                match_by: "email".into(),
                 ..Default::default()
             },
             error: None,
@@ -172,6 +192,9 @@ pub struct MappingLine {
     pub to_record: Rule,
     pub to_source: Rule,
     pub blanks_clear: bool,
+    /// From a proposal: why it maps the column so, and the column's first values.
+    pub why: String,
+    pub sample: String,
 }
 
 impl From<&Mapping> for MappingLine {
@@ -182,6 +205,22 @@ impl From<&Mapping> for MappingLine {
             to_record: m.to_record_rule(),
             to_source: m.to_source_rule(),
             blanks_clear: m.blanks_clear,
+            why: String::new(),
+            sample: String::new(),
+        }
+    }
+}
+
+impl From<ProposedLine> for MappingLine {
+    fn from(p: ProposedLine) -> Self {
+        Self {
+            column: p.column,
+            field: p.field_key.unwrap_or_default(),
+            to_record: Rule::Always,
+            to_source: Rule::Never,
+            blanks_clear: false,
+            why: p.why,
+            sample: p.sample,
         }
     }
 }
@@ -194,6 +233,8 @@ impl From<&MappingInput> for MappingLine {
             to_record: m.to_record,
             to_source: m.to_source,
             blanks_clear: m.blanks_clear,
+            why: String::new(),
+            sample: String::new(),
         }
     }
 }
@@ -435,40 +476,29 @@ async fn propose(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let (file_name, file) = upload_to_temp_file(payload, state.config.max_import_bytes).await?;
-    let (data, proposal, headers) = state
+    let (data, proposal, key_problem) = state
         .db(move |conn| -> Result<_, AppError> {
             let data = load(conn, id)?;
             let format = csvfile::sniff_file(file.path())
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
-            let (headers, _) = csvfile::preview(file.path(), format, 0)
+            let (headers, rows) = csvfile::preview(file.path(), format, PROPOSAL_ROWS)
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
-            let proposal = service::propose_mapping(&headers, &data.source.id_column, &data.fields);
-            Ok((data, proposal, headers))
+            let proposal = proposal::propose(&headers, &rows, &data.source.id_column, &data.fields);
+            let key_problem = if data.source.match_fields().is_empty() {
+                RowKey::of(&data.source, &[], &headers).err()
+            } else {
+                None
+            };
+            Ok((data, proposal, key_problem))
         })
         .await?;
-    let mut lines: Vec<MappingLine> = proposal.iter().map(MappingLine::from).collect();
-    // Unmatched columns are listed too, without a field, for the admin to choose.
-    for header in &headers {
-        let taken = lines.iter().any(|l| same_column(header, &l.column));
-        if !taken && !same_column(header, &data.source.id_column) {
-            lines.push(MappingLine {
-                column: header.clone(),
-                field: String::new(),
-                to_record: Rule::Always,
-                to_source: Rule::Never,
-                blanks_clear: false,
-            });
-        }
-    }
-    let has_id = headers
-        .iter()
-        .any(|h| same_column(h, &data.source.id_column));
+    let matched = proposal.iter().filter(|l| l.field_key.is_some()).count();
     let note = format!(
-        "Proposed from the header of {file_name}: {} of {} columns matched a field by name or label. Check it, then save.{}",
+        "Proposed from {file_name}: {matched} of {} lines map to a field; each line says why, with the column's first values. Check it, then save.{}",
         proposal.len(),
-        headers.len(),
-        if has_id { String::new() } else { format!(" Note: the file has no '{}' column (the id column).", data.source.id_column) }
+        key_problem.map(|p| format!(" Note: {p}")).unwrap_or_default()
     );
+    let lines: Vec<MappingLine> = proposal.into_iter().map(MappingLine::from).collect();
     let page = show_page(
         admin.ctx,
         &admin.user,

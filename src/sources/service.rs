@@ -3,9 +3,9 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::model::{same_column, Mapping, MappingInput, OnInvalid, Source};
+use super::model::{columns_read, same_column, Mapping, MappingInput, OnInvalid, Source};
 use crate::db::{self, DbConn};
-use crate::fields::model::{FieldDef, RecordKind};
+use crate::fields::model::RecordKind;
 use crate::fields::service as fields;
 use crate::records::model::Actor;
 use crate::records::writer;
@@ -29,8 +29,21 @@ pub enum SourceError {
 pub struct SourceInput {
     pub name: String,
     pub kind: RecordKind,
+    /// Empty when rows are matched by `match_by` instead.
     pub id_column: String,
+    /// Field keys whose values identify a row when the files have no id column.
+    pub match_by: Vec<String>,
     pub full_mode: bool,
+    /// ISO code of the country of phones written without one; empty for the console's.
+    pub country: String,
+}
+
+/// A source as checked and stored: its name, id column, fields to match by and country.
+struct Checked {
+    name: String,
+    id_column: String,
+    match_by: String,
+    country: String,
 }
 
 pub fn list(conn: &mut DbConn) -> QueryResult<Vec<Source>> {
@@ -64,20 +77,51 @@ pub fn mapping(conn: &mut DbConn, source_id: i64) -> QueryResult<Vec<Mapping>> {
         .load(conn)
 }
 
-fn check(input: &SourceInput) -> Result<(String, String), SourceError> {
+fn check(conn: &mut DbConn, input: &SourceInput) -> Result<Checked, SourceError> {
     let name = input.name.trim().to_string();
-    let id_column = input.id_column.trim().to_string();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(SourceError::Invalid(
             "The name is required (at most 100 characters).".into(),
         ));
     }
-    if id_column.is_empty() {
+    let match_by: Vec<&str> = input
+        .match_by
+        .iter()
+        .map(|k| k.trim())
+        .filter(|k| !k.is_empty())
+        .collect();
+    let id_column = if match_by.is_empty() {
+        input.id_column.trim().to_string()
+    } else {
+        String::new()
+    };
+    if match_by.is_empty() && id_column.is_empty() {
         return Err(SourceError::Invalid(
-            "Name the column that carries the external id (for example External Id).".into(),
+            "Name the column that carries the external id (for example External Id), or choose the fields that identify a row (for example email) if the files have none.".into(),
         ));
     }
-    Ok((name, id_column))
+    let defs = fields::list(conn, input.kind, false)?;
+    for key in &match_by {
+        let usable = defs.iter().any(|d| {
+            d.key == *key && !matches!(d.ftype(), crate::fields::model::FieldType::Document)
+        });
+        if !usable {
+            return Err(SourceError::Invalid(format!(
+                "'{key}' is not a {} field rows can be matched by; use for example email, phone or name,email.",
+                input.kind
+            )));
+        }
+    }
+    let country = input.country.trim().to_ascii_uppercase();
+    if !country.is_empty() {
+        crate::fields::validate::PhoneCountry::parse(&country).map_err(SourceError::Invalid)?;
+    }
+    Ok(Checked {
+        name,
+        id_column,
+        match_by: match_by.join(","),
+        country,
+    })
 }
 
 fn name_taken(e: DieselError, name: &str) -> SourceError {
@@ -90,13 +134,20 @@ fn name_taken(e: DieselError, name: &str) -> SourceError {
 }
 
 pub fn create(conn: &mut DbConn, input: &SourceInput) -> Result<Source, SourceError> {
-    let (name, id_column) = check(input)?;
+    let Checked {
+        name,
+        id_column,
+        match_by,
+        country,
+    } = check(conn, input)?;
     let now = db::now();
     let id: i64 = diesel::insert_into(sources::table)
         .values((
             sources::name.eq(&name),
             sources::kind.eq(input.kind.as_str()),
             sources::id_column.eq(&id_column),
+            sources::match_by.eq(&match_by),
+            sources::country.eq(&country),
             sources::mode.eq(if input.full_mode { "full" } else { "delta" }),
             sources::status.eq("connected"),
             sources::created_at.eq(now),
@@ -110,7 +161,12 @@ pub fn create(conn: &mut DbConn, input: &SourceInput) -> Result<Source, SourceEr
 
 /// Name, id column and mode may change; the record kind may not once records depend on it.
 pub fn update(conn: &mut DbConn, id: i64, input: &SourceInput) -> Result<Source, SourceError> {
-    let (name, id_column) = check(input)?;
+    let Checked {
+        name,
+        id_column,
+        match_by,
+        country,
+    } = check(conn, input)?;
     let current = find(conn, id)?.ok_or(SourceError::NotFound)?;
     if current.record_kind() != input.kind {
         return Err(SourceError::Invalid(
@@ -121,6 +177,8 @@ pub fn update(conn: &mut DbConn, id: i64, input: &SourceInput) -> Result<Source,
         .set((
             sources::name.eq(&name),
             sources::id_column.eq(&id_column),
+            sources::match_by.eq(&match_by),
+            sources::country.eq(&country),
             sources::mode.eq(if input.full_mode { "full" } else { "delta" }),
             sources::updated_at.eq(db::now()),
         ))
@@ -162,9 +220,9 @@ pub fn set_mapping(
                 problems.push("A mapping line has no column name.".to_string());
                 continue;
             }
-            if same_column(column, &source.id_column) {
+            if columns_read(column).is_none() {
                 problems.push(format!(
-                    "'{column}' is the id column: it links records, it is not mapped to a field."
+                    "'{column}': a pattern names columns in braces, as in {{First Name}} {{Last Name}}."
                 ));
             }
             if seen_columns.iter().any(|c| same_column(c, column)) {
@@ -232,44 +290,6 @@ pub fn parse_map_arg(arg: &str) -> Result<MappingInput, String> {
         to_source,
         blanks_clear: false,
     })
-}
-
-fn simplify(text: &str) -> String {
-    text.chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-/// A first mapping from a file's header: columns whose name matches a field's key or label
-/// (ignoring case, spaces and punctuation), rule `always`. The admin corrects it.
-pub fn propose_mapping(
-    headers: &[String],
-    id_column: &str,
-    defs: &[FieldDef],
-) -> Vec<MappingInput> {
-    let mut out: Vec<MappingInput> = Vec::new();
-    for header in headers {
-        if same_column(header, id_column) {
-            continue;
-        }
-        let wanted = simplify(header);
-        let found = defs
-            .iter()
-            .find(|d| simplify(&d.key) == wanted || simplify(&d.label) == wanted);
-        if let Some(def) = found {
-            if out.iter().all(|m| m.field_key != def.key) {
-                out.push(MappingInput {
-                    column_name: header.trim().to_string(),
-                    field_key: def.key.clone(),
-                    to_record: Rule::Always,
-                    to_source: Rule::Never,
-                    blanks_clear: false,
-                });
-            }
-        }
-    }
-    out
 }
 
 /// Every record the source owns becomes manual and keeps its links; the next import

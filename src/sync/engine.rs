@@ -22,7 +22,7 @@ use crate::fields::validate::PhoneCountry;
 use crate::records::model::{Actor, Origin};
 use crate::records::writer::Catalog;
 use crate::schema::{import_rows, import_runs};
-use crate::sources::model::{quoted_headers, same_column, Mapping};
+use crate::sources::model::{ColumnValue, Mapping, RowKey};
 use crate::sources::service as sources;
 
 pub use super::error::ImportError;
@@ -127,24 +127,16 @@ fn run_file(
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
-    let id_index = headers
-        .iter()
-        .position(|h| same_column(h, &source.id_column))
-        .ok_or_else(|| ImportError::MissingIdColumn {
-            column: source.id_column.clone(),
-            found: quoted_headers(&headers),
-        })?;
     let kind = source.record_kind();
     let defs = fields::list(conn, kind, false)?;
     let mapping: Vec<Mapping> = sources::mapping(conn, source.id)?;
+    let key = RowKey::of(&source, &mapping, &headers).map_err(ImportError::NoKey)?;
     let columns = mapping
         .iter()
         .filter_map(|m| {
-            let index = headers
-                .iter()
-                .position(|h| same_column(h, &m.column_name))?;
+            let value = ColumnValue::resolve(&m.column_name, &headers)?;
             let def = defs.iter().find(|d| d.key == m.field_key)?.clone();
-            Some((index, m.column_name.clone(), def, m.field_rule()))
+            Some((value, m.column_name.clone(), def, m.field_rule()))
         })
         .collect();
     let total = count_rows(&path, format)?;
@@ -161,12 +153,12 @@ fn run_file(
         headers: headers.clone(),
         dry_run: run.dry_run,
         catalog: Catalog::load(conn)?,
+        country: source.phone_country(country),
         source,
         kind,
-        id_index,
+        key,
         columns,
         defs,
-        country,
     };
     diesel::update(import_runs::table.find(run_id))
         .set(import_runs::rows_total.eq(i64::try_from(total).unwrap_or(i64::MAX)))
@@ -310,9 +302,9 @@ fn read_chunks(
         if line <= done_lines {
             continue;
         }
-        let external_id = record.get(rules.id_index).unwrap_or("").trim();
-        let first = seen.first_or_insert(external_id, line);
-        rows.push(plan::parse_row(rules, line, &record, first));
+        let external_id = plan::external_id_of(rules, &record);
+        let first = seen.first_or_insert(&external_id, line);
+        rows.push(plan::parse_row(rules, line, &record, external_id, first));
         if rows.len() >= chunk_rows {
             let chunk = Chunk {
                 rows: std::mem::replace(&mut rows, Vec::with_capacity(chunk_rows)),

@@ -7,8 +7,9 @@ use crate::records::service::RecordError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("The file has no column '{column}' (the source's id column). Its columns are: {found}. Nothing was imported.")]
-    MissingIdColumn { column: String, found: String },
+    /// The file's rows cannot be matched to records: no id column, or key fields not mapped.
+    #[error("{0}")]
+    NoKey(String),
     #[error("{0}")]
     File(#[from] FileError),
     #[error("{0}")]

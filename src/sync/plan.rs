@@ -10,25 +10,25 @@ use diesel::prelude::*;
 use super::decide::{self, Candidate, Decision};
 use super::model::{FieldChange, Outcome};
 use crate::db::DbConn;
-use crate::fields::model::{FieldDef, RecordKind};
+use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::validate::{norm_phone, norm_text, normalize_for, PhoneCountry, MAX_ID_CHARS};
 use crate::records::model::RecordRow;
 use crate::records::writer::{self, Catalog, CreatedHistory, Edit, RecordState};
 use crate::review::service::NewProposal;
 use crate::rules::{self, FieldRule};
 use crate::schema::{import_rows, record_links, records};
-use crate::sources::model::{OnInvalid, Source};
+use crate::sources::model::{ColumnValue, OnInvalid, RowKey, Source};
 use crate::text;
 
 /// Everything a row needs that does not change during a run.
 pub struct RunRules {
     pub source: Source,
     pub kind: RecordKind,
-    pub id_index: usize,
+    pub key: RowKey,
     pub header_len: usize,
     pub headers: Vec<String>,
-    /// (column index, column name, field, rule)
-    pub columns: Vec<(usize, String, FieldDef, FieldRule)>,
+    /// (where the value is, column name or pattern, field, rule)
+    pub columns: Vec<(ColumnValue, String, FieldDef, FieldRule)>,
     pub defs: Vec<FieldDef>,
     pub country: PhoneCountry,
     pub on_invalid: OnInvalid,
@@ -104,13 +104,39 @@ fn id_problem(external_id: &str) -> Option<String> {
         .then(|| format!("is {length} characters long; ids have at most {MAX_ID_CHARS}"))
 }
 
+/// A row's external id: its id column, or for a source matching by fields, their values as
+/// identity compares them (case and spaces folded, phones as digits) joined by `|`; empty when
+/// one of them is blank or invalid.
+pub fn external_id_of(rules: &RunRules, record: &csv::StringRecord) -> String {
+    let fields = match &rules.key {
+        RowKey::Column(index) => return record.get(*index).unwrap_or("").trim().to_string(),
+        RowKey::Fields(fields) => fields,
+    };
+    let mut parts = Vec::with_capacity(fields.len());
+    for key in fields {
+        let Some((value, _, def, _)) = rules.columns.iter().find(|c| &c.2.key == key) else {
+            return String::new();
+        };
+        let part = match normalize_for(def, &value.read(record), rules.country) {
+            Ok(v) if def.ftype() == FieldType::Phone => norm_phone(&v),
+            Ok(v) => norm_text(&v),
+            Err(_) => String::new(),
+        };
+        if part.is_empty() {
+            return String::new();
+        }
+        parts.push(part);
+    }
+    parts.join("|")
+}
+
 pub fn parse_row(
     rules: &RunRules,
     line: i64,
     record: &csv::StringRecord,
+    external_id: String,
     first_line: Option<i64>,
 ) -> Parsed {
-    let external_id = record.get(rules.id_index).unwrap_or("").trim().to_string();
     if record.len() != rules.header_len {
         return Parsed::Done(error_row(
             line,
@@ -140,14 +166,18 @@ pub fn parse_row(
         ));
     }
     if external_id.is_empty() {
-        return Parsed::Done(error_row(
-            line,
-            "",
-            format!(
+        let reason = match &rules.key {
+            RowKey::Column(_) => format!(
                 "Line {line}: the id column '{}' is empty.",
                 rules.source.id_column
             ),
-        ));
+            RowKey::Fields(fields) => format!(
+                "Line {line}: no valid {} to match the row by (this source matches rows by {}). The row was not imported.",
+                fields.join(" and "),
+                fields.join(" + ")
+            ),
+        };
+        return Parsed::Done(error_row(line, "", reason));
     }
     if let Some(first) = first_line {
         return Parsed::Done(error_row(
@@ -159,8 +189,9 @@ pub fn parse_row(
     let mut values = BTreeMap::new();
     let mut problems = Vec::new();
     let mut skipped_identity: BTreeMap<&str, String> = BTreeMap::new();
-    for (index, column, def, _) in &rules.columns {
-        let raw = record.get(*index).unwrap_or("");
+    for (value, column, def, _) in &rules.columns {
+        let raw = value.read(record);
+        let raw = raw.as_ref();
         match normalize_for(def, raw, rules.country) {
             Ok(value) => {
                 values.insert(def.key.clone(), value);

@@ -17,7 +17,7 @@ use crate::auth::model::{Role, User};
 use crate::db::DbConn;
 use crate::error::AppError;
 use crate::records::model::Actor;
-use crate::sources::model::{column_index, quoted_headers, HeaderCheck, Source};
+use crate::sources::model::{HeaderCheck, RowKey, Source};
 use crate::sources::service as sources;
 use crate::web::{flash, is_htmx, render, see_other, upload_to_temp_file, Ctx};
 use crate::AppState;
@@ -384,7 +384,8 @@ struct PreviewPage {
     /// Per header: the field it maps to, or `None`.
     mapped: Vec<Option<String>>,
     missing_columns: Vec<String>,
-    id_missing: bool,
+    /// Why the rows cannot be matched to records (no id column, key fields not mapped).
+    key_problem: Option<String>,
     error: Option<String>,
 }
 
@@ -432,9 +433,9 @@ async fn preview(
             let HeaderCheck {
                 mapped,
                 missing_columns,
-                has_id,
+                key_problem,
             } = HeaderCheck::of(&source, &mapping, &headers);
-            let id_missing = error.is_none() && !has_id;
+            let key_problem = key_problem.filter(|_| error.is_none());
             Ok((
                 source,
                 detected,
@@ -444,7 +445,7 @@ async fn preview(
                 rows,
                 mapped,
                 missing_columns,
-                id_missing,
+                key_problem,
                 error,
             ))
         })
@@ -458,7 +459,7 @@ async fn preview(
         rows,
         mapped,
         missing_columns,
-        id_missing,
+        key_problem,
         error,
     ) = page;
     render(
@@ -475,7 +476,7 @@ async fn preview(
             rows,
             mapped,
             missing_columns,
-            id_missing,
+            key_problem,
             error,
         },
     )
@@ -515,13 +516,8 @@ async fn start_run(
             // A file without the id column is refused here, before any run exists.
             let (headers, _) = csvfile::preview(&file, format, 0)
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
-            if column_index(&headers, &source.id_column).is_none() {
-                return Err(engine::ImportError::MissingIdColumn {
-                    column: source.id_column.clone(),
-                    found: quoted_headers(&headers),
-                }
-                .into());
-            }
+            let mapping = sources::mapping(conn, id)?;
+            RowKey::of(&source, &mapping, &headers).map_err(engine::ImportError::NoKey)?;
             Ok(jobs::enqueue(
                 conn,
                 &NewRun {

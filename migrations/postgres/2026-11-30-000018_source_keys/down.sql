@@ -1,0 +1,2 @@
+ALTER TABLE sources DROP COLUMN country;
+ALTER TABLE sources DROP COLUMN match_by;
