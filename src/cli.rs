@@ -9,6 +9,7 @@ use crate::auth::model::Role;
 use crate::auth::service::{self, NewUser};
 use crate::config::Config;
 use crate::fields::model::RecordKind;
+use crate::fields::validate::PhoneCountry;
 use crate::sources::model::OnInvalid;
 use crate::{build_app, AppState, StartError};
 
@@ -104,7 +105,8 @@ pub enum TokenCommand {
 #[derive(Debug, Subcommand)]
 pub enum SourceCommand {
     /// Create a source with its mapping: --map 'COLUMN=field[:TO_RECORD[:TO_SOURCE]]' (rules:
-    /// always, fill_blanks, review, never; inward default always, outward default never).
+    /// always, fill_blanks, review, never; inward default always, outward default never);
+    /// --map 'tag1=+tag1:number' also creates the custom field tag1 (a number).
     Add {
         name: String,
         #[arg(long, value_parser = ["contact", "company"])]
@@ -303,16 +305,24 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
             let on_invalid = OnInvalid::parse(&on_invalid).ok_or_else(|| {
                 CliError::Input(format!("'{on_invalid}' is not skip_field or reject_row"))
             })?;
-            let mut lines = maps
+            let (mut lines, new_fields): (Vec<_>, Vec<_>) = maps
                 .iter()
                 .map(|m| sources::parse_map_arg(m))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(CliError::Input)?;
+                .map_err(CliError::Input)?
+                .into_iter()
+                .unzip();
+            let new_fields: Vec<_> = new_fields.into_iter().flatten().collect();
             let kind = RecordKind::parse(&kind)
                 .ok_or_else(|| CliError::Input(format!("'{kind}' is not a record kind")))?;
             let id_column = id_column.unwrap_or_default();
             if let Some(file) = propose_from {
-                let proposed = propose_for_file(&mut conn, &file, kind, &id_column)?;
+                let proposal_country = match &country {
+                    Some(code) => PhoneCountry::parse(code).map_err(CliError::Input)?,
+                    None => state.config.default_country,
+                };
+                let proposed =
+                    propose_for_file(&mut conn, &file, kind, &id_column, proposal_country)?;
                 for line in proposed {
                     let field = line.field_key.clone();
                     println!(
@@ -354,7 +364,8 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
                             country: country.unwrap_or_default(),
                         },
                     )?;
-                    let mapping = sources::set_mapping(conn, source.id, &lines)?;
+                    let mapping =
+                        sources::create_fields_and_map(conn, source.id, &new_fields, &lines)?;
                     let source = sources::set_on_invalid(conn, source.id, on_invalid)?;
                     Ok((source, mapping))
                 })
@@ -820,6 +831,7 @@ fn propose_for_file(
     file: &std::path::Path,
     kind: RecordKind,
     id_column: &str,
+    country: PhoneCountry,
 ) -> Result<Vec<crate::sources::propose::ProposedLine>, CliError> {
     use crate::sync::csvfile;
     let unreadable = |e: csvfile::FileError| CliError::Input(format!("{}: {e}", file.display()));
@@ -827,6 +839,6 @@ fn propose_for_file(
     let (headers, rows) = csvfile::preview(file, format, 20).map_err(unreadable)?;
     let defs = crate::fields::service::list(conn, kind, false).map_err(crate::db::DbError::from)?;
     Ok(crate::sources::propose::propose(
-        &headers, &rows, id_column, &defs,
+        &headers, &rows, id_column, &defs, country,
     ))
 }

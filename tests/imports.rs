@@ -1948,7 +1948,7 @@ fn map_as_proposed(env: &Env, source: &Source, csv: &[u8]) -> Vec<(String, Strin
     let mut conn = env.conn();
     let defs =
         syncdesk::fields::service::list(&mut conn, RecordKind::Contact, false).expect("defs");
-    let proposed = syncdesk::sources::propose::propose(&headers, &rows, "", &defs);
+    let proposed = syncdesk::sources::propose::propose(&headers, &rows, "", &defs, au());
     let lines: Vec<MappingInput> = proposed
         .iter()
         .filter_map(|l| {
@@ -2114,4 +2114,117 @@ fn the_command_line_proposes_a_mapping_from_a_file() {
     ]);
     assert!(!ok);
     assert!(out.contains("'shoe size' is not a contact field"), "{out}");
+}
+
+/// Unmatched columns become custom fields in one step: the proposal offers each with a key
+/// from its header and a type from its values; the admin confirms it in the mapping form.
+#[actix_web::test]
+async fn a_column_becomes_a_custom_field_from_the_mapping_page() {
+    use syncdesk::auth::model::Role;
+    let mut admin = common::spawn().await;
+    admin.signed_in_as("admin@example.org", Role::Admin).await;
+    let source = sources::create(
+        &mut admin.state.pool.get().expect("conn"),
+        &SourceInput {
+            name: "Client file".into(),
+            kind: RecordKind::Contact,
+            id_column: "Client Id".into(),
+            match_by: Vec::new(),
+            full_mode: false,
+            country: String::new(),
+        },
+    )
+    .expect("source");
+    let sample = b"Client Id,Name,tag1,Tier\n1,Ann,800,gold\n2,Bob,1200.5,silver\n3,Cy,15000,gold\n4,Di,,gold\n";
+    admin
+        .upload(
+            &format!("/sources/{}/propose", source.id),
+            "clients.csv",
+            sample,
+            true,
+        )
+        .await
+        .assert_status(200)
+        .assert_contains("New field: tag1 (number)")
+        .assert_contains("New field: Tier (list)")
+        .assert_contains("the id column: it links each row to its record");
+    let line = |n: usize, column: &str, field: &str| {
+        vec![
+            (format!("m{n}.column"), column.to_string()),
+            (format!("m{n}.field"), field.to_string()),
+            (format!("m{n}.to_record"), "always".to_string()),
+            (format!("m{n}.to_source"), "never".to_string()),
+        ]
+    };
+    let mut form = line(0, "Name", "name");
+    form.extend(line(1, "tag1", "+"));
+    form.extend([
+        ("m1.new_key".to_string(), "tag1".to_string()),
+        ("m1.new_label".to_string(), "Tag 1".to_string()),
+        ("m1.new_type".to_string(), "number".to_string()),
+    ]);
+    // A bad key comes back with what was typed, and nothing is created.
+    let mut bad = form.clone();
+    for (name, value) in bad.iter_mut() {
+        if name == "m1.new_key" {
+            *value = "Tag One".into();
+        }
+    }
+    fn form_ref(f: &[(String, String)]) -> Vec<(&str, &str)> {
+        f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+    admin
+        .post(&format!("/sources/{}/mapping", source.id), &form_ref(&bad))
+        .await
+        .assert_status(422)
+        .assert_contains("must start with a lowercase letter")
+        .assert_contains("value=\"Tag One\"");
+    admin
+        .post(&format!("/sources/{}/mapping", source.id), &form_ref(&form))
+        .await
+        .assert_status(303);
+    let mut conn = admin.state.pool.get().expect("conn");
+    let defs =
+        syncdesk::fields::service::list(&mut conn, RecordKind::Contact, false).expect("defs");
+    let tag1 = defs.iter().find(|d| d.key == "tag1").expect("tag1 created");
+    assert_eq!(
+        (tag1.label.as_str(), tag1.field_type.as_str()),
+        ("Tag 1", "number")
+    );
+    let mapping = sources::mapping(&mut conn, source.id).expect("mapping");
+    assert_eq!(mapping.len(), 2);
+
+    // The command line does the same with --map 'column=+key:type'.
+    let (ok, out) = {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+            .args([
+                "source",
+                "add",
+                "Accounting",
+                "--kind",
+                "company",
+                "--id-column",
+                "Code",
+                "--map",
+                "Name=name",
+                "--map",
+                "max_credit=+max_credit:number",
+            ])
+            .env("SYNCDESK_DATA_DIR", &admin.state.config.data_dir)
+            .env("DATABASE_URL", &admin.state.config.database_url)
+            .env_remove("SYNCDESK_CONFIG")
+            .output()
+            .expect("run syncdesk");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    assert!(ok, "{out}");
+    let company_defs =
+        syncdesk::fields::service::list(&mut conn, RecordKind::Company, false).expect("defs");
+    assert!(company_defs
+        .iter()
+        .any(|d| d.key == "max_credit" && d.field_type == "number"));
 }

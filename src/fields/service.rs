@@ -36,7 +36,7 @@ pub enum FieldError {
 }
 
 /// What an admin types to add a custom field.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewField {
     pub key: String,
     pub label: String,

@@ -5,7 +5,9 @@
 //! values and why it was (or was not) mapped; the admin corrects and saves.
 
 use super::model::same_column;
-use crate::fields::model::FieldDef;
+use crate::fields::model::{FieldDef, FieldType};
+use crate::fields::service::{validate_key, NewField};
+use crate::fields::validate::{normalize, PhoneCountry};
 use crate::records::search::fold;
 
 /// One column of the file (or a pattern of several) and what the proposal does with it.
@@ -17,6 +19,77 @@ pub struct ProposedLine {
     pub why: String,
     /// The column's first non-blank values.
     pub sample: String,
+    /// For a column no field takes: the custom field it could become (key from the header,
+    /// type from its values), for the admin to confirm.
+    pub new_field: Option<NewField>,
+}
+
+/// Distinct values at most for a column to be proposed as a list.
+const MAX_LIST_OPTIONS: usize = 8;
+
+/// A field key from a header: "Tag 1" -> tag_1, "Crédit max" -> credit_max.
+pub fn key_from_header(header: &str) -> String {
+    let mut key = String::new();
+    for c in fold(header).chars() {
+        if c.is_ascii_alphanumeric() {
+            key.push(c.to_ascii_lowercase());
+        } else if !key.is_empty() && !key.ends_with('_') {
+            key.push('_');
+        }
+    }
+    let key = key.trim_end_matches('_');
+    let key = if key.starts_with(|c: char| c.is_ascii_lowercase()) {
+        key.to_string()
+    } else {
+        format!("f_{key}")
+    };
+    key.chars().take(40).collect()
+}
+
+/// The type a column's values suggest: number, date, email or phone when every value is one,
+/// a list when few values repeat, else text; with a list's options.
+pub fn type_from_values(values: &[&str], country: PhoneCountry) -> (FieldType, Vec<String>) {
+    let values: Vec<&str> = values
+        .iter()
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() {
+        return (FieldType::Text, Vec::new());
+    }
+    let all = |t: FieldType| values.iter().all(|v| normalize(t, &[], v, country).is_ok());
+    if all(FieldType::Date) {
+        return (FieldType::Date, Vec::new());
+    }
+    // Phones are digits and phone punctuation, written with a +, spaces or a trunk 0 (plain
+    // numbers are not), and read as numbers of the country.
+    let phone_like = values.iter().all(|v| {
+        v.chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    }) && values
+        .iter()
+        .any(|v| v.contains(['+', ' ', '(']) || v.starts_with('0'));
+    if phone_like && all(FieldType::Phone) {
+        return (FieldType::Phone, Vec::new());
+    }
+    for t in [FieldType::Number, FieldType::Email] {
+        if all(t) {
+            return (t, Vec::new());
+        }
+    }
+    let mut distinct: Vec<&str> = Vec::new();
+    for v in &values {
+        if !distinct.iter().any(|d| d.eq_ignore_ascii_case(v)) {
+            distinct.push(v);
+        }
+    }
+    if distinct.len() <= MAX_LIST_OPTIONS && values.len() >= 2 * distinct.len() {
+        return (
+            FieldType::List,
+            distinct.iter().map(|d| d.to_string()).collect(),
+        );
+    }
+    (FieldType::Text, Vec::new())
 }
 
 /// Export header names per built-in field, folded (lower case, no accents, letters and digits
@@ -129,6 +202,7 @@ pub fn propose(
     rows: &[Vec<String>],
     id_column: &str,
     defs: &[FieldDef],
+    country: PhoneCountry,
 ) -> Vec<ProposedLine> {
     let sample = |index: usize| -> String {
         rows.iter()
@@ -245,6 +319,7 @@ pub fn propose(
             field_key: Some("name".into()),
             why: format!("the file has no full-name column: built from {parts}"),
             sample,
+            new_field: None,
         });
     }
     for (i, header) in headers.iter().enumerate() {
@@ -263,15 +338,72 @@ pub fn propose(
         } else {
             (
                 None,
-                "no field goes by this name: choose one, or leave it unmapped".to_string(),
+                "no field goes by this name: choose one, make it a new field, or leave it unmapped"
+                    .to_string(),
             )
         };
+        let new_field = (field_key.is_none() && !is_id(i) && !name_parts.contains(&i))
+            .then(|| suggest_field(header, i, rows, defs, country))
+            .flatten();
         out.push(ProposedLine {
             column: header.trim().to_string(),
             field_key,
             why,
             sample: sample(i),
+            new_field,
         });
     }
     out
+}
+
+/// The custom field an unmapped column could become, unless its key is taken or not allowed.
+fn suggest_field(
+    header: &str,
+    index: usize,
+    rows: &[Vec<String>],
+    defs: &[FieldDef],
+    country: PhoneCountry,
+) -> Option<NewField> {
+    let key = key_from_header(header);
+    if validate_key(&key).is_err() || defs.iter().any(|d| d.key == key) {
+        return None;
+    }
+    let values: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.get(index))
+        .map(String::as_str)
+        .collect();
+    let (field_type, options) = type_from_values(&values, country);
+    Some(NewField {
+        key,
+        label: header.trim().to_string(),
+        field_type: field_type.as_str().to_string(),
+        options: options.join("\n"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_types_come_from_headers_and_values() {
+        assert_eq!(key_from_header("Tag 1"), "tag_1");
+        assert_eq!(key_from_header("Crédit max."), "credit_max");
+        assert_eq!(key_from_header("2nd phone"), "f_2nd_phone");
+        let gb = PhoneCountry::parse("GB").expect("country");
+        let of = |values: &[&str]| type_from_values(values, gb).0;
+        assert_eq!(of(&["800", "1200.5", ""]), FieldType::Number);
+        assert_eq!(of(&["2026-01-31", "2025-12-01"]), FieldType::Date);
+        assert_eq!(of(&["a@b.example", "c@d.example"]), FieldType::Email);
+        assert_eq!(of(&["020 7946 0101", "+44 20 7946 0102"]), FieldType::Phone);
+        assert_eq!(
+            type_from_values(&["gold", "silver", "Gold", "gold"], gb),
+            (
+                FieldType::List,
+                vec!["gold".to_string(), "silver".to_string()]
+            )
+        );
+        assert_eq!(of(&["one note", "another note"]), FieldType::Text);
+    }
 }

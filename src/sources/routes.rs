@@ -16,8 +16,8 @@ use super::service::{self, SourceError, SourceInput};
 use crate::auth::extract::{AdminUser, SignedIn};
 use crate::auth::model::Role;
 use crate::error::AppError;
-use crate::fields::model::{FieldDef, RecordKind};
-use crate::fields::service as fields;
+use crate::fields::model::{FieldDef, FieldType, RecordKind};
+use crate::fields::service::{self as fields, NewField};
 use crate::records::model::Actor;
 use crate::rules::Rule;
 use crate::sync::csvfile;
@@ -195,6 +195,8 @@ pub struct MappingLine {
     /// From a proposal: why it maps the column so, and the column's first values.
     pub why: String,
     pub sample: String,
+    /// The custom field the column may become (chosen with the field `+`).
+    pub new_field: Option<NewField>,
 }
 
 impl From<&Mapping> for MappingLine {
@@ -207,6 +209,7 @@ impl From<&Mapping> for MappingLine {
             blanks_clear: m.blanks_clear,
             why: String::new(),
             sample: String::new(),
+            new_field: None,
         }
     }
 }
@@ -221,20 +224,26 @@ impl From<ProposedLine> for MappingLine {
             blanks_clear: false,
             why: p.why,
             sample: p.sample,
+            new_field: p.new_field,
         }
     }
 }
 
-impl From<&MappingInput> for MappingLine {
-    fn from(m: &MappingInput) -> Self {
+impl From<&(MappingInput, Option<NewField>)> for MappingLine {
+    fn from((m, new_field): &(MappingInput, Option<NewField>)) -> Self {
         Self {
             column: m.column_name.clone(),
-            field: m.field_key.clone(),
+            field: if new_field.is_some() {
+                NEW_FIELD.into()
+            } else {
+                m.field_key.clone()
+            },
             to_record: m.to_record,
             to_source: m.to_source,
             blanks_clear: m.blanks_clear,
             why: String::new(),
             sample: String::new(),
+            new_field: new_field.clone(),
         }
     }
 }
@@ -246,6 +255,8 @@ struct ShowPage {
     source: Source,
     lines: Vec<MappingLine>,
     fields: Vec<FieldDef>,
+    /// Types a column can become (documents are uploaded, not imported).
+    field_types: Vec<FieldType>,
     rules: [Rule; 4],
     on_invalid_choices: [OnInvalid; 2],
     runs: Vec<ImportRun>,
@@ -306,6 +317,10 @@ fn show_page(
         lines: lines.unwrap_or_else(|| data.mapping.iter().map(MappingLine::from).collect()),
         source: data.source,
         fields: data.fields,
+        field_types: FieldType::ALL
+            .into_iter()
+            .filter(|t| *t != FieldType::Document)
+            .collect(),
         rules: Rule::ALL,
         on_invalid_choices: OnInvalid::ALL,
         runs: data.runs,
@@ -379,9 +394,15 @@ async fn update(
     }
 }
 
+/// The field choice that makes the column a new custom field.
+const NEW_FIELD: &str = "+";
+
 /// `m<N>.column`, `m<N>.field`, `m<N>.to_record`, `m<N>.to_source`, `m<N>.clear`; lines
-/// without a field are dropped (that is how a line is removed).
-fn parse_mapping(form: &[(String, String)]) -> Result<Vec<MappingInput>, AppError> {
+/// without a field are dropped (that is how a line is removed). A field `+` makes a new
+/// custom field of `m<N>.new_key`, `.new_label`, `.new_type` and `.new_options`.
+fn parse_mapping(
+    form: &[(String, String)],
+) -> Result<Vec<(MappingInput, Option<NewField>)>, AppError> {
     let mut lines: BTreeMap<usize, BTreeMap<String, String>> = BTreeMap::new();
     for (name, value) in form {
         let Some(rest) = name.strip_prefix('m') else {
@@ -415,13 +436,21 @@ fn parse_mapping(form: &[(String, String)]) -> Result<Vec<MappingInput>, AppErro
                 AppError::BadRequest(format!("Column '{column}': choose a rule for {key}."))
             })
         };
-        out.push(MappingInput {
+        let new_field = (field == NEW_FIELD).then(|| NewField {
+            key: get("new_key"),
+            label: get("new_label"),
+            field_type: get("new_type"),
+            options: get("new_options"),
+        });
+        let field_key = new_field.as_ref().map_or(field, |f| f.key.clone());
+        let line = MappingInput {
             to_record: rule("to_record")?,
             to_source: rule("to_source")?,
             blanks_clear: parts.contains_key("clear"),
             column_name: column.clone(),
-            field_key: field,
-        });
+            field_key,
+        };
+        out.push((line, new_field));
     }
     Ok(out)
 }
@@ -435,18 +464,26 @@ async fn save_mapping(
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
-    let lines = parse_mapping(&form)?;
-    let submitted: Vec<MappingLine> = lines.iter().map(MappingLine::from).collect();
+    let parsed = parse_mapping(&form)?;
+    let submitted: Vec<MappingLine> = parsed.iter().map(MappingLine::from).collect();
+    let (lines, new_fields): (Vec<_>, Vec<_>) = parsed.into_iter().unzip();
+    let new_fields: Vec<NewField> = new_fields.into_iter().flatten().collect();
+    let created = new_fields.len();
     let outcome = state
         .db(move |conn| -> Result<_, AppError> {
-            Ok((service::set_mapping(conn, id, &lines), load(conn, id)?))
+            let saved = service::create_fields_and_map(conn, id, &new_fields, &lines);
+            Ok((saved, load(conn, id)?))
         })
         .await?;
     match outcome {
         (Ok(mapping), _) => {
+            let fields_note = match created {
+                0 => String::new(),
+                n => format!(" {n} new custom field(s) created."),
+            };
             flash(
                 &session,
-                format!("Mapping saved: {} column(s).", mapping.len()),
+                format!("Mapping saved: {} column(s).{fields_note}", mapping.len()),
             );
             Ok(see_other(&format!("/sources/{id}")))
         }
@@ -476,6 +513,7 @@ async fn propose(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let (file_name, file) = upload_to_temp_file(payload, state.config.max_import_bytes).await?;
+    let country = state.config.default_country;
     let (data, proposal, key_problem) = state
         .db(move |conn| -> Result<_, AppError> {
             let data = load(conn, id)?;
@@ -483,7 +521,13 @@ async fn propose(
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
             let (headers, rows) = csvfile::preview(file.path(), format, PROPOSAL_ROWS)
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
-            let proposal = proposal::propose(&headers, &rows, &data.source.id_column, &data.fields);
+            let proposal = proposal::propose(
+                &headers,
+                &rows,
+                &data.source.id_column,
+                &data.fields,
+                data.source.phone_country(country),
+            );
             let key_problem = if data.source.match_fields().is_empty() {
                 RowKey::of(&data.source, &[], &headers).err()
             } else {

@@ -5,8 +5,8 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::model::{columns_read, same_column, Mapping, MappingInput, OnInvalid, Source};
 use crate::db::{self, DbConn};
-use crate::fields::model::RecordKind;
-use crate::fields::service as fields;
+use crate::fields::model::{FieldType, RecordKind};
+use crate::fields::service::{self as fields, FieldError, NewField};
 use crate::records::model::Actor;
 use crate::records::writer;
 use crate::rules::Rule;
@@ -263,13 +263,52 @@ pub fn set_mapping(
     })
 }
 
-/// Parses `COLUMN=field[:rule]` as the command line takes it (rule defaults to `always`).
-pub fn parse_map_arg(arg: &str) -> Result<MappingInput, String> {
+/// Creates the custom fields a mapping maps to (columns that become fields in one step), then
+/// replaces the mapping; all or nothing.
+pub fn create_fields_and_map(
+    conn: &mut DbConn,
+    source_id: i64,
+    new_fields: &[NewField],
+    lines: &[MappingInput],
+) -> Result<Vec<Mapping>, SourceError> {
+    db::write_tx(conn, |conn| {
+        let source = find(conn, source_id)?.ok_or(SourceError::NotFound)?;
+        for new in new_fields {
+            fields::create(conn, source.record_kind(), new).map_err(|e| match e {
+                FieldError::Db(e) => SourceError::Db(e),
+                other => SourceError::Invalid(format!("New field '{}': {other}", new.key)),
+            })?;
+        }
+        set_mapping(conn, source_id, lines)
+    })
+}
+
+/// Parses `COLUMN=field[:rule]` as the command line takes it (rule defaults to `always`);
+/// `COLUMN=+key:type[:rule...]` also asks for a new custom field of that type.
+pub fn parse_map_arg(arg: &str) -> Result<(MappingInput, Option<NewField>), String> {
     let (column, target) = arg
         .rsplit_once('=')
         .ok_or_else(|| format!("'{arg}' is not COLUMN=field[:TO_RECORD[:TO_SOURCE]]"))?;
     let mut parts = target.split(':');
-    let field = parts.next().unwrap_or_default();
+    let mut field = parts.next().unwrap_or_default().trim();
+    let new_field = match field.strip_prefix('+') {
+        Some(key) => {
+            field = key.trim();
+            let field_type = parts.next().unwrap_or("text").trim();
+            if FieldType::parse(field_type).is_none() {
+                return Err(format!(
+                    "'{field_type}' in '{arg}' is not a field type: text, email, phone, date, number or list"
+                ));
+            }
+            Some(NewField {
+                key: field.to_string(),
+                label: column.trim().to_string(),
+                field_type: field_type.to_string(),
+                options: String::new(),
+            })
+        }
+        None => None,
+    };
     let rule = |word: Option<&str>, default: Rule| match word {
         None => Ok(default),
         Some(word) => Rule::parse(word).ok_or_else(|| {
@@ -283,13 +322,14 @@ pub fn parse_map_arg(arg: &str) -> Result<MappingInput, String> {
             "'{arg}' is not COLUMN=field[:TO_RECORD[:TO_SOURCE]]"
         ));
     }
-    Ok(MappingInput {
+    let line = MappingInput {
         column_name: column.trim().to_string(),
-        field_key: field.trim().to_string(),
+        field_key: field.to_string(),
         to_record,
         to_source,
         blanks_clear: false,
-    })
+    };
+    Ok((line, new_field))
 }
 
 /// Every record the source owns becomes manual and keeps its links; the next import
@@ -344,6 +384,7 @@ mod tests {
 
     #[test]
     fn map_arguments() {
+        let parse_map_arg = |arg| parse_map_arg(arg).map(|(line, _)| line);
         let m = parse_map_arg("Phone number=phone:fill_blanks").unwrap();
         assert_eq!(
             (m.column_name.as_str(), m.field_key.as_str(), m.to_record),
@@ -361,5 +402,22 @@ mod tests {
         );
         assert_eq!(parse_map_arg("Name=name").unwrap().to_source, Rule::Never);
         assert!(parse_map_arg("Name=name:always:never:x").is_err());
+    }
+
+    #[test]
+    fn a_map_argument_may_create_its_field() {
+        let (line, new) = super::parse_map_arg("tag1=+tag1:number:review").unwrap();
+        assert_eq!(
+            (line.field_key.as_str(), line.to_record),
+            ("tag1", Rule::Review)
+        );
+        let new = new.expect("a new field");
+        assert_eq!(
+            (new.key.as_str(), new.field_type.as_str()),
+            ("tag1", "number")
+        );
+        assert!(super::parse_map_arg("tag1=+tag1:colour")
+            .unwrap_err()
+            .contains("not a field type"));
     }
 }
