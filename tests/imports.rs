@@ -1985,6 +1985,7 @@ fn an_address_book_export_is_matched_by_email_with_a_proposed_mapping() {
             ("Name".to_string(), "name".to_string()),
             ("E-mail 1 - Value".into(), "email".into()),
             ("Phone 1 - Value".into(), "phone".into()),
+            ("Organization 1 - Name".into(), "company".into()),
         ]
     );
 
@@ -2017,6 +2018,18 @@ fn an_address_book_export_is_matched_by_email_with_a_proposed_mapping() {
     assert_eq!(links, ["Google:zoe.lefevre@example.fr"]);
     assert_eq!(email, "zoe.lefevre@example.fr");
     assert_eq!(phone, "+33612345678", "a French number in a French source");
+    let company = records::find(&mut env.conn(), zoe)
+        .expect("find")
+        .expect("record")
+        .company_id
+        .expect("Zoé's organisation became her company");
+    let company = records::find(&mut env.conn(), company)
+        .expect("find")
+        .expect("company");
+    assert_eq!(
+        (company.kind.as_str(), company.name.as_str()),
+        ("company", "Atelier Lumière")
+    );
     let bart = records::find(&mut env.conn(), rows[1].record_id.expect("record"))
         .expect("find")
         .expect("record");
@@ -2029,7 +2042,7 @@ fn an_address_book_export_is_matched_by_email_with_a_proposed_mapping() {
         .map(|r| r.outcome.as_str())
         .collect::<Vec<_>>();
     assert_eq!(outcomes, ["unchanged", "unchanged", "unchanged", "error"]);
-    assert_eq!(env.record_count(), 3);
+    assert_eq!(env.record_count(), 4, "three contacts and one company");
 }
 
 /// An Outlook export in Windows-1252 has no full-name column: the proposal builds the name
@@ -2051,6 +2064,7 @@ Jean,Luc,Picard,,jl@enterprise.example,,\r\n";
                 "{First Name} {Middle Name} {Last Name}".to_string(),
                 "name".to_string()
             ),
+            ("Company".into(), "company".into()),
             ("E-mail Address".into(), "email".into()),
             ("Business Phone".into(), "phone".into()),
         ]
@@ -2077,7 +2091,7 @@ Jean,Luc,Picard,,jl@enterprise.example,,\r\n";
         .select(records_t::name)
         .load(&mut env.conn())
         .expect("names");
-    assert_eq!(names, ["Zoé Lefèvre", "Jean Luc Picard"]);
+    assert_eq!(names, ["Atelier Lumière", "Zoé Lefèvre", "Jean Luc Picard"]);
 }
 
 /// The command line proposes the mapping from a file, column by column, and uses it.
@@ -2102,7 +2116,7 @@ fn the_command_line_proposes_a_mapping_from_a_file() {
     assert!(ok, "{out}");
     assert!(out.contains("E-mail 1 - Value"), "{out}");
     assert!(out.contains("matched by email"), "{out}");
-    assert!(out.contains("with 3 mapped column(s)"), "{out}");
+    assert!(out.contains("with 4 mapped column(s)"), "{out}");
     let (ok, out) = env.cli(&[
         "source",
         "add",
@@ -2227,4 +2241,89 @@ async fn a_column_becomes_a_custom_field_from_the_mapping_page() {
     assert!(company_defs
         .iter()
         .any(|d| d.key == "max_credit" && d.field_type == "number"));
+}
+
+/// A contact row's company column links the contact to the company of that name (case and
+/// spaces aside), creates a missing one once, and holds a row whose name several share.
+#[core::prelude::v1::test]
+fn contacts_link_to_their_company_by_name() {
+    let env = Env::new();
+    let sync = env.source(
+        "CRM",
+        false,
+        &[
+            ("Name", "name", Rule::Always),
+            ("Company", "company", Rule::Always),
+        ],
+    );
+    let company = |name: &str| {
+        records::create(
+            &mut env.conn(),
+            RecordKind::Company,
+            &RecordInput {
+                values: [("name".to_string(), name.to_string())].into(),
+                company_id: None,
+            },
+            &Actor::system("setup"),
+            au(),
+        )
+        .expect("company")
+        .id
+    };
+    let acme = company("Acme Ltd");
+    let twins = [company("Twin"), company("Twin")];
+    let file =
+        "External Id,Name,Company\n1,Ann,acme  LTD\n2,Bob,Newco\n3,Cy,newco\n4,Di,Twin\n5,Ed,\n";
+    let run = env.import(&sync, file, false);
+    let rows = env.rows(run);
+    let outcomes: Vec<&str> = rows.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        ["created", "created", "created", "ambiguous", "created"]
+    );
+    assert!(
+        rows[3].reason.contains(&format!(
+            "several companies are named 'Twin' (#{}, #{})",
+            twins[0], twins[1]
+        )),
+        "{}",
+        rows[3].reason
+    );
+    let company_of = |row: &ImportRow| {
+        records::find(&mut env.conn(), row.record_id.expect("record"))
+            .expect("find")
+            .expect("contact")
+            .company_id
+    };
+    assert_eq!(company_of(&rows[0]), Some(acme));
+    let newco = company_of(&rows[1]).expect("Newco");
+    assert_eq!(company_of(&rows[2]), Some(newco), "one Newco for both rows");
+    assert_eq!(company_of(&rows[4]), None);
+    assert!(
+        rows[1]
+            .changes_text()
+            .contains(&format!("company: (blank) → #{newco} Newco")),
+        "{}",
+        rows[1].changes_text()
+    );
+
+    // Again: nothing changes and no second Newco appears.
+    let count = env.record_count();
+    let again = env.import(&sync, file, false);
+    let outcomes: Vec<String> = env
+        .rows(again)
+        .iter()
+        .map(|r| r.outcome.as_str().to_string())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "unchanged",
+            "unchanged",
+            "unchanged",
+            "ambiguous",
+            "unchanged"
+        ]
+    );
+    assert_eq!(env.record_count(), count);
 }

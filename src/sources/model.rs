@@ -26,6 +26,10 @@ pub struct Source {
     pub country: String,
 }
 
+/// The mapping target of a contact source's column naming the contact's company: not a field,
+/// a link to a company record found by name (created when missing).
+pub const COMPANY_KEY: &str = "company";
+
 /// What an import does with a row that has an invalid value in one field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnInvalid {

@@ -4,7 +4,7 @@
 //! last names when the file has no full-name column. Each column comes with a sample of its
 //! values and why it was (or was not) mapped; the admin corrects and saves.
 
-use super::model::same_column;
+use super::model::{same_column, COMPANY_KEY};
 use crate::fields::model::{FieldDef, FieldType};
 use crate::fields::service::{validate_key, NewField};
 use crate::fields::validate::{normalize, PhoneCountry};
@@ -249,6 +249,19 @@ pub fn propose(
                 key.to_string(),
                 i,
                 format!("'{}' is how exports name the {key} column", headers[i]),
+            ));
+        }
+    }
+    // In a file of contacts, the company's name links the contact to that company.
+    if !companies && !defs.is_empty() {
+        if let Some(i) = find(COMPANY_NAMES).filter(|i| !is_id(*i)) {
+            chosen.push((
+                COMPANY_KEY.to_string(),
+                i,
+                format!(
+                    "'{}' names the contact's company: linked to the company of that name, created if missing",
+                    headers[i]
+                ),
             ));
         }
     }

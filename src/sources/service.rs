@@ -3,7 +3,9 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::model::{columns_read, same_column, Mapping, MappingInput, OnInvalid, Source};
+use super::model::{
+    columns_read, same_column, Mapping, MappingInput, OnInvalid, Source, COMPANY_KEY,
+};
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldType, RecordKind};
 use crate::fields::service::{self as fields, FieldError, NewField};
@@ -229,7 +231,9 @@ pub fn set_mapping(
                 problems.push(format!("The column '{column}' is mapped twice."));
             }
             seen_columns.push(column.to_string());
-            if !defs.iter().any(|d| d.key == line.field_key) {
+            let company_link =
+                source.record_kind() == RecordKind::Contact && line.field_key == COMPANY_KEY;
+            if !company_link && !defs.iter().any(|d| d.key == line.field_key) {
                 problems.push(format!(
                     "Column '{column}': there is no active {} field '{}'.",
                     source.kind, line.field_key

@@ -17,12 +17,13 @@ use super::model::{ImportRun, Outcome};
 use super::plan::{self, Parsed, RunRules};
 use super::write::{json, write_chunk, Execution, StepTransaction};
 use crate::db::{self, DbConn};
+use crate::fields::model::RecordKind;
 use crate::fields::service as fields;
 use crate::fields::validate::PhoneCountry;
 use crate::records::model::{Actor, Origin};
 use crate::records::writer::Catalog;
 use crate::schema::{import_rows, import_runs};
-use crate::sources::model::{ColumnValue, Mapping, RowKey};
+use crate::sources::model::{ColumnValue, Mapping, RowKey, COMPANY_KEY};
 use crate::sources::service as sources;
 
 pub use super::error::ImportError;
@@ -139,6 +140,16 @@ fn run_file(
             Some((value, m.column_name.clone(), def, m.field_rule()))
         })
         .collect();
+    let company = mapping
+        .iter()
+        .filter(|_| kind == RecordKind::Contact)
+        .find(|m| m.field_key == COMPANY_KEY)
+        .and_then(|m| {
+            Some((
+                ColumnValue::resolve(&m.column_name, &headers)?,
+                m.to_record_rule(),
+            ))
+        });
     let total = count_rows(&path, format)?;
     let actor = Actor {
         origin: Origin::Import,
@@ -158,6 +169,7 @@ fn run_file(
         kind,
         key,
         columns,
+        company,
         defs,
     };
     diesel::update(import_runs::table.find(run_id))

@@ -29,6 +29,10 @@ pub struct RunRules {
     pub headers: Vec<String>,
     /// (where the value is, column name or pattern, field, rule)
     pub columns: Vec<(ColumnValue, String, FieldDef, FieldRule)>,
+    /// A contact source's column naming the contact's company (linked by name, created when
+    /// missing), with its rule: `always` and `fill_blanks` apply, `review` and `never` leave
+    /// the company alone.
+    pub company: Option<(ColumnValue, crate::rules::Rule)>,
     pub defs: Vec<FieldDef>,
     pub country: PhoneCountry,
     pub on_invalid: OnInvalid,
@@ -81,6 +85,8 @@ pub struct ReadyRow {
     pub warnings: Vec<String>,
     /// Normalised name, email and phone for identity matching.
     pub identity: (String, String, String),
+    /// The company named on the row ('' when none).
+    pub company: String,
 }
 
 #[derive(Debug, Clone)]
@@ -243,12 +249,24 @@ pub fn parse_row(
         norm_text(&identity_part("email")),
         norm_phone(&identity_part("phone")),
     );
+    let company = rules
+        .company
+        .as_ref()
+        .map(|(value, _)| {
+            value
+                .read(record)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
     Parsed::Ready(ReadyRow {
         line,
         external_id,
         values,
         warnings,
         identity,
+        company,
     })
 }
 
@@ -264,6 +282,8 @@ pub struct ChunkState {
     updated_at: HashMap<i64, NaiveDateTime>,
     /// For "apply this plan": the dry run's record and its updated_at then, by line.
     plan: HashMap<i64, (Option<i64>, Option<NaiveDateTime>)>,
+    /// Normalised company name -> active companies of that name, for the rows' companies.
+    companies: HashMap<String, Vec<i64>>,
 }
 
 /// Rows per `IN (...)` list.
@@ -361,6 +381,28 @@ pub fn load_chunk(
             .collect(),
         _ => HashMap::new(),
     };
+    let mut company_names: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.company.is_empty())
+        .map(|r| norm_text(&r.company))
+        .collect();
+    company_names.sort_unstable();
+    company_names.dedup();
+    let mut companies: HashMap<String, Vec<i64>> = HashMap::new();
+    for part in company_names.chunks(IN_LIST) {
+        for (id, name) in records::table
+            .filter(records::kind.eq(RecordKind::Company.as_str()))
+            .filter(records::archived.eq(false))
+            .filter(records::name_norm.eq_any(part))
+            .select((records::id, records::name_norm))
+            .load::<(i64, String)>(conn)?
+        {
+            companies.entry(name).or_default().push(id);
+        }
+    }
+    for ids in companies.values_mut() {
+        ids.sort_unstable();
+    }
     Ok(ChunkState {
         links,
         identity,
@@ -368,6 +410,7 @@ pub fn load_chunk(
         states,
         updated_at,
         plan,
+        companies,
     })
 }
 
@@ -377,6 +420,95 @@ pub struct ChunkPlan {
     /// (index into `outcomes`, edit): creates fill the report line's record id once written.
     pub edits: Vec<(usize, Edit)>,
     pub proposals: Vec<NewProposal>,
+    /// Companies rows named that do not exist yet: written before `edits`, whose entries
+    /// at `dependents` (indexes into `edits`) then get the new company's id.
+    pub new_companies: Vec<NewCompany>,
+}
+
+pub struct NewCompany {
+    pub name: String,
+    pub dependents: Vec<usize>,
+}
+
+/// What a row's company column asks for.
+enum CompanyChoice {
+    Nothing,
+    Existing(i64),
+    /// Index into `ChunkPlan::new_companies`.
+    New(usize),
+    Several(Vec<i64>),
+}
+
+impl CompanyChoice {
+    fn of(row: &ReadyRow, db: &ChunkState, plan: &mut ChunkPlan) -> Self {
+        if row.company.is_empty() {
+            return CompanyChoice::Nothing;
+        }
+        let key = norm_text(&row.company);
+        match db.companies.get(&key).map(Vec::as_slice) {
+            Some([id]) => CompanyChoice::Existing(*id),
+            Some(ids) if ids.len() > 1 => CompanyChoice::Several(ids.to_vec()),
+            _ => {
+                let known = plan
+                    .new_companies
+                    .iter()
+                    .position(|c| norm_text(&c.name) == key);
+                CompanyChoice::New(known.unwrap_or_else(|| {
+                    plan.new_companies.push(NewCompany {
+                        name: row.company.clone(),
+                        dependents: Vec::new(),
+                    });
+                    plan.new_companies.len() - 1
+                }))
+            }
+        }
+    }
+
+    /// Sets the company on the edit if the rule lets it and it changes; the report's change
+    /// and reason, and for a new company, that `edit_index` waits for its id.
+    fn apply(
+        &self,
+        rule: crate::rules::Rule,
+        row: &ReadyRow,
+        edit: &mut Edit,
+        edit_index: usize,
+        plan: &mut ChunkPlan,
+        out: &mut RowOutcome,
+    ) {
+        use crate::rules::Rule;
+        let current = edit.after.company_id;
+        let allowed = match rule {
+            Rule::Always => true,
+            Rule::FillBlanks => current.is_none(),
+            Rule::Review | Rule::Never => false,
+        };
+        let old = current.map(|id| format!("#{id}")).unwrap_or_default();
+        match self {
+            CompanyChoice::Existing(id) if allowed && current != Some(*id) => {
+                edit.after.company_id = Some(*id);
+                out.changes.push(FieldChange {
+                    field: "company".into(),
+                    old,
+                    new: format!("#{id} {}", row.company),
+                });
+                out.reason
+                    .push_str(&format!(" Company: {} (#{id}).", row.company));
+            }
+            CompanyChoice::New(index) if allowed => {
+                if let Some(company) = plan.new_companies.get_mut(*index) {
+                    company.dependents.push(edit_index);
+                }
+                out.changes.push(FieldChange {
+                    field: "company".into(),
+                    old,
+                    new: row.company.clone(),
+                });
+                out.reason
+                    .push_str(&format!(" Company: {}, a new company record.", row.company));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A new record from a row's values, owned by the source and linked to the external id, and
@@ -472,6 +604,7 @@ pub fn plan_chunk(
         outcomes: Vec::with_capacity(parsed.len()),
         edits: Vec::new(),
         proposals: Vec::new(),
+        new_companies: Vec::new(),
     };
     for item in parsed {
         let row = match item {
@@ -502,6 +635,26 @@ pub fn plan_chunk(
             linked.as_ref(),
             &identity,
         );
+        let company = CompanyChoice::of(row, &db, &mut plan);
+        if let CompanyChoice::Several(ids) = &company {
+            // Held like an ambiguous row, to be imported again once one company is kept.
+            let listed: Vec<String> = ids.iter().map(|id| format!("#{id}")).collect();
+            let mut held = error_row(
+                row.line,
+                &row.external_id,
+                format!(
+                    "Line {}: several companies are named '{}' ({}); the row was held. Archive or rename all but one, then import it again.",
+                    row.line,
+                    row.company,
+                    listed.join(", ")
+                ),
+            );
+            held.outcome = Outcome::Ambiguous;
+            held.values = row.values.clone();
+            plan.outcomes.push(held);
+            continue;
+        }
+        let company_rule = rules.company.as_ref().map(|(_, rule)| *rule);
         let mut out = RowOutcome {
             line: row.line,
             external_id: row.external_id.clone(),
@@ -535,7 +688,7 @@ pub fn plan_chunk(
                     plan.outcomes.push(error);
                     continue;
                 }
-                let (edit, changes) = new_record(
+                let (mut edit, changes) = new_record(
                     rules.kind,
                     &rules.defs,
                     source.id,
@@ -547,6 +700,10 @@ pub fn plan_chunk(
                 out.record_created = true;
                 out.link_added = true;
                 out.reason = reason;
+                if let Some(rule) = company_rule {
+                    let edit_index = plan.edits.len();
+                    company.apply(rule, row, &mut edit, edit_index, &mut plan, &mut out);
+                }
                 if !rules.dry_run {
                     plan.edits.push((index, edit));
                 }
@@ -603,6 +760,10 @@ pub fn plan_chunk(
                         &row.values,
                     );
                     out.changes = changes;
+                    if let Some(rule) = company_rule {
+                        let edit_index = plan.edits.len();
+                        company.apply(rule, row, &mut edit, edit_index, &mut plan, &mut out);
+                    }
                     let proposed: Vec<String> =
                         proposals.iter().map(|p| p.field_key.clone()).collect();
                     if !rules.dry_run {
@@ -626,7 +787,12 @@ pub fn plan_chunk(
                             .push_str(&format!(" Proposed for review: {}.", proposed.join(", ")));
                     }
                 }
-                if !rules.dry_run && (edit.before != edit.after || !edit.link.is_empty()) {
+                // A company created in this chunk is set once written.
+                let waits_for_company = matches!(company, CompanyChoice::New(_))
+                    && out.changes.iter().any(|c| c.field == "company");
+                if !rules.dry_run
+                    && (edit.before != edit.after || !edit.link.is_empty() || waits_for_company)
+                {
                     // Later rows of the chunk see this row's effect, as row by row.
                     db.linked_here.insert(record_id);
                     db.updated_at.insert(record_id, now);

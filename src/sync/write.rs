@@ -13,8 +13,9 @@ use super::model::{ImportRun, Outcome};
 use super::plan::RunRules;
 use super::plan::{self, error_row, Parsed, RowOutcome};
 use crate::db::{self, DbConn};
+use crate::fields::model::RecordKind;
 use crate::records::model::Actor;
-use crate::records::writer::{self, Edit};
+use crate::records::writer::{self, CreatedHistory, Edit, RecordState};
 use crate::review::service as review;
 use crate::schema::{import_rows, import_runs};
 use crate::text;
@@ -182,7 +183,36 @@ fn apply_chunk(
     let plan = plan::plan_chunk(exec.rules, parsed, state, db::now());
     let mut outcomes = plan.outcomes;
     if !exec.rules.dry_run {
-        let (targets, edits): (Vec<usize>, Vec<Edit>) = plan.edits.into_iter().unzip();
+        let (targets, mut edits): (Vec<usize>, Vec<Edit>) = plan.edits.into_iter().unzip();
+        if !plan.new_companies.is_empty() {
+            let companies: Vec<Edit> = plan
+                .new_companies
+                .iter()
+                .map(|c| {
+                    let mut state = RecordState::blank(RecordKind::Company);
+                    state.name = c.name.clone();
+                    let mut edit = Edit::create(state);
+                    edit.created_history = CreatedHistory::Summary;
+                    edit
+                })
+                .collect();
+            let created = writer::apply(conn, &exec.rules.catalog, &companies, &exec.actor)?;
+            for (company, w) in plan.new_companies.iter().zip(created) {
+                for &dependent in &company.dependents {
+                    if let Some(edit) = edits.get_mut(dependent) {
+                        edit.after.company_id = Some(w.record_id);
+                    }
+                    // The report names the company by its new id, as for existing ones.
+                    if let Some(change) = targets
+                        .get(dependent)
+                        .and_then(|&line| outcomes.get_mut(line))
+                        .and_then(|o| o.changes.iter_mut().find(|c| c.field == "company"))
+                    {
+                        change.new = format!("#{} {}", w.record_id, company.name);
+                    }
+                }
+            }
+        }
         let written = writer::apply(conn, &exec.rules.catalog, &edits, &exec.actor)?;
         for (index, w) in targets.into_iter().zip(written) {
             if outcomes[index].record_created {
