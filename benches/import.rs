@@ -214,6 +214,7 @@ fn main() {
             id_column: "external_id".into(),
             match_by: Vec::new(),
             country: String::new(),
+            watch_dir: String::new(),
             full_mode: false,
         },
     )

@@ -125,6 +125,10 @@ pub enum SourceCommand {
         /// column); --map lines are added to it and win for their columns.
         #[arg(long)]
         propose_from: Option<PathBuf>,
+        /// Import the files that appear in this folder (absolute path) by themselves, while
+        /// `serve` runs; they then move to done/ or failed/ beside them with their report.
+        #[arg(long)]
+        watch: Option<PathBuf>,
         #[arg(long, default_value = "full", value_parser = ["full", "delta"])]
         mode: String,
         #[arg(long = "map")]
@@ -240,6 +244,11 @@ fn serve(mut config: Config, bind: Option<String>) -> Result<(), CliError> {
         state.config.data_dir.clone(),
         state.config.default_country,
     );
+    crate::sync::watch::spawn_watcher(
+        state.pool.clone(),
+        state.config.data_dir.clone(),
+        state.config.max_import_bytes as u64,
+    );
     actix_web::rt::System::new().block_on(async move {
         let server = actix_web::HttpServer::new(move || build_app(state.clone()))
             .bind(&bind)
@@ -298,6 +307,7 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
             match_by,
             country,
             propose_from,
+            watch,
             mode,
             maps,
             on_invalid,
@@ -362,6 +372,9 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
                             match_by,
                             full_mode: mode == "full",
                             country: country.unwrap_or_default(),
+                            watch_dir: watch
+                                .map(|w| w.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
                         },
                     )?;
                     let mapping =

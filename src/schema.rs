@@ -63,6 +63,7 @@ diesel::table! {
         on_invalid -> Text,
         match_by -> Text,
         country -> Text,
+        watch_dir -> Text,
     }
 }
 

@@ -29,6 +29,7 @@ fn source(state: &syncdesk::AppState, name: &str, to_source: Rule) -> Source {
             id_column: "External Id".into(),
             match_by: Vec::new(),
             country: String::new(),
+            watch_dir: String::new(),
             full_mode: false,
         },
     )

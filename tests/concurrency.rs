@@ -40,6 +40,7 @@ async fn console_writes_succeed_while_an_import_runs() {
                 id_column: "id".into(),
                 match_by: Vec::new(),
                 country: String::new(),
+                watch_dir: String::new(),
                 full_mode: false,
             },
         )

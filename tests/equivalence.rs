@@ -911,6 +911,7 @@ impl World {
                     id_column: "External Id".into(),
                     match_by: Vec::new(),
                     country: String::new(),
+                    watch_dir: String::new(),
                     full_mode: false,
                 },
             )

@@ -61,6 +61,7 @@ impl Env {
                 id_column: "id".into(),
                 match_by: Vec::new(),
                 country: String::new(),
+                watch_dir: String::new(),
                 full_mode: false,
             },
         )

@@ -48,6 +48,7 @@ impl Env {
                 id_column: "External Id".into(),
                 match_by: Vec::new(),
                 country: String::new(),
+                watch_dir: String::new(),
                 full_mode: full,
             },
         )
@@ -1934,6 +1935,7 @@ fn contact_source(env: &Env, name: &str, match_by: &[&str], country: &str) -> So
             match_by: match_by.iter().map(|k| k.to_string()).collect(),
             full_mode: false,
             country: country.into(),
+            watch_dir: String::new(),
         },
     )
     .expect("source")
@@ -2146,6 +2148,7 @@ async fn a_column_becomes_a_custom_field_from_the_mapping_page() {
             match_by: Vec::new(),
             full_mode: false,
             country: String::new(),
+            watch_dir: String::new(),
         },
     )
     .expect("source");
@@ -2326,4 +2329,122 @@ fn contacts_link_to_their_company_by_name() {
         ]
     );
     assert_eq!(env.record_count(), count);
+}
+
+/// A watched folder: a file still being written waits, a finished one is imported with the
+/// source's settings and filed in done/ with its report; after a restart a file whose run
+/// already ended is filed, not imported again; a file that is not text goes to failed/.
+#[core::prelude::v1::test]
+fn files_dropped_in_a_watched_folder_import_by_themselves() {
+    use std::time::Duration;
+    use syncdesk::sync::watch::{Step, Watcher};
+    let env = Env::new();
+    let drop = env.state.config.data_dir.join("drop");
+    std::fs::create_dir_all(&drop).expect("folder");
+    let source = sources::create(
+        &mut env.conn(),
+        &SourceInput {
+            name: "Dropbox".into(),
+            kind: RecordKind::Contact,
+            id_column: "External Id".into(),
+            match_by: Vec::new(),
+            full_mode: false,
+            country: String::new(),
+            watch_dir: drop.to_string_lossy().into_owned(),
+        },
+    )
+    .expect("source");
+    sources::set_mapping(
+        &mut env.conn(),
+        source.id,
+        &[MappingInput {
+            column_name: "Name".into(),
+            field_key: "name".into(),
+            to_record: Rule::Always,
+            to_source: Rule::Never,
+            blanks_clear: false,
+        }],
+    )
+    .expect("mapping");
+    let data_dir = env.state.config.data_dir.clone();
+    let scan = |watcher: &mut Watcher| {
+        watcher
+            .scan(&mut env.conn(), &data_dir, 1 << 20, Duration::ZERO)
+            .expect("scan")
+    };
+    let work = || jobs::run_queued(&env.state.pool, &data_dir, au()).expect("run");
+
+    // Written in two goes: each change waits for one more look.
+    let file = drop.join("monday.csv");
+    std::fs::write(&file, "External Id,Name\n1,Ann\n").expect("write");
+    std::fs::write(drop.join(".monday.csv.tmp"), "partial").expect("tmp");
+    let mut watcher = Watcher::default();
+    assert_eq!(scan(&mut watcher), [Step::Waiting(file.clone())]);
+    std::fs::write(&file, "External Id,Name\n1,Ann\n2,Bob\n").expect("append");
+    assert_eq!(scan(&mut watcher), [Step::Waiting(file.clone())]);
+    let Step::Queued { run_id, .. } = scan(&mut watcher).remove(0) else {
+        panic!("the stable file is queued");
+    };
+    assert_eq!(env.run(run_id).started_by_label, "automatic import");
+    assert_eq!(
+        scan(&mut watcher),
+        [Step::Waiting(file.clone())],
+        "its run is queued"
+    );
+    work();
+    let done = drop.join("done").join(format!("{run_id}-monday.csv"));
+    assert_eq!(
+        scan(&mut watcher),
+        [Step::Moved {
+            from: file.clone(),
+            to: done.clone()
+        }]
+    );
+    let report = std::fs::read_to_string(
+        drop.join("done")
+            .join(format!("{run_id}-monday.csv.report.csv")),
+    )
+    .expect("report beside the file");
+    assert_eq!(report.matches(",created,").count(), 2, "{report}");
+    assert_eq!(env.record_count(), 2);
+
+    // A restart between the run and the move: the file is filed, not imported twice.
+    let tuesday = drop.join("tuesday.csv");
+    std::fs::write(&tuesday, "External Id,Name\n3,Cy\n").expect("write");
+    let mut watcher = Watcher::default();
+    scan(&mut watcher);
+    let Step::Queued { run_id, .. } = scan(&mut watcher).remove(0) else {
+        panic!("queued");
+    };
+    work();
+    let mut restarted = Watcher::default();
+    assert_eq!(scan(&mut restarted), [Step::Waiting(tuesday.clone())]);
+    assert!(
+        matches!(&scan(&mut restarted)[..], [Step::Moved { to, .. }] if to.ends_with(format!("done/{run_id}-tuesday.csv")))
+    );
+    assert_eq!(
+        jobs::runs_of(&mut env.conn(), source.id, 10)
+            .expect("runs")
+            .len(),
+        2
+    );
+    assert_eq!(env.record_count(), 3);
+
+    // Not a text file: set aside with the reason.
+    let bad = drop.join("photo.csv");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").expect("write");
+    scan(&mut watcher);
+    let moved = scan(&mut watcher);
+    let [Step::Moved { to, .. }] = &moved[..] else {
+        panic!("{moved:?}");
+    };
+    assert!(to.starts_with(drop.join("failed")), "{to:?}");
+    let mut note = to.clone().into_os_string();
+    note.push(".error.txt");
+    let why = std::fs::read_to_string(note).expect("note");
+    assert!(why.contains("not a text file"), "{why}");
+    assert!(
+        drop.join(".monday.csv.tmp").exists(),
+        "files being written are left alone"
+    );
 }

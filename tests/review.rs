@@ -653,6 +653,7 @@ fn import_source(pool: &DbPool) -> Source {
             id_column: "External Id".into(),
             match_by: Vec::new(),
             country: String::new(),
+            watch_dir: String::new(),
             full_mode: false,
         },
     )

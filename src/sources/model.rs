@@ -24,6 +24,8 @@ pub struct Source {
     pub match_by: String,
     /// The country of phone numbers written without one (ISO code); empty: the console's.
     pub country: String,
+    /// A folder whose new files are imported by themselves (`sync::watch`); empty: none.
+    pub watch_dir: String,
 }
 
 /// The mapping target of a contact source's column naming the contact's company: not a field,

@@ -107,6 +107,8 @@ struct SourceForm {
     #[serde(default)]
     country: String,
     #[serde(default)]
+    watch_dir: String,
+    #[serde(default)]
     mode: String,
     /// `skip_field` or `reject_row`; absent on the creation form.
     #[serde(default)]
@@ -127,6 +129,7 @@ impl SourceForm {
             },
             full_mode: self.mode != "delta",
             country: self.country.clone(),
+            watch_dir: self.watch_dir.clone(),
         })
     }
 }

@@ -38,6 +38,8 @@ pub struct SourceInput {
     pub full_mode: bool,
     /// ISO code of the country of phones written without one; empty for the console's.
     pub country: String,
+    /// An absolute folder whose new files are imported automatically; empty for none.
+    pub watch_dir: String,
 }
 
 /// A source as checked and stored: its name, id column, fields to match by and country.
@@ -46,6 +48,7 @@ struct Checked {
     id_column: String,
     match_by: String,
     country: String,
+    watch_dir: String,
 }
 
 pub fn list(conn: &mut DbConn) -> QueryResult<Vec<Source>> {
@@ -118,11 +121,19 @@ fn check(conn: &mut DbConn, input: &SourceInput) -> Result<Checked, SourceError>
     if !country.is_empty() {
         crate::fields::validate::PhoneCountry::parse(&country).map_err(SourceError::Invalid)?;
     }
+    let watch_dir = input.watch_dir.trim().to_string();
+    if let Some(problem) = (!watch_dir.is_empty())
+        .then(|| crate::sync::watch::folder_problem(&watch_dir))
+        .flatten()
+    {
+        return Err(SourceError::Invalid(problem));
+    }
     Ok(Checked {
         name,
         id_column,
         match_by: match_by.join(","),
         country,
+        watch_dir,
     })
 }
 
@@ -141,6 +152,7 @@ pub fn create(conn: &mut DbConn, input: &SourceInput) -> Result<Source, SourceEr
         id_column,
         match_by,
         country,
+        watch_dir,
     } = check(conn, input)?;
     let now = db::now();
     let id: i64 = diesel::insert_into(sources::table)
@@ -150,6 +162,7 @@ pub fn create(conn: &mut DbConn, input: &SourceInput) -> Result<Source, SourceEr
             sources::id_column.eq(&id_column),
             sources::match_by.eq(&match_by),
             sources::country.eq(&country),
+            sources::watch_dir.eq(&watch_dir),
             sources::mode.eq(if input.full_mode { "full" } else { "delta" }),
             sources::status.eq("connected"),
             sources::created_at.eq(now),
@@ -168,6 +181,7 @@ pub fn update(conn: &mut DbConn, id: i64, input: &SourceInput) -> Result<Source,
         id_column,
         match_by,
         country,
+        watch_dir,
     } = check(conn, input)?;
     let current = find(conn, id)?.ok_or(SourceError::NotFound)?;
     if current.record_kind() != input.kind {
@@ -181,6 +195,7 @@ pub fn update(conn: &mut DbConn, id: i64, input: &SourceInput) -> Result<Source,
             sources::id_column.eq(&id_column),
             sources::match_by.eq(&match_by),
             sources::country.eq(&country),
+            sources::watch_dir.eq(&watch_dir),
             sources::mode.eq(if input.full_mode { "full" } else { "delta" }),
             sources::updated_at.eq(db::now()),
         ))

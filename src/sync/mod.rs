@@ -1,6 +1,7 @@
 //! Imports: the decision logic (pure), file reading, the engine that applies a file through a
 //! source's mapping (`engine` reads and plans, `write` writes a chunk, `missing` flags what a
-//! full file lacks), run reports, dry runs, apply-plan and undo, and the background jobs.
+//! full file lacks), run reports, dry runs, apply-plan and undo, the background jobs, and
+//! automatic imports from watched folders.
 
 pub mod claims;
 pub mod csvfile;
@@ -16,5 +17,6 @@ pub mod plan;
 pub mod report;
 pub mod routes;
 pub mod undo;
+pub mod watch;
 pub mod webhooks;
 mod write;
