@@ -244,10 +244,11 @@ fn serve(mut config: Config, bind: Option<String>) -> Result<(), CliError> {
         state.config.data_dir.clone(),
         state.config.default_country,
     );
-    crate::sync::watch::spawn_watcher(
+    crate::sync::watch::spawn_automatic_imports(
         state.pool.clone(),
         state.config.data_dir.clone(),
         state.config.max_import_bytes as u64,
+        state.secret(),
     );
     actix_web::rt::System::new().block_on(async move {
         let server = actix_web::HttpServer::new(move || build_app(state.clone()))

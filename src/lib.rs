@@ -86,6 +86,12 @@ impl AppState {
         })
     }
 
+    /// The session key's bytes, from which other secrets are derived (the connector's
+    /// encrypted database URLs).
+    pub fn secret(&self) -> Vec<u8> {
+        self.session_key.master().to_vec()
+    }
+
     /// Runs `f` with a pooled connection on the blocking thread pool, never on the executor.
     pub async fn db<T, E, F>(&self, f: F) -> Result<T, AppError>
     where

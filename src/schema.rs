@@ -64,6 +64,11 @@ diesel::table! {
         match_by -> Text,
         country -> Text,
         watch_dir -> Text,
+        query_sql -> Text,
+        query_url_env -> Text,
+        query_url_secret -> Text,
+        query_every_minutes -> BigInt,
+        query_last_at -> Nullable<Timestamp>,
     }
 }
 

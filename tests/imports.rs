@@ -2448,3 +2448,189 @@ fn files_dropped_in_a_watched_folder_import_by_themselves() {
         "files being written are left alone"
     );
 }
+
+/// The database connector against a second database on the local PostgreSQL: the query's
+/// rows go through the mapping like a file's (a numeric column into a number field); the URL
+/// is kept encrypted or read from a named environment variable; nothing but one SELECT runs,
+/// and that in a read-only transaction; a schedule runs it when due.
+#[core::prelude::v1::test]
+fn a_query_on_another_database_imports_like_a_file() {
+    use diesel::connection::SimpleConnection;
+    use syncdesk::fields::service::NewField;
+    use syncdesk::sources::connector::{self, ConnectorInput};
+    let env = Env::new();
+    let accounts = common::TestDb::postgres("postgres://postgres@127.0.0.1:5432/test");
+    let mut remote = diesel::PgConnection::establish(&accounts.url).expect("accounts database");
+    remote
+        .batch_execute(
+            "CREATE TABLE clients (code TEXT, name TEXT, email TEXT, tag1 NUMERIC);
+             INSERT INTO clients VALUES ('C1', 'Ann Lee', 'ann@lee.example', 800),
+               ('C2', 'Bob   Ray', NULL, 1200.5), ('C3', 'Cy Fox', 'cy@fox.example', NULL);",
+        )
+        .expect("clients");
+    let mut conn = env.conn();
+    let source = sources::create(
+        &mut conn,
+        &SourceInput {
+            name: "Accounting".into(),
+            kind: RecordKind::Contact,
+            id_column: "code".into(),
+            match_by: Vec::new(),
+            full_mode: true,
+            country: String::new(),
+            watch_dir: String::new(),
+        },
+    )
+    .expect("source");
+    let line = |column: &str, field: &str| MappingInput {
+        column_name: column.into(),
+        field_key: field.into(),
+        to_record: Rule::Always,
+        to_source: Rule::Never,
+        blanks_clear: false,
+    };
+    sources::create_fields_and_map(
+        &mut conn,
+        source.id,
+        &[NewField {
+            key: "tag1".into(),
+            label: "Tag 1".into(),
+            field_type: "number".into(),
+            options: String::new(),
+        }],
+        &[
+            line("name", "name"),
+            line("email", "email"),
+            line("tag1", "tag1"),
+        ],
+    )
+    .expect("mapping");
+    let key = env.state.secret();
+    let data_dir = env.state.config.data_dir.clone();
+
+    // The URL given: kept encrypted.
+    let source = connector::save(
+        &mut conn,
+        source.id,
+        &ConnectorInput {
+            url: accounts.url.clone(),
+            sql: "SELECT code, name, email, tag1 FROM clients ORDER BY code;".into(),
+            ..Default::default()
+        },
+        &key,
+    )
+    .expect("save");
+    assert!(!source.query_url_secret.contains("postgres"));
+    assert_eq!(
+        connector::decrypt(&key, &source.query_url_secret).expect("readable"),
+        accounts.url
+    );
+    let run = connector::run_now(&mut conn, &source, &data_dir, &key, (None, "test")).expect("run");
+    jobs::run_queued(&env.state.pool, &data_dir, au()).expect("import");
+    let outcomes: Vec<(String, String)> = env
+        .rows(run)
+        .iter()
+        .map(|r| (r.external_id.clone(), r.outcome.as_str().to_string()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("C1".to_string(), "created".to_string()),
+            ("C2".into(), "created".into()),
+            ("C3".into(), "created".into())
+        ]
+    );
+    let bob = env.rows(run)[1].record_id.expect("Bob");
+    let view = records::find(&mut conn, bob).expect("find").expect("Bob");
+    assert_eq!(view.name, "Bob Ray");
+    let tag1: String = syncdesk::schema::record_values::table
+        .filter(syncdesk::schema::record_values::record_id.eq(bob))
+        .select(syncdesk::schema::record_values::value)
+        .first(&mut conn)
+        .expect("tag1");
+    assert_eq!(tag1, "1200.5");
+
+    // Read from a named environment variable; one SELECT only, read-only.
+    let var = format!("SYNCDESK_TEST_ACCOUNTS_{}", std::process::id());
+    std::env::set_var(&var, &accounts.url);
+    let source = connector::save(
+        &mut conn,
+        source.id,
+        &ConnectorInput {
+            url_env: var.clone(),
+            sql: "SELECT code, name FROM clients; DELETE FROM clients".into(),
+            ..Default::default()
+        },
+        &key,
+    )
+    .expect("save");
+    let refused = connector::run_now(&mut conn, &source, &data_dir, &key, (None, "test"))
+        .expect_err("two statements");
+    assert!(
+        refused.to_string().contains("The query failed"),
+        "{refused}"
+    );
+    let source = connector::save(
+        &mut conn,
+        source.id,
+        &ConnectorInput {
+            url_env: var.clone(),
+            sql: "SELECT code, name FROM clients FOR UPDATE".into(),
+            ..Default::default()
+        },
+        &key,
+    )
+    .expect("save");
+    let refused = connector::run_now(&mut conn, &source, &data_dir, &key, (None, "test"))
+        .expect_err("read-only");
+    assert!(refused.to_string().contains("read-only"), "{refused}");
+    let left: i64 = diesel::sql_query("SELECT COUNT(*) AS n FROM clients")
+        .get_result::<Count>(&mut remote)
+        .expect("count")
+        .n;
+    assert_eq!(left, 3, "nothing was written to the other database");
+
+    // On a schedule: due once its minutes have passed since the last run.
+    connector::save(
+        &mut conn,
+        source.id,
+        &ConnectorInput {
+            url_env: var.clone(),
+            sql: "SELECT code, name FROM clients".into(),
+            every_minutes: 60,
+            ..Default::default()
+        },
+        &key,
+    )
+    .expect("save");
+    assert!(
+        connector::run_due(&mut conn, &data_dir, &key)
+            .expect("due")
+            .is_empty(),
+        "ran a moment ago"
+    );
+    diesel::update(syncdesk::schema::sources::table.find(source.id))
+        .set(
+            syncdesk::schema::sources::query_last_at
+                .eq(Some(syncdesk::db::now() - chrono::Duration::minutes(61))),
+        )
+        .execute(&mut conn)
+        .expect("an hour ago");
+    let queued = connector::run_due(&mut conn, &data_dir, &key).expect("due");
+    assert_eq!(queued.len(), 1);
+    assert_eq!(env.run(queued[0]).started_by_label, connector::SCHEDULED);
+    jobs::run_queued(&env.state.pool, &data_dir, au()).expect("import");
+    let unchanged = env
+        .rows(queued[0])
+        .iter()
+        .filter(|r| r.outcome.as_str() == "unchanged")
+        .count();
+    assert_eq!(unchanged, 3);
+    std::env::remove_var(&var);
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}

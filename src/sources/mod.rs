@@ -1,5 +1,6 @@
 //! External systems: name, record kind, id column, mode, status, and the field mapping.
 
+pub mod connector;
 pub mod model;
 pub mod propose;
 pub mod routes;

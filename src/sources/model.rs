@@ -26,6 +26,13 @@ pub struct Source {
     pub country: String,
     /// A folder whose new files are imported by themselves (`sync::watch`); empty: none.
     pub watch_dir: String,
+    /// The database connector (`sources::connector`): a SELECT, the URL's environment
+    /// variable or the URL encrypted, how often (minutes; 0 on demand), when it last ran.
+    pub query_sql: String,
+    pub query_url_env: String,
+    pub query_url_secret: String,
+    pub query_every_minutes: i64,
+    pub query_last_at: Option<NaiveDateTime>,
 }
 
 /// The mapping target of a contact source's column naming the contact's company: not a field,

@@ -10,10 +10,11 @@ use actix_web::{get, post, web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
+use super::connector;
 use super::model::{Mapping, MappingInput, OnInvalid, RowKey, Source};
 use super::propose::{self as proposal, ProposedLine};
 use super::service::{self, SourceError, SourceInput};
-use crate::auth::extract::{AdminUser, SignedIn};
+use crate::auth::extract::{AdminUser, EditorUser, SignedIn};
 use crate::auth::model::Role;
 use crate::error::AppError;
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
@@ -38,7 +39,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(save_mapping)
         .service(propose)
         .service(disconnect)
-        .service(reconnect);
+        .service(reconnect)
+        .service(save_connector)
+        .service(run_connector);
 }
 
 impl From<SourceError> for AppError {
@@ -591,4 +594,96 @@ async fn reconnect(
         "Connected. Import a file: records linked to it convert back through their links.",
     );
     Ok(see_other(&format!("/sources/{id}")))
+}
+
+#[derive(Debug, Deserialize)]
+struct ConnectorForm {
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    url_env: String,
+    #[serde(default)]
+    sql: String,
+    #[serde(default)]
+    every_minutes: String,
+}
+
+/// Saves the database connector's settings (the URL is kept encrypted, never shown again).
+#[post("/sources/{id}/connector")]
+async fn save_connector(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<ConnectorForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let form = form.into_inner();
+    let every_minutes = match form.every_minutes.trim() {
+        "" => 0,
+        text => text
+            .parse::<i64>()
+            .map_err(|_| AppError::BadRequest(format!("'{text}' is not a number of minutes.")))?,
+    };
+    let input = connector::ConnectorInput {
+        url: form.url,
+        url_env: form.url_env,
+        sql: form.sql,
+        every_minutes,
+    };
+    let key = state.secret();
+    let outcome = state
+        .db(move |conn| -> Result<_, AppError> {
+            Ok((connector::save(conn, id, &input, &key), load(conn, id)?))
+        })
+        .await?;
+    match outcome {
+        (Ok(source), _) => {
+            flash(&session, format!("Connector of {} saved.", source.name));
+            Ok(see_other(&format!("/sources/{id}#connector")))
+        }
+        (Err(e @ SourceError::Invalid(_)), data) => {
+            let page = show_page(
+                admin.ctx,
+                &admin.user,
+                data,
+                None,
+                None,
+                Some(e.to_string()),
+                state.config.max_import_bytes,
+            );
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// Runs the source's query now; its rows go through the engine as an applied import.
+#[post("/sources/{id}/connector/run")]
+async fn run_connector(
+    state: web::Data<AppState>,
+    editor: EditorUser,
+    session: Session,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let key = state.secret();
+    let data_dir = state.config.data_dir.clone();
+    let user = editor.user.clone();
+    let run_id = state
+        .db(move |conn| -> Result<i64, AppError> {
+            let source =
+                service::find(conn, id)?.ok_or_else(|| AppError::not_found("That source"))?;
+            let label = format!("query run by {}", user.display_name);
+            Ok(connector::run_now(
+                conn,
+                &source,
+                &data_dir,
+                &key,
+                (Some(user.id), &label),
+            )?)
+        })
+        .await?;
+    flash(&session, format!("Query run: import run #{run_id} queued."));
+    Ok(see_other(&format!("/runs/{run_id}")))
 }

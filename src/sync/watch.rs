@@ -1,4 +1,5 @@
-//! Automatic import: a source may watch a folder. A file that appears there and stops growing
+//! Automatic import: a source may watch a folder (and run a query on a schedule, see
+//! `sources::connector`; one thread of `serve` does both). A file that appears there and stops growing
 //! is imported with the source's settings, like an upload applied at once; when its run ends
 //! the file moves to `done/` or `failed/` beside it, prefixed with the run's number, with the
 //! run report written next to it (`<run>-<name>.report.csv`). Files written by rename into
@@ -23,6 +24,7 @@ use super::model::{ImportRun, RunStatus};
 use super::report;
 use crate::db::{DbConn, DbPool};
 use crate::schema::{import_runs, sources};
+use crate::sources::connector;
 use crate::sources::model::Source;
 
 /// Who started a run from a watched folder, as run pages show it.
@@ -271,11 +273,17 @@ fn write_note(file: &Path, why: &str) -> Result<(), ImportError> {
         .map_err(|e| ImportError::Refused(format!("cannot write {}: {e}", file.display())))
 }
 
-/// The watcher of `serve`: looks at the watched folders every few seconds.
-pub fn spawn_watcher(pool: DbPool, data_dir: PathBuf, max_bytes: u64) {
+/// The automatic imports of `serve`: every few seconds, looks at the watched folders and
+/// runs the database queries that are due.
+pub fn spawn_automatic_imports(
+    pool: DbPool,
+    data_dir: PathBuf,
+    max_bytes: u64,
+    session_key: Vec<u8>,
+) {
     let mut watcher = Watcher::default();
     std::thread::Builder::new()
-        .name("folder-watcher".into())
+        .name("automatic-imports".into())
         .spawn(move || loop {
             std::thread::sleep(SCAN_EVERY);
             let Ok(mut conn) = pool.get() else { continue };
@@ -295,7 +303,12 @@ pub fn spawn_watcher(pool: DbPool, data_dir: PathBuf, max_bytes: u64) {
                 }
                 Err(e) => tracing::warn!(error = %e, "watched folders"),
             }
+            match connector::run_due(&mut conn, &data_dir, &session_key) {
+                Ok(runs) if !runs.is_empty() => tracing::info!(?runs, "scheduled queries queued"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduled queries"),
+            }
         })
         .map(|_| ())
-        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the folder watcher"));
+        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the automatic imports"));
 }

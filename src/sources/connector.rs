@@ -1,0 +1,326 @@
+//! The database connector: a source may read its rows from a PostgreSQL query instead of
+//! files. An admin gives the database's URL (kept encrypted with a key derived from the
+//! console's session key) or names the environment variable that holds it, and a SELECT.
+//! syncdesk runs it in a read-only transaction with a statement timeout, on demand or every N
+//! minutes, fetches the rows through a cursor a few thousand at a time into a CSV file, and
+//! runs that file through the import engine like an upload: same mapping, rules, report.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+use super::model::Source;
+use super::service::{self as sources, SourceError};
+use crate::db::{self, DbConn};
+use crate::schema::sources as sources_t;
+use crate::sync::csvfile::{FileFormat, TextEncoding};
+use crate::sync::engine::ImportError;
+use crate::sync::jobs::{self, NewRun};
+
+/// Who started a scheduled query's run, as run pages show it.
+pub const SCHEDULED: &str = "scheduled query";
+
+/// A query may run this long before the database stops it.
+const STATEMENT_TIMEOUT_SECONDS: u32 = 120;
+
+/// Rows fetched from the cursor at a time.
+const FETCH_ROWS: usize = 5_000;
+
+/// What an admin sets for a source's connector.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectorInput {
+    /// A new database URL to keep (encrypted); empty keeps the one stored.
+    pub url: String,
+    /// Or the name of an environment variable holding the URL.
+    pub url_env: String,
+    pub sql: String,
+    /// 0: on demand only.
+    pub every_minutes: i64,
+}
+
+/// The 32-byte key that encrypts stored URLs: an HMAC of the session key, so that the
+/// session key itself encrypts nothing and changing it makes stored URLs unreadable.
+fn secret_key(session_key: &[u8]) -> Result<Key, String> {
+    use hmac::{KeyInit as _, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(session_key)
+        .map_err(|_| "the session key cannot make a key".to_string())?;
+    mac.update(b"syncdesk connector database URLs");
+    let bytes = mac.finalize().into_bytes();
+    Ok(*Key::from_slice(&bytes[..32]))
+}
+
+/// `nonce || ciphertext`, base64.
+pub fn encrypt(session_key: &[u8], plain: &str) -> Result<String, String> {
+    let cipher = ChaCha20Poly1305::new(&secret_key(session_key)?);
+    let nonce: [u8; 12] = rand::random();
+    let sealed = cipher
+        .encrypt(Nonce::from_slice(&nonce), plain.as_bytes())
+        .map_err(|_| "cannot encrypt the URL".to_string())?;
+    let mut out = nonce.to_vec();
+    out.extend(sealed);
+    Ok(base64::engine::general_purpose::STANDARD.encode(out))
+}
+
+pub fn decrypt(session_key: &[u8], stored: &str) -> Result<String, String> {
+    let unreadable = || {
+        "The stored database URL cannot be read (was the session key changed?): enter it again."
+            .to_string()
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(stored)
+        .map_err(|_| unreadable())?;
+    if bytes.len() < 12 {
+        return Err(unreadable());
+    }
+    let (nonce, sealed) = bytes.split_at(12);
+    let plain = ChaCha20Poly1305::new(&secret_key(session_key)?)
+        .decrypt(Nonce::from_slice(nonce), sealed)
+        .map_err(|_| unreadable())?;
+    String::from_utf8(plain).map_err(|_| unreadable())
+}
+
+/// Saves a source's connector settings.
+pub fn save(
+    conn: &mut DbConn,
+    source_id: i64,
+    input: &ConnectorInput,
+    session_key: &[u8],
+) -> Result<Source, SourceError> {
+    let sql = input.sql.trim().trim_end_matches(';').trim().to_string();
+    let url_env = input.url_env.trim().to_string();
+    let url = input.url.trim();
+    if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        return Err(SourceError::Invalid(
+            "The database URL starts with postgres:// (for example postgres://reader@db.example/accounts)."
+                .into(),
+        ));
+    }
+    if !url_env.is_empty()
+        && !url_env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(SourceError::Invalid(format!(
+            "'{url_env}' is not an environment variable name (letters, digits and _)."
+        )));
+    }
+    if !sql.is_empty()
+        && !sql
+            .get(..6)
+            .is_some_and(|w| w.eq_ignore_ascii_case("select") || w.eq_ignore_ascii_case("with "))
+    {
+        return Err(SourceError::Invalid(
+            "The query is one SELECT (or WITH ... SELECT) statement.".into(),
+        ));
+    }
+    if !(0..=10_080).contains(&input.every_minutes) {
+        return Err(SourceError::Invalid(
+            "Run it every 1 to 10,080 minutes (a week), or 0 for on demand only.".into(),
+        ));
+    }
+    let current = sources::find(conn, source_id)?.ok_or(SourceError::NotFound)?;
+    let secret = if url.is_empty() {
+        current.query_url_secret.clone()
+    } else {
+        encrypt(session_key, url).map_err(SourceError::Invalid)?
+    };
+    diesel::update(sources_t::table.find(source_id))
+        .set((
+            sources_t::query_sql.eq(&sql),
+            sources_t::query_url_env.eq(&url_env),
+            sources_t::query_url_secret.eq(&secret),
+            sources_t::query_every_minutes.eq(input.every_minutes),
+            sources_t::updated_at.eq(db::now()),
+        ))
+        .execute(conn)?;
+    sources::find(conn, source_id)?.ok_or(SourceError::NotFound)
+}
+
+/// The database URL a source's query reads: the named environment variable, else the stored
+/// one.
+fn url_of(source: &Source, session_key: &[u8]) -> Result<String, String> {
+    if !source.query_url_env.is_empty() {
+        return std::env::var(&source.query_url_env).map_err(|_| {
+            format!(
+                "The environment variable {} that should hold the database URL is not set for this process.",
+                source.query_url_env
+            )
+        });
+    }
+    if source.query_url_secret.is_empty() {
+        return Err("Give the database URL, or the environment variable that holds it.".into());
+    }
+    decrypt(session_key, &source.query_url_secret)
+}
+
+#[derive(QueryableByName)]
+struct JsonRow {
+    #[diesel(sql_type = Text)]
+    row: String,
+}
+
+/// A JSON value as a CSV cell: text as is, numbers and booleans written out, null blank.
+fn cell(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs the source's query and writes its rows as CSV to `out`; returns how many. Columns are
+/// the query's, in name order; a query without rows writes the source's columns only.
+fn query_to_csv(
+    source: &Source,
+    url: &str,
+    mapped_columns: &[String],
+    out: impl Write,
+) -> Result<usize, String> {
+    let failed = |e: diesel::result::Error| format!("The query failed: {e}");
+    let mut pg = diesel::PgConnection::establish(url)
+        .map_err(|e| format!("Cannot connect to the database: {e}"))?;
+    pg.batch_execute(&format!(
+        "BEGIN READ ONLY; SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT_SECONDS}s'"
+    ))
+    .map_err(failed)?;
+    // One prepared statement: a DECLARE takes a single SELECT, nothing else can ride along.
+    diesel::sql_query(format!(
+        "DECLARE syncdesk_rows NO SCROLL CURSOR FOR SELECT row_to_json(q)::text AS row FROM ({}) q",
+        source.query_sql
+    ))
+    .execute(&mut pg)
+    .map_err(failed)?;
+    let mut writer = csv::Writer::from_writer(out);
+    let write = |e: csv::Error| format!("cannot write the rows: {e}");
+    let mut columns: Option<Vec<String>> = None;
+    let mut count = 0;
+    loop {
+        let rows: Vec<JsonRow> =
+            diesel::sql_query(format!("FETCH {FETCH_ROWS} FROM syncdesk_rows"))
+                .load(&mut pg)
+                .map_err(failed)?;
+        for row in &rows {
+            let values: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&row.row).map_err(|e| format!("unreadable row: {e}"))?;
+            let columns = columns.get_or_insert_with(|| {
+                let names: Vec<String> = values.keys().cloned().collect();
+                names
+            });
+            if count == 0 {
+                writer.write_record(columns.iter()).map_err(write)?;
+            }
+            writer
+                .write_record(
+                    columns
+                        .iter()
+                        .map(|c| values.get(c).map(cell).unwrap_or_default()),
+                )
+                .map_err(write)?;
+            count += 1;
+        }
+        if rows.len() < FETCH_ROWS {
+            break;
+        }
+    }
+    pg.batch_execute("COMMIT").map_err(failed)?;
+    if count == 0 {
+        let mut header: Vec<&str> = Vec::new();
+        if !source.id_column.is_empty() {
+            header.push(&source.id_column);
+        }
+        header.extend(mapped_columns.iter().map(String::as_str));
+        writer.write_record(header).map_err(write)?;
+    }
+    writer
+        .flush()
+        .map_err(|e| format!("cannot write the rows: {e}"))?;
+    Ok(count)
+}
+
+/// Runs a source's query now and queues its rows as an import run (applied, not a dry run);
+/// returns the run's id.
+pub fn run_now(
+    conn: &mut DbConn,
+    source: &Source,
+    data_dir: &Path,
+    session_key: &[u8],
+    started_by: (Option<i64>, &str),
+) -> Result<i64, ImportError> {
+    if source.query_sql.is_empty() {
+        return Err(ImportError::Refused(format!(
+            "Source {} has no query.",
+            source.name
+        )));
+    }
+    if let Some(busy) = jobs::already_running(conn, source)? {
+        return Err(busy);
+    }
+    diesel::update(sources_t::table.find(source.id))
+        .set(sources_t::query_last_at.eq(Some(db::now())))
+        .execute(conn)?;
+    let url = url_of(source, session_key).map_err(ImportError::Refused)?;
+    let mapped: Vec<String> = sources::mapping(conn, source.id)?
+        .into_iter()
+        .map(|m| m.column_name)
+        .collect();
+    let io = |e: std::io::Error| ImportError::Refused(format!("cannot keep the rows: {e}"));
+    let mut file = tempfile::tempfile().map_err(io)?;
+    query_to_csv(source, &url, &mapped, std::io::BufWriter::new(&mut file))
+        .map_err(ImportError::Refused)?;
+    use std::io::Seek;
+    file.rewind().map_err(io)?;
+    let sha = jobs::store_file(data_dir, file, u64::MAX)?;
+    let name = format!(
+        "query {}.csv",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
+    );
+    jobs::enqueue(
+        conn,
+        &NewRun {
+            source,
+            file_name: &name,
+            sha256: &sha,
+            format: FileFormat {
+                encoding: TextEncoding::Utf8,
+                delimiter: b',',
+            },
+            dry_run: false,
+            plan_of: None,
+            flag_confirmed: false,
+            user_id: started_by.0,
+            user_label: started_by.1,
+        },
+    )
+}
+
+/// Runs the queries that are due (every N minutes since their last run); returns the runs
+/// queued. A failing query is logged and tried again at its next time.
+pub fn run_due(conn: &mut DbConn, data_dir: &Path, session_key: &[u8]) -> QueryResult<Vec<i64>> {
+    let scheduled: Vec<Source> = sources_t::table
+        .filter(sources_t::query_every_minutes.gt(0))
+        .filter(sources_t::query_sql.ne(""))
+        .select(Source::as_select())
+        .load(conn)?;
+    let now = db::now();
+    let mut queued = Vec::new();
+    for source in scheduled {
+        let due = source
+            .query_last_at
+            .is_none_or(|last| now - last >= chrono::Duration::minutes(source.query_every_minutes));
+        if !due {
+            continue;
+        }
+        match run_now(conn, &source, data_dir, session_key, (None, SCHEDULED)) {
+            Ok(run) => queued.push(run),
+            Err(ImportError::SourceBusy(_)) => {}
+            Err(e) => tracing::warn!(source = %source.name, error = %e, "scheduled query"),
+        }
+    }
+    Ok(queued)
+}
