@@ -862,10 +862,13 @@ impl Model {
                                 line.changes.push((key.clone(), old, value.clone()));
                             }
                         }
-                        line.outcome = match (by_identity, line.changes.is_empty()) {
-                            (true, _) => "converted",
-                            (false, false) => "updated",
-                            (false, true) => "unchanged",
+                        // A row whose only effect is proposals waits for a person.
+                        let proposed = !result.proposals.is_empty();
+                        line.outcome = match (by_identity, line.changes.is_empty(), proposed) {
+                            (true, _, _) => "converted",
+                            (false, false, _) => "updated",
+                            (false, true, true) => "proposed",
+                            (false, true, false) => "unchanged",
                         }
                         .into();
                     }
@@ -1364,7 +1367,9 @@ fn check_seed(seed: u64) {
         );
     }
     assert!(
-        outcomes.contains_key("updated") || outcomes.contains_key("unchanged"),
+        outcomes.contains_key("updated")
+            || outcomes.contains_key("unchanged")
+            || outcomes.contains_key("proposed"),
         "the model gives no updated or unchanged row: {outcomes:?} ({})",
         scn.describe()
     );

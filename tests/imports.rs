@@ -1027,7 +1027,9 @@ fn rules_review_makes_proposals_and_custom_columns_map_to_custom_fields() {
         "External Id,Name,Email,Phone,tag1\nA,Ann,,0400 000 008,gold\n",
         false,
     );
-    assert_eq!(env.rows(run)[0].outcome.as_str(), "unchanged");
+    // Nothing written, a change proposed: counted as proposed, not unchanged.
+    assert_eq!(env.rows(run)[0].outcome.as_str(), "proposed");
+    assert_eq!(env.run(run).counts().get("proposed"), Some(&1));
     let pending = syncdesk::review::service::pending_for(&mut env.conn(), id).expect("proposals");
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].proposed_value, "+61400000008");

@@ -45,7 +45,8 @@ pub struct RowAnswer {
     /// The row's position in `rows`, from 1.
     pub row: i64,
     pub external_id: String,
-    /// created, updated, unchanged, converted, linked_forced_manual, ignored, ambiguous, error.
+    /// created, updated, proposed, unchanged, converted, linked_forced_manual, ignored,
+    /// ambiguous, error.
     pub outcome: String,
     pub reason: String,
     pub record_id: Option<i64>,

@@ -40,6 +40,8 @@ stored_enum! {
     pub enum Outcome as "outcome" {
         Created = "created",
         Updated = "updated",
+        /// No value written; changes wait for a person's decision (rule `review`).
+        Proposed = "proposed",
         Unchanged = "unchanged",
         Converted = "converted",
         LinkedForcedManual = "linked_forced_manual",

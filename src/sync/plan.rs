@@ -769,10 +769,11 @@ pub fn plan_chunk(
                     if !rules.dry_run {
                         plan.proposals.extend(proposals);
                     }
-                    out.outcome = match (by_identity, out.changes.is_empty()) {
-                        (true, _) => Outcome::Converted,
-                        (false, false) => Outcome::Updated,
-                        (false, true) => Outcome::Unchanged,
+                    out.outcome = match (by_identity, out.changes.is_empty(), proposed.is_empty()) {
+                        (true, _, _) => Outcome::Converted,
+                        (false, false, _) => Outcome::Updated,
+                        (false, true, false) => Outcome::Proposed,
+                        (false, true, true) => Outcome::Unchanged,
                     };
                     if !out.changes.is_empty() {
                         let fields: Vec<&str> =
