@@ -1385,7 +1385,49 @@ async fn console_flow_from_source_to_undo() {
         .await;
     assert_eq!(progress.header("HX-Refresh"), Some("true"));
     let dry_id: i64 = run_url.trim_start_matches("/runs/").parse().expect("id");
-    let applied = editor.post(&format!("/runs/{dry_id}/apply"), &[]).await;
+    // "Apply this plan" checks the file against today's records first, writing nothing.
+    let check = editor.post(&format!("/runs/{dry_id}/apply"), &[]).await;
+    let check_url = check.location().expect("check run").to_string();
+    let check_id: i64 = check_url.trim_start_matches("/runs/").parse().expect("id");
+    // Meanwhile someone creates Bob by hand: the file's Bob now converts him.
+    let mut conn = editor.state.pool.get().expect("conn");
+    records::create(
+        &mut conn,
+        RecordKind::Contact,
+        &RecordInput {
+            values: [
+                ("name".to_string(), "Bob".to_string()),
+                ("email".to_string(), "bob@example.org".to_string()),
+                ("phone".to_string(), "+61 400 000 001".to_string()),
+            ]
+            .into(),
+            company_id: None,
+        },
+        &Actor::system("meanwhile"),
+        au(),
+    )
+    .expect("Bob by hand");
+    jobs::run_queued(&editor.state.pool, &editor.state.config.data_dir, au()).expect("check");
+    let checked = editor.get(&check_url).await;
+    checked
+        .assert_contains("row(s) now decide differently from the dry run")
+        .assert_contains("outcome-converted")
+        .assert_contains(&format!("Apply the plan of dry run #{dry_id}"));
+    assert_eq!(
+        records_t::table
+            .filter(records_t::name.eq("Bob"))
+            .count()
+            .get_result::<i64>(&mut conn)
+            .expect("count"),
+        1,
+        "the check wrote nothing"
+    );
+    let applied = editor
+        .post(
+            &format!("/runs/{dry_id}/apply"),
+            &[("checked_by", &check_id.to_string())],
+        )
+        .await;
     let applied_url = applied.location().expect("applied run").to_string();
     jobs::run_queued(&editor.state.pool, &editor.state.config.data_dir, au()).expect("run");
     let report_page = editor.get(&format!("{applied_url}?outcome=created")).await;
@@ -1413,9 +1455,14 @@ async fn console_flow_from_source_to_undo() {
         .await
         .assert_contains("Run undone")
         .assert_contains("<strong>undone</strong>");
+    let contacts = editor.get("/contacts").await;
     assert!(
-        !editor.get("/contacts").await.body.contains(">Bob<"),
+        !contacts.body.contains(">Ann<"),
         "created records are archived"
+    );
+    assert!(
+        contacts.body.contains(">Bob<"),
+        "the converted one is manual again"
     );
 }
 

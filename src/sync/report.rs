@@ -87,3 +87,61 @@ pub fn report_csv(
         .map_err(|e| ImportError::Refused(format!("cannot write the report: {e}")))?;
     Ok(())
 }
+
+/// A line a plan's check decided differently from the dry run.
+#[derive(Debug, Clone)]
+pub struct DecisionChange {
+    pub line: i64,
+    pub external_id: String,
+    pub planned: String,
+    pub now: String,
+    pub reason: String,
+}
+
+/// The first `limit` lines whose outcome differs between a dry run and its check, in file
+/// order (both read by `import_rows_run_idx`), and whether there are more.
+pub fn decision_changes(
+    conn: &mut DbConn,
+    plan: i64,
+    check: i64,
+    limit: i64,
+) -> QueryResult<(Vec<DecisionChange>, bool)> {
+    let (now, planned) = diesel::alias!(import_rows as now_rows, import_rows as planned_rows);
+    let rows: Vec<(i64, String, String, String, String)> = now
+        .inner_join(
+            planned.on(planned.field(import_rows::run_id).eq(plan).and(
+                planned
+                    .field(import_rows::line)
+                    .eq(now.field(import_rows::line)),
+            )),
+        )
+        .filter(now.field(import_rows::run_id).eq(check))
+        .filter(now.field(import_rows::line).gt(0))
+        .filter(
+            now.field(import_rows::outcome)
+                .ne(planned.field(import_rows::outcome)),
+        )
+        .order(now.field(import_rows::line).asc())
+        .limit(limit + 1)
+        .select((
+            now.field(import_rows::line),
+            now.field(import_rows::external_id),
+            planned.field(import_rows::outcome),
+            now.field(import_rows::outcome),
+            now.field(import_rows::reason),
+        ))
+        .load(conn)?;
+    let more = rows.len() as i64 > limit;
+    let changes = rows
+        .into_iter()
+        .take(usize::try_from(limit).unwrap_or(0))
+        .map(|(line, external_id, planned, now, reason)| DecisionChange {
+            line,
+            external_id,
+            planned,
+            now,
+            reason,
+        })
+        .collect();
+    Ok((changes, more))
+}

@@ -63,7 +63,13 @@ struct RunPage {
     rows: Vec<ImportRow>,
     next: Option<String>,
     can_edit: bool,
+    /// A plan's check: the rows deciding differently from the dry run (first ones), and
+    /// whether there are more.
+    changed: Option<(Vec<super::report::DecisionChange>, bool)>,
 }
+
+/// Changed decisions a plan's check page lists.
+const CHANGES_SHOWN: i64 = 100;
 
 #[derive(Template)]
 #[template(path = "sync/run.html", block = "progress")]
@@ -100,11 +106,18 @@ async fn run_page(
     let outcome = query.outcome.clone();
     let after = parse_after(query.after.as_deref());
     let filter = outcome.clone();
-    let (run, source, rows, has_more) = state
+    let (run, source, rows, has_more, changed) = state
         .db(move |conn| -> Result<_, AppError> {
             let (run, source) = load(conn, id)?;
             let (rows, has_more) = super::report::page(conn, id, &filter, after, ROWS_PER_PAGE)?;
-            Ok((run, source, rows, has_more))
+            // A plan's check lists what would now decide differently.
+            let changed = match run.plan_of {
+                Some(plan) if run.dry_run && run.finished() => Some(
+                    super::report::decision_changes(conn, plan, run.id, CHANGES_SHOWN)?,
+                ),
+                _ => None,
+            };
+            Ok((run, source, rows, has_more, changed))
         })
         .await?;
     let next = has_more
@@ -122,6 +135,7 @@ async fn run_page(
             outcome,
             rows,
             next,
+            changed,
         },
     )
 }
@@ -168,37 +182,62 @@ async fn report_csv(
     ))
 }
 
-/// Applies a dry run's plan: the same file, now written, noting rows changed since.
+#[derive(Debug, Deserialize)]
+struct ApplyForm {
+    /// The check run the person saw (its changed decisions) before confirming.
+    #[serde(default)]
+    checked_by: Option<i64>,
+}
+
+/// Applies a dry run's plan in two steps: first a check (the same file decided again against
+/// today's records, writing nothing) whose page lists the rows that would now decide
+/// differently; then, confirmed there, the apply itself, noting rows changed since.
 #[post("/runs/{id}/apply")]
 async fn apply_plan(
     state: web::Data<AppState>,
     me: EditorUser,
     session: Session,
     path: web::Path<i64>,
+    form: web::Form<ApplyForm>,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
+    let checked_by = form.checked_by;
     let user = me.user.clone();
-    let new_run = state
-        .db(move |conn| -> Result<i64, AppError> {
+    let (new_run, applied) = state
+        .db(move |conn| -> Result<(i64, bool), AppError> {
             let (run, source) = load(conn, id)?;
-            if !run.dry_run || run.status != RunStatus::Done {
+            if !run.dry_run || run.status != RunStatus::Done || run.plan_of.is_some() {
                 return Err(AppError::BadRequest(
                     "Only a finished dry run has a plan to apply.".into(),
                 ));
             }
-            Ok(import_again(
-                conn,
-                &run,
-                &source,
-                &user,
-                Some(run.id),
-                false,
-            )?)
+            let confirmed = match checked_by {
+                Some(check) => {
+                    let (check, _) = load(conn, check)?;
+                    if check.plan_of != Some(run.id)
+                        || !check.dry_run
+                        || check.status != RunStatus::Done
+                    {
+                        return Err(AppError::BadRequest(
+                            "Confirm from the finished check of this dry run.".into(),
+                        ));
+                    }
+                    true
+                }
+                None => false,
+            };
+            let new_run =
+                import_again(conn, &run, &source, &user, Some(run.id), false, !confirmed)?;
+            Ok((new_run, confirmed))
         })
         .await?;
     flash(
         &session,
-        format!("Applying the plan of dry run #{id} as run #{new_run}."),
+        if applied {
+            format!("Applying the plan of dry run #{id} as run #{new_run}.")
+        } else {
+            format!("Checking dry run #{id} against today's records (run #{new_run}, nothing written): confirm below once it is done.")
+        },
     );
     Ok(see_other(&format!("/runs/{new_run}")))
 }
@@ -226,7 +265,7 @@ async fn confirm_flagging(
                         .into(),
                 ));
             }
-            Ok(import_again(conn, &run, &source, &user, None, true)?)
+            Ok(import_again(conn, &run, &source, &user, None, true, false)?)
         })
         .await?;
     flash(
@@ -236,7 +275,7 @@ async fn confirm_flagging(
     Ok(see_other(&format!("/runs/{new_run}")))
 }
 
-/// Queues the file of `run` again.
+/// Queues the file of `run` again (as a dry run: a plan's check).
 fn import_again(
     conn: &mut DbConn,
     run: &ImportRun,
@@ -244,6 +283,7 @@ fn import_again(
     user: &User,
     plan_of: Option<i64>,
     flag_confirmed: bool,
+    dry_run: bool,
 ) -> Result<i64, engine::ImportError> {
     jobs::enqueue(
         conn,
@@ -252,7 +292,7 @@ fn import_again(
             file_name: &run.file_name,
             sha256: &run.file_sha256,
             format: engine::run_format(run),
-            dry_run: false,
+            dry_run,
             plan_of,
             flag_confirmed,
             user_id: Some(user.id),
