@@ -198,13 +198,14 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// `import_runs` again, for a column past the 32 one declaration may have: which process
-    /// holds a run.
+    /// `import_runs` again, for columns past the 32 one declaration may have: which process
+    /// holds a run, and the phone country chosen for its upload.
     #[sql_name = "import_runs"]
     import_run_claims (id) {
         id -> BigInt,
         status -> Text,
         claimed_by -> Nullable<Text>,
+        country -> Text,
     }
 }
 

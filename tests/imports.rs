@@ -2683,3 +2683,109 @@ struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
 }
+
+/// A file from another country: its preview sets the phone country for that upload only,
+/// and applying its plan later reads it the same way.
+#[actix_web::test]
+async fn an_upload_may_say_which_country_its_phones_are_from() {
+    use syncdesk::auth::model::Role;
+    let mut editor = common::spawn().await;
+    editor.signed_in_as("editor@example.org", Role::Admin).await;
+    let source = sources::create(
+        &mut editor.state.pool.get().expect("conn"),
+        &SourceInput {
+            name: "Paris office".into(),
+            kind: RecordKind::Contact,
+            id_column: "Id".into(),
+            match_by: Vec::new(),
+            full_mode: false,
+            country: String::new(),
+            watch_dir: String::new(),
+        },
+    )
+    .expect("source");
+    let line = |column: &str, field: &str| MappingInput {
+        column_name: column.into(),
+        field_key: field.into(),
+        to_record: Rule::Always,
+        to_source: Rule::Never,
+        blanks_clear: false,
+    };
+    sources::set_mapping(
+        &mut editor.state.pool.get().expect("conn"),
+        source.id,
+        &[line("Nom", "name"), line("Téléphone", "phone")],
+    )
+    .expect("mapping");
+    let res = editor
+        .upload(
+            &format!("/sources/{}/imports", source.id),
+            "paris.csv",
+            "Id,Nom,Téléphone\n1,Zoé Lefèvre,06 12 34 56 78\n".as_bytes(),
+            true,
+        )
+        .await;
+    let preview_url = res.location().expect("preview").to_string();
+    editor
+        .get(&preview_url)
+        .await
+        .assert_contains("Phones written without a country are from");
+    let sha = preview_url
+        .split('/')
+        .nth(4)
+        .and_then(|s| s.split('?').next())
+        .expect("sha")
+        .to_string();
+    let form = |country: &'static str| {
+        [
+            ("file_name", "paris.csv"),
+            ("encoding", "utf-8"),
+            ("delimiter", "comma"),
+            ("action", "dry_run"),
+            ("country", country),
+        ]
+    };
+    editor
+        .post(
+            &format!("/sources/{}/imports/{sha}/run", source.id),
+            &form("Gaul"),
+        )
+        .await
+        .assert_status(400)
+        .assert_contains("not a two-letter country code");
+    let dry = editor
+        .post(
+            &format!("/sources/{}/imports/{sha}/run", source.id),
+            &form("fr"),
+        )
+        .await;
+    let dry_url = dry.location().expect("run").to_string();
+    let data_dir = editor.state.config.data_dir.clone();
+    jobs::run_queued(&editor.state.pool, &data_dir, au()).expect("dry run");
+    editor
+        .get(&dry_url)
+        .await
+        .assert_contains("phone: (blank) → +33612345678");
+    // Applying the plan (check, then confirm) keeps the upload's country.
+    let dry_id: i64 = dry_url.trim_start_matches("/runs/").parse().expect("id");
+    let check = editor.post(&format!("/runs/{dry_id}/apply"), &[]).await;
+    let check_id: i64 = check
+        .location()
+        .expect("check")
+        .trim_start_matches("/runs/")
+        .parse()
+        .expect("id");
+    jobs::run_queued(&editor.state.pool, &data_dir, au()).expect("check");
+    editor
+        .post(
+            &format!("/runs/{dry_id}/apply"),
+            &[("checked_by", &check_id.to_string())],
+        )
+        .await;
+    jobs::run_queued(&editor.state.pool, &data_dir, au()).expect("apply");
+    let phone: String = records_t::table
+        .select(records_t::phone)
+        .first(&mut editor.state.pool.get().expect("conn"))
+        .expect("the contact");
+    assert_eq!(phone, "+33612345678");
+}

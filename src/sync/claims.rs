@@ -37,3 +37,19 @@ pub fn holds(conn: &mut DbConn, run_id: i64, claimant: &str) -> QueryResult<bool
     .execute(conn)?
         == 1)
 }
+
+/// The phone country chosen for a run's upload ('' when none was).
+pub fn country_of(conn: &mut DbConn, run_id: i64) -> QueryResult<String> {
+    import_run_claims::table
+        .find(run_id)
+        .select(import_run_claims::country)
+        .first(conn)
+}
+
+/// Sets the phone country of a run before it starts (in the transaction that queues it).
+pub fn set_country(conn: &mut DbConn, run_id: i64, code: &str) -> QueryResult<()> {
+    diesel::update(import_run_claims::table.find(run_id))
+        .set(import_run_claims::country.eq(code))
+        .execute(conn)
+        .map(|_| ())
+}

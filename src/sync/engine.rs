@@ -132,6 +132,8 @@ fn run_file(
     let defs = fields::list(conn, kind, false)?;
     let mapping: Vec<Mapping> = sources::mapping(conn, source.id)?;
     let key = RowKey::of(&source, &mapping, &headers).map_err(ImportError::NoKey)?;
+    // Chosen for this upload in its preview, over the source's and the console's.
+    let upload_country = PhoneCountry::parse(&super::claims::country_of(conn, run_id)?).ok();
     let columns = mapping
         .iter()
         .filter_map(|m| {
@@ -164,7 +166,7 @@ fn run_file(
         headers: headers.clone(),
         dry_run: run.dry_run,
         catalog: Catalog::load(conn)?,
-        country: source.phone_country(country),
+        country: upload_country.unwrap_or_else(|| source.phone_country(country)),
         source,
         kind,
         key,

@@ -289,37 +289,41 @@ fn insert_run(
     }
     let now = db::now();
     let started = claimed.then_some(now);
-    let inserted = diesel::insert_into(import_runs::table)
-        .values((
-            import_runs::source_id.eq(new.source.id),
-            import_runs::status.eq(if claimed {
-                RunStatus::Running
-            } else {
-                RunStatus::Queued
-            }
-            .as_str()),
-            import_runs::started_at.eq(started),
-            import_runs::heartbeat_at.eq(started),
-            import_runs::dry_run.eq(new.dry_run),
-            import_runs::mode.eq(&new.source.mode),
-            import_runs::file_name.eq(new.file_name),
-            import_runs::file_sha256.eq(new.sha256),
-            import_runs::encoding.eq(new.format.encoding.as_str()),
-            import_runs::delimiter.eq(new.format.delimiter_str()),
-            import_runs::plan_of.eq(new.plan_of),
-            import_runs::flag_confirmed.eq(new.flag_confirmed),
-            import_runs::started_by.eq(new.user_id),
-            import_runs::started_by_label.eq(new.user_label),
-            import_runs::created_at.eq(now),
-        ))
-        .returning(import_runs::id)
-        .get_result::<i64>(conn)
-        .and_then(|id| {
-            if let Some(kind) = claimed_by {
-                claims::set_claimant(conn, id, Some(&claimant(kind)))?;
-            }
-            Ok(id)
-        });
+    // In a savepoint: a refused insert must leave a caller's transaction usable (PostgreSQL
+    // aborts it otherwise, and the refusal below could not be read).
+    let inserted = conn.transaction(|conn| {
+        diesel::insert_into(import_runs::table)
+            .values((
+                import_runs::source_id.eq(new.source.id),
+                import_runs::status.eq(if claimed {
+                    RunStatus::Running
+                } else {
+                    RunStatus::Queued
+                }
+                .as_str()),
+                import_runs::started_at.eq(started),
+                import_runs::heartbeat_at.eq(started),
+                import_runs::dry_run.eq(new.dry_run),
+                import_runs::mode.eq(&new.source.mode),
+                import_runs::file_name.eq(new.file_name),
+                import_runs::file_sha256.eq(new.sha256),
+                import_runs::encoding.eq(new.format.encoding.as_str()),
+                import_runs::delimiter.eq(new.format.delimiter_str()),
+                import_runs::plan_of.eq(new.plan_of),
+                import_runs::flag_confirmed.eq(new.flag_confirmed),
+                import_runs::started_by.eq(new.user_id),
+                import_runs::started_by_label.eq(new.user_label),
+                import_runs::created_at.eq(now),
+            ))
+            .returning(import_runs::id)
+            .get_result::<i64>(conn)
+            .and_then(|id| {
+                if let Some(kind) = claimed_by {
+                    claims::set_claimant(conn, id, Some(&claimant(kind)))?;
+                }
+                Ok(id)
+            })
+    });
     match inserted {
         Ok(id) => Ok(id),
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {

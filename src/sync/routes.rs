@@ -11,11 +11,12 @@ use serde::Deserialize;
 use super::csvfile::{self, FileFormat, TextEncoding};
 use super::jobs::{self, NewRun};
 use super::model::{ImportRow, ImportRun, Outcome, RunStatus};
-use super::{engine, report, undo as undoing};
+use super::{claims, engine, report, undo as undoing};
 use crate::auth::extract::{EditorUser, SignedIn};
 use crate::auth::model::{Role, User};
-use crate::db::DbConn;
+use crate::db::{self, DbConn};
 use crate::error::AppError;
+use crate::fields::validate::PhoneCountry;
 use crate::records::model::Actor;
 use crate::sources::model::{HeaderCheck, RowKey, Source};
 use crate::sources::service as sources;
@@ -285,20 +286,24 @@ fn import_again(
     flag_confirmed: bool,
     dry_run: bool,
 ) -> Result<i64, engine::ImportError> {
-    jobs::enqueue(
-        conn,
-        &NewRun {
-            source,
-            file_name: &run.file_name,
-            sha256: &run.file_sha256,
-            format: engine::run_format(run),
-            dry_run,
-            plan_of,
-            flag_confirmed,
-            user_id: Some(user.id),
-            user_label: &user.display_name,
-        },
-    )
+    let new = NewRun {
+        source,
+        file_name: &run.file_name,
+        sha256: &run.file_sha256,
+        format: engine::run_format(run),
+        dry_run,
+        plan_of,
+        flag_confirmed,
+        user_id: Some(user.id),
+        user_label: &user.display_name,
+    };
+    // The same file read the same way: its upload's phone country too.
+    let country = claims::country_of(conn, run.id)?;
+    db::write_tx(conn, |conn| {
+        let run_id = jobs::enqueue(conn, &new)?;
+        claims::set_country(conn, run_id, &country)?;
+        Ok(run_id)
+    })
 }
 
 /// Stops a queued or running run; what it committed stays until undone.
@@ -427,6 +432,8 @@ struct PreviewPage {
     /// Why the rows cannot be matched to records (no id column, key fields not mapped).
     key_problem: Option<String>,
     error: Option<String>,
+    /// The console's phone country, shown when the source has none.
+    console_country: String,
 }
 
 fn chosen_format(
@@ -518,6 +525,7 @@ async fn preview(
             missing_columns,
             key_problem,
             error,
+            console_country: state.config.default_country.code(),
         },
     )
 }
@@ -529,6 +537,9 @@ struct StartForm {
     encoding: String,
     delimiter: String,
     action: String,
+    /// Phones written without a country: this upload's (two letters), else the source's.
+    #[serde(default)]
+    country: String,
 }
 
 #[post("/sources/{id}/imports/{sha}/run")]
@@ -558,18 +569,28 @@ async fn start_run(
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
             let mapping = sources::mapping(conn, id)?;
             RowKey::of(&source, &mapping, &headers).map_err(engine::ImportError::NoKey)?;
-            Ok(jobs::enqueue(
+            let country = form.country.trim().to_ascii_uppercase();
+            if !country.is_empty() {
+                PhoneCountry::parse(&country).map_err(AppError::BadRequest)?;
+            }
+            let new = NewRun {
+                source: &source,
+                file_name: &form.file_name,
+                sha256: &sha,
+                format,
+                dry_run: form.action != "apply",
+                plan_of: None,
+                flag_confirmed: false,
+                user_id: Some(user.id),
+                user_label: &user.display_name,
+            };
+            // Queued with its country in one transaction: no worker starts it without.
+            Ok(db::write_tx(
                 conn,
-                &NewRun {
-                    source: &source,
-                    file_name: &form.file_name,
-                    sha256: &sha,
-                    format,
-                    dry_run: form.action != "apply",
-                    plan_of: None,
-                    flag_confirmed: false,
-                    user_id: Some(user.id),
-                    user_label: &user.display_name,
+                |conn| -> Result<i64, engine::ImportError> {
+                    let run_id = jobs::enqueue(conn, &new)?;
+                    claims::set_country(conn, run_id, &country)?;
+                    Ok(run_id)
                 },
             )?)
         })

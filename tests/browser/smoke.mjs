@@ -113,7 +113,7 @@ try {
   const sample = 'External Id;Name;Email;Phone;tag1\n';
   await page.setInputFiles('#mapping input[type=file]', { name: 'sample.csv', mimeType: 'text/csv', buffer: Buffer.from(sample) });
   await Promise.all([page.waitForLoadState('load'), page.click('#mapping button:has-text("Propose")')]);
-  check((await page.textContent('#mapping')).includes('4 of 5 columns matched'), 'the mapping is proposed from the header');
+  check((await page.textContent('#mapping')).includes('4 of 5 lines map to a field'), 'the mapping is proposed from the header');
   await Promise.all([page.waitForURL(/\/sources\/\d+$/), page.click('#mapping button:has-text("Save mapping")')]);
   check((await page.textContent('.flash')).includes('Mapping saved: 4 column(s).'), 'the mapping is saved');
 
@@ -124,7 +124,11 @@ try {
   await Promise.all([page.waitForURL(/\/runs\/\d+$/), page.click('text=Dry run')]);
   await page.waitForSelector('text=Apply this plan', { timeout: 20000 });
   check((await page.textContent('#progress')).includes('converted: 1'), 'the dry run matches Ada by name, email and phone');
+  // Applying checks the plan against today's records first, then asks to confirm.
   await Promise.all([page.waitForURL(/\/runs\/\d+$/), page.click('text=Apply this plan')]);
+  await page.waitForSelector('#decision-changes button', { timeout: 20000 });
+  check((await page.textContent('#decision-changes')).includes('No row decides differently'), 'the check finds nothing changed');
+  await Promise.all([page.waitForURL(/\/runs\/\d+$/), page.click('#decision-changes button')]);
   await page.waitForSelector('text=Undo this run', { timeout: 20000 });
   const report = await page.textContent('#report');
   check(report.includes('Name, email and phone matched') && report.includes('not a valid email address'), 'the report explains each line');
@@ -132,6 +136,39 @@ try {
   const progress = await page.textContent('#progress');
   check(progress.includes('created: 2') && progress.includes('with a skipped field: 1') && !progress.includes('error:'), 'counts per outcome');
   await page.screenshot({ path: join(shots, 'import-run.png'), fullPage: true });
+
+  // An address-book export without an id column: a source matching by email, its mapping
+  // proposed from the file (name, email, phone, company; why and a sample per column), one
+  // column made a new custom field, then the file imported.
+  await Promise.all([page.waitForURL(`${base}/sources`), page.click('nav >> text=Sources')]);
+  await Promise.all([page.waitForURL(`${base}/sources/new`), page.click('text=Add a source')]);
+  await page.fill('input[name=name]', 'Google Contacts');
+  await page.check('input[name=key][value=fields]');
+  await page.fill('input[name=match_by]', 'email');
+  await page.fill('input[name=country]', 'FR');
+  await Promise.all([page.waitForURL(/\/sources\/\d+$/), page.click('main button[type=submit]')]);
+  check((await page.textContent('hgroup')).includes('matched by email'), 'the source matches rows by email');
+  const google = '\ufeffName,Given Name,Family Name,Notes,E-mail 1 - Type,E-mail 1 - Value,Phone 1 - Type,Phone 1 - Value,Organization 1 - Name,Group Membership\r\n'
+    + 'Zoé Lefèvre,Zoé,Lefèvre,"Met at the fair.\r\nCall back",* Home,zoe@example.fr,Mobile,06 12 34 56 78,Atelier Lumière,vip\r\n'
+    + 'Marc Petit,Marc,Petit,,* Work,marc@example.fr,,,,vip\r\n'
+    + 'Léa Roux,Léa,Roux,,* Work,lea@example.fr,,,Atelier Lumière,standard\r\n'
+    + 'Jo Blanc,Jo,Blanc,,* Work,jo@example.fr,,,,vip\r\n';
+  await page.setInputFiles('#mapping input[type=file]', { name: 'google.csv', mimeType: 'text/csv', buffer: Buffer.from(google) });
+  await Promise.all([page.waitForLoadState('load'), page.click('#mapping button:has-text("Propose")')]);
+  const mapped = async (column) => page.inputValue(`#mapping tr:has(input[value="${column}"]) select[name$=".field"]`);
+  check(await mapped('Name') === 'name' && await mapped('E-mail 1 - Value') === 'email' && await mapped('Phone 1 - Value') === 'phone' && await mapped('Organization 1 - Name') === 'company', 'Google columns are proposed');
+  check((await page.textContent('#mapping')).includes('how exports name the email column'), 'each line says why');
+  await page.selectOption('#mapping tr:has(input[value="Group Membership"]) select[name$=".field"]', '+');
+  check(await page.inputValue('#mapping tr:has(input[value="Group Membership"]) select[name$=".new_type"]') === 'list', 'the new field is proposed as a list');
+  await page.screenshot({ path: join(shots, 'mapping-proposal.png'), fullPage: true });
+  await Promise.all([page.waitForURL(/\/sources\/\d+$/), page.click('#mapping button:has-text("Save mapping")')]);
+  check((await page.textContent('.flash')).includes('1 new custom field(s) created'), 'the column became a field');
+  await page.setInputFiles('#import input[type=file]', { name: 'google.csv', mimeType: 'text/csv', buffer: Buffer.from(google) });
+  await Promise.all([page.waitForURL(/\/imports\/[0-9a-f]{64}/), page.click('#import button[type=submit]')]);
+  await Promise.all([page.waitForURL(/\/runs\/\d+$/), page.click('text=Apply now')]);
+  await page.waitForSelector('text=Undo this run', { timeout: 20000 });
+  check((await page.textContent('#progress')).includes('created: 4'), 'every contact of the export is created');
+  check((await page.textContent('#report')).includes('Company: Atelier Lumière, a new company record'), 'the organisation became a company');
 
   // Applications: a process, a data link, an application pre-filled, a submitted change.
   await Promise.all([page.waitForURL(`${base}/processes`), page.click('nav >> text=Processes')]);
