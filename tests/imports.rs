@@ -2789,3 +2789,107 @@ async fn an_upload_may_say_which_country_its_phones_are_from() {
         .expect("the contact");
     assert_eq!(phone, "+33612345678");
 }
+
+/// The proposal covers the usual exports, in English and French: name (whole or built from
+/// its parts), email, phone and company for contacts; unknown columns are left unmapped.
+#[core::prelude::v1::test]
+fn proposals_cover_the_usual_exports_in_english_and_french() {
+    let env = Env::new();
+    let defs =
+        syncdesk::fields::service::list(&mut env.conn(), RecordKind::Contact, false).expect("defs");
+    let files: [(&str, &str, [&str; 4]); 5] = [
+        (
+            "Apple (vCard to CSV)",
+            "First name,Last name,Organization,E-mail,Phone,Note\nZoé,Lefèvre,Atelier,zoe@example.fr,06 12 34 56 78,\"a\nb\"\n",
+            ["{First name} {Last name}", "E-mail", "Phone", "Organization"],
+        ),
+        (
+            "HubSpot",
+            "Record ID,First Name,Last Name,Email,Phone Number,Company Name,Lifecycle Stage\n1,Ann,Lee,ann@lee.example,+44 20 7946 0101,Acme,lead\n",
+            ["{First Name} {Last Name}", "Email", "Phone Number", "Company Name"],
+        ),
+        (
+            "Salesforce",
+            "Contact ID,Salutation,First Name,Last Name,Account Name,Email,Phone,Mobile\n003,Ms,Ann,Lee,Acme,ann@lee.example,,+44 7700 900123\n",
+            ["{First Name} {Last Name}", "Email", "Mobile", "Account Name"],
+        ),
+        (
+            "Outlook (French)",
+            "Prénom,Deuxième prénom,Nom,Société,Adresse de messagerie,Téléphone (bureau),Téléphone mobile\nZoé,,Lefèvre,Atelier,zoe@example.fr,,06 12 34 56 78\n",
+            ["{Prénom} {Nom}", "Adresse de messagerie", "Téléphone mobile", "Société"],
+        ),
+        (
+            "a French spreadsheet",
+            "Nom,Courriel,Téléphone,Entreprise,Remarque\nZoé Lefèvre,zoe@example.fr,06 12 34 56 78,Atelier,\n",
+            ["Nom", "Courriel", "Téléphone", "Entreprise"],
+        ),
+    ];
+    for (export, csv, [name, email, phone, company]) in files {
+        let format = syncdesk::sync::csvfile::detect(csv.as_bytes());
+        let path = env.state.config.data_dir.join("export.csv");
+        std::fs::write(&path, csv).expect("file");
+        let (headers, rows) = syncdesk::sync::csvfile::preview(&path, format, 20).expect("read");
+        let proposed = syncdesk::sources::propose::propose(&headers, &rows, "", &defs, au());
+        let column_of = |field: &str| {
+            proposed
+                .iter()
+                .find(|l| l.field_key.as_deref() == Some(field))
+                .map(|l| l.column.as_str())
+        };
+        assert_eq!(
+            [
+                column_of("name"),
+                column_of("email"),
+                column_of("phone"),
+                column_of("company")
+            ],
+            [Some(name), Some(email), Some(phone), Some(company)],
+            "{export}: {proposed:#?}"
+        );
+    }
+}
+
+/// A source matching by name and email: a row is its record's when both are the same (case
+/// and spaces aside); the email column still fills the field.
+#[core::prelude::v1::test]
+fn a_source_may_match_rows_by_several_fields() {
+    let env = Env::new();
+    let source = contact_source(&env, "Sheet", &["name", "email"], "");
+    let line = |column: &str, field: &str| MappingInput {
+        column_name: column.into(),
+        field_key: field.into(),
+        to_record: Rule::Always,
+        to_source: Rule::Never,
+        blanks_clear: false,
+    };
+    sources::set_mapping(
+        &mut env.conn(),
+        source.id,
+        &[
+            line("Name", "name"),
+            line("Email", "email"),
+            line("Phone", "phone"),
+        ],
+    )
+    .expect("mapping");
+    let first = env.import(
+        &source,
+        "Name,Email,Phone\nAnn Lee,ann@lee.example,\nAnn Lee,ann@work.example,\n",
+        false,
+    );
+    let ids: Vec<String> = env
+        .rows(first)
+        .iter()
+        .map(|r| r.external_id.clone())
+        .collect();
+    assert_eq!(ids, ["ann lee|ann@lee.example", "ann lee|ann@work.example"]);
+    let again = env.import(
+        &source,
+        "Name,Email,Phone\nann  LEE,ANN@lee.example,+61 400 000 001\n",
+        false,
+    );
+    let row = &env.rows(again)[0];
+    assert_eq!(row.outcome.as_str(), "updated", "{}", row.reason);
+    assert_eq!(row.record_id, env.rows(first)[0].record_id);
+    assert_eq!(env.record_count(), 2);
+}
