@@ -2,6 +2,7 @@
 //!
 //! `build_app` is the whole web application; `serve` and the tests both run exactly it.
 
+pub mod activities;
 pub mod api;
 pub mod auth;
 pub mod cli;
@@ -149,6 +150,7 @@ pub fn build_app(
         .configure(processes::routes::configure)
         .configure(links::routes::configure)
         .configure(review::routes::configure)
+        .configure(activities::routes::configure)
         .configure(api::routes::configure)
         .configure(api::console::configure)
         .default_service(aweb::to(web::not_found))

@@ -440,6 +440,8 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
+    activities,
+    activity_types,
     api_tokens,
     api_idempotency,
     source_changes,
@@ -469,3 +471,34 @@ diesel::allow_tables_to_appear_in_same_query!(
     application_step_states,
     data_links,
 );
+
+diesel::joinable!(activities -> records (record_id));
+
+diesel::table! {
+    activity_types (key) {
+        key -> Text,
+        label -> Text,
+        builtin -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    activities (id) {
+        id -> BigInt,
+        record_id -> BigInt,
+        activity_type -> Text,
+        occurred_at -> Timestamp,
+        subject -> Text,
+        body -> Text,
+        attributes -> Text,
+        outcome -> Text,
+        source_id -> Nullable<BigInt>,
+        sender -> Text,
+        external_id -> Text,
+        user_id -> Nullable<BigInt>,
+        origin -> Text,
+        origin_label -> Text,
+        created_at -> Timestamp,
+    }
+}

@@ -13,6 +13,7 @@ use super::model::Scope;
 use super::push::{self, PushContext, PushError, PushRequest, RunAnswer};
 use super::records::{self, ApiRecord, RecordPage};
 use super::service;
+use crate::activities::model::ContactRef;
 use crate::fields::model::RecordKind;
 use crate::sync::feed::{self, FeedEntry};
 use crate::AppState;
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(push_rows)
             .service(get_run)
             .service(changes)
+            .service(log_activity)
             .default_service(web::to(no_such_endpoint)),
     );
 }
@@ -42,10 +44,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[openapi(
     info(
         title = "syncdesk API",
-        description = "Push rows through a source, read records, and follow a source's outbound change feed. Every request but this document's needs `Authorization: Bearer sdk_...`; errors are `application/problem+json`."
+        description = "Push rows through a source, read records, follow a source's outbound change feed, and log contacts' activities. Every request but this document's needs `Authorization: Bearer sdk_...`; errors are `application/problem+json`."
     ),
-    paths(list_records, get_record, record_by_external_id, push_rows, get_run, changes),
-    components(schemas(Problem, ApiRecord, RecordPage, PushRequest, RunAnswer, ChangePage, ChangeEntry, KindParam)),
+    paths(list_records, get_record, record_by_external_id, push_rows, get_run, changes, log_activity),
+    components(schemas(Problem, ApiRecord, RecordPage, PushRequest, RunAnswer, ChangePage, ChangeEntry, KindParam, ActivityRequest, ActivityAnswer, ContactRef)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -527,3 +529,128 @@ async fn changes(
         next,
     }))
 }
+
+/// An activity of a contact, as another system sends it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityRequest {
+    /// The contact: `{"id": 42}`, `{"source_id": 3, "external_id": "A1"}` or
+    /// `{"email": "ann@example.org"}`. One that matches no contact, or several, is refused.
+    contact: ContactRef,
+    /// call, email, meeting, note, or a type an admin added.
+    #[serde(rename = "type")]
+    activity_type: String,
+    /// RFC 3339 (`2026-11-30T10:00:00Z`); default: now.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+    /// The sender's own id of the activity: sending it again changes nothing.
+    #[serde(default)]
+    external_id: String,
+    /// The source it comes from (a token bound to a source uses its own).
+    #[serde(default)]
+    source_id: Option<i64>,
+    /// Anything else it came with (outcome, duration, caller_id, ...): text, numbers, booleans.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    attributes: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActivityAnswer {
+    id: i64,
+    /// false: the same external id was sent before; nothing changed.
+    created: bool,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/activities",
+    request_body = ActivityRequest,
+    responses(
+        (status = 201, description = "Logged", body = ActivityAnswer),
+        (status = 200, description = "Sent before with the same external id: nothing changed", body = ActivityAnswer),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such contact (or several), or type", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/activities")]
+async fn log_activity(
+    state: web::Data<AppState>,
+    caller: ApiCaller,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    use crate::activities::model::{ActivityOrigin, Logged, NewActivity};
+    use crate::activities::service::{self as activities, ActivityError};
+    caller.require(Scope::ActivitiesWrite)?;
+    let body = read_body(payload, MAX_ACTIVITY_BYTES).await?;
+    let request: ActivityRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::unprocessable(format!(
+            "The body is not an activity ({{\"contact\": {{\"email\": ...}}, \"type\": \"call\", ...}}): {e}."
+        ))
+    })?;
+    let source_id = request.source_id.or(caller.token.source_id);
+    if let Some(source) = source_id {
+        caller.require_source(source)?;
+    }
+    let mut attributes = std::collections::BTreeMap::new();
+    for (key, value) in request.attributes {
+        let text = match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Null => continue,
+            v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => v.to_string(),
+            _ => {
+                return Err(ApiError::unprocessable(format!(
+                    "The attribute '{key}' must be text, a number or true/false."
+                )))
+            }
+        };
+        attributes.insert(key, text);
+    }
+    let token = caller.token.clone();
+    let new = NewActivity {
+        contact: request.contact,
+        activity_type: request.activity_type,
+        occurred_at: request
+            .occurred_at
+            .map(|t| t.naive_utc())
+            .unwrap_or_else(crate::db::now),
+        subject: request.subject,
+        body: request.body,
+        attributes,
+        external_id: request.external_id,
+        source_id,
+        origin: ActivityOrigin::Api,
+        origin_label: format!("API token {} ({})", token.name, token.prefix),
+        user_id: None,
+        sender: match source_id {
+            Some(source) => format!("source:{source}"),
+            None => format!("token:{}", token.id),
+        },
+    };
+    let logged = api_db(&state, move |conn| match activities::log(conn, &new) {
+        Ok(logged) => Ok(logged),
+        Err(ActivityError::Invalid(message)) => Err(ApiError::unprocessable(message)),
+        Err(ActivityError::Db(e)) => Err(e.into()),
+    })
+    .await?;
+    let (status, created) = match logged {
+        Logged::Created(_) => (StatusCode::CREATED, true),
+        Logged::AlreadyThere(_) => (StatusCode::OK, false),
+    };
+    Ok(HttpResponse::build(status).json(ActivityAnswer {
+        id: logged.id(),
+        created,
+    }))
+}
+
+/// Largest activity body.
+const MAX_ACTIVITY_BYTES: usize = 256 * 1024;

@@ -22,7 +22,7 @@ unset DATABASE_URL SYNCDESK_CONFIG
 "$BIN" source add CRM --kind contact --id-column "External Id" --mode delta \
   --map 'Name=name:always:always' --map 'Email=email:fill_blanks:review' > /dev/null
 TOKEN=$("$BIN" token create --name schemathesis --scope records:read --scope rows:write \
-  --scope changes:read 2> /dev/null)
+  --scope changes:read --scope activities:write 2> /dev/null)
 "$BIN" serve --bind "127.0.0.1:$PORT" > "$WORK/serve.log" 2>&1 &
 PID=$!
 python3 - "$PORT" << 'PY'

@@ -1,0 +1,390 @@
+//! Activities pages: the list with filters and its CSV export, activity types (admins), and a
+//! contact's timeline with the form that logs one (loaded into the record page by htmx).
+
+use std::collections::BTreeMap;
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use askama::Template;
+use chrono::{NaiveDate, NaiveDateTime};
+use serde::Deserialize;
+
+use super::model::{Activity, ActivityOrigin, ActivityType, ContactRef, NewActivity};
+use super::service::{self, ActivityError, ActivityFilter, Before};
+use crate::auth::extract::{AdminUser, EditorUser, SignedIn};
+use crate::auth::model::Role;
+use crate::error::AppError;
+use crate::web::{flash, is_htmx, render, see_other, Ctx};
+use crate::AppState;
+
+/// Activities per page of the list and of a timeline.
+const PER_PAGE: i64 = 50;
+const TIMELINE_PAGE: i64 = 20;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_page)
+        .service(export_csv)
+        .service(add_type)
+        .service(timeline)
+        .service(log_activity);
+}
+
+impl From<ActivityError> for AppError {
+    fn from(e: ActivityError) -> Self {
+        match e {
+            ActivityError::Db(db) => db.into(),
+            ActivityError::Invalid(message) => AppError::BadRequest(message),
+        }
+    }
+}
+
+/// The list's filters as the query string gives them.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct ListQuery {
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    outcome: String,
+    #[serde(default)]
+    record: String,
+    #[serde(default)]
+    before: String,
+}
+
+impl ListQuery {
+    fn filter(&self) -> Result<ActivityFilter, AppError> {
+        let day = |text: &str, what: &str| -> Result<Option<NaiveDate>, AppError> {
+            match text.trim() {
+                "" => Ok(None),
+                t => NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                    .map(Some)
+                    .map_err(|_| {
+                        AppError::BadRequest(format!(
+                            "The {what} date '{t}' is not written YYYY-MM-DD."
+                        ))
+                    }),
+            }
+        };
+        let id = |text: &str, what: &str| -> Result<Option<i64>, AppError> {
+            match text.trim() {
+                "" => Ok(None),
+                t => t
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| AppError::BadRequest(format!("'{t}' is not a {what} number."))),
+            }
+        };
+        let text = |t: &str| Some(t.trim().to_string()).filter(|t| !t.is_empty());
+        Ok(ActivityFilter {
+            record_id: id(&self.record, "contact")?,
+            activity_type: text(&self.kind),
+            source_id: id(&self.source, "source")?,
+            from: day(&self.from, "from")?.and_then(|d| d.and_hms_opt(0, 0, 0)),
+            // "To" a day includes that day.
+            until: day(&self.to, "to")?
+                .and_then(|d| d.succ_opt())
+                .and_then(|d| d.and_hms_opt(0, 0, 0)),
+            outcome: text(&self.outcome),
+        })
+    }
+
+    /// The filters as a query string (without the page position).
+    fn params(&self) -> String {
+        serde_urlencoded::to_string([
+            ("type", self.kind.as_str()),
+            ("source", self.source.as_str()),
+            ("from", self.from.as_str()),
+            ("to", self.to.as_str()),
+            ("outcome", self.outcome.as_str()),
+            ("record", self.record.as_str()),
+        ])
+        .unwrap_or_default()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "activities/list.html")]
+struct ListPage {
+    ctx: Ctx,
+    query: ListQuery,
+    types: Vec<ActivityType>,
+    sources: Vec<crate::sources::model::Source>,
+    rows: Vec<(Activity, String)>,
+    next: Option<String>,
+    params: String,
+    is_admin: bool,
+    error: Option<String>,
+}
+
+#[get("/activities")]
+async fn list_page(
+    state: web::Data<AppState>,
+    me: SignedIn,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let query = query.into_inner();
+    let filter = query.filter()?;
+    let before = Before::decode(&query.before);
+    let (types, sources, (rows, more)) = state
+        .db(move |conn| -> Result<_, AppError> {
+            Ok((
+                service::types(conn)?,
+                crate::sources::service::list(conn)?,
+                service::page(conn, &filter, before, PER_PAGE)?,
+            ))
+        })
+        .await?;
+    let next = more
+        .then(|| {
+            rows.last().map(|(a, _)| {
+                Before {
+                    at: a.occurred_at,
+                    id: a.id,
+                }
+                .encode()
+            })
+        })
+        .flatten();
+    render(
+        StatusCode::OK,
+        &ListPage {
+            is_admin: me.user.can(Role::Admin),
+            ctx: me.ctx,
+            params: query.params(),
+            query,
+            types,
+            sources,
+            rows,
+            next,
+            error: None,
+        },
+    )
+}
+
+#[get("/activities/export.csv")]
+async fn export_csv(
+    state: web::Data<AppState>,
+    _me: SignedIn,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let filter = query.filter()?;
+    Ok(crate::web::streamed_download(
+        state.pool.clone(),
+        "activities.csv".into(),
+        "text/csv; charset=utf-8",
+        move |conn, out| service::export_csv(conn, &filter, out),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct TypeForm {
+    key: String,
+    label: String,
+}
+
+#[post("/activities/types")]
+async fn add_type(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    session: Session,
+    form: web::Form<TypeForm>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    let added = state
+        .db(move |conn| service::add_type(conn, &form.key, &form.label))
+        .await?;
+    flash(
+        &session,
+        format!("Activity type {} ({}) added.", added.label, added.key),
+    );
+    Ok(see_other("/activities"))
+}
+
+/// A contact's timeline: newest first, a page at a time, with the form that logs one.
+#[derive(Template)]
+#[template(path = "activities/timeline.html")]
+struct Timeline {
+    csrf: String,
+    record_id: i64,
+    types: Vec<ActivityType>,
+    rows: Vec<(Activity, String)>,
+    next: Option<String>,
+    /// Only the next page's rows (an "older" link was followed).
+    more_only: bool,
+    can_log: bool,
+    form: LogForm,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TimelineQuery {
+    #[serde(default)]
+    before: String,
+}
+
+async fn timeline_of(
+    state: &AppState,
+    record_id: i64,
+    before: Option<Before>,
+) -> Result<(Vec<ActivityType>, Vec<(Activity, String)>, Option<String>), AppError> {
+    let filter = ActivityFilter {
+        record_id: Some(record_id),
+        ..Default::default()
+    };
+    let (types, (rows, more)) = state
+        .db(move |conn| -> Result<_, AppError> {
+            Ok((
+                service::types(conn)?,
+                service::page(conn, &filter, before, TIMELINE_PAGE)?,
+            ))
+        })
+        .await?;
+    let next = more
+        .then(|| {
+            rows.last().map(|(a, _)| {
+                Before {
+                    at: a.occurred_at,
+                    id: a.id,
+                }
+                .encode()
+            })
+        })
+        .flatten();
+    Ok((types, rows, next))
+}
+
+#[get("/records/{id}/activities")]
+async fn timeline(
+    state: web::Data<AppState>,
+    me: SignedIn,
+    path: web::Path<i64>,
+    query: web::Query<TimelineQuery>,
+) -> Result<HttpResponse, AppError> {
+    let record_id = path.into_inner();
+    let before = Before::decode(&query.before);
+    let (types, rows, next) = timeline_of(&state, record_id, before).await?;
+    render(
+        StatusCode::OK,
+        &Timeline {
+            csrf: me.ctx.csrf.clone(),
+            record_id,
+            types,
+            rows,
+            next,
+            more_only: before.is_some(),
+            can_log: me.user.can(Role::Editor),
+            form: LogForm::default(),
+            error: None,
+        },
+    )
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct LogForm {
+    #[serde(default, rename = "type")]
+    kind: String,
+    /// `YYYY-MM-DDTHH:MM` (a datetime-local input, UTC); empty: now.
+    #[serde(default)]
+    occurred_at: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    outcome: String,
+}
+
+#[post("/records/{id}/activities")]
+async fn log_activity(
+    state: web::Data<AppState>,
+    editor: EditorUser,
+    session: Session,
+    req: HttpRequest,
+    path: web::Path<i64>,
+    form: web::Form<LogForm>,
+) -> Result<HttpResponse, AppError> {
+    let record_id = path.into_inner();
+    let form = form.into_inner();
+    let occurred_at = match form.occurred_at.trim() {
+        "" => Ok(crate::db::now()),
+        text => NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
+            .map_err(|_| format!("The time '{text}' is not a date and time.")),
+    };
+    let mut attributes = BTreeMap::new();
+    if !form.outcome.trim().is_empty() {
+        attributes.insert("outcome".to_string(), form.outcome.trim().to_string());
+    }
+    let user = editor.user.clone();
+    let logged = match occurred_at {
+        Err(message) => Err(ActivityError::Invalid(message)),
+        Ok(occurred_at) => {
+            let new = NewActivity {
+                contact: ContactRef::Id { id: record_id },
+                activity_type: form.kind.trim().to_string(),
+                occurred_at,
+                subject: form.subject.clone(),
+                body: form.body.clone(),
+                attributes,
+                external_id: String::new(),
+                source_id: None,
+                origin: ActivityOrigin::User,
+                origin_label: user.display_name.clone(),
+                user_id: Some(user.id),
+                sender: String::new(),
+            };
+            state
+                .db(move |conn| Ok::<_, AppError>(service::log(conn, &new)))
+                .await?
+        }
+    };
+    let htmx = is_htmx(&req);
+    match logged {
+        Ok(_) if !htmx => {
+            flash(&session, "Activity logged.");
+            Ok(see_other(&format!("/records/{record_id}#activities")))
+        }
+        Ok(_) => {
+            let (types, rows, next) = timeline_of(&state, record_id, None).await?;
+            render(
+                StatusCode::OK,
+                &Timeline {
+                    csrf: editor.ctx.csrf.clone(),
+                    record_id,
+                    types,
+                    rows,
+                    next,
+                    more_only: false,
+                    can_log: true,
+                    form: LogForm::default(),
+                    error: None,
+                },
+            )
+        }
+        Err(ActivityError::Invalid(message)) => {
+            // The form comes back with what was typed and why.
+            let (types, rows, next) = timeline_of(&state, record_id, None).await?;
+            render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &Timeline {
+                    csrf: editor.ctx.csrf.clone(),
+                    record_id,
+                    types,
+                    rows,
+                    next,
+                    more_only: false,
+                    can_log: true,
+                    form,
+                    error: Some(message),
+                },
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
