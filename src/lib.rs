@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod fields;
+pub mod followups;
 pub mod home;
 pub mod links;
 pub mod processes;
@@ -151,6 +152,7 @@ pub fn build_app(
         .configure(links::routes::configure)
         .configure(review::routes::configure)
         .configure(activities::routes::configure)
+        .configure(followups::routes::configure)
         .configure(api::routes::configure)
         .configure(api::console::configure)
         .default_service(aweb::to(web::not_found))

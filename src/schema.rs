@@ -441,6 +441,7 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(
     activities,
+    followup_templates,
     activity_types,
     api_tokens,
     api_idempotency,
@@ -500,5 +501,20 @@ diesel::table! {
         origin -> Text,
         origin_label -> Text,
         created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    followup_templates (id) {
+        id -> BigInt,
+        name -> Text,
+        kind -> Text,
+        subject -> Text,
+        body -> Text,
+        html -> Bool,
+        locked -> Bool,
+        updated_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
     }
 }

@@ -240,15 +240,38 @@ async fn archive_field(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let archived = form.archived;
-    let field = state
-        .db(move |conn| service::set_archived(conn, id, archived))
+    let (field, used_by) = state
+        .db(move |conn| -> Result<_, AppError> {
+            let field = service::set_archived(conn, id, archived)?;
+            let used_by = if archived {
+                crate::followups::service::using_field(
+                    conn,
+                    RecordKind::parse(&field.kind).unwrap_or(RecordKind::Contact),
+                    &field.key,
+                )?
+            } else {
+                Vec::new()
+            };
+            Ok((field, used_by))
+        })
         .await?;
     let what = if archived {
         "archived: it leaves forms and lists, its values are kept"
     } else {
         "restored"
     };
-    flash(&session, format!("Field {} is {what}.", field.label));
+    let warning = if used_by.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Warning: the follow-up template(s) {} use it and will report it as unknown until it is restored or they change.",
+            used_by.join(", ")
+        )
+    };
+    flash(
+        &session,
+        format!("Field {} is {what}.{warning}", field.label),
+    );
     Ok(see_other(&format!("/fields?kind={}", field.kind)))
 }
 

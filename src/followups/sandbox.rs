@@ -1,0 +1,292 @@
+//! User-written templates, rendered by minijinja in a sandbox: no loader (so no file is ever
+//! read and nothing is fetched), bounded fuel (a loop cannot run for ever), a bounded output,
+//! strict undefined variables (an unknown variable is an error, never a silent blank), HTML
+//! escaping only for HTML bodies. Filters for dates, numbers and money.
+
+use std::collections::BTreeSet;
+
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value};
+
+/// Instructions one render may run (a few thousand records' worth of loops).
+const FUEL: u64 = 50_000;
+
+/// Longest rendered subject or body.
+pub const MAX_OUTPUT: usize = 100_000;
+
+/// Where a template went wrong, in words a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem(pub String);
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn environment(html: bool) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_auto_escape_callback(move |_| {
+        if html {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.add_filter("date", date);
+    env.add_filter("number", number);
+    env.add_filter("money", money);
+    env
+}
+
+/// `{{ contact.since | date }}` (31/12/2026) or `| date("%B %Y")`: a YYYY-MM-DD value.
+fn date(value: String, format: Option<String>) -> Result<String, Error> {
+    let day = chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("'{value}' is not a date (YYYY-MM-DD)"),
+        )
+    })?;
+    let format = format.unwrap_or_else(|| "%d/%m/%Y".into());
+    // Checked first: chrono panics on a format it cannot write.
+    if chrono::format::StrftimeItems::new(&format).any(|i| matches!(i, chrono::format::Item::Error))
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("'{format}' is not a date format such as %d/%m/%Y"),
+        ));
+    }
+    Ok(day.format(&format).to_string())
+}
+
+fn as_number(value: &Value) -> Result<f64, Error> {
+    let text = value.to_string();
+    text.trim().parse::<f64>().map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("'{text}' is not a number"),
+        )
+    })
+}
+
+/// 1234.5 -> "1,234.50" with `decimals` digits after the point.
+fn grouped(n: f64, decimals: usize) -> String {
+    let text = format!("{:.*}", decimals, n.abs());
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let mut out = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    if n < 0.0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// `{{ company.max_credit | number }}` (15,000) or `| number(2)` (15,000.00).
+fn number(value: Value, decimals: Option<u8>) -> Result<String, Error> {
+    Ok(grouped(
+        as_number(&value)?,
+        usize::from(decimals.unwrap_or(0).min(6)),
+    ))
+}
+
+/// `{{ company.max_credit | money("EUR") }}`: 15,000.00 EUR.
+fn money(value: Value, currency: Option<String>) -> Result<String, Error> {
+    let amount = grouped(as_number(&value)?, 2);
+    Ok(match currency {
+        Some(c) if !c.trim().is_empty() => format!("{amount} {}", c.trim()),
+        _ => amount,
+    })
+}
+
+/// "line 3: ..." from a minijinja error.
+fn described(part: &str, e: &Error) -> Problem {
+    let what = match e.kind() {
+        ErrorKind::OutOfFuel => {
+            "it runs too long (a loop over too much?); it was stopped".to_string()
+        }
+        ErrorKind::UndefinedError => format!("{}", e.detail().unwrap_or("an unknown variable")),
+        _ => e
+            .detail()
+            .map(str::to_string)
+            .unwrap_or_else(|| e.to_string()),
+    };
+    match e.line() {
+        Some(line) => Problem(format!("{part}, line {line}: {what}")),
+        None => Problem(format!("{part}: {what}")),
+    }
+}
+
+/// Checks a template before it is saved: syntax, and every variable it reads is one of
+/// `known` (`contact.name`, `company.max_credit`, ...). Every problem is listed.
+pub fn check(parts: &[(&str, &str)], html: bool, known: &BTreeSet<String>) -> Vec<Problem> {
+    let env = environment(html);
+    let mut problems = Vec::new();
+    for (part, source) in parts {
+        let template = match env.template_from_str(source) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(described(part, &e));
+                continue;
+            }
+        };
+        let mut unknown: Vec<String> = template
+            .undeclared_variables(true)
+            .into_iter()
+            .filter(|name| {
+                // `contact` alone, or `contact.tag1`: the record or one of its fields.
+                !known.contains(name) && !known.iter().any(|k| k.starts_with(&format!("{name}.")))
+            })
+            .collect();
+        unknown.sort();
+        if !unknown.is_empty() {
+            problems.push(Problem(format!(
+                "{part}: unknown variable{} {}; the variables are {}",
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.join(", "),
+                known.iter().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    problems
+}
+
+/// Renders one part with a context (`{"contact": {...}, "company": {...}}`).
+pub fn render(
+    part: &str,
+    source: &str,
+    html: bool,
+    context: &serde_json::Value,
+) -> Result<String, Problem> {
+    let env = environment(html);
+    let template = env
+        .template_from_str(source)
+        .map_err(|e| described(part, &e))?;
+    let out = template
+        .render(Value::from_serialize(context))
+        .map_err(|e| described(part, &e))?;
+    if out.len() > MAX_OUTPUT {
+        return Err(Problem(format!(
+            "{part}: the text would be longer than {} KB",
+            MAX_OUTPUT / 1000
+        )));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> BTreeSet<String> {
+        [
+            "contact.name",
+            "contact.tag1",
+            "company.name",
+            "company.max_credit",
+        ]
+        .map(String::from)
+        .into()
+    }
+
+    fn context() -> serde_json::Value {
+        serde_json::json!({
+            "contact": {"name": "Ann Lee", "tag1": "gold", "since": "2026-01-31"},
+            "company": {"name": "Acme", "max_credit": "15000"}
+        })
+    }
+
+    #[test]
+    fn variables_and_filters_render() {
+        let out = render(
+            "Body",
+            "Dear {{ contact.name }} ({{ contact.tag1 }}), {{ company.name }} may spend {{ company.max_credit | money('EUR') }} ({{ company.max_credit | number }}) since {{ contact.since | date }}.",
+            false,
+            &context(),
+        )
+        .expect("renders");
+        assert_eq!(
+            out,
+            "Dear Ann Lee (gold), Acme may spend 15,000.00 EUR (15,000) since 31/01/2026."
+        );
+        assert_eq!(grouped(-1234567.891, 2), "-1,234,567.89");
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_their_line_and_the_known_variables() {
+        let problems = check(&[("Subject", "Hi {{ contact.nmae }}")], false, &known());
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].0.contains("unknown variable contact.nmae"),
+            "{}",
+            problems[0]
+        );
+        assert!(problems[0].0.contains("contact.tag1"), "{}", problems[0]);
+        let problems = check(&[("Body", "line one\n{% if %}")], false, &known());
+        assert!(
+            problems[0].0.starts_with("Body, line 2:"),
+            "{}",
+            problems[0]
+        );
+        assert!(check(
+            &[("Body", "{% for x in [1, 2] %}{{ x }}{% endfor %}")],
+            false,
+            &known()
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_huge_repetition_is_refused_without_building_it() {
+        assert!(render("Body", "{{ 'x' * 100000000000 }}", false, &context()).is_err());
+    }
+
+    #[test]
+    fn hostile_templates_stop_and_read_nothing() {
+        let runaway = render(
+            "Body",
+            "{% for a in range(1000) %}{% for b in range(1000) %}x{% endfor %}{% endfor %}",
+            false,
+            &context(),
+        )
+        .expect_err("out of fuel");
+        assert!(runaway.0.contains("runs too long"), "{runaway}");
+        for hostile in [
+            "{% include '/etc/passwd' %}",
+            "{% import 'secrets' as s %}",
+            "{{ env }}",
+            "{{ 'x' * 200000 }}",
+            "{% for i in range(100000) %}{{ contact.name }}{% endfor %}",
+        ] {
+            assert!(
+                render("Body", hostile, false, &context()).is_err(),
+                "{hostile}"
+            );
+        }
+        let escaped = render(
+            "Body",
+            "{{ contact.name }}",
+            true,
+            &serde_json::json!({"contact": {"name": "<b>Ann</b>"}}),
+        )
+        .expect("renders");
+        assert_eq!(escaped, "&lt;b&gt;Ann&lt;&#x2f;b&gt;");
+        let plain = render(
+            "Body",
+            "{{ contact.name }}",
+            false,
+            &serde_json::json!({"contact": {"name": "<b>Ann</b>"}}),
+        )
+        .expect("renders");
+        assert_eq!(plain, "<b>Ann</b>");
+    }
+}

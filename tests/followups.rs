@@ -1,0 +1,185 @@
+//! Follow-up templates: checked at save (unknown variables, syntax, with the known ones
+//! listed), previewed for a record, rendered for a list into CSV, locked by an admin, and a
+//! warning when a field they use is archived. Runs on SQLite, and on PostgreSQL when
+//! TEST_DATABASE_URL is set.
+
+mod common;
+
+use syncdesk::auth::model::Role;
+use syncdesk::fields::model::RecordKind;
+use syncdesk::fields::service::{self as fields, NewField};
+use syncdesk::fields::validate::PhoneCountry;
+use syncdesk::records::model::{Actor, RecordInput};
+use syncdesk::records::service as records;
+
+fn record(
+    state: &syncdesk::AppState,
+    kind: RecordKind,
+    values: &[(&str, &str)],
+    company: Option<i64>,
+) -> i64 {
+    records::create(
+        &mut state.pool.get().expect("connection"),
+        kind,
+        &RecordInput {
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            company_id: Some(company),
+        },
+        &Actor::system("setup"),
+        PhoneCountry::parse("GB").expect("country"),
+    )
+    .expect("record")
+    .id
+}
+
+#[actix_web::test]
+async fn a_followup_uses_custom_fields_previews_and_renders_a_list() {
+    let mut app = common::spawn().await;
+    {
+        let mut conn = app.state.pool.get().expect("connection");
+        for (kind, key, field_type) in [
+            (RecordKind::Contact, "tag1", "text"),
+            (RecordKind::Company, "max_credit", "number"),
+        ] {
+            fields::create(
+                &mut conn,
+                kind,
+                &NewField {
+                    key: key.into(),
+                    label: key.into(),
+                    field_type: field_type.into(),
+                    options: String::new(),
+                },
+            )
+            .expect("field");
+        }
+    }
+    let acme = record(
+        &app.state,
+        RecordKind::Company,
+        &[("name", "Acme"), ("max_credit", "15000")],
+        None,
+    );
+    let ann = record(
+        &app.state,
+        RecordKind::Contact,
+        &[
+            ("name", "Ann Lee"),
+            ("email", "ann@lee.example"),
+            ("tag1", "gold"),
+        ],
+        Some(acme),
+    );
+    record(
+        &app.state,
+        RecordKind::Contact,
+        &[("name", "Bob Ray"), ("email", "bob@ray.example")],
+        None,
+    );
+
+    app.signed_in_as("editor@example.org", Role::Editor).await;
+    app.get("/followups").await.assert_redirect("/templates");
+    app.get("/templates").await.assert_status(200);
+    // Mistakes are refused with their line and the known variables; the form is kept.
+    let refused = app
+        .post(
+            "/templates",
+            &[
+                ("name", "Credit reminder"),
+                ("kind", "contact"),
+                (
+                    "subject",
+                    "{{ contact.name }}, your {{ contact.tga1 }} account",
+                ),
+                ("body", "Hello\n{% if %}"),
+            ],
+        )
+        .await;
+    refused
+        .assert_status(422)
+        .assert_contains("Subject: unknown variable contact.tga1; the variables are")
+        .assert_contains("contact.tag1")
+        .assert_contains("Body, line 2:")
+        .assert_contains("value=\"Credit reminder\"");
+
+    let saved = app
+        .post(
+            "/templates",
+            &[
+                ("name", "Credit reminder"),
+                ("kind", "contact"),
+                (
+                    "subject",
+                    "{{ contact.name }}, your {{ contact.tag1 }} account",
+                ),
+                (
+                    "body",
+                    "{{ company.name }} may spend {{ company.max_credit | money(\"EUR\") }}.",
+                ),
+            ],
+        )
+        .await;
+    let url = saved.location().expect("template").to_string();
+    let preview = app.get(&format!("{url}?record={ann}")).await;
+    preview
+        .assert_contains("Ann Lee, your gold account")
+        .assert_contains("Acme may spend 15,000.00 EUR.");
+    let csv = app.get(&format!("{url}/render.csv")).await;
+    csv.assert_status(200);
+    let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    assert_eq!(rows.len(), 2, "{}", csv.body);
+    let ann_row = rows
+        .iter()
+        .find(|r| &r[1] == "ann@lee.example")
+        .expect("Ann");
+    assert_eq!(&ann_row[2], "Ann Lee, your gold account");
+    assert_eq!(&ann_row[3], "Acme may spend 15,000.00 EUR.");
+    // Bob has no company: his row says why it is empty, never a silent blank.
+    let bob_row = rows
+        .iter()
+        .find(|r| &r[1] == "bob@ray.example")
+        .expect("Bob");
+    assert!(bob_row[4].contains("is not a number"), "{:?}", bob_row);
+    let only_ann = app.get(&format!("{url}/render.csv?q=ann")).await;
+    assert_eq!(only_ann.body.lines().count(), 2, "{}", only_ann.body);
+
+    // An admin locks it: editors read it, cannot change it.
+    let id = url.trim_start_matches("/templates/").to_string();
+    app.signed_in_as("admin@example.org", Role::Admin).await;
+    app.post(&format!("/templates/{id}/lock"), &[("locked", "1")])
+        .await
+        .assert_status(303);
+    // Archiving a field it uses warns.
+    let tag1 = {
+        use diesel::prelude::*;
+        syncdesk::schema::field_defs::table
+            .filter(syncdesk::schema::field_defs::key.eq("tag1"))
+            .select(syncdesk::schema::field_defs::id)
+            .first::<i64>(&mut app.state.pool.get().expect("connection"))
+            .expect("tag1")
+    };
+    app.post(&format!("/fields/{tag1}/archive"), &[("archived", "true")])
+        .await;
+    app.get("/fields?kind=contact")
+        .await
+        .assert_contains("Warning: the follow-up template(s) Credit reminder use it");
+    app.post(&format!("/fields/{tag1}/archive"), &[("archived", "false")])
+        .await;
+    app.sign_out().await;
+    app.sign_in("editor@example.org", common::PASSWORD).await;
+    app.post(
+        &format!("/templates/{id}"),
+        &[
+            ("name", "Mine now"),
+            ("kind", "contact"),
+            ("subject", "x"),
+            ("body", "y"),
+        ],
+    )
+    .await
+    .assert_status(403);
+}
