@@ -286,13 +286,14 @@ fn migrate(config: Config) -> Result<(), CliError> {
 fn demo(config: Config) -> Result<(), CliError> {
     let country = config.default_country;
     let state = AppState::open(config)?;
-    let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
-    let summary = crate::records::demo::load(&mut conn, country)
+    let data_dir = state.config.data_dir.clone();
+    let summary = crate::demo::load(&state.pool, &data_dir, country)
         .map_err(|e| CliError::Input(format!("the demo data could not be loaded: {e}")))?;
     println!(
-        "Demo data loaded: {} field(s) and {} record(s) added.",
-        summary.fields_added, summary.records_added
+        "Demo data loaded: {} field(s), {} record(s), {} source(s) with {} import run(s), {} process(es) with a submitted application, {} template(s) and {} activit(ies) added.",
+        summary.fields, summary.records, summary.sources, summary.runs, summary.processes, summary.templates, summary.activities
     );
+    println!("Sign in, then see: Sources (Practice manager's runs: converted, forced manual, proposed), Desynchronised (pending proposals), Processes (Customer onboarding), Templates (Account review), and Ada Lovelace's page (owner, links, activities).");
     Ok(())
 }
 

@@ -27,8 +27,9 @@ pub struct DemoSummary {
     pub records_added: usize,
 }
 
-const FIELDS: [(RecordKind, &str, &str, &str, &str); 6] = [
+const FIELDS: [(RecordKind, &str, &str, &str, &str); 7] = [
     (RecordKind::Contact, "tag1", "Tag 1", "text", ""),
+    (RecordKind::Contact, "tag2", "Tag 2", "text", ""),
     (
         RecordKind::Contact,
         "segment",
@@ -91,6 +92,7 @@ const CONTACTS: [(&str, Values<'static>); 6] = [
             ("email", "ada@acme.example"),
             ("phone", "+33 6 12 34 56 78"),
             ("tag1", "decision maker"),
+            ("tag2", "monthly"),
             ("segment", "Gold"),
             ("birthday", "1985-12-10"),
         ],
@@ -110,6 +112,7 @@ const CONTACTS: [(&str, Values<'static>); 6] = [
             ("email", "grace@globex.example"),
             ("phone", "+44 20 7946 0123"),
             ("tag1", "billing"),
+            ("tag2", "quarterly"),
         ],
     ),
     (

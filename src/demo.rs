@@ -1,0 +1,466 @@
+//! `syncdesk demo`: data that shows every part of the product, loaded idempotently (a part
+//! already there is left as it is). Companies and contacts with custom fields
+//! (`records::demo`); the two worked examples of an import (a first connection converting
+//! manual records, then an ongoing sync with a forced-manual record, an update and a proposal);
+//! a company with a pending proposal; a process with steps, items, data links in each direction
+//! and a submitted application; a follow-up template using tag1 and tag2; a dialer's calls.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use diesel::prelude::*;
+
+use crate::activities::model::{ActivityOrigin, ContactRef, NewActivity};
+use crate::db::{DbConn, DbPool};
+use crate::fields::model::RecordKind;
+use crate::fields::validate::{norm_text, PhoneCountry};
+use crate::records::model::Actor;
+use crate::rules::Rule;
+use crate::schema::records;
+use crate::sources::model::MappingInput;
+use crate::sources::service::{self as sources, SourceInput};
+use crate::sync::jobs::{self, NewRun};
+
+/// What a run of the demo added.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DemoSummary {
+    pub fields: usize,
+    pub records: usize,
+    pub sources: usize,
+    pub runs: usize,
+    pub processes: usize,
+    pub templates: usize,
+    pub activities: usize,
+}
+
+/// Any step of the demo failing, in words.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DemoError(String);
+
+fn failed(step: &str) -> impl Fn(&dyn std::fmt::Display) -> DemoError + '_ {
+    move |e| DemoError(format!("{step}: {e}"))
+}
+
+macro_rules! step {
+    ($step:expr, $result:expr) => {
+        $result.map_err(|e| DemoError(format!("{}: {e}", $step)))
+    };
+}
+
+fn record_named(conn: &mut DbConn, kind: RecordKind, name: &str) -> Result<i64, DemoError> {
+    step!(
+        format!("finding {name}"),
+        records::table
+            .filter(records::kind.eq(kind.as_str()))
+            .filter(records::name_norm.eq(norm_text(name)))
+            .select(records::id)
+            .first::<i64>(conn)
+    )
+}
+
+/// Imports `csv` through `source` in the foreground, as the command line does.
+fn import(
+    pool: &DbPool,
+    conn: &mut DbConn,
+    source: &crate::sources::model::Source,
+    name: &str,
+    csv: &str,
+    data_dir: &Path,
+    country: PhoneCountry,
+) -> Result<(), DemoError> {
+    let what = format!("importing {name}");
+    let sha = step!(what, jobs::store_file(data_dir, csv.as_bytes(), u64::MAX))?;
+    let run = step!(
+        what,
+        jobs::enqueue_claimed(
+            conn,
+            &NewRun {
+                source,
+                file_name: name,
+                sha256: &sha,
+                format: crate::sync::csvfile::detect(csv.as_bytes()),
+                dry_run: false,
+                plan_of: None,
+                flag_confirmed: false,
+                user_id: None,
+                user_label: "demo",
+            },
+        )
+    )?;
+    step!(
+        what,
+        jobs::process(pool, run, data_dir, country, &mut |_, _| {})
+    )?;
+    Ok(())
+}
+
+fn mapping(lines: &[(&str, &str, Rule)]) -> Vec<MappingInput> {
+    lines
+        .iter()
+        .map(|(column, field, rule)| MappingInput {
+            column_name: column.to_string(),
+            field_key: field.to_string(),
+            to_record: *rule,
+            to_source: Rule::Never,
+            blanks_clear: false,
+        })
+        .collect()
+}
+
+/// The seed's two worked examples: a first file converts the manual records it matches by
+/// name, email and phone and creates the others; a person then forces one record manual; a
+/// second file updates, proposes (rule review), leaves the forced-manual record alone and adds.
+fn sources_and_imports(
+    pool: &DbPool,
+    conn: &mut DbConn,
+    data_dir: &Path,
+    country: PhoneCountry,
+    summary: &mut DemoSummary,
+) -> Result<(), DemoError> {
+    if step!("sources", sources::find_by_name(conn, "Practice manager"))?.is_none() {
+        let source = step!(
+            "the Practice manager source",
+            sources::create(
+                conn,
+                &SourceInput {
+                    name: "Practice manager".into(),
+                    kind: RecordKind::Contact,
+                    id_column: "External Id".into(),
+                    match_by: Vec::new(),
+                    full_mode: false,
+                    country: String::new(),
+                    watch_dir: String::new(),
+                },
+            )
+        )?;
+        step!(
+            "its mapping",
+            sources::set_mapping(
+                conn,
+                source.id,
+                &mapping(&[
+                    ("Name", "name", Rule::Always),
+                    ("Email", "email", Rule::Always),
+                    ("Phone", "phone", Rule::Always),
+                    ("Tag 1", "tag1", Rule::Review),
+                    ("Tag 2", "tag2", Rule::Always),
+                ]),
+            )
+        )?;
+        summary.sources += 1;
+        import(
+            pool,
+            conn,
+            &source,
+            "first-connection.csv",
+            "External Id,Name,Email,Phone,Tag 1,Tag 2\n\
+             P-1,Ada Lovelace,ada@acme.example,+33 6 12 34 56 78,decision maker,monthly\n\
+             P-2,Grace Hopper,grace@globex.example,+44 20 7946 0123,billing,quarterly\n\
+             P-3,Joan Clarke,joan@example.org,+44 20 7946 0777,,\n",
+            data_dir,
+            country,
+        )?;
+        let grace = record_named(conn, RecordKind::Contact, "Grace Hopper")?;
+        step!(
+            "forcing Grace Hopper manual",
+            crate::records::service::set_forced_manual(
+                conn,
+                grace,
+                true,
+                &Actor::system("demo data")
+            )
+        )?;
+        import(
+            pool,
+            conn,
+            &source,
+            "ongoing-sync.csv",
+            "External Id,Name,Email,Phone,Tag 1,Tag 2\n\
+             P-1,Ada Lovelace,ada@acme.example,+33 6 12 34 56 78,board member,weekly\n\
+             P-2,Grace Hopper,grace.hopper@globex.example,+44 20 7946 0123,billing,quarterly\n\
+             P-3,Joan Clarke,joan@example.org,+44 20 7946 0777,,\n\
+             P-4,Mary Somerville,mary@example.org,,,monthly\n",
+            data_dir,
+            country,
+        )?;
+        summary.runs += 2;
+    }
+    if step!("sources", sources::find_by_name(conn, "Accounting"))?.is_none() {
+        let source = step!(
+            "the Accounting source",
+            sources::create(
+                conn,
+                &SourceInput {
+                    name: "Accounting".into(),
+                    kind: RecordKind::Company,
+                    id_column: "Code".into(),
+                    match_by: Vec::new(),
+                    full_mode: false,
+                    country: String::new(),
+                    watch_dir: String::new(),
+                },
+            )
+        )?;
+        step!(
+            "its mapping",
+            sources::set_mapping(
+                conn,
+                source.id,
+                &mapping(&[
+                    ("Name", "name", Rule::Always),
+                    ("Email", "email", Rule::Always),
+                    ("Phone", "phone", Rule::Always),
+                    ("Max credit", "max_credit", Rule::Review),
+                ]),
+            )
+        )?;
+        summary.sources += 1;
+        import(
+            pool,
+            conn,
+            &source,
+            "accounts.csv",
+            "Code,Name,Email,Phone,Max credit\n\
+             A-1,Acme Trading,accounts@acme.example,+33 1 42 68 53 00,30000\n",
+            data_dir,
+            country,
+        )?;
+        summary.runs += 1;
+    }
+    Ok(())
+}
+
+/// A process with a shared step and a per-stakeholder step, data links to the application,
+/// to the record and both ways, and one submitted application.
+fn process_and_application(
+    conn: &mut DbConn,
+    country: PhoneCountry,
+    summary: &mut DemoSummary,
+) -> Result<(), DemoError> {
+    use crate::links::service::{self as links, LinkInput};
+    use crate::processes::service::{self as processes, NewItem};
+    let present = step!("processes", processes::list(conn))?
+        .iter()
+        .any(|p| p.name == "Customer onboarding");
+    if present {
+        return Ok(());
+    }
+    let process = step!(
+        "the onboarding process",
+        processes::create(conn, "Customer onboarding", RecordKind::Contact)
+    )?;
+    let details = step!(
+        "its first step",
+        processes::add_step(conn, process.id, "Your details", false)
+    )?;
+    let signatories = step!(
+        "its second step",
+        processes::add_step(conn, process.id, "Signatories", true)
+    )?;
+    let item = |key: &str, label: &str, item_type: &str| NewItem {
+        key: key.into(),
+        label: label.into(),
+        item_type: item_type.into(),
+        required: false,
+        options: String::new(),
+    };
+    let email = step!(
+        "an item",
+        processes::add_item(conn, details.id, &item("email", "Email", "email"))
+    )?;
+    let phone = step!(
+        "an item",
+        processes::add_item(conn, details.id, &item("phone", "Phone", "phone"))
+    )?;
+    let newsletter = step!(
+        "an item",
+        processes::add_item(conn, details.id, &item("newsletter", "Newsletter", "text"))
+    )?;
+    step!(
+        "an item",
+        processes::add_item(conn, signatories.id, &item("title", "Job title", "text"))
+    )?;
+    for (item_id, direction, field, rule) in [
+        (email.id, "to_application", "email", Rule::Never),
+        (phone.id, "both", "phone", Rule::Always),
+        (newsletter.id, "to_record", "tag2", Rule::Review),
+    ] {
+        step!(
+            "a data link",
+            links::create(
+                conn,
+                process.id,
+                &LinkInput {
+                    direction: direction.into(),
+                    record_kind: RecordKind::Contact,
+                    data_kind: "information".into(),
+                    item_id,
+                    field_key: field.into(),
+                    roles: String::new(),
+                    to_record: rule,
+                },
+            )
+        )?;
+    }
+    let katherine = record_named(conn, RecordKind::Contact, "Katherine Johnson")?;
+    let hedy = record_named(conn, RecordKind::Contact, "Hedy Lamarr")?;
+    let application = step!(
+        "an application",
+        processes::create_application(
+            conn,
+            process.id,
+            katherine,
+            &[(hedy, "signatory".into())],
+            None
+        )
+    )?;
+    let actor = Actor::system("demo data");
+    let typed: BTreeMap<(i64, i64), String> = [
+        ((phone.id, 0), "+1 202 555 0199".to_string()),
+        ((newsletter.id, 0), "weekly".to_string()),
+    ]
+    .into();
+    step!(
+        "answering it",
+        processes::save_step(
+            conn,
+            application.id,
+            details.id,
+            &typed,
+            false,
+            &actor,
+            country
+        )
+    )?;
+    step!(
+        "submitting it",
+        processes::submit_application(conn, application.id, &actor, country)
+    )?;
+    summary.processes += 1;
+    Ok(())
+}
+
+fn template(conn: &mut DbConn, summary: &mut DemoSummary) -> Result<(), DemoError> {
+    use crate::followups::service::{self as followups, TemplateInput};
+    let present = step!("templates", followups::list(conn))?
+        .iter()
+        .any(|t| t.name == "Account review");
+    if !present {
+        step!(
+            "the follow-up template",
+            followups::create(
+                conn,
+                &TemplateInput {
+                    name: "Account review".into(),
+                    kind: RecordKind::Contact,
+                    subject: "{{ contact.name }}: your {{ contact.tag1 }} account".into(),
+                    body: "Dear {{ contact.name }},\n\nYou asked for {{ contact.tag2 }} news. {{ company.name }} may order up to {{ company.max_credit | money(\"EUR\") }}.\n\nBest regards".into(),
+                    html: false,
+                },
+                "demo data",
+            )
+        )?;
+        summary.templates += 1;
+    }
+    Ok(())
+}
+
+/// A dialer's calls and an email on Ada Lovelace, sent once each (their ids keep them so).
+fn activities(conn: &mut DbConn, summary: &mut DemoSummary) -> Result<(), DemoError> {
+    use crate::activities::model::Logged;
+    use crate::activities::service as activities;
+    let ada = record_named(conn, RecordKind::Contact, "Ada Lovelace")?;
+    let at = |days: i64, hour: u32| {
+        (crate::db::now() - chrono::Duration::days(days))
+            .date()
+            .and_hms_opt(hour, 15, 0)
+            .unwrap_or_default()
+    };
+    let sent = [
+        (
+            "demo-call-1",
+            "call",
+            at(6, 9),
+            "Renewal call",
+            "Asked for the new price list.",
+            [
+                ("outcome", "answered"),
+                ("duration", "184"),
+                ("caller_id", "+33 1 70 36 00 00"),
+                ("list_name", "Renewals Q4"),
+            ],
+        ),
+        (
+            "demo-call-2",
+            "call",
+            at(3, 14),
+            "Follow-up call",
+            "",
+            [
+                ("outcome", "left a message"),
+                ("duration", "35"),
+                ("caller_id", "+33 1 70 36 00 00"),
+                ("list_name", "Renewals Q4"),
+            ],
+        ),
+        (
+            "demo-email-1",
+            "email",
+            at(1, 11),
+            "Renewal quote",
+            "Quote sent for 25 seats.",
+            [
+                ("outcome", "sent"),
+                ("email_subject", "Your renewal quote"),
+                ("duration", ""),
+                ("list_name", ""),
+            ],
+        ),
+    ];
+    for (id, kind, when, subject, body, attributes) in sent {
+        let new = NewActivity {
+            contact: ContactRef::Id { id: ada },
+            activity_type: kind.into(),
+            occurred_at: when,
+            subject: subject.into(),
+            body: body.into(),
+            attributes: attributes
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            external_id: id.into(),
+            source_id: None,
+            origin: ActivityOrigin::Api,
+            origin_label: "Dialer (demo)".into(),
+            user_id: None,
+            sender: "demo".into(),
+        };
+        if let Logged::Created(_) = step!("an activity", activities::log(conn, &new))? {
+            summary.activities += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Loads every part of the demo that is not there yet.
+pub fn load(
+    pool: &DbPool,
+    data_dir: &Path,
+    country: PhoneCountry,
+) -> Result<DemoSummary, DemoError> {
+    let mut conn = step!("the database", pool.get())?;
+    let conn = &mut *conn;
+    let records = crate::records::demo::load(conn, country).map_err(|e| failed("records")(&e))?;
+    let mut summary = DemoSummary {
+        fields: records.fields_added,
+        records: records.records_added,
+        ..Default::default()
+    };
+    sources_and_imports(pool, conn, data_dir, country, &mut summary)?;
+    process_and_application(conn, country, &mut summary)?;
+    template(conn, &mut summary)?;
+    activities(conn, &mut summary)?;
+    Ok(summary)
+}
