@@ -572,11 +572,39 @@ async fn console_flow_link_prefill_submit() {
         .location()
         .and_then(|l| l.trim_start_matches("/records/").parse().ok())
         .expect("record");
+    // The picker suggests records as the person types (the lists' search, names first).
+    editor
+        .post(
+            "/contacts",
+            &[("f_name", "Ada Lovelace"), ("f_email", "twin@example.org")],
+        )
+        .await;
+    editor
+        .get(&format!("/records/suggest?kind=contact&record=lovel"))
+        .await
+        .assert_status(200)
+        .assert_contains(&format!("value=\"#{ada} Ada Lovelace\""))
+        .assert_contains("twin@example.org");
+    // A name two contacts share comes back with what was typed and why.
+    editor
+        .post(
+            &format!("/processes/{process}/applications"),
+            &[
+                ("record", "Ada Lovelace"),
+                ("s0.contact", ""),
+                ("s0.role", "applicant"),
+            ],
+        )
+        .await
+        .assert_status(422)
+        .assert_contains("id=\"application-error\"")
+        .assert_contains("value=\"Ada Lovelace\"")
+        .assert_contains("value=\"applicant\"");
     let created = editor
         .post(
             &format!("/processes/{process}/applications"),
             &[
-                ("record", &format!("#{ada}")),
+                ("record", &format!("#{ada} Ada Lovelace")),
                 ("s0.contact", ""),
                 ("s0.role", ""),
             ],

@@ -104,6 +104,16 @@ struct ShowPage {
     can_edit: bool,
     /// Records and fields with pending proposals from this process's applications.
     desync: (i64, i64),
+    /// The new-application form as typed (kept when it comes back with an error).
+    typed: BTreeMap<String, String>,
+    application_error: Option<String>,
+}
+
+impl ShowPage {
+    /// What was typed in a field of the new-application form.
+    pub fn typed(&self, name: &str) -> &str {
+        self.typed.get(name).map(String::as_str).unwrap_or("")
+    }
 }
 
 impl ShowPage {
@@ -120,6 +130,28 @@ async fn show_process(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
+    show_with(
+        &state,
+        me.ctx,
+        &me.user,
+        id,
+        BTreeMap::new(),
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The process page; `typed` and `application_error` bring back a refused new application.
+async fn show_with(
+    state: &AppState,
+    ctx: Ctx,
+    user: &crate::auth::model::User,
+    id: i64,
+    typed: BTreeMap<String, String>,
+    application_error: Option<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, AppError> {
     let (process, steps, applications, desync) = state
         .db(move |conn| -> Result<_, AppError> {
             let process =
@@ -144,16 +176,18 @@ async fn show_process(
         })
         .await?;
     render(
-        StatusCode::OK,
+        status,
         &ShowPage {
-            is_admin: me.user.can(Role::Admin),
-            can_edit: me.user.can(Role::Editor),
-            ctx: me.ctx,
+            is_admin: user.can(Role::Admin),
+            can_edit: user.can(Role::Editor),
+            ctx,
             process,
             steps,
             applications,
             types: FieldType::ALL,
             desync,
+            typed,
+            application_error,
         },
     )
 }
@@ -254,7 +288,8 @@ async fn create_application(
         }
     }
     let user_id = me.user.id;
-    let application = state
+    let typed: BTreeMap<String, String> = form.iter().cloned().collect();
+    let created = state
         .db(move |conn| -> Result<Application, AppError> {
             let process =
                 service::find(conn, id)?.ok_or_else(|| AppError::not_found("That process"))?;
@@ -284,7 +319,24 @@ async fn create_application(
                 Some(user_id),
             )?)
         })
-        .await?;
+        .await;
+    let application = match created {
+        Ok(application) => application,
+        // The form comes back with what was typed and why.
+        Err(AppError::BadRequest(message)) => {
+            return show_with(
+                &state,
+                me.ctx,
+                &me.user,
+                id,
+                typed,
+                Some(message),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(e) => return Err(e),
+    };
     flash(
         &session,
         format!(

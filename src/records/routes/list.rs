@@ -144,3 +144,56 @@ pub(super) async fn suggest_companies(
         .await?;
     render(StatusCode::OK, &CompanyOptions { companies })
 }
+
+#[derive(Template)]
+#[template(path = "records/record_options.html")]
+struct RecordOptions {
+    /// (id, name, email)
+    records: Vec<(i64, String, String)>,
+}
+
+/// Options for a record picker (a datalist), refreshed as the person types: the indexed
+/// search of the lists (names first), ten at most. The typed text comes in whatever name the
+/// form's input has (`record`, `contact`, `s0.contact`...); `kind` says which records.
+#[get("/records/suggest")]
+pub(super) async fn suggest_records(
+    state: web::Data<AppState>,
+    _me: SignedIn,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let query = query.into_inner();
+    let kind = query
+        .iter()
+        .find(|(k, _)| k == "kind")
+        .and_then(|(_, v)| RecordKind::parse(v))
+        .unwrap_or(RecordKind::Contact);
+    let typed = query
+        .iter()
+        .find(|(k, _)| k != "kind")
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    // "#12 Ada Lovelace" (an option already chosen) searches for nothing new.
+    if typed.is_empty() || typed.starts_with('#') {
+        return render(
+            StatusCode::OK,
+            &RecordOptions {
+                records: Vec::new(),
+            },
+        );
+    }
+    let records = state
+        .db(move |conn| {
+            let mut q = crate::records::list::ListQuery::new(kind);
+            q.search = typed;
+            q.limit = 10;
+            q.count = false;
+            crate::records::list::page(conn, &q, &[]).map(|page| {
+                page.rows
+                    .into_iter()
+                    .map(|r| (r.record.id, r.record.name, r.record.email))
+                    .collect()
+            })
+        })
+        .await?;
+    render(StatusCode::OK, &RecordOptions { records })
+}

@@ -27,6 +27,7 @@ use crate::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list::export_csv)
         .service(list::suggest_companies)
+        .service(list::suggest_records)
         .service(form::new_record_page)
         .service(list::list_page)
         .service(form::create_record)
