@@ -38,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(update)
         .service(save_mapping)
         .service(propose)
+        .service(propose_from_upload)
         .service(disconnect)
         .service(reconnect)
         .service(save_connector)
@@ -519,13 +520,51 @@ async fn propose(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let (file_name, file) = upload_to_temp_file(payload, state.config.max_import_bytes).await?;
+    let path = file.path().to_path_buf();
+    let page = proposal_page(&state, admin, id, file_name, path).await;
+    drop(file);
+    page
+}
+
+#[derive(Debug, Deserialize)]
+struct FromUploadQuery {
+    #[serde(default)]
+    file_name: String,
+}
+
+/// The same proposal for a file already uploaded for import (from its preview).
+#[get("/sources/{id}/propose/{sha}")]
+async fn propose_from_upload(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<(i64, String)>,
+    query: web::Query<FromUploadQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (id, sha) = path.into_inner();
+    let file = engine::file_path(&state.config.data_dir, &sha)
+        .filter(|p| p.is_file())
+        .ok_or_else(|| AppError::NotFound("That upload is gone: upload the file again.".into()))?;
+    let name = Some(query.into_inner().file_name)
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "the uploaded file".into());
+    proposal_page(&state, admin, id, name, file).await
+}
+
+/// The source page with the mapping proposed for a file's header and first rows.
+async fn proposal_page(
+    state: &AppState,
+    admin: AdminUser,
+    id: i64,
+    file_name: String,
+    file: std::path::PathBuf,
+) -> Result<HttpResponse, AppError> {
     let country = state.config.default_country;
     let (data, proposal, key_problem) = state
         .db(move |conn| -> Result<_, AppError> {
             let data = load(conn, id)?;
-            let format = csvfile::sniff_file(file.path())
-                .map_err(|e| AppError::BadRequest(e.to_string()))?;
-            let (headers, rows) = csvfile::preview(file.path(), format, PROPOSAL_ROWS)
+            let format =
+                csvfile::sniff_file(&file).map_err(|e| AppError::BadRequest(e.to_string()))?;
+            let (headers, rows) = csvfile::preview(&file, format, PROPOSAL_ROWS)
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
             let proposal = proposal::propose(
                 &headers,

@@ -436,6 +436,13 @@ struct PreviewPage {
     console_country: String,
 }
 
+impl PreviewPage {
+    /// Columns of the file no mapping line reads.
+    pub fn unmapped(&self) -> usize {
+        self.mapped.iter().filter(|m| m.is_none()).count()
+    }
+}
+
 fn chosen_format(
     detected: FileFormat,
     encoding: Option<&str>,

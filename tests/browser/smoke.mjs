@@ -153,8 +153,11 @@ try {
     + 'Marc Petit,Marc,Petit,,* Work,marc@example.fr,,,,vip\r\n'
     + 'Léa Roux,Léa,Roux,,* Work,lea@example.fr,,,Atelier Lumière,standard\r\n'
     + 'Jo Blanc,Jo,Blanc,,* Work,jo@example.fr,,,,vip\r\n';
-  await page.setInputFiles('#mapping input[type=file]', { name: 'google.csv', mimeType: 'text/csv', buffer: Buffer.from(google) });
-  await Promise.all([page.waitForLoadState('load'), page.click('#mapping button:has-text("Propose")')]);
+  // Dropped into the import form first: its preview offers the proposal for this very file.
+  await page.setInputFiles('#import input[type=file]', { name: 'google.csv', mimeType: 'text/csv', buffer: Buffer.from(google) });
+  await Promise.all([page.waitForURL(/\/imports\/[0-9a-f]{64}/), page.click('#import button[type=submit]')]);
+  check((await page.textContent('main')).includes('no column of this file is mapped to email'), 'the preview says the key is not mapped yet');
+  await Promise.all([page.waitForURL(/\/propose\//), page.click('#propose-from-upload')]);
   const mapped = async (column) => page.inputValue(`#mapping tr:has(input[value="${column}"]) select[name$=".field"]`);
   check(await mapped('Name') === 'name' && await mapped('E-mail 1 - Value') === 'email' && await mapped('Phone 1 - Value') === 'phone' && await mapped('Organization 1 - Name') === 'company', 'Google columns are proposed');
   check((await page.textContent('#mapping')).includes('how exports name the email column'), 'each line says why');
