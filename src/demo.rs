@@ -3,7 +3,8 @@
 //! (`records::demo`); the two worked examples of an import (a first connection converting
 //! manual records, then an ongoing sync with a forced-manual record, an update and a proposal);
 //! a company with a pending proposal; a process with steps, items, data links in each direction
-//! and a submitted application; a follow-up template using tag1 and tag2; a dialer's calls.
+//! and a submitted application; a follow-up template using tag1 and tag2; a dialer's calls
+//! written by an activity mapping.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -371,6 +372,36 @@ fn activities(conn: &mut DbConn, summary: &mut DemoSummary) -> Result<(), DemoEr
     use crate::activities::model::Logged;
     use crate::activities::service as activities;
     let ada = record_named(conn, RecordKind::Contact, "Ada Lovelace")?;
+    // The dialer is the Practice manager's: its calls are written by an activity mapping.
+    let dialer = step!("sources", sources::find_by_name(conn, "Practice manager"))?
+        .ok_or_else(|| DemoError("the Practice manager source is missing".into()))?;
+    if step!(
+        "the activity mapping",
+        crate::activities::mapping::find(conn, dialer.id, "call")
+    )?
+    .is_none()
+    {
+        step!(
+            "the activity mapping",
+            crate::activities::mapping::save(
+                conn,
+                dialer.id,
+                "call",
+                "Call: {{ outcome }} ({{ duration }} s)",
+                "{{ comments }}\nList {{ list_name }}, caller {{ caller_id }}.",
+                &[crate::activities::mapping::FieldUpdate {
+                    field: "tag2".into(),
+                    template: "{{ list_name }}".into(),
+                    rule: "never".into(),
+                }],
+            )
+            .map_err(|problems| problems
+                .into_iter()
+                .map(|p| p.0)
+                .collect::<Vec<_>>()
+                .join(" "))
+        )?;
+    }
     let at = |days: i64, hour: u32| {
         (crate::db::now() - chrono::Duration::days(days))
             .date()
@@ -431,11 +462,11 @@ fn activities(conn: &mut DbConn, summary: &mut DemoSummary) -> Result<(), DemoEr
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             external_id: id.into(),
-            source_id: None,
+            source_id: Some(dialer.id),
             origin: ActivityOrigin::Api,
             origin_label: "Dialer (demo)".into(),
             user_id: None,
-            sender: "demo".into(),
+            sender: format!("source:{}", dialer.id),
         };
         if let Logged::Created(_) = step!("an activity", activities::log(conn, &new))? {
             summary.activities += 1;

@@ -441,6 +441,7 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(
     activities,
+    activity_mappings,
     followup_templates,
     activity_types,
     api_tokens,
@@ -515,6 +516,18 @@ diesel::table! {
         locked -> Bool,
         updated_by -> Text,
         created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    activity_mappings (id) {
+        id -> BigInt,
+        source_id -> BigInt,
+        activity_type -> Text,
+        subject -> Text,
+        body -> Text,
+        field_updates -> Text,
         updated_at -> Timestamp,
     }
 }

@@ -256,3 +256,136 @@ async fn the_contact_page_logs_activities_and_pages_its_timeline() {
     assert!(!older.body.contains("Older activities"));
     assert!(!older.body.contains("Call number 6<"));
 }
+
+#[actix_web::test]
+async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_rule() {
+    use diesel::prelude::*;
+    let mut app = common::spawn().await;
+    let ann = contact(&app.state, "Ann Lee", "ann@lee.example");
+    let source = {
+        use syncdesk::sources::service::{self as sources, SourceInput};
+        let mut conn = app.state.pool.get().expect("connection");
+        for key in ["last_outcome", "last_list"] {
+            syncdesk::fields::service::create(
+                &mut conn,
+                RecordKind::Contact,
+                &syncdesk::fields::service::NewField {
+                    key: key.into(),
+                    label: key.into(),
+                    field_type: "text".into(),
+                    options: String::new(),
+                },
+            )
+            .expect("field");
+        }
+        sources::create(
+            &mut conn,
+            &SourceInput {
+                name: "Dialer".into(),
+                kind: RecordKind::Contact,
+                id_column: "Id".into(),
+                match_by: Vec::new(),
+                full_mode: false,
+                country: String::new(),
+                watch_dir: String::new(),
+            },
+        )
+        .expect("source")
+    };
+    app.signed_in_as("admin@example.org", Role::Admin).await;
+    let url = format!("/sources/{}/activity-mapping", source.id);
+    app.get(&format!("{url}?type=call"))
+        .await
+        .assert_status(200)
+        .assert_contains("id=\"variable-picker\"")
+        .assert_contains("caller_id");
+    let form = |subject: &str| {
+        vec![
+            ("type", "call".to_string()),
+            ("subject", subject.to_string()),
+            (
+                "body",
+                "{{ comments }} (wrap time {{ wrap_time }} s)".to_string(),
+            ),
+            ("u0.field", "last_outcome".to_string()),
+            ("u0.template", "{{ outcome }}".to_string()),
+            ("u0.rule", "review".to_string()),
+            ("u1.field", "last_list".to_string()),
+            ("u1.template", "{{ list_name }}".to_string()),
+            ("u1.rule", "always".to_string()),
+        ]
+    };
+    let as_refs = |f: &[(&'static str, String)]| -> Vec<(&'static str, String)> { f.to_vec() };
+    // The live preview, with a sample activity.
+    let preview_form: Vec<(String, String)> =
+        as_refs(&form("{{ outcome }} call, {{ duration }} s"))
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+    app.htmx_form(&format!("{url}/preview"), &preview_form)
+        .await
+        .assert_status(200)
+        .assert_contains("answered call, 184 s")
+        .assert_contains("last_outcome ← “answered” (review)");
+    // A syntax error is refused with its line; what was typed stays.
+    let bad: Vec<(&str, String)> = form("{{ outcome call");
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    app.post(&url, &bad)
+        .await
+        .assert_status(422)
+        .assert_contains("Subject, line 1:")
+        .assert_contains("value=\"{{ outcome call\"");
+    let good: Vec<(&str, String)> = form("{{ outcome }} call, {{ duration }} s");
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    app.post(&url, &good).await.assert_status(303);
+
+    let secret = token(&app.state, &[Scope::ActivitiesWrite]);
+    app.send(post(
+        &secret,
+        json!({
+            "contact": {"id": ann},
+            "type": "call",
+            "source_id": source.id,
+            "external_id": "call-77",
+            "attributes": {"outcome": "left a message", "duration": 35, "comments": "Call back Friday", "wrap_time": 12, "list_name": "Renewals"}
+        }),
+    ))
+    .await
+    .assert_status(201);
+    let mut conn = app.state.pool.get().expect("connection");
+    let (subject, body): (String, String) = syncdesk::schema::activities::table
+        .select((
+            syncdesk::schema::activities::subject,
+            syncdesk::schema::activities::body,
+        ))
+        .first(&mut conn)
+        .expect("activity");
+    assert_eq!(subject, "left a message call, 35 s");
+    assert_eq!(body, "Call back Friday (wrap time 12 s)");
+    // `always` wrote the list (with history); `review` proposed the outcome.
+    let ann_row = records::find(&mut conn, ann).expect("find").expect("Ann");
+    let defs =
+        syncdesk::fields::service::list(&mut conn, RecordKind::Contact, false).expect("defs");
+    let values = records::values(&mut conn, &ann_row, &defs).expect("values");
+    assert_eq!(
+        values.get("last_list").map(String::as_str),
+        Some("Renewals")
+    );
+    assert_eq!(values.get("last_outcome").map(String::as_str), Some(""));
+    let pending = syncdesk::review::service::pending_for(&mut conn, ann).expect("proposals");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (
+            pending[0].field_key.as_str(),
+            pending[0].proposed_value.as_str()
+        ),
+        ("last_outcome", "left a message")
+    );
+    let history: i64 = syncdesk::schema::record_history::table
+        .filter(syncdesk::schema::record_history::record_id.eq(ann))
+        .filter(syncdesk::schema::record_history::field_key.eq("last_list"))
+        .count()
+        .get_result(&mut conn)
+        .expect("history");
+    assert_eq!(history, 1);
+}

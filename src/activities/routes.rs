@@ -1,5 +1,6 @@
-//! Activities pages: the list with filters and its CSV export, activity types (admins), and a
-//! contact's timeline with the form that logs one (loaded into the record page by htmx).
+//! Activities pages: the list with filters and its CSV export, activity types (admins), a
+//! contact's timeline with the form that logs one (loaded into the record page by htmx), and
+//! a source's activity data mapping (admins) with its variable picker and live preview.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use askama::Template;
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::Deserialize;
 
+use super::mapping::{self, FieldUpdate};
 use super::model::{Activity, ActivityOrigin, ActivityType, ContactRef, NewActivity};
 use super::service::{self, ActivityError, ActivityFilter, Before};
 use crate::auth::extract::{AdminUser, EditorUser, SignedIn};
@@ -27,7 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(export_csv)
         .service(add_type)
         .service(timeline)
-        .service(log_activity);
+        .service(log_activity)
+        .service(mapping_page)
+        .service(save_mapping)
+        .service(preview_mapping);
 }
 
 impl From<ActivityError> for AppError {
@@ -387,4 +392,239 @@ async fn log_activity(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The mapping editor's form: subject, body, and up to `UPDATE_LINES` field updates.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct MappingForm {
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+    #[serde(flatten)]
+    rest: BTreeMap<String, String>,
+}
+
+/// Field update lines the editor offers.
+const UPDATE_LINES: usize = 3;
+
+impl MappingForm {
+    /// `u<N>.field`, `u<N>.template`, `u<N>.rule`; lines without a field are dropped.
+    fn updates(&self) -> Vec<FieldUpdate> {
+        (0..UPDATE_LINES)
+            .filter_map(|n| {
+                let get = |part: &str| {
+                    self.rest
+                        .get(&format!("u{n}.{part}"))
+                        .map(|v| v.trim().to_string())
+                        .unwrap_or_default()
+                };
+                let field = get("field");
+                (!field.is_empty()).then(|| FieldUpdate {
+                    field,
+                    template: get("template"),
+                    rule: Some(get("rule"))
+                        .filter(|r| !r.is_empty())
+                        .unwrap_or_else(|| "review".into()),
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "activities/mapping.html")]
+struct MappingPage {
+    ctx: Ctx,
+    source: crate::sources::model::Source,
+    types: Vec<ActivityType>,
+    kind: String,
+    subject: String,
+    body: String,
+    /// Exactly `UPDATE_LINES` lines, blank ones included.
+    updates: Vec<FieldUpdate>,
+    fields: Vec<crate::fields::model::FieldDef>,
+    variables: Vec<&'static str>,
+    rules: [crate::rules::Rule; 4],
+    problems: Vec<String>,
+    preview: Preview,
+}
+
+/// What a sample activity gives with the templates, or why it cannot.
+#[derive(Template)]
+#[template(path = "activities/mapping_preview.html")]
+struct Preview {
+    result: Result<mapping::Mapped, String>,
+    sample: Vec<(String, String)>,
+}
+
+fn preview_of(subject: &str, body: &str, updates: &[FieldUpdate]) -> Preview {
+    let sample = mapping::sample();
+    Preview {
+        result: mapping::apply_templates(subject, body, updates, &sample, "", "").map_err(|p| p.0),
+        sample: sample.into_iter().collect(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct MappingQuery {
+    #[serde(default, rename = "type")]
+    kind: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn mapping_with(
+    state: &AppState,
+    ctx: Ctx,
+    source_id: i64,
+    kind: String,
+    typed: Option<MappingForm>,
+    problems: Vec<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, AppError> {
+    let wanted = kind.clone();
+    let (source, types, fields, saved) = state
+        .db(move |conn| -> Result<_, AppError> {
+            let source = crate::sources::service::find(conn, source_id)?
+                .ok_or_else(|| AppError::not_found("That source"))?;
+            let types = service::types(conn)?;
+            let kind = if wanted.is_empty() {
+                types.first().map(|t| t.key.clone()).unwrap_or_default()
+            } else {
+                wanted
+            };
+            let fields = crate::fields::service::list(
+                conn,
+                crate::fields::model::RecordKind::Contact,
+                false,
+            )?;
+            let saved = mapping::find(conn, source_id, &kind)?;
+            Ok((source, types, fields, (kind, saved)))
+        })
+        .await?;
+    let (kind, saved) = saved;
+    let (subject, body, mut updates) = match (typed, saved) {
+        (Some(form), _) => {
+            let updates = form.updates();
+            (form.subject, form.body, updates)
+        }
+        (None, Some(m)) => {
+            let updates = m.updates();
+            (m.subject, m.body, updates)
+        }
+        (None, None) => (
+            "{{ outcome }} call".to_string(),
+            "{{ comments }}\nDuration: {{ duration }} s, list {{ list_name }}, from {{ caller_id }}.".to_string(),
+            Vec::new(),
+        ),
+    };
+    let preview = preview_of(&subject, &body, &updates);
+    updates.resize(
+        UPDATE_LINES.max(updates.len()),
+        FieldUpdate {
+            field: String::new(),
+            template: String::new(),
+            rule: "review".into(),
+        },
+    );
+    render(
+        status,
+        &MappingPage {
+            ctx,
+            source,
+            types,
+            kind,
+            subject,
+            body,
+            updates,
+            fields,
+            variables: mapping::STANDARD_VARIABLES.to_vec(),
+            rules: crate::rules::Rule::ALL,
+            problems,
+            preview,
+        },
+    )
+}
+
+#[get("/sources/{id}/activity-mapping")]
+async fn mapping_page(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<i64>,
+    query: web::Query<MappingQuery>,
+) -> Result<HttpResponse, AppError> {
+    let kind = query.into_inner().kind;
+    mapping_with(
+        &state,
+        admin.ctx,
+        path.into_inner(),
+        kind,
+        None,
+        Vec::new(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[post("/sources/{id}/activity-mapping")]
+async fn save_mapping(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    session: Session,
+    path: web::Path<i64>,
+    form: web::Form<MappingForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let form = form.into_inner();
+    let (kind, subject, body, updates) = (
+        form.kind.clone(),
+        form.subject.clone(),
+        form.body.clone(),
+        form.updates(),
+    );
+    let saved = state
+        .db(move |conn| {
+            Ok::<_, AppError>(mapping::save(conn, id, &kind, &subject, &body, &updates))
+        })
+        .await?;
+    match saved {
+        Ok(()) => {
+            flash(
+                &session,
+                format!("Activity mapping for {} saved.", form.kind),
+            );
+            Ok(see_other(&format!(
+                "/sources/{id}/activity-mapping?type={}",
+                crate::text::url_encode(&form.kind)
+            )))
+        }
+        Err(problems) => {
+            let kind = form.kind.clone();
+            mapping_with(
+                &state,
+                admin.ctx,
+                id,
+                kind,
+                Some(form),
+                problems.into_iter().map(|p| p.0).collect(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+    }
+}
+
+/// The live preview: the templates as typed, with the sample activity.
+#[post("/sources/{id}/activity-mapping/preview")]
+async fn preview_mapping(
+    _admin: AdminUser,
+    form: web::Form<MappingForm>,
+) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    render(
+        StatusCode::OK,
+        &preview_of(&form.subject, &form.body, &form.updates()),
+    )
 }

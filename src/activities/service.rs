@@ -5,6 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
+use super::mapping;
 use super::model::{Activity, ActivityType, ContactRef, Logged, NewActivity};
 use crate::db::{self, DbConn};
 use crate::fields::model::RecordKind;
@@ -148,14 +149,48 @@ pub fn log(conn: &mut DbConn, new: &NewActivity) -> Result<Logged, ActivityError
     let record_id = resolve_contact(conn, &new.contact)?;
     let attributes = serde_json::to_string(&new.attributes).unwrap_or_else(|_| "{}".into());
     let outcome = new.attributes.get("outcome").cloned().unwrap_or_default();
-    let inserted = conn.transaction(|conn| {
-        diesel::insert_into(activities::table)
+    // A source's mapping for this type writes the entry and updates fields.
+    let mapping = match new.source_id {
+        Some(source) => mapping::find(conn, source, &new.activity_type)?,
+        None => None,
+    };
+    let (subject, body, updates) = match &mapping {
+        Some(m) => {
+            let mapped = mapping::apply_templates(
+                &m.subject,
+                &m.body,
+                &m.updates(),
+                &new.attributes,
+                &new.subject,
+                &new.body,
+            )
+            .map_err(|p| {
+                ActivityError::Invalid(format!(
+                    "The activity mapping of this source cannot write it: {p}."
+                ))
+            })?;
+            let subject = Some(mapped.subject).filter(|s| !s.trim().is_empty());
+            let body = Some(mapped.body).filter(|s| !s.trim().is_empty());
+            (
+                subject.unwrap_or_else(|| new.subject.clone()),
+                body.unwrap_or_else(|| new.body.clone()),
+                mapped.updates,
+            )
+        }
+        None => (new.subject.clone(), new.body.clone(), Vec::new()),
+    };
+    let (subject, body) = (
+        subject.chars().take(MAX_SUBJECT).collect::<String>(),
+        body.chars().take(MAX_BODY).collect::<String>(),
+    );
+    let inserted = db::write_tx(conn, |conn| -> QueryResult<i64> {
+        let id = diesel::insert_into(activities::table)
             .values((
                 activities::record_id.eq(record_id),
                 activities::activity_type.eq(&new.activity_type),
                 activities::occurred_at.eq(new.occurred_at),
-                activities::subject.eq(new.subject.trim()),
-                activities::body.eq(new.body.trim()),
+                activities::subject.eq(subject.trim()),
+                activities::body.eq(body.trim()),
                 activities::attributes.eq(&attributes),
                 activities::outcome.eq(outcome.trim()),
                 activities::source_id.eq(new.source_id),
@@ -167,7 +202,12 @@ pub fn log(conn: &mut DbConn, new: &NewActivity) -> Result<Logged, ActivityError
                 activities::created_at.eq(db::now()),
             ))
             .returning(activities::id)
-            .get_result::<i64>(conn)
+            .get_result::<i64>(conn)?;
+        if let Some(source) = new.source_id.filter(|_| !updates.is_empty()) {
+            let actor = mapping::actor(id, source, &new.origin_label);
+            mapping::update_fields(conn, record_id, source, &updates, &actor)?;
+        }
+        Ok(id)
     });
     match inserted {
         Ok(id) => Ok(Logged::Created(id)),

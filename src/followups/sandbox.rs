@@ -126,6 +126,14 @@ fn described(part: &str, e: &Error) -> Problem {
     }
 }
 
+/// A template's syntax problem, if it has one (its variables are not checked).
+pub fn syntax(part: &str, source: &str) -> Option<Problem> {
+    environment(false)
+        .template_from_str(source)
+        .err()
+        .map(|e| described(part, &e))
+}
+
 /// Checks a template before it is saved: syntax, and every variable it reads is one of
 /// `known` (`contact.name`, `company.max_credit`, ...). Every problem is listed.
 pub fn check(parts: &[(&str, &str)], html: bool, known: &BTreeSet<String>) -> Vec<Problem> {

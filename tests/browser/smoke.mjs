@@ -173,6 +173,35 @@ try {
   check((await page.textContent('#progress')).includes('created: 4'), 'every contact of the export is created');
   check((await page.textContent('#report')).includes('Company: Atelier Lumière, a new company record'), 'the organisation became a company');
 
+  // Activity mapping: a variable inserted at the cursor (keyboard), the live preview, saved.
+  await Promise.all([page.waitForURL(`${base}/sources`), page.click('nav >> text=Sources')]);
+  await Promise.all([page.waitForURL(/\/sources\/\d+$/), page.click('main a:text-is("Practice")')]);
+  await Promise.all([page.waitForURL(/activity-mapping/), page.click('text=Activity mapping')]);
+  const subject = page.locator('#activity-mapping input[name=subject]');
+  await subject.fill('Call about renewal');
+  await subject.focus();
+  await subject.evaluate((el) => el.setSelectionRange(5, 5));
+  await page.selectOption('#variable-picker', 'outcome');
+  await page.focus('#variable-picker');
+  await page.keyboard.press('Enter');
+  check((await subject.inputValue()) === 'Call {{ outcome }}about renewal', `the variable goes at the cursor, got ${await subject.inputValue()}`);
+  await page.waitForFunction(() => (document.querySelector('#preview-subject') || {}).textContent === 'Call answeredabout renewal');
+  await page.screenshot({ path: join(shots, 'activity-mapping.png'), fullPage: true });
+  await Promise.all([page.waitForURL(/activity-mapping\?type=call/), page.click('#activity-mapping button[type=submit]')]);
+  check((await page.textContent('.flash')).includes('Activity mapping for call saved.'), 'the mapping is saved');
+
+  // A contact's timeline: an activity logged from the contact page, without a page load.
+  await page.goto(`${base}/contacts?q=ada`);
+  await Promise.all([page.waitForURL(/\/records\/\d+$/), page.click('#records >> text=Ada Lovelace')]);
+  await page.waitForSelector('#timeline form');
+  await page.selectOption('#timeline select[name=type]', 'call');
+  await page.fill('#timeline input[name=subject]', 'Renewal call');
+  await page.fill('#timeline input[name=outcome]', 'answered');
+  await page.fill('#timeline textarea[name=body]', 'Asked for the new price list.');
+  await page.click('#timeline button[type=submit]');
+  await page.waitForSelector('#timeline li.activity >> text=Renewal call');
+  await page.locator('#activities').screenshot({ path: join(shots, 'timeline.png') });
+
   // Applications: a process, a data link, an application pre-filled, a submitted change.
   await Promise.all([page.waitForURL(`${base}/processes`), page.click('nav >> text=Processes')]);
   await page.fill('input[name=name]', 'Onboarding');
