@@ -580,7 +580,7 @@ async fn console_flow_link_prefill_submit() {
         )
         .await;
     editor
-        .get(&format!("/records/suggest?kind=contact&record=lovel"))
+        .get("/records/suggest?kind=contact&record=lovel")
         .await
         .assert_status(200)
         .assert_contains(&format!("value=\"#{ada} Ada Lovelace\""))

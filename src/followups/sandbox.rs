@@ -114,7 +114,7 @@ fn described(part: &str, e: &Error) -> Problem {
         ErrorKind::OutOfFuel => {
             "it runs too long (a loop over too much?); it was stopped".to_string()
         }
-        ErrorKind::UndefinedError => format!("{}", e.detail().unwrap_or("an unknown variable")),
+        ErrorKind::UndefinedError => e.detail().unwrap_or("an unknown variable").to_string(),
         _ => e
             .detail()
             .map(str::to_string)
