@@ -265,7 +265,7 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
     let source = {
         use syncdesk::sources::service::{self as sources, SourceInput};
         let mut conn = app.state.pool.get().expect("connection");
-        for key in ["last_outcome", "last_list"] {
+        for key in ["last_outcome", "last_list", "last_caller", "never_set"] {
             syncdesk::fields::service::create(
                 &mut conn,
                 RecordKind::Contact,
@@ -305,7 +305,7 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
             ("subject", subject.to_string()),
             (
                 "body",
-                "{{ comments }} (wrap time {{ wrap_time }} s)".to_string(),
+                "{{ comments }} (wrap time {{ wrap_time }} s, re {{ email_subject }})".to_string(),
             ),
             ("u0.field", "last_outcome".to_string()),
             ("u0.template", "{{ outcome }}".to_string()),
@@ -313,6 +313,12 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
             ("u1.field", "last_list".to_string()),
             ("u1.template", "{{ list_name }}".to_string()),
             ("u1.rule", "always".to_string()),
+            ("u2.field", "last_caller".to_string()),
+            ("u2.template", "{{ caller_id }}".to_string()),
+            ("u2.rule", "fill_blanks".to_string()),
+            ("u3.field", "never_set".to_string()),
+            ("u3.template", "{{ outcome }}".to_string()),
+            ("u3.rule", "never".to_string()),
         ]
     };
     let as_refs = |f: &[(&'static str, String)]| -> Vec<(&'static str, String)> { f.to_vec() };
@@ -347,7 +353,7 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
             "type": "call",
             "source_id": source.id,
             "external_id": "call-77",
-            "attributes": {"outcome": "left a message", "duration": 35, "comments": "Call back Friday", "wrap_time": 12, "list_name": "Renewals"}
+            "attributes": {"outcome": "left a message", "duration": 35, "comments": "Call back Friday", "wrap_time": 12, "list_name": "Renewals", "email_subject": "Quote", "caller_id": "+44 20 7946 0000"}
         }),
     ))
     .await
@@ -361,7 +367,7 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
         .first(&mut conn)
         .expect("activity");
     assert_eq!(subject, "left a message call, 35 s");
-    assert_eq!(body, "Call back Friday (wrap time 12 s)");
+    assert_eq!(body, "Call back Friday (wrap time 12 s, re Quote)");
     // `always` wrote the list (with history); `review` proposed the outcome.
     let ann_row = records::find(&mut conn, ann).expect("find").expect("Ann");
     let defs =
@@ -372,6 +378,16 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
         Some("Renewals")
     );
     assert_eq!(values.get("last_outcome").map(String::as_str), Some(""));
+    assert_eq!(
+        values.get("last_caller").map(String::as_str),
+        Some("+44 20 7946 0000"),
+        "fill_blanks fills an empty field"
+    );
+    assert_eq!(
+        values.get("never_set").map(String::as_str),
+        Some(""),
+        "never writes nothing"
+    );
     let pending = syncdesk::review::service::pending_for(&mut conn, ann).expect("proposals");
     assert_eq!(pending.len(), 1);
     assert_eq!(

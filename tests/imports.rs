@@ -2893,3 +2893,76 @@ fn a_source_may_match_rows_by_several_fields() {
     assert_eq!(row.record_id, env.rows(first)[0].record_id);
     assert_eq!(env.record_count(), 2);
 }
+
+/// An ambiguous row's candidates are offered by name on the run page.
+#[actix_web::test]
+async fn an_ambiguous_rows_candidates_are_named_on_the_run_page() {
+    use syncdesk::auth::model::Role;
+    let mut app = common::spawn().await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(
+            records::create(
+                &mut app.state.pool.get().expect("conn"),
+                RecordKind::Contact,
+                &RecordInput {
+                    values: [("name".to_string(), "Ann Twin".to_string())].into(),
+                    company_id: None,
+                },
+                &Actor::system("setup"),
+                au(),
+            )
+            .expect("contact")
+            .id,
+        );
+    }
+    let source = sources::create(
+        &mut app.state.pool.get().expect("conn"),
+        &SourceInput {
+            name: "CRM".into(),
+            kind: RecordKind::Contact,
+            id_column: "Id".into(),
+            match_by: Vec::new(),
+            full_mode: false,
+            country: String::new(),
+            watch_dir: String::new(),
+        },
+    )
+    .expect("source");
+    sources::set_mapping(
+        &mut app.state.pool.get().expect("conn"),
+        source.id,
+        &[MappingInput {
+            column_name: "Name".into(),
+            field_key: "name".into(),
+            to_record: Rule::Always,
+            to_source: Rule::Never,
+            blanks_clear: false,
+        }],
+    )
+    .expect("mapping");
+    let data_dir = app.state.config.data_dir.clone();
+    let csv = b"Id,Name\nX1,Ann Twin\n";
+    let sha = jobs::store_file(&data_dir, &csv[..], 1 << 20).expect("store");
+    let run = jobs::enqueue(
+        &mut app.state.pool.get().expect("conn"),
+        &NewRun {
+            source: &source,
+            file_name: "twins.csv",
+            sha256: &sha,
+            format: syncdesk::sync::csvfile::detect(csv),
+            dry_run: false,
+            plan_of: None,
+            flag_confirmed: false,
+            user_id: None,
+            user_label: "test",
+        },
+    )
+    .expect("run");
+    jobs::run_queued(&app.state.pool, &data_dir, au()).expect("import");
+    app.signed_in_as("editor@example.org", Role::Editor).await;
+    app.get(&format!("/runs/{run}"))
+        .await
+        .assert_contains(&format!("link to Ann Twin (#{})", ids[0]))
+        .assert_contains(&format!("link to Ann Twin (#{})", ids[1]));
+}

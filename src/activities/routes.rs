@@ -408,7 +408,7 @@ struct MappingForm {
 }
 
 /// Field update lines the editor offers.
-const UPDATE_LINES: usize = 3;
+const UPDATE_LINES: usize = 4;
 
 impl MappingForm {
     /// `u<N>.field`, `u<N>.template`, `u<N>.rule`; lines without a field are dropped.

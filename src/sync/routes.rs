@@ -67,6 +67,18 @@ struct RunPage {
     /// A plan's check: the rows deciding differently from the dry run (first ones), and
     /// whether there are more.
     changed: Option<(Vec<super::report::DecisionChange>, bool)>,
+    /// Names of the ambiguous rows' candidates on this page, for choosing between them.
+    candidate_names: std::collections::BTreeMap<i64, String>,
+}
+
+impl RunPage {
+    /// "Ada Lovelace (#12)" for a candidate of an ambiguous row.
+    pub fn candidate(&self, id: &i64) -> String {
+        match self.candidate_names.get(id) {
+            Some(name) => format!("{name} (#{id})"),
+            None => format!("record #{id}"),
+        }
+    }
 }
 
 /// Changed decisions a plan's check page lists.
@@ -107,10 +119,12 @@ async fn run_page(
     let outcome = query.outcome.clone();
     let after = parse_after(query.after.as_deref());
     let filter = outcome.clone();
-    let (run, source, rows, has_more, changed) = state
+    let (run, source, rows, has_more, changed, candidate_names) = state
         .db(move |conn| -> Result<_, AppError> {
             let (run, source) = load(conn, id)?;
             let (rows, has_more) = super::report::page(conn, id, &filter, after, ROWS_PER_PAGE)?;
+            let candidates: Vec<i64> = rows.iter().flat_map(|r| r.candidates_shown()).collect();
+            let candidate_names = crate::records::service::names_of(conn, &candidates)?;
             // A plan's check lists what would now decide differently.
             let changed = match run.plan_of {
                 Some(plan) if run.dry_run && run.finished() => Some(
@@ -118,7 +132,7 @@ async fn run_page(
                 ),
                 _ => None,
             };
-            Ok((run, source, rows, has_more, changed))
+            Ok((run, source, rows, has_more, changed, candidate_names))
         })
         .await?;
     let next = has_more
@@ -137,6 +151,7 @@ async fn run_page(
             rows,
             next,
             changed,
+            candidate_names,
         },
     )
 }
