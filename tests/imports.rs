@@ -2600,7 +2600,7 @@ fn a_query_on_another_database_imports_like_a_file() {
     assert_eq!(tag1, "1200.5");
 
     // Read from a named environment variable; one SELECT only, read-only.
-    let var = format!("SYNCDESK_TEST_ACCOUNTS_{}", std::process::id());
+    let var = format!("SYNCDESK_CONNECTOR_TEST_{}", std::process::id());
     std::env::set_var(&var, &accounts.url);
     let source = connector::save(
         &mut conn,
@@ -2638,6 +2638,39 @@ fn a_query_on_another_database_imports_like_a_file() {
         .expect("count")
         .n;
     assert_eq!(left, 3, "nothing was written to the other database");
+
+    // Only connector variables; a WITH query is one SELECT too.
+    let refused = connector::save(
+        &mut conn,
+        source.id,
+        &ConnectorInput {
+            url_env: "SYNCDESK_SESSION_KEY".into(),
+            sql: "SELECT 1".into(),
+            ..Default::default()
+        },
+        &key,
+    )
+    .expect_err("not a connector variable");
+    assert!(
+        refused.to_string().contains("is not a connector variable"),
+        "{refused}"
+    );
+    let with_query = connector::save(
+        &mut conn,
+        source.id,
+        &ConnectorInput {
+            url_env: var.clone(),
+            sql: "WITH c AS (SELECT code, name FROM clients) SELECT * FROM c -- every client"
+                .into(),
+            ..Default::default()
+        },
+        &key,
+    )
+    .expect("a WITH query");
+    let run = connector::run_now(&mut conn, &with_query, &data_dir, &key, (None, "test"))
+        .expect("a trailing comment does not break the query");
+    jobs::run_queued(&env.state.pool, &data_dir, au()).expect("import");
+    assert_eq!(env.run(run).status.as_str(), "done");
 
     // On a schedule: due once its minutes have passed since the last run.
     connector::save(

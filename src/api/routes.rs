@@ -619,9 +619,13 @@ async fn log_activity(
     let new = NewActivity {
         contact: request.contact,
         activity_type: request.activity_type,
+        // Whole seconds, as SQLite keeps them and as the lists' cursors page.
         occurred_at: request
             .occurred_at
-            .map(|t| t.naive_utc())
+            .map(|t| {
+                use chrono::SubsecRound;
+                t.naive_utc().trunc_subsecs(0)
+            })
             .unwrap_or_else(crate::db::now),
         subject: request.subject,
         body: request.body,

@@ -49,15 +49,17 @@ fn date(value: String, format: Option<String>) -> Result<String, Error> {
         )
     })?;
     let format = format.unwrap_or_else(|| "%d/%m/%Y".into());
-    // Checked first: chrono panics on a format it cannot write.
-    if chrono::format::StrftimeItems::new(&format).any(|i| matches!(i, chrono::format::Item::Error))
-    {
-        return Err(Error::new(
+    // Written, not `to_string()`: chrono's Display panics on a format it cannot fill (an
+    // hour of a date, say); `write!` returns the error instead.
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    write!(out, "{}", day.format(&format)).map_err(|_| {
+        Error::new(
             ErrorKind::InvalidOperation,
             format!("'{format}' is not a date format such as %d/%m/%Y"),
-        ));
-    }
-    Ok(day.format(&format).to_string())
+        )
+    })?;
+    Ok(out)
 }
 
 fn as_number(value: &Value) -> Result<f64, Error> {
@@ -134,12 +136,68 @@ pub fn syntax(part: &str, source: &str) -> Option<Problem> {
         .map(|e| described(part, &e))
 }
 
+/// Constructs a template may not use: they can build values of any size before anything is
+/// written (`~` joins, `set` and `namespace` keep them, macros repeat them).
+fn forbidden(source: &str) -> Option<&'static str> {
+    let mut rest = source;
+    while let Some(open) = rest.find('{') {
+        let tag = &rest[open..];
+        let close = match tag.get(..2) {
+            Some("{{") => "}}",
+            Some("{%") => "%}",
+            _ => {
+                rest = &rest[open + 1..];
+                continue;
+            }
+        };
+        let end = tag.find(close).map_or(tag.len(), |e| e + 2);
+        let inside = &tag[..end];
+        if inside.contains('~') {
+            return Some("~ (joining text)");
+        }
+        let words: Vec<&str> = inside
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .collect();
+        for word in ["set", "namespace", "macro", "call"] {
+            if words.contains(&word) {
+                return Some(word);
+            }
+        }
+        rest = &tag[end..];
+    }
+    None
+}
+
+/// An `io::Write` that refuses to grow past `MAX_OUTPUT`, so that a render stops as soon as
+/// its text is too long instead of after building it.
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + bytes.len() > MAX_OUTPUT {
+            return Err(std::io::Error::other("too long"));
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Checks a template before it is saved: syntax, and every variable it reads is one of
 /// `known` (`contact.name`, `company.max_credit`, ...). Every problem is listed.
 pub fn check(parts: &[(&str, &str)], html: bool, known: &BTreeSet<String>) -> Vec<Problem> {
     let env = environment(html);
     let mut problems = Vec::new();
     for (part, source) in parts {
+        if let Some(what) = forbidden(source) {
+            problems.push(Problem(format!(
+                "{part}: {what} is not allowed in these templates"
+            )));
+            continue;
+        }
         let template = match env.template_from_str(source) {
             Ok(t) => t,
             Err(e) => {
@@ -175,20 +233,30 @@ pub fn render(
     html: bool,
     context: &serde_json::Value,
 ) -> Result<String, Problem> {
+    if let Some(what) = forbidden(source) {
+        return Err(Problem(format!(
+            "{part}: {what} is not allowed in these templates"
+        )));
+    }
     let env = environment(html);
     let template = env
         .template_from_str(source)
         .map_err(|e| described(part, &e))?;
-    let out = template
-        .render(Value::from_serialize(context))
-        .map_err(|e| described(part, &e))?;
-    if out.len() > MAX_OUTPUT {
-        return Err(Problem(format!(
-            "{part}: the text would be longer than {} KB",
-            MAX_OUTPUT / 1000
-        )));
-    }
-    Ok(out)
+    let mut out = Bounded(Vec::new());
+    template
+        .render_captured_to(Value::from_serialize(context), &mut out)
+        .map(|_| ())
+        .map_err(|e| {
+            if e.kind() == ErrorKind::WriteFailure {
+                Problem(format!(
+                    "{part}: the text would be longer than {} KB",
+                    MAX_OUTPUT / 1000
+                ))
+            } else {
+                described(part, &e)
+            }
+        })?;
+    String::from_utf8(out.0).map_err(|_| Problem(format!("{part}: the text is not UTF-8")))
 }
 
 #[cfg(test)]
@@ -254,6 +322,33 @@ mod tests {
     }
 
     #[test]
+    fn a_date_format_a_date_cannot_fill_is_an_error_not_a_panic() {
+        let problem = render(
+            "Body",
+            "{{ contact.since | date('%H:%M') }}",
+            false,
+            &context(),
+        )
+        .expect_err("no hour in a date");
+        assert!(problem.0.contains("is not a date format"), "{problem}");
+        assert_eq!(
+            render(
+                "Body",
+                "{{ contact.since | date('%B %Y') }}",
+                false,
+                &context()
+            )
+            .expect("month"),
+            "January 2026"
+        );
+        // Text outside tags may hold a tilde.
+        assert_eq!(
+            render("Body", "~ {{ contact.tag1 }}", false, &context()).expect("tilde"),
+            "~ gold"
+        );
+    }
+
+    #[test]
     fn a_huge_repetition_is_refused_without_building_it() {
         assert!(render("Body", "{{ 'x' * 100000000000 }}", false, &context()).is_err());
     }
@@ -274,6 +369,10 @@ mod tests {
             "{{ env }}",
             "{{ 'x' * 200000 }}",
             "{% for i in range(100000) %}{{ contact.name }}{% endfor %}",
+            "{% set a = 'x' * 1000 %}{{ a }}",
+            "{{ contact.name ~ contact.name }}",
+            "{% macro m() %}x{% endmacro %}{{ m() }}",
+            "{% for i in range(60) %}{{ 'x' * 100000 }}{% endfor %}",
         ] {
             assert!(
                 render("Body", hostile, false, &context()).is_err(),

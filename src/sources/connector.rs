@@ -26,8 +26,14 @@ use crate::sync::jobs::{self, NewRun};
 /// Who started a scheduled query's run, as run pages show it.
 pub const SCHEDULED: &str = "scheduled query";
 
+/// The prefix of the environment variables a connector may read its URL from.
+pub const URL_ENV_PREFIX: &str = "SYNCDESK_CONNECTOR_";
+
 /// A query may run this long before the database stops it.
 const STATEMENT_TIMEOUT_SECONDS: u32 = 120;
+
+/// Seconds to wait for the database to answer a connection.
+const CONNECT_TIMEOUT_SECONDS: u32 = 10;
 
 /// Rows fetched from the cursor at a time.
 const FETCH_ROWS: usize = 5_000;
@@ -101,20 +107,23 @@ pub fn save(
                 .into(),
         ));
     }
-    if !url_env.is_empty()
-        && !url_env
+    // Only variables named for the purpose: naming any other (the session key, the console's
+    // own DATABASE_URL) would let an admin read it.
+    let connector_variable = url_env.starts_with(URL_ENV_PREFIX)
+        && url_env
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !url_env.is_empty() && !connector_variable {
         return Err(SourceError::Invalid(format!(
-            "'{url_env}' is not an environment variable name (letters, digits and _)."
+            "'{url_env}' is not a connector variable: name one such as {URL_ENV_PREFIX}ACCOUNTS (upper case letters, digits and _)."
         )));
     }
-    if !sql.is_empty()
-        && !sql
-            .get(..6)
-            .is_some_and(|w| w.eq_ignore_ascii_case("select") || w.eq_ignore_ascii_case("with "))
-    {
+    let first_word = sql
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !sql.is_empty() && !matches!(first_word.as_str(), "select" | "with") {
         return Err(SourceError::Invalid(
             "The query is one SELECT (or WITH ... SELECT) statement.".into(),
         ));
@@ -146,12 +155,24 @@ pub fn save(
 /// one.
 fn url_of(source: &Source, session_key: &[u8]) -> Result<String, String> {
     if !source.query_url_env.is_empty() {
-        return std::env::var(&source.query_url_env).map_err(|_| {
+        if !source.query_url_env.starts_with(URL_ENV_PREFIX) {
+            return Err(format!(
+                "Only variables named {URL_ENV_PREFIX}... can hold a connector's URL."
+            ));
+        }
+        let url = std::env::var(&source.query_url_env).map_err(|_| {
             format!(
                 "The environment variable {} that should hold the database URL is not set for this process.",
                 source.query_url_env
             )
-        });
+        })?;
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(format!(
+                "The environment variable {} does not hold a postgres:// URL.",
+                source.query_url_env
+            ));
+        }
+        return Ok(url);
     }
     if source.query_url_secret.is_empty() {
         return Err("Give the database URL, or the environment variable that holds it.".into());
@@ -183,7 +204,15 @@ fn query_to_csv(
     out: impl Write,
 ) -> Result<usize, String> {
     let failed = |e: diesel::result::Error| format!("The query failed: {e}");
-    let mut pg = diesel::PgConnection::establish(url)
+    // An unreachable host must not hold the automatic-imports thread.
+    let url = if url.contains("connect_timeout=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&connect_timeout={CONNECT_TIMEOUT_SECONDS}")
+    } else {
+        format!("{url}?connect_timeout={CONNECT_TIMEOUT_SECONDS}")
+    };
+    let mut pg = diesel::PgConnection::establish(&url)
         .map_err(|e| format!("Cannot connect to the database: {e}"))?;
     pg.batch_execute(&format!(
         "BEGIN READ ONLY; SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT_SECONDS}s'"
@@ -191,7 +220,8 @@ fn query_to_csv(
     .map_err(failed)?;
     // One prepared statement: a DECLARE takes a single SELECT, nothing else can ride along.
     diesel::sql_query(format!(
-        "DECLARE syncdesk_rows NO SCROLL CURSOR FOR SELECT row_to_json(q)::text AS row FROM ({}) q",
+        // The line break ends a trailing `-- comment` of the query before `) q`.
+        "DECLARE syncdesk_rows NO SCROLL CURSOR FOR SELECT row_to_json(q)::text AS row FROM ({}\n) q",
         source.query_sql
     ))
     .execute(&mut pg)

@@ -635,7 +635,14 @@ pub fn plan_chunk(
             linked.as_ref(),
             &identity,
         );
-        let company = CompanyChoice::of(row, &db, &mut plan);
+        let company_rule = rules.company.as_ref().map(|(_, rule)| *rule);
+        // Only a rule that may set the company looks it up (and may create it).
+        let company = match company_rule {
+            Some(crate::rules::Rule::Always | crate::rules::Rule::FillBlanks) => {
+                CompanyChoice::of(row, &db, &mut plan)
+            }
+            _ => CompanyChoice::Nothing,
+        };
         if let CompanyChoice::Several(ids) = &company {
             // Held like an ambiguous row, to be imported again once one company is kept.
             let listed: Vec<String> = ids.iter().map(|id| format!("#{id}")).collect();
@@ -654,7 +661,6 @@ pub fn plan_chunk(
             plan.outcomes.push(held);
             continue;
         }
-        let company_rule = rules.company.as_ref().map(|(_, rule)| *rule);
         let mut out = RowOutcome {
             line: row.line,
             external_id: row.external_id.clone(),

@@ -260,6 +260,23 @@ fn undo_rows(
             let changes: Vec<FieldChange> = row.changes().map_err(ImportError::Refused)?;
             let mut restore = Vec::new();
             for change in changes {
+                if change.field == crate::sources::model::COMPANY_KEY {
+                    // "#12 Acme": the company the import set, and the one before ("" none).
+                    let id_of = |text: &str| {
+                        text.strip_prefix('#')
+                            .and_then(|t| t.split_whitespace().next())
+                            .and_then(|id| id.parse::<i64>().ok())
+                    };
+                    if state.company_id.is_some() && state.company_id == id_of(&change.new) {
+                        edit.after.company_id = id_of(&change.old);
+                    } else {
+                        report.push(format!(
+                            "Line {}, record #{record_id} ({}), company: left as it is because it was changed after the import.",
+                            row.line, state.name
+                        ));
+                    }
+                    continue;
+                }
                 let Some(def) = kind_defs.iter().find(|d| d.key == change.field) else {
                     continue;
                 };

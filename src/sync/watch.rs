@@ -63,6 +63,23 @@ pub enum Step {
     },
 }
 
+/// When the file last changed, its name included: the later of its modification time and
+/// (on Unix) its status change time, which a rename moves on. A file moved back from
+/// `failed/` keeps its modification time but is a new drop.
+fn changed_at(meta: &std::fs::Metadata) -> Option<SystemTime> {
+    let modified = meta.modified().ok();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let changed = u64::try_from(meta.ctime())
+            .ok()
+            .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        return modified.max(changed);
+    }
+    #[allow(unreachable_code)]
+    modified
+}
+
 /// Skipped: hidden, or named as being written.
 fn is_partial(name: &str) -> bool {
     name.starts_with('.')
@@ -101,6 +118,20 @@ impl Watcher {
         let mut present = Vec::new();
         for source in &watching {
             let dir = PathBuf::from(&source.watch_dir);
+            // Never the console's own files (its SQLite database, stored uploads).
+            let console_files = match (dir.canonicalize(), data_dir.canonicalize()) {
+                (Ok(dir), Ok(data)) => {
+                    data.starts_with(&dir)
+                        || ["imports", "documents"]
+                            .iter()
+                            .any(|kept| dir.starts_with(data.join(kept)))
+                }
+                _ => false,
+            };
+            if console_files {
+                tracing::warn!(source = %source.name, folder = %dir.display(), "the watched folder holds the data folder: not watched");
+                continue;
+            }
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 tracing::warn!(source = %source.name, folder = %dir.display(), "cannot read the watched folder");
                 continue;
@@ -113,7 +144,7 @@ impl Watcher {
                     continue;
                 }
                 present.push(path.clone());
-                let (len, modified) = (meta.len(), meta.modified().ok());
+                let (len, modified) = (meta.len(), changed_at(&meta));
                 let stable_since = match self.seen.get(&path) {
                     Some(seen) if (seen.len, seen.modified) == (len, modified) => seen.since,
                     _ => {
@@ -133,7 +164,16 @@ impl Watcher {
                     steps.push(Step::Waiting(path));
                     continue;
                 }
-                steps.push(self.take(conn, source, &path, &name, modified, data_dir, max_bytes)?);
+                // One file that cannot be read or moved stops neither the others nor the
+                // next scans.
+                match self.take(conn, source, &path, &name, modified, data_dir, max_bytes) {
+                    Ok(step) => steps.push(step),
+                    Err(ImportError::Db(e)) => return Err(ImportError::Db(e)),
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "automatic import");
+                        steps.push(Step::Waiting(path));
+                    }
+                }
             }
         }
         self.seen.retain(|path, _| present.contains(path));

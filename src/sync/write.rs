@@ -184,9 +184,15 @@ fn apply_chunk(
     let mut outcomes = plan.outcomes;
     if !exec.rules.dry_run {
         let (targets, mut edits): (Vec<usize>, Vec<Edit>) = plan.edits.into_iter().unzip();
-        if !plan.new_companies.is_empty() {
-            let companies: Vec<Edit> = plan
-                .new_companies
+        // Only companies a written row waits for (a row held, ignored or left by its rule
+        // creates none).
+        let new_companies: Vec<&plan::NewCompany> = plan
+            .new_companies
+            .iter()
+            .filter(|c| !c.dependents.is_empty())
+            .collect();
+        if !new_companies.is_empty() {
+            let companies: Vec<Edit> = new_companies
                 .iter()
                 .map(|c| {
                     let mut state = RecordState::blank(RecordKind::Company);
@@ -197,7 +203,7 @@ fn apply_chunk(
                 })
                 .collect();
             let created = writer::apply(conn, &exec.rules.catalog, &companies, &exec.actor)?;
-            for (company, w) in plan.new_companies.iter().zip(created) {
+            for (company, w) in new_companies.iter().zip(created) {
                 for &dependent in &company.dependents {
                     if let Some(edit) = edits.get_mut(dependent) {
                         edit.after.company_id = Some(w.record_id);
