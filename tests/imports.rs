@@ -2378,6 +2378,44 @@ fn contacts_link_to_their_company_by_name() {
         ]
     );
     assert_eq!(env.record_count(), count);
+
+    // A manual contact the CRM links to Acme: undo takes the company back, and a row whose
+    // rule leaves companies alone creates none.
+    let dee = env.contact("Dee Lane", "", "");
+    let linked = env.import(
+        &sync,
+        "External Id,Name,Company\n6,Dee Lane,Acme Ltd\n",
+        false,
+    );
+    assert_eq!(env.rows(linked)[0].outcome.as_str(), "converted");
+    let company_of_dee = |env: &Env| {
+        records::find(&mut env.conn(), dee)
+            .expect("find")
+            .expect("Dee")
+            .company_id
+    };
+    assert_eq!(company_of_dee(&env), Some(acme));
+    undo::undo(&mut env.conn(), linked, &Actor::system("tester")).expect("undo");
+    assert_eq!(company_of_dee(&env), None, "undo restores the company");
+    let never = env.source(
+        "Sheet",
+        false,
+        &[
+            ("Name", "name", Rule::Always),
+            ("Company", "company", Rule::Never),
+        ],
+    );
+    let before = env.record_count();
+    env.import(
+        &never,
+        "External Id,Name,Company\nS1,Eve Moss,Brand New Co\n",
+        false,
+    );
+    assert_eq!(
+        env.record_count(),
+        before + 1,
+        "the contact, and no company"
+    );
 }
 
 /// A watched folder: a file still being written waits, a finished one is imported with the
@@ -2495,6 +2533,32 @@ fn files_dropped_in_a_watched_folder_import_by_themselves() {
     assert!(
         drop.join(".monday.csv.tmp").exists(),
         "files being written are left alone"
+    );
+
+    // A folder holding the console's own files is never watched.
+    let own = sources::create(
+        &mut env.conn(),
+        &SourceInput {
+            name: "Careless".into(),
+            kind: RecordKind::Contact,
+            id_column: "External Id".into(),
+            match_by: Vec::new(),
+            full_mode: false,
+            country: String::new(),
+            watch_dir: data_dir.to_string_lossy().into_owned(),
+        },
+    )
+    .expect("source");
+    std::fs::write(data_dir.join("keep.csv"), "External Id,Name\n9,Zed\n").expect("write");
+    let mut fresh = Watcher::default();
+    scan(&mut fresh);
+    scan(&mut fresh);
+    assert!(data_dir.join("keep.csv").exists());
+    assert_eq!(
+        jobs::runs_of(&mut env.conn(), own.id, 10)
+            .expect("runs")
+            .len(),
+        0
     );
 }
 
