@@ -39,10 +39,6 @@ pub struct DemoSummary {
 #[error("{0}")]
 pub struct DemoError(String);
 
-fn failed(step: &str) -> impl Fn(&dyn std::fmt::Display) -> DemoError + '_ {
-    move |e| DemoError(format!("{step}: {e}"))
-}
-
 macro_rules! step {
     ($step:expr, $result:expr) => {
         $result.map_err(|e| DemoError(format!("{}: {e}", $step)))
@@ -96,8 +92,35 @@ fn import(
     Ok(())
 }
 
-fn mapping(lines: &[(&str, &str, Rule)]) -> Vec<MappingInput> {
-    lines
+/// A new source with its mapping (rule to record per column), or `None` when a source of
+/// that name is there already.
+fn new_source(
+    conn: &mut DbConn,
+    name: &str,
+    kind: RecordKind,
+    id_column: &str,
+    lines: &[(&str, &str, Rule)],
+) -> Result<Option<crate::sources::model::Source>, DemoError> {
+    if step!("sources", sources::find_by_name(conn, name))?.is_some() {
+        return Ok(None);
+    }
+    let what = format!("the {name} source");
+    let source = step!(
+        what,
+        sources::create(
+            conn,
+            &SourceInput {
+                name: name.into(),
+                kind,
+                id_column: id_column.into(),
+                match_by: Vec::new(),
+                full_mode: false,
+                country: String::new(),
+                watch_dir: String::new(),
+            },
+        )
+    )?;
+    let mapping: Vec<MappingInput> = lines
         .iter()
         .map(|(column, field, rule)| MappingInput {
             column_name: column.to_string(),
@@ -106,7 +129,9 @@ fn mapping(lines: &[(&str, &str, Rule)]) -> Vec<MappingInput> {
             to_source: Rule::Never,
             blanks_clear: false,
         })
-        .collect()
+        .collect();
+    step!(what, sources::set_mapping(conn, source.id, &mapping))?;
+    Ok(Some(source))
 }
 
 /// The seed's two worked examples: a first file converts the manual records it matches by
@@ -119,36 +144,20 @@ fn sources_and_imports(
     country: PhoneCountry,
     summary: &mut DemoSummary,
 ) -> Result<(), DemoError> {
-    if step!("sources", sources::find_by_name(conn, "Practice manager"))?.is_none() {
-        let source = step!(
-            "the Practice manager source",
-            sources::create(
-                conn,
-                &SourceInput {
-                    name: "Practice manager".into(),
-                    kind: RecordKind::Contact,
-                    id_column: "External Id".into(),
-                    match_by: Vec::new(),
-                    full_mode: false,
-                    country: String::new(),
-                    watch_dir: String::new(),
-                },
-            )
-        )?;
-        step!(
-            "its mapping",
-            sources::set_mapping(
-                conn,
-                source.id,
-                &mapping(&[
-                    ("Name", "name", Rule::Always),
-                    ("Email", "email", Rule::Always),
-                    ("Phone", "phone", Rule::Always),
-                    ("Tag 1", "tag1", Rule::Review),
-                    ("Tag 2", "tag2", Rule::Always),
-                ]),
-            )
-        )?;
+    let practice = new_source(
+        conn,
+        "Practice manager",
+        RecordKind::Contact,
+        "External Id",
+        &[
+            ("Name", "name", Rule::Always),
+            ("Email", "email", Rule::Always),
+            ("Phone", "phone", Rule::Always),
+            ("Tag 1", "tag1", Rule::Review),
+            ("Tag 2", "tag2", Rule::Always),
+        ],
+    )?;
+    if let Some(source) = practice {
         summary.sources += 1;
         import(
             pool,
@@ -187,35 +196,19 @@ fn sources_and_imports(
         )?;
         summary.runs += 2;
     }
-    if step!("sources", sources::find_by_name(conn, "Accounting"))?.is_none() {
-        let source = step!(
-            "the Accounting source",
-            sources::create(
-                conn,
-                &SourceInput {
-                    name: "Accounting".into(),
-                    kind: RecordKind::Company,
-                    id_column: "Code".into(),
-                    match_by: Vec::new(),
-                    full_mode: false,
-                    country: String::new(),
-                    watch_dir: String::new(),
-                },
-            )
-        )?;
-        step!(
-            "its mapping",
-            sources::set_mapping(
-                conn,
-                source.id,
-                &mapping(&[
-                    ("Name", "name", Rule::Always),
-                    ("Email", "email", Rule::Always),
-                    ("Phone", "phone", Rule::Always),
-                    ("Max credit", "max_credit", Rule::Review),
-                ]),
-            )
-        )?;
+    let accounting = new_source(
+        conn,
+        "Accounting",
+        RecordKind::Company,
+        "Code",
+        &[
+            ("Name", "name", Rule::Always),
+            ("Email", "email", Rule::Always),
+            ("Phone", "phone", Rule::Always),
+            ("Max credit", "max_credit", Rule::Review),
+        ],
+    )?;
+    if let Some(source) = accounting {
         summary.sources += 1;
         import(
             pool,
@@ -483,7 +476,7 @@ pub fn load(
 ) -> Result<DemoSummary, DemoError> {
     let mut conn = step!("the database", pool.get())?;
     let conn = &mut *conn;
-    let records = crate::records::demo::load(conn, country).map_err(|e| failed("records")(&e))?;
+    let records = step!("records", crate::records::demo::load(conn, country))?;
     let mut summary = DemoSummary {
         fields: records.fields_added,
         records: records.records_added,

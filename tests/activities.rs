@@ -33,6 +33,24 @@ fn contact(state: &syncdesk::AppState, name: &str, email: &str) -> i64 {
     .id
 }
 
+/// The source a dialer sends activities through.
+fn dialer(conn: &mut syncdesk::db::DbConn) -> syncdesk::sources::model::Source {
+    use syncdesk::sources::service::{self as sources, SourceInput};
+    sources::create(
+        conn,
+        &SourceInput {
+            name: "Dialer".into(),
+            kind: RecordKind::Contact,
+            id_column: "Id".into(),
+            match_by: Vec::new(),
+            full_mode: false,
+            country: String::new(),
+            watch_dir: String::new(),
+        },
+    )
+    .expect("source")
+}
+
 fn token(state: &syncdesk::AppState, scopes: &[Scope]) -> String {
     tokens::create(
         &mut state.pool.get().expect("connection"),
@@ -69,21 +87,8 @@ async fn activities_come_in_by_id_external_id_or_email_once_each() {
     contact(&app.state, "Twin One", "twin@example.org");
     contact(&app.state, "Twin Two", "twin@example.org");
     let source = {
-        use syncdesk::sources::service::{self as sources, SourceInput};
         let mut conn = app.state.pool.get().expect("connection");
-        let source = sources::create(
-            &mut conn,
-            &SourceInput {
-                name: "Dialer".into(),
-                kind: RecordKind::Contact,
-                id_column: "Id".into(),
-                match_by: Vec::new(),
-                full_mode: false,
-                country: String::new(),
-                watch_dir: String::new(),
-            },
-        )
-        .expect("source");
+        let source = dialer(&mut conn);
         use diesel::prelude::*;
         diesel::insert_into(syncdesk::schema::record_links::table)
             .values((
@@ -263,7 +268,6 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
     let mut app = common::spawn().await;
     let ann = contact(&app.state, "Ann Lee", "ann@lee.example");
     let source = {
-        use syncdesk::sources::service::{self as sources, SourceInput};
         let mut conn = app.state.pool.get().expect("connection");
         for key in ["last_outcome", "last_list", "last_caller", "never_set"] {
             syncdesk::fields::service::create(
@@ -278,19 +282,7 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
             )
             .expect("field");
         }
-        sources::create(
-            &mut conn,
-            &SourceInput {
-                name: "Dialer".into(),
-                kind: RecordKind::Contact,
-                id_column: "Id".into(),
-                match_by: Vec::new(),
-                full_mode: false,
-                country: String::new(),
-                watch_dir: String::new(),
-            },
-        )
-        .expect("source")
+        dialer(&mut conn)
     };
     app.signed_in_as("admin@example.org", Role::Admin).await;
     let url = format!("/sources/{}/activity-mapping", source.id);

@@ -137,7 +137,7 @@ async fn list_page(
     let query = query.into_inner();
     let filter = query.filter()?;
     let before = Before::decode(&query.before);
-    let (types, sources, (rows, more)) = state
+    let (types, sources, (rows, next)) = state
         .db(move |conn| -> Result<_, AppError> {
             Ok((
                 service::types(conn)?,
@@ -146,17 +146,7 @@ async fn list_page(
             ))
         })
         .await?;
-    let next = more
-        .then(|| {
-            rows.last().map(|(a, _)| {
-                Before {
-                    at: a.occurred_at,
-                    id: a.id,
-                }
-                .encode()
-            })
-        })
-        .flatten();
+    let next = next.map(|b| b.encode());
     render(
         StatusCode::OK,
         &ListPage {
@@ -243,7 +233,7 @@ async fn timeline_of(
         record_id: Some(record_id),
         ..Default::default()
     };
-    let (types, (rows, more)) = state
+    let (types, (rows, next)) = state
         .db(move |conn| -> Result<_, AppError> {
             Ok((
                 service::types(conn)?,
@@ -251,17 +241,7 @@ async fn timeline_of(
             ))
         })
         .await?;
-    let next = more
-        .then(|| {
-            rows.last().map(|(a, _)| {
-                Before {
-                    at: a.occurred_at,
-                    id: a.id,
-                }
-                .encode()
-            })
-        })
-        .flatten();
+    let next = next.map(|b| b.encode());
     Ok((types, rows, next))
 }
 
@@ -349,49 +329,33 @@ async fn log_activity(
                 .await?
         }
     };
-    let htmx = is_htmx(&req);
-    match logged {
-        Ok(_) if !htmx => {
+    let (status, form, error) = match logged {
+        Ok(_) if !is_htmx(&req) => {
             flash(&session, "Activity logged.");
-            Ok(see_other(&format!("/records/{record_id}#activities")))
+            return Ok(see_other(&format!("/records/{record_id}#activities")));
         }
-        Ok(_) => {
-            let (types, rows, next) = timeline_of(&state, record_id, None).await?;
-            render(
-                StatusCode::OK,
-                &Timeline {
-                    csrf: editor.ctx.csrf.clone(),
-                    record_id,
-                    types,
-                    rows,
-                    next,
-                    more_only: false,
-                    can_log: true,
-                    form: LogForm::default(),
-                    error: None,
-                },
-            )
-        }
+        Ok(_) => (StatusCode::OK, LogForm::default(), None),
+        // The form comes back with what was typed and why.
         Err(ActivityError::Invalid(message)) => {
-            // The form comes back with what was typed and why.
-            let (types, rows, next) = timeline_of(&state, record_id, None).await?;
-            render(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &Timeline {
-                    csrf: editor.ctx.csrf.clone(),
-                    record_id,
-                    types,
-                    rows,
-                    next,
-                    more_only: false,
-                    can_log: true,
-                    form,
-                    error: Some(message),
-                },
-            )
+            (StatusCode::UNPROCESSABLE_ENTITY, form, Some(message))
         }
-        Err(e) => Err(e.into()),
-    }
+        Err(e) => return Err(e.into()),
+    };
+    let (types, rows, next) = timeline_of(&state, record_id, None).await?;
+    render(
+        status,
+        &Timeline {
+            csrf: editor.ctx.csrf.clone(),
+            record_id,
+            types,
+            rows,
+            next,
+            more_only: false,
+            can_log: true,
+            form,
+            error,
+        },
+    )
 }
 
 /// The mapping editor's form: subject, body, and up to `UPDATE_LINES` field updates.

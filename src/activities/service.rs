@@ -251,6 +251,9 @@ impl Before {
     }
 }
 
+/// An activity with its contact's name, as lists show it.
+pub type ListedActivity = (Activity, String);
+
 /// What the activities list selects.
 #[derive(Debug, Clone, Default)]
 pub struct ActivityFilter {
@@ -263,14 +266,15 @@ pub struct ActivityFilter {
     pub outcome: Option<String>,
 }
 
-/// A page of activities, newest first, after `before`; with whether there are more. Read in
-/// the order of an index (by contact, by type, or by time), so a page costs its own rows.
+/// A page of activities, newest first, after `before`; with where the next page starts, if
+/// there is one. Read in the order of an index (by contact, by type, or by time), so a page
+/// costs its own rows.
 pub fn page(
     conn: &mut DbConn,
     filter: &ActivityFilter,
     before: Option<Before>,
     limit: i64,
-) -> QueryResult<(Vec<(Activity, String)>, bool)> {
+) -> QueryResult<(Vec<ListedActivity>, Option<Before>)> {
     let mut query = activities::table
         .inner_join(records::table)
         .select((Activity::as_select(), records::name))
@@ -311,7 +315,11 @@ pub fn page(
         .load(conn)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
-    Ok((rows, more))
+    let next = rows.last().filter(|_| more).map(|(last, _)| Before {
+        at: last.occurred_at,
+        id: last.id,
+    });
+    Ok((rows, next))
 }
 
 /// The list as CSV, every page of it, with constant memory.
@@ -341,7 +349,7 @@ pub fn export_csv(
         .map_err(failed)?;
     let mut before = None;
     loop {
-        let (rows, more) = page(conn, filter, before, 1_000)?;
+        let (rows, next) = page(conn, filter, before, 1_000)?;
         for (a, name) in &rows {
             writer
                 .write_record([
@@ -359,15 +367,10 @@ pub fn export_csv(
                 ])
                 .map_err(failed)?;
         }
-        match (more, rows.last()) {
-            (true, Some((last, _))) => {
-                before = Some(Before {
-                    at: last.occurred_at,
-                    id: last.id,
-                })
-            }
-            _ => break,
+        if next.is_none() {
+            break;
         }
+        before = next;
     }
     writer
         .flush()

@@ -340,6 +340,26 @@ fn show_page(
     }
 }
 
+/// The source page again, with what was refused and why (422).
+fn refused(
+    admin: AdminUser,
+    data: SourceData,
+    lines: Option<Vec<MappingLine>>,
+    error: String,
+    max_import_bytes: usize,
+) -> Result<HttpResponse, AppError> {
+    let page = show_page(
+        admin.ctx,
+        &admin.user,
+        data,
+        lines,
+        None,
+        Some(error),
+        max_import_bytes,
+    );
+    render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+}
+
 #[get("/sources/{id}")]
 async fn show(
     state: web::Data<AppState>,
@@ -385,18 +405,13 @@ async fn update(
             flash(&session, format!("Source {} saved.", source.name));
             Ok(see_other(&format!("/sources/{id}")))
         }
-        (Err(e @ (SourceError::Invalid(_) | SourceError::NameTaken(_))), data) => {
-            let page = show_page(
-                admin.ctx,
-                &admin.user,
-                data,
-                None,
-                None,
-                Some(e.to_string()),
-                state.config.max_import_bytes,
-            );
-            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
-        }
+        (Err(e @ (SourceError::Invalid(_) | SourceError::NameTaken(_))), data) => refused(
+            admin,
+            data,
+            None,
+            e.to_string(),
+            state.config.max_import_bytes,
+        ),
         (Err(e), _) => Err(e.into()),
     }
 }
@@ -494,18 +509,13 @@ async fn save_mapping(
             );
             Ok(see_other(&format!("/sources/{id}")))
         }
-        (Err(e @ SourceError::Invalid(_)), data) => {
-            let page = show_page(
-                admin.ctx,
-                &admin.user,
-                data,
-                Some(submitted),
-                None,
-                Some(e.to_string()),
-                state.config.max_import_bytes,
-            );
-            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
-        }
+        (Err(e @ SourceError::Invalid(_)), data) => refused(
+            admin,
+            data,
+            Some(submitted),
+            e.to_string(),
+            state.config.max_import_bytes,
+        ),
         (Err(e), _) => Err(e.into()),
     }
 }
@@ -681,18 +691,13 @@ async fn save_connector(
             flash(&session, format!("Connector of {} saved.", source.name));
             Ok(see_other(&format!("/sources/{id}#connector")))
         }
-        (Err(e @ SourceError::Invalid(_)), data) => {
-            let page = show_page(
-                admin.ctx,
-                &admin.user,
-                data,
-                None,
-                None,
-                Some(e.to_string()),
-                state.config.max_import_bytes,
-            );
-            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
-        }
+        (Err(e @ SourceError::Invalid(_)), data) => refused(
+            admin,
+            data,
+            None,
+            e.to_string(),
+            state.config.max_import_bytes,
+        ),
         (Err(e), _) => Err(e.into()),
     }
 }
