@@ -109,8 +109,16 @@ pub enum SourceCommand {
     /// --map 'tag1=+tag1:number' also creates the custom field tag1 (a number).
     Add {
         name: String,
-        #[arg(long, value_parser = ["contact", "company"])]
+        /// What the rows are: contacts, companies, or activities of contacts.
+        #[arg(long, value_parser = ["contact", "company", "activity"])]
         kind: String,
+        /// For --kind activity: the contact source (id or name) whose ids the files name
+        /// (mapped as contact_external_id).
+        #[arg(long)]
+        contacts_from: Option<String>,
+        /// For --kind activity: the type of rows when the file has no type column.
+        #[arg(long)]
+        activity_type: Option<String>,
         /// The column carrying the external system's id.
         #[arg(long, required_unless_present = "match_by")]
         id_column: Option<String>,
@@ -305,6 +313,8 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
         SourceCommand::Add {
             name,
             kind,
+            contacts_from,
+            activity_type,
             id_column,
             match_by,
             country,
@@ -325,16 +335,36 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
                 .into_iter()
                 .unzip();
             let new_fields: Vec<_> = new_fields.into_iter().flatten().collect();
-            let kind = RecordKind::parse(&kind)
-                .ok_or_else(|| CliError::Input(format!("'{kind}' is not a record kind")))?;
+            let activities = if kind == "activity" {
+                Some(sources::ActivitySettings {
+                    contacts_from: match contacts_from {
+                        Some(text) => Some(find_source(&mut conn, &text)?.id),
+                        None => None,
+                    },
+                    default_type: activity_type.unwrap_or_default(),
+                })
+            } else {
+                None
+            };
+            let kind = match activities {
+                Some(_) => RecordKind::Contact,
+                None => RecordKind::parse(&kind)
+                    .ok_or_else(|| CliError::Input(format!("'{kind}' is not a record kind")))?,
+            };
             let id_column = id_column.unwrap_or_default();
             if let Some(file) = propose_from {
                 let proposal_country = match &country {
                     Some(code) => PhoneCountry::parse(code).map_err(CliError::Input)?,
                     None => state.config.default_country,
                 };
-                let proposed =
-                    propose_for_file(&mut conn, &file, kind, &id_column, proposal_country)?;
+                let proposed = propose_for_file(
+                    &mut conn,
+                    &file,
+                    kind,
+                    activities.is_some(),
+                    &id_column,
+                    proposal_country,
+                )?;
                 for line in proposed {
                     let field = line.field_key.clone();
                     println!(
@@ -377,6 +407,7 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
                             watch_dir: watch
                                 .map(|w| w.to_string_lossy().into_owned())
                                 .unwrap_or_default(),
+                            activities,
                         },
                     )?;
                     let mapping =
@@ -386,8 +417,8 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
                 })
                 .map_err(|e| CliError::Input(e.to_string()))?;
             println!(
-                "Created source {} (#{}, {} records, {}, {} mode, invalid values: {}) with {} mapped column(s).",
-                created.0.name, created.0.id, created.0.kind, created.0.key_description(), created.0.mode,
+                "Created source {} (#{}, {}, {}, {} mode, invalid values: {}) with {} mapped column(s).",
+                created.0.name, created.0.id, created.0.content_description(), created.0.key_description(), created.0.mode,
                 created.0.on_invalid().describe(), created.1.len()
             );
         }
@@ -845,6 +876,7 @@ fn propose_for_file(
     conn: &mut crate::db::DbConn,
     file: &std::path::Path,
     kind: RecordKind,
+    activities: bool,
     id_column: &str,
     country: PhoneCountry,
 ) -> Result<Vec<crate::sources::propose::ProposedLine>, CliError> {
@@ -852,6 +884,11 @@ fn propose_for_file(
     let unreadable = |e: csvfile::FileError| CliError::Input(format!("{}: {e}", file.display()));
     let format = csvfile::sniff_file(file).map_err(unreadable)?;
     let (headers, rows) = csvfile::preview(file, format, 20).map_err(unreadable)?;
+    if activities {
+        return Ok(crate::activities::import::propose(
+            &headers, &rows, id_column,
+        ));
+    }
     let defs = crate::fields::service::list(conn, kind, false).map_err(crate::db::DbError::from)?;
     Ok(crate::sources::propose::propose(
         &headers, &rows, id_column, &defs, country,

@@ -117,6 +117,7 @@ fn new_source(
                 full_mode: false,
                 country: String::new(),
                 watch_dir: String::new(),
+                activities: None,
             },
         )
     )?;

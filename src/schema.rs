@@ -69,6 +69,9 @@ diesel::table! {
         query_url_secret -> Text,
         query_every_minutes -> BigInt,
         query_last_at -> Nullable<Timestamp>,
+        carries -> Text,
+        contacts_from -> Nullable<BigInt>,
+        activity_type -> Text,
     }
 }
 

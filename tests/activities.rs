@@ -46,6 +46,7 @@ fn dialer(conn: &mut syncdesk::db::DbConn) -> syncdesk::sources::model::Source {
             full_mode: false,
             country: String::new(),
             watch_dir: String::new(),
+            activities: None,
         },
     )
     .expect("source")
@@ -396,4 +397,411 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
         .get_result(&mut conn)
         .expect("history");
     assert_eq!(history, 1);
+}
+
+fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Runs every queued import of the test app (as the background worker would).
+fn run_imports(state: &syncdesk::AppState) {
+    syncdesk::sync::jobs::run_queued(
+        &state.pool,
+        &state.config.data_dir,
+        PhoneCountry::parse("GB").expect("country"),
+    )
+    .expect("run");
+}
+
+fn run_of(state: &syncdesk::AppState, id: i64) -> syncdesk::sync::model::ImportRun {
+    syncdesk::sync::model::load_run(&mut state.pool.get().expect("connection"), id)
+        .expect("load")
+        .expect("run")
+}
+
+/// Uploads a file on the source page and starts it from its preview; the run's id.
+async fn import_file<S, B>(
+    app: &mut common::TestApp<S>,
+    source_id: i64,
+    csv: &[u8],
+    action: &str,
+) -> i64
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    let res = app
+        .upload(
+            &format!("/sources/{source_id}/imports"),
+            "calls.csv",
+            csv,
+            true,
+        )
+        .await;
+    let preview = res.location().expect("preview").to_string();
+    app.get(&preview).await.assert_status(200);
+    let start = app
+        .post(
+            &format!("{}/run", preview.split('?').next().unwrap_or_default()),
+            &[
+                ("file_name", "calls.csv"),
+                ("encoding", "utf-8"),
+                ("delimiter", ","),
+                ("action", action),
+            ],
+        )
+        .await;
+    let run: i64 = start
+        .location()
+        .and_then(|l| l.strip_prefix("/runs/"))
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("run page: {} {}", start.status, start.body));
+    run_imports(&app.state);
+    run
+}
+
+#[actix_web::test]
+async fn a_dialer_file_logs_each_call_once_on_the_contact_it_names() {
+    use diesel::prelude::*;
+    use syncdesk::schema::activities;
+    use syncdesk::sources::service::{self as sources, SourceInput};
+    let mut app = common::spawn().await;
+    let ann = contact(&app.state, "Ann Lee", "ann@lee.example");
+    let crm = {
+        let mut conn = app.state.pool.get().expect("connection");
+        syncdesk::fields::service::create(
+            &mut conn,
+            RecordKind::Contact,
+            &syncdesk::fields::service::NewField {
+                key: "last_outcome".into(),
+                label: "Last call outcome".into(),
+                field_type: "text".into(),
+                options: String::new(),
+            },
+        )
+        .expect("field");
+        let crm = sources::create(
+            &mut conn,
+            &SourceInput {
+                name: "CRM".into(),
+                kind: RecordKind::Contact,
+                id_column: "Id".into(),
+                match_by: Vec::new(),
+                full_mode: false,
+                country: String::new(),
+                watch_dir: String::new(),
+                activities: None,
+            },
+        )
+        .expect("source");
+        diesel::insert_into(syncdesk::schema::record_links::table)
+            .values((
+                syncdesk::schema::record_links::record_id.eq(ann),
+                syncdesk::schema::record_links::source_id.eq(crm.id),
+                syncdesk::schema::record_links::external_id.eq("C-7"),
+                syncdesk::schema::record_links::created_at.eq(syncdesk::db::now()),
+            ))
+            .execute(&mut conn)
+            .expect("link");
+        crm
+    };
+    app.signed_in_as("admin@example.org", Role::Admin).await;
+    app.get("/sources/new")
+        .await
+        .assert_status(200)
+        .assert_contains("activities of contacts")
+        .assert_contains(&format!("<option value=\"{}\">CRM</option>", crm.id));
+    // A source of activities needs each activity's own id.
+    let crm_id = crm.id.to_string();
+    app.post(
+        "/sources",
+        &[
+            ("name", "Dialer calls"),
+            ("kind", "activity"),
+            ("key", "id"),
+            ("id_column", ""),
+            ("contacts_from", &crm_id),
+            ("activity_type", "call"),
+        ],
+    )
+    .await
+    .assert_status(422)
+    .assert_contains("each activity&#39;s own id");
+    app.post(
+        "/sources",
+        &[
+            ("name", "Dialer calls"),
+            ("kind", "activity"),
+            ("key", "id"),
+            ("id_column", "Call ID"),
+            ("mode", "full"),
+            ("contacts_from", &crm_id),
+            ("activity_type", "call"),
+        ],
+    )
+    .await
+    .assert_status(303);
+    let source = sources::find_by_name(&mut app.state.pool.get().expect("conn"), "Dialer calls")
+        .expect("find")
+        .expect("source");
+    assert!(source.carries_activities());
+    assert_eq!(
+        source.mode, "delta",
+        "activities are never missing from a source"
+    );
+    let page = app.get(&format!("/sources/{}", source.id)).await;
+    page.assert_status(200)
+        .assert_contains("activities of contacts")
+        .assert_contains("list=\"activity-targets\"");
+
+    // The mapping proposed from a dialer's export, part by part.
+    let file = "Call ID,Customer ID,Start Time,Call Outcome,Agent Comments,Talk Time\n\
+        c1,C-7,2026-11-30 14:05,answered,Wants a quote,184\n\
+        c2,C-404,2026-11-30 14:10,no answer,,0\n\
+        c3,C-7,30/11/2026,answered,,5\n\
+        c1,C-7,2026-11-30 14:05,answered,Again,184\n\
+        ,C-7,2026-11-30 14:20,answered,,1\n\
+        c4,C-7,2026-11-30T15:00:00Z,voicemail,Left a message,30\n";
+    app.upload(
+        &format!("/sources/{}/propose", source.id),
+        "calls.csv",
+        file.as_bytes(),
+        true,
+    )
+    .await
+    .assert_status(200)
+    .assert_contains("value=\"contact_external_id\"")
+    .assert_contains("value=\"occurred_at\"")
+    .assert_contains("value=\"outcome\"")
+    .assert_contains("value=\"duration\"");
+    // An unknown part name is refused with the column; a good mapping saves.
+    let line = |i: usize, column: &'static str, field: &'static str| {
+        [
+            (format!("m{i}.column"), column),
+            (format!("m{i}.field"), field),
+            (format!("m{i}.to_record"), "always"),
+            (format!("m{i}.to_source"), "never"),
+        ]
+    };
+    let mapping: Vec<(String, &str)> = [
+        line(0, "Customer ID", "contact_external_id"),
+        line(1, "Start Time", "occurred_at"),
+        line(2, "Call Outcome", "outcome"),
+        line(3, "Agent Comments", "comments"),
+        line(4, "Talk Time", "duration"),
+    ]
+    .concat();
+    let mut bad = mapping.clone();
+    bad.push(("m5.column".into(), "Agent"));
+    bad.push(("m5.field".into(), "Agent Name"));
+    bad.push(("m5.to_record".into(), "always"));
+    bad.push(("m5.to_source".into(), "never"));
+    let as_pairs = |v: &[(String, &'static str)]| -> Vec<(String, String)> {
+        v.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()
+    };
+    let bad = as_pairs(&bad);
+    app.post(&format!("/sources/{}/mapping", source.id), &pairs(&bad))
+        .await
+        .assert_status(422)
+        .assert_contains("Column &#39;Agent&#39;: &#39;Agent Name&#39; is neither a part of an activity nor an attribute name");
+    let good = as_pairs(&mapping);
+    app.post(&format!("/sources/{}/mapping", source.id), &pairs(&good))
+        .await
+        .assert_status(303);
+    // The entry's subject from the call's attributes; the outcome goes to the contact.
+    syncdesk::activities::mapping::save(
+        &mut app.state.pool.get().expect("conn"),
+        source.id,
+        "call",
+        "Call: {{ outcome }} ({{ duration }} s)",
+        "",
+        &[syncdesk::activities::mapping::FieldUpdate {
+            field: "last_outcome".into(),
+            template: "{{ outcome }}".into(),
+            rule: "always".into(),
+        }],
+    )
+    .expect("activity mapping");
+
+    // A dry run logs nothing.
+    let dry = import_file(&mut app, source.id, file.as_bytes(), "dry_run").await;
+    assert_eq!(run_of(&app.state, dry).count("created"), 2);
+    assert_eq!(count(&app.state), 0);
+
+    let run = import_file(&mut app, source.id, file.as_bytes(), "apply").await;
+    let done = run_of(&app.state, run);
+    assert_eq!(done.error, None);
+    assert_eq!(
+        (
+            done.count("created"),
+            done.count("unchanged"),
+            done.count("error")
+        ),
+        (2, 1, 3),
+        "{:?}",
+        done.counts()
+    );
+    let page = app.get(&format!("/runs/{run}")).await;
+    page.assert_status(200)
+        .assert_contains("Line 3: there is no contact of source #")
+        .assert_contains("with the id &#39;C-404&#39;: the activity was not logged.")
+        .assert_contains("Line 4: column &#39;Start Time&#39;: &#39;30/11/2026&#39; is not a time")
+        .assert_contains("Line 5: the same activity id as line 2")
+        .assert_contains("Line 6: the activity&#39;s id is empty")
+        .assert_contains("call of 2026-11-30 15:00 logged on Ann Lee")
+        .assert_contains(&format!("/activities?source={}", source.id));
+    assert!(!page.body.contains("Undo this run"));
+    {
+        let mut conn = app.state.pool.get().expect("conn");
+        let logged: Vec<(String, String, String, i64)> = activities::table
+            .order(activities::occurred_at.asc())
+            .select((
+                activities::external_id,
+                activities::subject,
+                activities::attributes,
+                activities::record_id,
+            ))
+            .load(&mut conn)
+            .expect("activities");
+        assert_eq!(logged.len(), 2);
+        assert_eq!(logged[0].0, "c1");
+        assert_eq!(logged[0].1, "Call: answered (184 s)");
+        assert!(logged[0].2.contains("\"comments\":\"Wants a quote\""));
+        assert_eq!(logged[1].1, "Call: voicemail (30 s)");
+        assert!(logged.iter().all(|l| l.3 == ann));
+        // The last call's outcome, written with history under the import run.
+        let ann_row = records::find(&mut conn, ann).expect("find").expect("Ann");
+        let defs =
+            syncdesk::fields::service::list(&mut conn, RecordKind::Contact, false).expect("defs");
+        let values = records::values(&mut conn, &ann_row, &defs).expect("values");
+        assert_eq!(
+            values.get("last_outcome").map(String::as_str),
+            Some("voicemail")
+        );
+        let history: i64 = syncdesk::schema::record_history::table
+            .filter(syncdesk::schema::record_history::record_id.eq(ann))
+            .filter(syncdesk::schema::record_history::field_key.eq("last_outcome"))
+            .filter(syncdesk::schema::record_history::origin_id.eq(run))
+            .count()
+            .get_result(&mut conn)
+            .expect("history");
+        assert_eq!(history, 1);
+        // Activities are kept: the run cannot be undone.
+        let refused =
+            syncdesk::sync::undo::request_undo(&mut conn, run, &Actor::system("test"), false)
+                .expect_err("refused");
+        assert!(
+            refused.to_string().contains("Activities are kept"),
+            "{refused}"
+        );
+    }
+    app.get(&format!("/activities?source={}", source.id))
+        .await
+        .assert_status(200)
+        .assert_contains("Call: voicemail (30 s)");
+
+    // The same file again logs nothing twice.
+    let again = import_file(&mut app, source.id, file.as_bytes(), "apply").await;
+    let again = run_of(&app.state, again);
+    assert_eq!(
+        (
+            again.count("created"),
+            again.count("unchanged"),
+            again.count("error")
+        ),
+        (0, 3, 3)
+    );
+    assert_eq!(count(&app.state), 2);
+
+    // A file without a contact column cannot start, and says why.
+    let res = app
+        .upload(
+            &format!("/sources/{}/imports", source.id),
+            "calls.csv",
+            b"Call ID,Start Time\nc9,2026-11-30 10:00\n",
+            true,
+        )
+        .await;
+    let preview = res.location().expect("preview").to_string();
+    app.get(&preview)
+        .await
+        .assert_contains("No column of this file names the contact");
+}
+
+#[actix_web::test]
+async fn activities_by_email_are_never_attached_to_a_guess() {
+    use syncdesk::sources::service::{self as sources, ActivitySettings, SourceInput};
+    let mut app = common::spawn().await;
+    let bob = contact(&app.state, "Bob Ray", "bob@ray.example");
+    contact(&app.state, "Twin One", "twin@example.org");
+    contact(&app.state, "Twin Two", "twin@example.org");
+    let source = {
+        let mut conn = app.state.pool.get().expect("connection");
+        let source = sources::create(
+            &mut conn,
+            &SourceInput {
+                name: "Mail tool".into(),
+                kind: RecordKind::Contact,
+                id_column: "Message".into(),
+                match_by: Vec::new(),
+                full_mode: false,
+                country: String::new(),
+                watch_dir: String::new(),
+                activities: Some(ActivitySettings {
+                    contacts_from: None,
+                    default_type: String::new(),
+                }),
+            },
+        )
+        .expect("source");
+        sources::set_mapping(
+            &mut conn,
+            source.id,
+            &[
+                ("To", "contact_email"),
+                ("Kind", "type"),
+                ("Subject", "subject"),
+                ("Sent", "occurred_at"),
+            ]
+            .map(|(column, field)| syncdesk::sources::model::MappingInput {
+                column_name: column.into(),
+                field_key: field.into(),
+                to_record: syncdesk::rules::Rule::Always,
+                to_source: syncdesk::rules::Rule::Never,
+                blanks_clear: false,
+            }),
+        )
+        .expect("mapping");
+        source
+    };
+    app.signed_in_as("editor@example.org", Role::Editor).await;
+    let file = "Message,To,Kind,Subject,Sent\n\
+        m1,BOB@ray.example,email,Your quote,2026-11-29 09:00\n\
+        m2,twin@example.org,email,Hello,2026-11-29 09:05\n\
+        m3,bob@ray.example,fax,Old school,2026-11-29 09:10\n\
+        m4,,email,No one,2026-11-29 09:15\n";
+    let run = import_file(&mut app, source.id, file.as_bytes(), "apply").await;
+    let done = run_of(&app.state, run);
+    assert_eq!(
+        (done.count("created"), done.count("error")),
+        (1, 3),
+        "{:?}",
+        done.counts()
+    );
+    app.get(&format!("/runs/{run}"))
+        .await
+        .assert_contains(
+            "Line 3: several contacts match (contact with the email &#39;twin@example.org&#39;: #",
+        )
+        .assert_contains(
+            "Line 4: &#39;fax&#39; is not an activity type: call, email, meeting, note",
+        )
+        .assert_contains("Line 5: the column &#39;To&#39; is empty");
+    app.get(&format!("/records/{bob}")).await.assert_status(200);
+    let timeline = app.get(&format!("/records/{bob}/activities")).await;
+    timeline.assert_status(200).assert_contains("Your quote");
 }

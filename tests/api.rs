@@ -30,6 +30,7 @@ fn source(state: &syncdesk::AppState, name: &str, to_source: Rule) -> Source {
             match_by: Vec::new(),
             country: String::new(),
             watch_dir: String::new(),
+            activities: None,
             full_mode: false,
         },
     )

@@ -41,6 +41,7 @@ async fn console_writes_succeed_while_an_import_runs() {
                 match_by: Vec::new(),
                 country: String::new(),
                 watch_dir: String::new(),
+                activities: None,
                 full_mode: false,
             },
         )

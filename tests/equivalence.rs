@@ -915,6 +915,7 @@ impl World {
                     match_by: Vec::new(),
                     country: String::new(),
                     watch_dir: String::new(),
+                    activities: None,
                     full_mode: false,
                 },
             )

@@ -62,6 +62,7 @@ impl Env {
                 match_by: Vec::new(),
                 country: String::new(),
                 watch_dir: String::new(),
+                activities: None,
                 full_mode: false,
             },
         )

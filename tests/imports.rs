@@ -49,6 +49,7 @@ impl Env {
                 match_by: Vec::new(),
                 country: String::new(),
                 watch_dir: String::new(),
+                activities: None,
                 full_mode: full,
             },
         )
@@ -1985,6 +1986,7 @@ fn contacts_by(name: &str, id_column: &str) -> SourceInput {
         full_mode: false,
         country: String::new(),
         watch_dir: String::new(),
+        activities: None,
     }
 }
 
@@ -2434,6 +2436,7 @@ fn files_dropped_in_a_watched_folder_import_by_themselves() {
         &mut env.conn(),
         &SourceInput {
             watch_dir: drop.to_string_lossy().into_owned(),
+            activities: None,
             ..contacts_by("Dropbox", "External Id")
         },
     )
@@ -2537,6 +2540,7 @@ fn files_dropped_in_a_watched_folder_import_by_themselves() {
         &mut env.conn(),
         &SourceInput {
             watch_dir: data_dir.to_string_lossy().into_owned(),
+            activities: None,
             ..contacts_by("Careless", "External Id")
         },
     )

@@ -654,6 +654,7 @@ fn import_source(pool: &DbPool) -> Source {
             match_by: Vec::new(),
             country: String::new(),
             watch_dir: String::new(),
+            activities: None,
             full_mode: false,
         },
     )

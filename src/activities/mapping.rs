@@ -206,33 +206,76 @@ pub fn update_fields(
     if updates.is_empty() {
         return Ok(());
     }
+    let catalog = writer::Catalog::load(conn)?;
     let defs: Vec<FieldDef> = crate::fields::service::list(conn, RecordKind::Contact, false)?;
-    let Some((_, state)) = writer::load_states(conn, &[record_id])?.remove(&record_id) else {
+    update_fields_many(
+        conn,
+        &catalog,
+        &defs,
+        source_id,
+        &[(record_id, updates.to_vec())],
+        actor,
+    )
+}
+
+/// `update_fields` for many activities at once, in their order (several may update one
+/// contact): the contacts are read in one go and written in one batch.
+pub fn update_fields_many(
+    conn: &mut DbConn,
+    catalog: &writer::Catalog,
+    defs: &[FieldDef],
+    source_id: i64,
+    items: &[(i64, Vec<(FieldUpdate, String)>)],
+    actor: &Actor,
+) -> QueryResult<()> {
+    let mut ids: Vec<i64> = items
+        .iter()
+        .filter(|(_, updates)| !updates.is_empty())
+        .map(|(id, _)| *id)
+        .collect();
+    if ids.is_empty() {
         return Ok(());
-    };
-    let field_rules: Vec<FieldRule> = updates
-        .iter()
-        .filter_map(|(u, _)| {
-            Some(FieldRule {
-                field_key: u.field.clone(),
-                rule: Rule::parse(&u.rule)?,
-                blanks_clear: false,
-            })
-        })
-        .collect();
-    let incoming: BTreeMap<String, String> = updates
-        .iter()
-        .filter(|(_, value)| !value.is_empty())
-        .map(|(u, value)| (u.field.clone(), value.clone()))
-        .collect();
-    let mut edit = Edit::change(record_id, state);
-    let (_, proposals) =
-        crate::sync::plan::apply_field_rules(&field_rules, &defs, record_id, &mut edit, &incoming);
-    if edit.before != edit.after {
-        writer::apply_one(conn, &edit, actor)?;
     }
-    crate::review::service::propose_many(conn, &proposals, RecordKind::Contact, source_id, actor)?;
-    Ok(())
+    ids.sort_unstable();
+    ids.dedup();
+    let mut states = writer::load_states(conn, &ids)?;
+    let mut edits: BTreeMap<i64, Edit> = BTreeMap::new();
+    let mut proposals = Vec::new();
+    for (record_id, updates) in items {
+        let edit = match edits.entry(*record_id) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let Some((_, state)) = states.remove(record_id) else {
+                    continue;
+                };
+                e.insert(Edit::change(*record_id, state))
+            }
+        };
+        let field_rules: Vec<FieldRule> = updates
+            .iter()
+            .filter_map(|(u, _)| {
+                Some(FieldRule {
+                    field_key: u.field.clone(),
+                    rule: Rule::parse(&u.rule)?,
+                    blanks_clear: false,
+                })
+            })
+            .collect();
+        let incoming: BTreeMap<String, String> = updates
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(u, value)| (u.field.clone(), value.clone()))
+            .collect();
+        let (_, proposed) =
+            crate::sync::plan::apply_field_rules(&field_rules, defs, *record_id, edit, &incoming);
+        proposals.extend(proposed);
+    }
+    let changed: Vec<Edit> = edits
+        .into_values()
+        .filter(|edit| edit.before != edit.after)
+        .collect();
+    writer::apply(conn, catalog, &changed, actor)?;
+    crate::review::service::propose_many(conn, &proposals, RecordKind::Contact, source_id, actor)
 }
 
 /// The actor of an activity's field updates.

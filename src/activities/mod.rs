@@ -2,6 +2,7 @@
 //! the contact page, sent through the API, listed, filtered and exported. Kept, never
 //! overwritten; an activity a sender sends twice with its own id is kept once.
 
+pub mod import;
 pub mod mapping;
 pub mod model;
 pub mod routes;

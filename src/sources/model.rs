@@ -5,6 +5,7 @@ use crate::fields::model::RecordKind;
 use crate::fields::validate::PhoneCountry;
 use crate::rules::{FieldRule, Rule};
 use crate::schema::{source_fields, sources};
+use crate::stored::stored_enum;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sources)]
@@ -33,6 +34,21 @@ pub struct Source {
     pub query_url_secret: String,
     pub query_every_minutes: i64,
     pub query_last_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = String)]
+    pub carries: SourceContent,
+    /// For a source of activities: the contact source whose external ids its files name.
+    pub contacts_from: Option<i64>,
+    /// For a source of activities: the type of rows when the file has no type column.
+    pub activity_type: String,
+}
+
+stored_enum! {
+    /// What a source's rows are: records of its kind, or activities of contacts.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum SourceContent as "source content" {
+        Records = "records",
+        Activities = "activities",
+    }
 }
 
 /// The mapping target of a contact source's column naming the contact's company: not a field,
@@ -79,6 +95,18 @@ impl Source {
         self.kind
     }
 
+    pub fn carries_activities(&self) -> bool {
+        self.carries == SourceContent::Activities
+    }
+
+    /// What its rows are, in words: "contact records", "activities of contacts".
+    pub fn content_description(&self) -> String {
+        match self.carries {
+            SourceContent::Records => format!("{} records", self.kind),
+            SourceContent::Activities => "activities of contacts".into(),
+        }
+    }
+
     pub fn connected(&self) -> bool {
         self.status == "connected"
     }
@@ -100,7 +128,9 @@ impl Source {
     /// How rows find their records, in words: "id column External Id", "matched by email".
     pub fn key_description(&self) -> String {
         let fields = self.match_fields();
-        if fields.is_empty() {
+        if self.carries_activities() {
+            format!("activity id column {}", self.id_column)
+        } else if fields.is_empty() {
             format!("id column {}", self.id_column)
         } else {
             format!("matched by {}", fields.join(" + "))
@@ -296,6 +326,16 @@ pub fn quoted_headers(headers: &[String]) -> String {
         .join(", ")
 }
 
+/// Why the rows of a file with these headers could not be imported through the source (no id
+/// column, no key field, no contact column...), if they could not.
+pub fn rows_problem(source: &Source, mapping: &[Mapping], headers: &[String]) -> Option<String> {
+    if source.carries_activities() {
+        crate::activities::import::columns_problem(source, mapping, headers)
+    } else {
+        RowKey::of(source, mapping, headers).err()
+    }
+}
+
 /// What a file's header row means for a source: per header the fields it feeds (if any), the
 /// mapped columns the file lacks, and why its rows could not be matched, if they could not.
 pub struct HeaderCheck {
@@ -329,7 +369,7 @@ impl HeaderCheck {
                 .filter(|m| ColumnValue::resolve(&m.column_name, headers).is_none())
                 .map(|m| m.column_name.clone())
                 .collect(),
-            key_problem: RowKey::of(source, mapping, headers).err(),
+            key_problem: rows_problem(source, mapping, headers),
         }
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::connector;
 use super::model::{Mapping, MappingInput, OnInvalid, RowKey, Source};
 use super::propose::{self as proposal, ProposedLine};
-use super::service::{self, SourceError, SourceInput};
+use super::service::{self, ActivitySettings, SourceError, SourceInput};
 use crate::auth::extract::{AdminUser, EditorUser, SignedIn};
 use crate::auth::model::Role;
 use crate::error::AppError;
@@ -91,7 +91,37 @@ async fn list_page(state: web::Data<AppState>, me: SignedIn) -> Result<HttpRespo
 struct NewPage {
     ctx: Ctx,
     form: SourceForm,
+    choices: ActivityChoices,
     error: Option<String>,
+}
+
+impl NewPage {
+    fn picked_from(&self) -> String {
+        self.form.contacts_from.trim().to_string()
+    }
+
+    fn picked_type(&self) -> String {
+        self.form.activity_type.trim().to_string()
+    }
+}
+
+/// What a source of activities may name: the sources of contacts and the activity types.
+#[derive(Default)]
+struct ActivityChoices {
+    contact_sources: Vec<Source>,
+    types: Vec<crate::activities::model::ActivityType>,
+}
+
+impl ActivityChoices {
+    fn load(conn: &mut crate::db::DbConn) -> Result<Self, AppError> {
+        Ok(ActivityChoices {
+            contact_sources: service::list(conn)?
+                .into_iter()
+                .filter(|s| s.kind == RecordKind::Contact && !s.carries_activities())
+                .collect(),
+            types: crate::activities::service::types(conn)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -117,14 +147,39 @@ struct SourceForm {
     /// `skip_field` or `reject_row`; absent on the creation form.
     #[serde(default)]
     on_invalid: String,
+    /// For `kind` activity: the contact source whose ids the files name (an id or empty),
+    /// and the type of rows without a type column.
+    #[serde(default)]
+    contacts_from: String,
+    #[serde(default)]
+    activity_type: String,
 }
 
 impl SourceForm {
     fn input(&self) -> Result<SourceInput, AppError> {
+        let activities = (self.kind == ACTIVITIES)
+            .then(|| -> Result<_, AppError> {
+                Ok(ActivitySettings {
+                    contacts_from: match self.contacts_from.trim() {
+                        "" => None,
+                        id => Some(id.parse().map_err(|_| {
+                            AppError::BadRequest("Choose the contact source in the list.".into())
+                        })?),
+                    },
+                    default_type: self.activity_type.clone(),
+                })
+            })
+            .transpose()?;
+        let kind = match activities {
+            Some(_) => Some(RecordKind::Contact),
+            None => RecordKind::parse(&self.kind),
+        };
         Ok(SourceInput {
             name: self.name.clone(),
-            kind: RecordKind::parse(&self.kind)
-                .ok_or_else(|| AppError::BadRequest("Choose contacts or companies.".into()))?,
+            kind: kind.ok_or_else(|| {
+                AppError::BadRequest("Choose contacts, companies or activities.".into())
+            })?,
+            activities,
             id_column: self.id_column.clone(),
             match_by: if self.key == "fields" {
                 self.match_by.split(',').map(String::from).collect()
@@ -138,12 +193,17 @@ impl SourceForm {
     }
 }
 
+/// The form's kind of a source whose rows are activities (of contacts).
+const ACTIVITIES: &str = "activity";
+
 #[get("/sources/new")]
-async fn new_page(admin: AdminUser) -> Result<HttpResponse, AppError> {
+async fn new_page(state: web::Data<AppState>, admin: AdminUser) -> Result<HttpResponse, AppError> {
+    let choices = state.db(ActivityChoices::load).await?;
     render(
         StatusCode::OK,
         &NewPage {
             ctx: admin.ctx,
+            choices,
             form: SourceForm {
                 kind: "contact".into(),
                 mode: "full".into(),
@@ -166,10 +226,12 @@ async fn create(
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
     let input = form.input()?;
-    match state
-        .db(move |conn| Ok::<_, AppError>(service::create(conn, &input)))
-        .await?
-    {
+    let (created, choices) = state
+        .db(move |conn| {
+            Ok::<_, AppError>((service::create(conn, &input), ActivityChoices::load(conn)?))
+        })
+        .await?;
+    match created {
         Ok(source) => {
             flash(
                 &session,
@@ -185,6 +247,7 @@ async fn create(
             &NewPage {
                 ctx: admin.ctx,
                 form,
+                choices,
                 error: Some(e.to_string()),
             },
         ),
@@ -274,9 +337,23 @@ struct ShowPage {
     max_import_mb: usize,
     /// Records and fields with pending proposals from this source's imports.
     desync: (i64, i64),
+    choices: ActivityChoices,
+    /// For a source of activities: the parts a column can fill, with labels.
+    activity_targets: Vec<(&'static str, &'static str)>,
 }
 
 impl ShowPage {
+    fn picked_from(&self) -> String {
+        self.source
+            .contacts_from
+            .map(|id| id.to_string())
+            .unwrap_or_default()
+    }
+
+    fn picked_type(&self) -> String {
+        self.source.activity_type.clone()
+    }
+
     /// The desynchronised view filtered on this source.
     pub fn desync_query(&self) -> String {
         format!("source={}", self.source.id)
@@ -289,6 +366,7 @@ struct SourceData {
     fields: Vec<FieldDef>,
     runs: Vec<ImportRun>,
     desync: (i64, i64),
+    choices: ActivityChoices,
 }
 
 fn load(conn: &mut crate::db::DbConn, id: i64) -> Result<SourceData, AppError> {
@@ -301,7 +379,13 @@ fn load(conn: &mut crate::db::DbConn, id: i64) -> Result<SourceData, AppError> {
         ..Default::default()
     };
     let desync = crate::review::service::totals(conn, &from_source)?;
+    let choices = if source.carries_activities() {
+        ActivityChoices::load(conn)?
+    } else {
+        ActivityChoices::default()
+    };
     Ok(SourceData {
+        choices,
         source,
         mapping,
         fields,
@@ -337,7 +421,18 @@ fn show_page(
         error,
         max_import_mb: max_import_bytes / (1024 * 1024),
         desync: data.desync,
+        choices: data.choices,
+        activity_targets: activity_targets(),
     }
+}
+
+/// The parts of an activity, then the standard variables of activity mappings.
+fn activity_targets() -> Vec<(&'static str, &'static str)> {
+    use crate::activities::{import::TARGETS, mapping::STANDARD_VARIABLES};
+    TARGETS
+        .into_iter()
+        .chain(STANDARD_VARIABLES.into_iter().map(|v| (v, "attribute")))
+        .collect()
 }
 
 /// The source page again, with what was refused and why (422).
@@ -576,13 +671,17 @@ async fn proposal_page(
                 csvfile::sniff_file(&file).map_err(|e| AppError::BadRequest(e.to_string()))?;
             let (headers, rows) = csvfile::preview(&file, format, PROPOSAL_ROWS)
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
-            let proposal = proposal::propose(
-                &headers,
-                &rows,
-                &data.source.id_column,
-                &data.fields,
-                data.source.phone_country(country),
-            );
+            let proposal = if data.source.carries_activities() {
+                crate::activities::import::propose(&headers, &rows, &data.source.id_column)
+            } else {
+                proposal::propose(
+                    &headers,
+                    &rows,
+                    &data.source.id_column,
+                    &data.fields,
+                    data.source.phone_country(country),
+                )
+            };
             let key_problem = if data.source.match_fields().is_empty() {
                 RowKey::of(&data.source, &[], &headers).err()
             } else {

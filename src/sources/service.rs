@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::model::{
-    columns_read, same_column, Mapping, MappingInput, OnInvalid, Source, COMPANY_KEY,
+    columns_read, same_column, Mapping, MappingInput, OnInvalid, Source, SourceContent, COMPANY_KEY,
 };
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldType, RecordKind};
@@ -40,6 +40,17 @@ pub struct SourceInput {
     pub country: String,
     /// An absolute folder whose new files are imported automatically; empty for none.
     pub watch_dir: String,
+    /// Set for a source whose rows are activities of contacts (kind contact).
+    pub activities: Option<ActivitySettings>,
+}
+
+/// How a source of activities finds its rows' contacts and type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivitySettings {
+    /// The contact source whose external ids the files name (target `contact_external_id`).
+    pub contacts_from: Option<i64>,
+    /// The type of rows when the file has no type column; empty: a type column is needed.
+    pub default_type: String,
 }
 
 /// A source as checked and stored: its name, id column, fields to match by and country.
@@ -49,6 +60,7 @@ struct Checked {
     match_by: String,
     country: String,
     watch_dir: String,
+    activities: Option<ActivitySettings>,
 }
 
 pub fn list(conn: &mut DbConn) -> QueryResult<Vec<Source>> {
@@ -100,6 +112,10 @@ fn check(conn: &mut DbConn, input: &SourceInput) -> Result<Checked, SourceError>
     } else {
         String::new()
     };
+    let activities = match &input.activities {
+        Some(settings) => Some(check_activities(conn, input, &match_by, settings)?),
+        None => None,
+    };
     if match_by.is_empty() && id_column.is_empty() {
         return Err(SourceError::Invalid(
             "Name the column that carries the external id (for example External Id), or choose the fields that identify a row (for example email) if the files have none.".into(),
@@ -134,7 +150,62 @@ fn check(conn: &mut DbConn, input: &SourceInput) -> Result<Checked, SourceError>
         match_by: match_by.join(","),
         country,
         watch_dir,
+        activities,
     })
+}
+
+/// A source of activities: of contacts, keyed by each activity's own id, naming its contacts'
+/// ids of a contact source that exists.
+fn check_activities(
+    conn: &mut DbConn,
+    input: &SourceInput,
+    match_by: &[&str],
+    settings: &ActivitySettings,
+) -> Result<ActivitySettings, SourceError> {
+    if input.kind != RecordKind::Contact {
+        return Err(SourceError::Invalid(
+            "Activities belong to contacts: a source of activities is of kind contact.".into(),
+        ));
+    }
+    if !match_by.is_empty() || input.id_column.trim().is_empty() {
+        return Err(SourceError::Invalid(
+            "Name the column that carries each activity's own id (for example Call ID): importing a file again then logs each activity once.".into(),
+        ));
+    }
+    if let Some(from) = settings.contacts_from {
+        let usable = find(conn, from)?
+            .is_some_and(|s| s.kind == RecordKind::Contact && !s.carries_activities());
+        if !usable {
+            return Err(SourceError::Invalid(format!(
+                "Source #{from} is not a source of contacts: choose the one whose ids the files name."
+            )));
+        }
+    }
+    let default_type = settings.default_type.trim().to_string();
+    if !default_type.is_empty() {
+        let known: i64 = schema::activity_types::table
+            .filter(schema::activity_types::key.eq(&default_type))
+            .count()
+            .get_result(conn)?;
+        if known == 0 {
+            return Err(SourceError::Invalid(format!(
+                "'{default_type}' is not an activity type."
+            )));
+        }
+    }
+    Ok(ActivitySettings {
+        contacts_from: settings.contacts_from,
+        default_type,
+    })
+}
+
+/// Activities are never missing from a source: a source of them runs in delta mode.
+fn mode_of(input: &SourceInput, carries: SourceContent) -> &'static str {
+    if input.full_mode && carries == SourceContent::Records {
+        "full"
+    } else {
+        "delta"
+    }
 }
 
 fn name_taken(e: DieselError, name: &str) -> SourceError {
@@ -153,8 +224,14 @@ pub fn create(conn: &mut DbConn, input: &SourceInput) -> Result<Source, SourceEr
         match_by,
         country,
         watch_dir,
+        activities,
     } = check(conn, input)?;
     let now = db::now();
+    let carries = match activities {
+        Some(_) => SourceContent::Activities,
+        None => SourceContent::Records,
+    };
+    let activities = activities.unwrap_or_default();
     let id: i64 = diesel::insert_into(sources::table)
         .values((
             sources::name.eq(&name),
@@ -163,7 +240,10 @@ pub fn create(conn: &mut DbConn, input: &SourceInput) -> Result<Source, SourceEr
             sources::match_by.eq(&match_by),
             sources::country.eq(&country),
             sources::watch_dir.eq(&watch_dir),
-            sources::mode.eq(if input.full_mode { "full" } else { "delta" }),
+            sources::mode.eq(mode_of(input, carries)),
+            sources::carries.eq(carries.as_str()),
+            sources::contacts_from.eq(activities.contacts_from),
+            sources::activity_type.eq(&activities.default_type),
             sources::status.eq("connected"),
             sources::created_at.eq(now),
             sources::updated_at.eq(now),
@@ -182,13 +262,15 @@ pub fn update(conn: &mut DbConn, id: i64, input: &SourceInput) -> Result<Source,
         match_by,
         country,
         watch_dir,
+        activities,
     } = check(conn, input)?;
     let current = find(conn, id)?.ok_or(SourceError::NotFound)?;
-    if current.record_kind() != input.kind {
+    if current.record_kind() != input.kind || current.carries_activities() != activities.is_some() {
         return Err(SourceError::Invalid(
-            "The record kind of a source cannot change: create another source.".into(),
+            "What a source's rows are (contacts, companies or activities) cannot change: create another source.".into(),
         ));
     }
+    let activities = activities.unwrap_or_default();
     diesel::update(sources::table.find(id))
         .set((
             sources::name.eq(&name),
@@ -196,7 +278,9 @@ pub fn update(conn: &mut DbConn, id: i64, input: &SourceInput) -> Result<Source,
             sources::match_by.eq(&match_by),
             sources::country.eq(&country),
             sources::watch_dir.eq(&watch_dir),
-            sources::mode.eq(if input.full_mode { "full" } else { "delta" }),
+            sources::mode.eq(mode_of(input, current.carries)),
+            sources::contacts_from.eq(activities.contacts_from),
+            sources::activity_type.eq(&activities.default_type),
             sources::updated_at.eq(db::now()),
         ))
         .execute(conn)
@@ -248,11 +332,18 @@ pub fn set_mapping(
             seen_columns.push(column.to_string());
             let company_link =
                 source.record_kind() == RecordKind::Contact && line.field_key == COMPANY_KEY;
-            if !company_link && !defs.iter().any(|d| d.key == line.field_key) {
-                problems.push(format!(
-                    "Column '{column}': there is no active {} field '{}'.",
+            let unknown = if source.carries_activities() {
+                crate::activities::import::Target::parse(&line.field_key).err()
+            } else if !company_link && !defs.iter().any(|d| d.key == line.field_key) {
+                Some(format!(
+                    "there is no active {} field '{}'.",
                     source.kind, line.field_key
-                ));
+                ))
+            } else {
+                None
+            };
+            if let Some(unknown) = unknown {
+                problems.push(format!("Column '{column}': {unknown}"));
             } else if seen_fields.contains(&line.field_key.as_str()) {
                 problems.push(format!(
                     "The field '{}' is mapped from two columns.",

@@ -121,6 +121,9 @@ fn run_file(
         // Importing is how a source reconnects: its status follows.
         sources::reconnect(conn, source.id).map_err(|e| ImportError::Refused(e.to_string()))?;
     }
+    if source.carries_activities() {
+        return crate::activities::import::run_file(conn, &run, &source, &path, format, progress);
+    }
     let mut reader = csvfile::open(&path, format)?;
     let headers: Vec<String> = reader
         .headers()
@@ -336,7 +339,10 @@ fn read_chunks(
 }
 
 /// What earlier attempts of this run reported: the ids seen, the counts, the last line.
-fn resume_state(conn: &mut DbConn, run_id: i64) -> QueryResult<(Seen, BTreeMap<String, i64>, i64)> {
+pub(crate) fn resume_state(
+    conn: &mut DbConn,
+    run_id: i64,
+) -> QueryResult<(Seen, BTreeMap<String, i64>, i64)> {
     let mut seen = Seen::default();
     let mut counts = BTreeMap::new();
     let mut last_line = 0;
@@ -380,7 +386,7 @@ fn resume_state(conn: &mut DbConn, run_id: i64) -> QueryResult<(Seen, BTreeMap<S
     Ok((seen, counts, last_line))
 }
 
-fn count_rows(path: &Path, format: FileFormat) -> Result<u64, FileError> {
+pub(crate) fn count_rows(path: &Path, format: FileFormat) -> Result<u64, FileError> {
     let mut reader = csvfile::open(path, format)?;
     let mut record = csv::ByteRecord::new();
     let mut n = 0;

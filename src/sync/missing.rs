@@ -162,7 +162,7 @@ pub(super) fn flag_missing(
 /// External ids seen in this run, by a 64-bit hash (a million ids in 16 MB instead of 60):
 /// the line where each first appeared.
 #[derive(Default)]
-pub(super) struct Seen(HashMap<u64, i64>);
+pub struct Seen(HashMap<u64, i64>);
 
 impl Seen {
     fn key(external_id: &str) -> u64 {

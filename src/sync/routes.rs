@@ -18,7 +18,7 @@ use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::fields::validate::PhoneCountry;
 use crate::records::model::Actor;
-use crate::sources::model::{HeaderCheck, RowKey, Source};
+use crate::sources::model::{rows_problem, HeaderCheck, Source};
 use crate::sources::service as sources;
 use crate::web::{flash, is_htmx, render, see_other, upload_to_temp_file, Ctx};
 use crate::AppState;
@@ -590,7 +590,9 @@ async fn start_run(
             let (headers, _) = csvfile::preview(&file, format, 0)
                 .map_err(|e| AppError::BadRequest(e.to_string()))?;
             let mapping = sources::mapping(conn, id)?;
-            RowKey::of(&source, &mapping, &headers).map_err(engine::ImportError::NoKey)?;
+            if let Some(problem) = rows_problem(&source, &mapping, &headers) {
+                return Err(engine::ImportError::NoKey(problem).into());
+            }
             let country = form.country.trim().to_ascii_uppercase();
             if !country.is_empty() {
                 PhoneCountry::parse(&country).map_err(AppError::BadRequest)?;

@@ -57,6 +57,15 @@ pub fn request_undo(
                 "This run has already been undone.".into(),
             ));
         }
+        let activities = crate::schema::sources::table
+            .find(run.source_id)
+            .select(crate::schema::sources::carries)
+            .first::<String>(conn)?;
+        if activities == crate::sources::model::SourceContent::Activities.as_str() {
+            return Err(ImportError::Refused(
+                "Activities are kept: a run that logged activities cannot be undone.".into(),
+            ));
+        }
         if run.undo_in_progress() {
             return Err(ImportError::Refused(
                 "This run is already being undone: follow it on the run's page.".into(),

@@ -68,12 +68,12 @@ const PAUSE_AFTER_COMMIT: Duration = Duration::from_millis(10);
 
 /// The import's write transaction: opened for a chunk, committed in steps.
 #[derive(Default)]
-pub(super) struct StepTransaction {
+pub struct StepTransaction {
     since: Option<Instant>,
 }
 
 impl StepTransaction {
-    pub(super) fn ensure_open(&mut self, conn: &mut DbConn) -> QueryResult<()> {
+    pub fn ensure_open(&mut self, conn: &mut DbConn) -> QueryResult<()> {
         if self.since.is_none() {
             db::begin_bulk(conn)?;
             self.since = Some(Instant::now());
@@ -82,7 +82,7 @@ impl StepTransaction {
     }
 
     /// Commits when the transaction is old enough or someone waits; true when it did.
-    pub(super) fn commit_if_due(&mut self, conn: &mut DbConn) -> QueryResult<bool> {
+    pub fn commit_if_due(&mut self, conn: &mut DbConn) -> QueryResult<bool> {
         let Some(since) = self.since else {
             return Ok(false);
         };
@@ -97,7 +97,7 @@ impl StepTransaction {
         Ok(true)
     }
 
-    pub(super) fn commit(&mut self, conn: &mut DbConn) -> QueryResult<()> {
+    pub fn commit(&mut self, conn: &mut DbConn) -> QueryResult<()> {
         if self.since.is_some() {
             db::commit(conn)?;
             self.since = None;
@@ -105,7 +105,7 @@ impl StepTransaction {
         Ok(())
     }
 
-    pub(super) fn rollback(&mut self, conn: &mut DbConn) -> QueryResult<()> {
+    pub fn rollback(&mut self, conn: &mut DbConn) -> QueryResult<()> {
         if self.since.take().is_some() {
             db::rollback(conn)?;
         }
@@ -266,10 +266,35 @@ pub(super) fn record_outcomes(
     exec: &Execution<'_>,
     outcomes: &[RowOutcome],
 ) -> Result<(), DieselError> {
+    let progress = RunProgress {
+        run_id: exec.run.id,
+        claimant: &exec.claimant,
+        rows_done: exec.rows_done,
+        counts: exec.counts_after(outcomes),
+    };
+    save_report(conn, &progress, outcomes)
+}
+
+/// Where a run is after a chunk: rows read, counts with the chunk's outcomes.
+pub struct RunProgress<'a> {
+    pub run_id: i64,
+    /// The process that holds the run (`jobs::claimant`).
+    pub claimant: &'a str,
+    pub rows_done: u64,
+    pub counts: BTreeMap<String, i64>,
+}
+
+/// Saves a chunk's report lines and the run's progress, in the chunk's transaction; rolls it
+/// back when this process no longer holds the run.
+pub fn save_report(
+    conn: &mut DbConn,
+    progress: &RunProgress<'_>,
+    outcomes: &[RowOutcome],
+) -> Result<(), DieselError> {
     let lines: Vec<ReportLine> = outcomes
         .iter()
         .map(|o| ReportLine {
-            run_id: exec.run.id,
+            run_id: progress.run_id,
             line: o.line,
             // A file's stray bytes (a NUL above all) quoted in a reason must not stop the
             // line from being saved.
@@ -302,14 +327,14 @@ pub(super) fn record_outcomes(
     db::insert_all!(conn, import_rows::table, lines);
     // Only while this process holds the run: cancelled, or taken over after a silence, the
     // run stops here and this chunk rolls back.
-    if !holds(conn, exec.run.id, &exec.claimant)? {
+    if !holds(conn, progress.run_id, progress.claimant)? {
         return Err(DieselError::RollbackTransaction);
     }
-    diesel::update(import_runs::table.find(exec.run.id))
+    diesel::update(import_runs::table.find(progress.run_id))
         .set((
-            import_runs::rows_done.eq(i64::try_from(exec.rows_done).unwrap_or(i64::MAX)),
+            import_runs::rows_done.eq(i64::try_from(progress.rows_done).unwrap_or(i64::MAX)),
             import_runs::heartbeat_at.eq(Some(db::now())),
-            import_runs::counts.eq(json(&exec.counts_after(outcomes))),
+            import_runs::counts.eq(json(&progress.counts)),
         ))
         .execute(conn)?;
     Ok(())
