@@ -24,14 +24,26 @@ fn au() -> PhoneCountry {
 
 struct Env {
     state: AppState,
-    _db: common::TestDb,
+    /// Dropped last, with the database; `None` when a test app holds it.
+    _db: Option<common::TestDb>,
 }
 
 impl Env {
     fn new() -> Self {
         let db = common::TestDb::new();
         let state = AppState::open(db.config()).expect("state");
-        Env { state, _db: db }
+        Env {
+            state,
+            _db: Some(db),
+        }
+    }
+
+    /// The same helpers over a test app's database (the app keeps it).
+    fn of<S>(app: &common::TestApp<S>) -> Self {
+        Env {
+            state: app.state.clone(),
+            _db: None,
+        }
     }
 
     fn conn(&self) -> syncdesk::db::PooledConn {
@@ -1096,6 +1108,57 @@ fn ambiguous_rows_wait_for_a_person() {
         ),
         (Some(&1), Some(&1), None)
     );
+}
+
+#[actix_web::test]
+async fn an_ambiguous_row_links_to_a_record_picked_by_search() {
+    use syncdesk::auth::model::Role;
+    let mut app = common::spawn().await;
+    let env = Env::of(&app);
+    let sync = env.standard_source();
+    let first = env.contact("Sam Lee", "sam@example.org", "");
+    env.contact("Sam Lee", "sam@example.org", "");
+    let right = env.contact("Samuel Lee-Wong", "samuel@example.org", "");
+    let run = env.import(
+        &sync,
+        "External Id,Name,Email,Phone\nS1,Sam Lee,sam@example.org,\nS2,Sam Lee,sam@example.org,\n",
+        false,
+    );
+    let rows = env.rows(run);
+    assert_eq!(rows[0].outcome.as_str(), "ambiguous");
+    app.signed_in_as("editor@example.org", Role::Editor).await;
+    app.get(&format!("/runs/{run}?outcome=ambiguous"))
+        .await
+        .assert_status(200)
+        .assert_contains(&format!("list=\"pick-row-{}\"", rows[0].id))
+        .assert_contains("hx-get=\"/records/suggest?kind=contact\"");
+    app.get("/records/suggest?kind=contact&record=samuel")
+        .await
+        .assert_contains(&format!("#{right} Samuel Lee-Wong"));
+    // A record typed in the picker wins over the candidates' list.
+    let url = |row: i64| format!("/runs/{run}/rows/{row}/resolve");
+    let picked = format!("#{right} Samuel Lee-Wong");
+    let first_id = first.to_string();
+    app.post(
+        &url(rows[0].id),
+        &[("choice", first_id.as_str()), ("record", picked.as_str())],
+    )
+    .await
+    .assert_status(303);
+    assert_eq!(env.state_of(right).0, "Contact Sync");
+    assert_eq!(env.state_of(right).2, vec![s("Contact Sync:S1")]);
+    assert!(env.state_of(first).2.is_empty());
+    // A name nobody has is said on the run's page; the row stays ambiguous.
+    app.post(
+        &url(rows[1].id),
+        &[("choice", "new"), ("record", "Nobody Here")],
+    )
+    .await
+    .assert_status(303);
+    app.get(&format!("/runs/{run}"))
+        .await
+        .assert_contains("Contact: no contact is named &#39;Nobody Here&#39;.");
+    assert_eq!(env.rows(run)[1].outcome.as_str(), "ambiguous");
 }
 
 #[core::prelude::v1::test]

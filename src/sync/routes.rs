@@ -361,7 +361,12 @@ async fn undo(
 #[derive(Deserialize)]
 struct ResolveForm {
     /// A candidate's record id, or `new`.
+    #[serde(default)]
     choice: String,
+    /// Another record, typed or picked in the record picker ("#12 Ada Lovelace"): when
+    /// given, it is the choice.
+    #[serde(default)]
+    record: String,
 }
 
 #[post("/runs/{id}/rows/{row}/resolve")]
@@ -373,21 +378,57 @@ async fn resolve(
     form: web::Form<ResolveForm>,
 ) -> Result<HttpResponse, AppError> {
     let (id, row) = path.into_inner();
-    let choice = match form.choice.as_str() {
-        "new" => None,
-        other => Some(
-            other
-                .parse::<i64>()
-                .map_err(|_| AppError::BadRequest("Choose a candidate or a new record.".into()))?,
-        ),
+    let form = form.into_inner();
+    let picked = match form.choice.as_str() {
+        _ if !form.record.trim().is_empty() => Err(form.record),
+        "new" => Ok(None),
+        other => Ok(Some(other.parse::<i64>().map_err(|_| {
+            AppError::BadRequest("Choose a candidate, another record or a new record.".into())
+        })?)),
     };
     let actor = Actor::user(&me.user);
     let country = state.config.default_country;
     let message = state
-        .db(move |conn| undoing::resolve_ambiguous(conn, row, choice, &actor, country))
-        .await?;
+        .db(move |conn| -> Result<String, AppError> {
+            let choice = match picked {
+                Ok(choice) => choice,
+                Err(typed) => Some(picked_record(conn, id, &typed)?),
+            };
+            Ok(undoing::resolve_ambiguous(
+                conn, row, choice, &actor, country,
+            )?)
+        })
+        .await;
+    let message = match message {
+        Ok(message) => message,
+        // Said on the run's page, beside the rows, instead of on a page of its own.
+        Err(AppError::BadRequest(problem)) => problem,
+        Err(e) => return Err(e),
+    };
     flash(&session, message);
     Ok(see_other(&format!("/runs/{id}?outcome=ambiguous")))
+}
+
+/// The record a person typed in an ambiguous row's picker ("#12 Ada Lovelace", or a name only
+/// one record of the run's kind has).
+fn picked_record(conn: &mut db::DbConn, run_id: i64, typed: &str) -> Result<i64, AppError> {
+    let run = engine::load_run(conn, run_id)?.ok_or_else(|| AppError::not_found("That run"))?;
+    let source =
+        sources::find(conn, run.source_id)?.ok_or_else(|| AppError::not_found("That source"))?;
+    let kind = source.record_kind();
+    let found = crate::records::service::resolve_record(conn, kind, "record", typed).map_err(
+        |e| match e {
+            crate::records::service::RecordError::Invalid(errors) => {
+                AppError::BadRequest(errors.into_values().collect::<Vec<_>>().join(" "))
+            }
+            other => other.into(),
+        },
+    )?;
+    found.ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "Type the {kind} to link the line to, and pick it from the suggestions."
+        ))
+    })
 }
 
 // ---- uploading a file to a source, its preview, starting the run ------------------------

@@ -374,23 +374,26 @@ pub fn resolve_ambiguous(
         let catalog = Catalog::load(conn)?;
         let (edit, outcome, changes, proposals) = match choice {
             Some(candidate) => {
-                if !row
-                    .candidates()
-                    .map_err(ImportError::Refused)?
-                    .contains(&candidate)
-                {
-                    return Err(ImportError::Refused(format!(
-                        "Record #{candidate} is not one of this line's candidates."
-                    )));
-                }
-                let (_, state) =
-                    writer::load_state(conn, candidate)?.ok_or(DieselError::NotFound)?;
+                // A candidate, or any active record of the kind the person picked instead.
+                let (current, state) = writer::load_state(conn, candidate)?
+                    .filter(|(r, _)| r.kind == kind && !r.archived)
+                    .ok_or_else(|| {
+                        ImportError::Refused(format!(
+                            "There is no active {kind} #{candidate} to link line {} to.",
+                            row.line
+                        ))
+                    })?;
                 let mut edit = Edit::change(candidate, state);
-                edit.after.owner_source_id = Some(source.id);
                 edit.link.push((source.id, row.external_id.clone()));
-                let (changes, proposals) =
-                    apply_field_rules(&field_rules, &defs, candidate, &mut edit, &values);
-                (edit, Outcome::Converted, changes, proposals)
+                if current.forced_manual {
+                    // A person keeps this record manual: linked, never owned or written.
+                    (edit, Outcome::LinkedForcedManual, Vec::new(), Vec::new())
+                } else {
+                    edit.after.owner_source_id = Some(source.id);
+                    let (changes, proposals) =
+                        apply_field_rules(&field_rules, &defs, candidate, &mut edit, &values);
+                    (edit, Outcome::Converted, changes, proposals)
+                }
             }
             None => {
                 if values.get("name").is_none_or(|n| n.trim().is_empty()) {
@@ -428,7 +431,7 @@ pub fn resolve_ambiguous(
                 import_rows::changes.eq(serde_json::to_string(&changes).unwrap_or_default()),
                 import_rows::record_created.eq(created),
                 import_rows::link_added.eq(true),
-                import_rows::owner_changed.eq(!created),
+                import_rows::owner_changed.eq(outcome == Outcome::Converted),
                 import_rows::previous_owner.eq(previous_owner),
             ))
             .execute(conn)?;
