@@ -4,7 +4,7 @@
 //! manual records, then an ongoing sync with a forced-manual record, an update and a proposal);
 //! a company with a pending proposal; a process with steps, items, data links in each direction
 //! and a submitted application; a follow-up template using tag1 and tag2; a dialer's calls
-//! written by an activity mapping.
+//! written by an activity mapping, sent one by one and imported from its export.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -65,7 +65,7 @@ fn import(
     csv: &str,
     data_dir: &Path,
     country: PhoneCountry,
-) -> Result<(), DemoError> {
+) -> Result<i64, DemoError> {
     let what = format!("importing {name}");
     let sha = step!(what, jobs::store_file(data_dir, csv.as_bytes(), u64::MAX))?;
     let run = step!(
@@ -89,7 +89,7 @@ fn import(
         what,
         jobs::process(pool, run, data_dir, country, &mut |_, _| {})
     )?;
-    Ok(())
+    Ok(run)
 }
 
 /// A new source with its mapping (rule to record per column), or `None` when a source of
@@ -469,6 +469,90 @@ fn activities(conn: &mut DbConn, summary: &mut DemoSummary) -> Result<(), DemoEr
     Ok(())
 }
 
+/// A dialer's export, imported through a source of activities: each call logged once on the
+/// contact the Practice manager knows by that id, through the dialer's activity mapping.
+fn dialer_calls(
+    pool: &DbPool,
+    conn: &mut DbConn,
+    data_dir: &Path,
+    country: PhoneCountry,
+    summary: &mut DemoSummary,
+) -> Result<(), DemoError> {
+    if step!("sources", sources::find_by_name(conn, "Dialer calls"))?.is_some() {
+        return Ok(());
+    }
+    let practice = step!("sources", sources::find_by_name(conn, "Practice manager"))?
+        .ok_or_else(|| DemoError("the Practice manager source is missing".into()))?;
+    let what = "the Dialer calls source";
+    let source = step!(
+        what,
+        sources::create(
+            conn,
+            &SourceInput {
+                name: "Dialer calls".into(),
+                kind: RecordKind::Contact,
+                id_column: "Call ID".into(),
+                match_by: Vec::new(),
+                full_mode: false,
+                country: String::new(),
+                watch_dir: String::new(),
+                activities: Some(sources::ActivitySettings {
+                    contacts_from: Some(practice.id),
+                    default_type: "call".into(),
+                }),
+            },
+        )
+    )?;
+    let mapping: Vec<MappingInput> = [
+        ("Customer ID", "contact_external_id"),
+        ("Start Time", "occurred_at"),
+        ("Call Outcome", "outcome"),
+        ("Agent Comments", "comments"),
+        ("Talk Time", "duration"),
+        ("Campaign", "list_name"),
+    ]
+    .iter()
+    .map(|(column, key)| MappingInput {
+        column_name: column.to_string(),
+        field_key: key.to_string(),
+        to_record: Rule::Always,
+        to_source: Rule::Never,
+        blanks_clear: false,
+    })
+    .collect();
+    step!(what, sources::set_mapping(conn, source.id, &mapping))?;
+    step!(
+        "the dialer's activity mapping",
+        crate::activities::mapping::save(
+            conn,
+            source.id,
+            "call",
+            "Call: {{ outcome }} ({{ duration }} s)",
+            "{{ comments }}",
+            &[],
+        )
+        .map_err(|problems| problems
+            .into_iter()
+            .map(|p| p.0)
+            .collect::<Vec<_>>()
+            .join(" "))
+    )?;
+    summary.sources += 1;
+    let day = (crate::db::now() - chrono::Duration::days(2)).date();
+    let file = format!(
+        "Call ID,Customer ID,Start Time,Call Outcome,Agent Comments,Talk Time,Campaign\n\
+         D-1001,P-3,{day} 10:02,answered,Interested in the onboarding offer,212,Onboarding\n\
+         D-1002,P-4,{day} 10:09,no answer,,0,Onboarding\n\
+         D-1003,P-9,{day} 10:15,answered,Wrong number,14,Onboarding\n"
+    );
+    let run = import(pool, conn, &source, "dialer-calls.csv", &file, data_dir, country)?;
+    let logged = step!("the dialer's run", crate::sync::engine::load_run(conn, run))?
+        .map_or(0, |run| run.count("created"));
+    summary.runs += 1;
+    summary.activities += usize::try_from(logged).unwrap_or(0);
+    Ok(())
+}
+
 /// Loads every part of the demo that is not there yet.
 pub fn load(
     pool: &DbPool,
@@ -487,5 +571,6 @@ pub fn load(
     process_and_application(conn, country, &mut summary)?;
     template(conn, &mut summary)?;
     activities(conn, &mut summary)?;
+    dialer_calls(pool, conn, data_dir, country, &mut summary)?;
     Ok(summary)
 }

@@ -45,12 +45,12 @@ fn the_demo_shows_every_seed_and_loads_once() {
             first.templates,
             first.activities
         ),
-        (2, 3, 1, 1, 3),
+        (3, 4, 1, 1, 5),
         "{first:?}"
     );
     let before = counts(&mut conn);
     let [_, sources, runs, pending, submitted, logged] = before;
-    assert_eq!((sources, runs, submitted, logged), (2, 3, 1, 3));
+    assert_eq!((sources, runs, submitted, logged), (3, 4, 1, 5));
     assert!(
         pending >= 3,
         "Ada's tag1, Acme's credit, Katherine's newsletter: {pending}"
