@@ -545,7 +545,15 @@ fn dialer_calls(
          D-1002,P-4,{day} 10:09,no answer,,0,Onboarding\n\
          D-1003,P-9,{day} 10:15,answered,Wrong number,14,Onboarding\n"
     );
-    let run = import(pool, conn, &source, "dialer-calls.csv", &file, data_dir, country)?;
+    let run = import(
+        pool,
+        conn,
+        &source,
+        "dialer-calls.csv",
+        &file,
+        data_dir,
+        country,
+    )?;
     let logged = step!("the dialer's run", crate::sync::engine::load_run(conn, run))?
         .map_or(0, |run| run.count("created"));
     summary.runs += 1;

@@ -805,3 +805,88 @@ async fn activities_by_email_are_never_attached_to_a_guess() {
     let timeline = app.get(&format!("/records/{bob}/activities")).await;
     timeline.assert_status(200).assert_contains("Your quote");
 }
+
+#[core::prelude::v1::test]
+fn the_command_line_adds_a_source_of_activities_and_imports_its_file() {
+    let db = common::TestDb::new();
+    let config = db.config();
+    let dir = db.dir.path();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+            .args(args)
+            .env("SYNCDESK_DATA_DIR", &config.data_dir)
+            .env("DATABASE_URL", &config.database_url)
+            .env_remove("SYNCDESK_CONFIG")
+            .output()
+            .expect("run syncdesk");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, out) = run(&[
+        "source",
+        "add",
+        "CRM",
+        "--kind",
+        "contact",
+        "--id-column",
+        "Id",
+        "--map",
+        "Name=name",
+        "--map",
+        "Email=email",
+    ]);
+    assert!(ok, "{out}");
+    let contacts = dir.join("contacts.csv");
+    std::fs::write(&contacts, "Id,Name,Email\nC-1,Ann Lee,ann@lee.example\n").expect("file");
+    let (ok, out) = run(&["import", "CRM", contacts.to_str().expect("path")]);
+    assert!(ok, "{out}");
+
+    let calls = dir.join("calls.csv");
+    std::fs::write(
+        &calls,
+        "Call ID,Customer ID,Start Time,Call Outcome,Talk Time\n\
+         k1,C-1,2026-11-30 09:00,answered,60\n\
+         k2,C-2,2026-11-30 09:05,answered,10\n",
+    )
+    .expect("file");
+    let (ok, out) = run(&[
+        "source",
+        "add",
+        "Dialer",
+        "--kind",
+        "activity",
+        "--id-column",
+        "Call ID",
+        "--contacts-from",
+        "CRM",
+        "--activity-type",
+        "call",
+        "--propose-from",
+        calls.to_str().expect("path"),
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("contact_external_id") && out.contains("activities of contacts"),
+        "{out}"
+    );
+    let (ok, out) = run(&["import", "Dialer", calls.to_str().expect("path")]);
+    assert!(ok, "{out}");
+    let count = |out: &str, outcome: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(outcome).map(|n| n.trim().to_string()))
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        (count(&out, "created"), count(&out, "error")),
+        ("1".into(), "1".into()),
+        "{out}"
+    );
+    let (ok, out) = run(&["import", "Dialer", calls.to_str().expect("path")]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        (count(&out, "unchanged"), count(&out, "created")),
+        ("1".into(), String::new()),
+        "{out}"
+    );
+}
