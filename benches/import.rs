@@ -215,6 +215,7 @@ fn main() {
             match_by: Vec::new(),
             country: String::new(),
             watch_dir: String::new(),
+            activities: None,
             full_mode: false,
         },
     )
