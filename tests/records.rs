@@ -1090,3 +1090,95 @@ async fn a_search_lists_name_matches_before_email_and_phone_matches() {
         assert_eq!(names, want, "limit {limit}, descending {descending}");
     }
 }
+
+#[actix_web::test]
+async fn a_search_shows_best_matches_first_at_the_cost_of_its_page() {
+    use syncdesk::records::writer::{self, Catalog, Edit, RecordState};
+    let mut app = spawn().await;
+    // 1,302 Smiths, every third archived, so that the list's other filters drop rows from each
+    // batch the index is read in; and one contact found by email only.
+    {
+        let mut conn = app.state.pool.get().expect("connection");
+        let catalog = Catalog::load(&mut conn).expect("catalog");
+        let edits: Vec<Edit> = (0..1302)
+            .map(|i| {
+                let mut state = RecordState::blank(RecordKind::Contact);
+                state.name = format!("Smith {:04}", 1302 - i);
+                state.archived = i % 3 == 2;
+                Edit::create(state)
+            })
+            .collect();
+        syncdesk::db::write_tx(&mut conn, |conn| {
+            writer::apply(conn, &catalog, &edits, &Actor::system("test"))
+        })
+        .expect("records");
+    }
+    let by_email = create_contact(
+        &app,
+        &[("name", "Abe Jones"), ("email", "smith.team@example.org")],
+    );
+    let mut conn = app.state.pool.get().expect("connection");
+    let mut q = ListQuery::new(RecordKind::Contact);
+    q.search = "smith".into();
+    q.sort = list::SortKey::Relevance;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = list::page(&mut conn, &q, &[]).expect("page");
+        // 868 active Smiths and Abe: under the cap, counted exactly.
+        assert_eq!(page.total.to_string(), "869");
+        seen.extend(
+            page.rows
+                .iter()
+                .map(|r| (r.record.id, r.record.name.clone())),
+        );
+        pages += 1;
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 18);
+    assert_eq!(seen.len(), 869);
+    // The name matches in the order they were added, then the one found by email.
+    let ids: Vec<i64> = seen.iter().map(|(id, _)| *id).collect();
+    assert!(ids[..868].windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(seen[0].1, "Smith 1302");
+    assert_eq!(ids[868], by_email);
+    assert!(seen.iter().all(|(_, name)| {
+        let n: i64 = name.trim_start_matches("Smith ").parse().unwrap_or(1);
+        name == "Abe Jones" || (1302 - n) % 3 != 2
+    }));
+
+    // Past the cap the count stops; in the console a search sorts by best match, and a
+    // column's header still sorts by that column.
+    drop(conn);
+    {
+        let mut conn = app.state.pool.get().expect("connection");
+        let catalog = Catalog::load(&mut conn).expect("catalog");
+        let edits: Vec<Edit> = (0..200)
+            .map(|i| {
+                let mut state = RecordState::blank(RecordKind::Contact);
+                state.name = format!("Smith extra {i}");
+                Edit::create(state)
+            })
+            .collect();
+        syncdesk::db::write_tx(&mut conn, |conn| {
+            writer::apply(conn, &catalog, &edits, &Actor::system("test"))
+        })
+        .expect("records");
+    }
+    app.signed_in_as("viewer@example.org", Role::Viewer).await;
+    let page = app.get("/contacts?q=smith").await;
+    page.assert_status(200)
+        .assert_contains("<strong>1,000+</strong> contacts matching")
+        .assert_contains("Smith 1302");
+    assert!(
+        !page.body.contains("Name ▲"),
+        "no column is the order of a search"
+    );
+    app.get("/contacts?q=smith&sort=name")
+        .await
+        .assert_contains("Name ▲")
+        .assert_contains("Smith 0002");
+}

@@ -57,6 +57,10 @@ impl OwnerFilter {
 /// What to sort by: a built-in column or a custom field's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SortKey {
+    /// A search's best matches first: records whose name matches, then those found by email
+    /// or phone, each in the order they were added. The default of a search: a page costs
+    /// its own rows however many records match (sorting 26,000 Smiths by name does not).
+    Relevance,
     Name,
     Email,
     Phone,
@@ -94,6 +98,7 @@ impl SortKey {
             Self::Email => "email",
             Self::Phone => "phone",
             Self::Updated => "updated",
+            Self::Relevance => "",
             Self::Custom { key, .. } => key,
         }
     }
@@ -145,6 +150,8 @@ pub struct ListQuery {
 /// Lists count matching records up to this many and show "10,000+" beyond: a count never
 /// reads more than this many index entries, whatever the table's size.
 pub const COUNT_CAP: i64 = 10_000;
+/// A search's count stops here ("1,000+").
+pub const SEARCH_COUNT_CAP: i64 = 1_000;
 
 /// How many records a list has: exact up to `COUNT_CAP`, "at least" beyond.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -314,6 +321,9 @@ pub fn count(conn: &mut DbConn, kind: RecordKind) -> QueryResult<Total> {
 /// cap (the database skips that many index entries and returns one row at most), and only
 /// if not, the exact count. Neither sends thousands of rows to be counted here.
 fn count_of(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
+    if !q.search.trim().is_empty() {
+        return count_search(conn, q);
+    }
     let postgres = matches!(conn, DbConn::Pg(_));
     let beyond_cap: Option<i64> = filtered(q, postgres, Scope::All)
         .select(records::id)
@@ -365,14 +375,18 @@ pub fn page(conn: &mut DbConn, q: &ListQuery, custom_columns: &[FieldDef]) -> Qu
 /// Up to `q.limit + 1` records within `scope` of the search, in the sort order, after the
 /// cursor.
 fn sorted(conn: &mut DbConn, q: &ListQuery, scope: Scope) -> QueryResult<Vec<RecordRow>> {
+    if q.sort == SortKey::Relevance && !q.search.trim().is_empty() {
+        let after = q.after.as_ref().map_or(0, |c| c.id);
+        return by_relevance(conn, q, scope, after, q.limit + 1);
+    }
     let desc = q.descending;
     let base = filtered(q, matches!(conn, DbConn::Pg(_)), scope);
     let query = match (&q.sort, &q.after) {
-        (SortKey::Name, None) => ordered!(base, records::name_norm, desc),
+        (SortKey::Name | SortKey::Relevance, None) => ordered!(base, records::name_norm, desc),
         (SortKey::Email, None) => ordered!(base, records::email_norm, desc),
         (SortKey::Phone, None) => ordered!(base, records::phone_norm, desc),
         (SortKey::Updated, None) => ordered!(base, records::updated_at, desc),
-        (SortKey::Name, Some(c)) => keyset!(
+        (SortKey::Name | SortKey::Relevance, Some(c)) => keyset!(
             base,
             records::name_norm,
             "records.name_norm",
@@ -423,6 +437,81 @@ fn sorted(conn: &mut DbConn, q: &ListQuery, scope: Scope) -> QueryResult<Vec<Rec
         .limit(q.limit + 1)
         .select(RecordRow::as_select())
         .load(conn)
+}
+
+/// Ids read from the search index per batch: one page's worth and more, so that the other
+/// filters rarely need a second batch.
+const SEARCH_BATCH: i64 = 500;
+
+/// The records of a search within `scope`, in id order after `after`, `want` at most, with
+/// the list's other filters: the index is read in id order a batch at a time and each batch's
+/// records filtered in one query, until enough are found.
+fn by_relevance(
+    conn: &mut DbConn,
+    q: &ListQuery,
+    scope: Scope,
+    after: i64,
+    want: i64,
+) -> QueryResult<Vec<RecordRow>> {
+    let terms = search::terms(&q.search);
+    let postgres = matches!(conn, DbConn::Pg(_));
+    let others = ListQuery {
+        search: String::new(),
+        ..q.clone()
+    };
+    let mut rows: Vec<RecordRow> = Vec::new();
+    let mut from = after;
+    while !terms.is_empty() && (rows.len() as i64) < want {
+        let ids = search::ids_after(conn, &terms, scope, from, SEARCH_BATCH)?;
+        let Some(&last) = ids.last() else { break };
+        let complete = (ids.len() as i64) < SEARCH_BATCH;
+        rows.extend(
+            filtered(&others, postgres, Scope::All)
+                .filter(records::id.eq_any(ids))
+                .order(records::id.asc())
+                .limit(want - rows.len() as i64)
+                .select(RecordRow::as_select())
+                .load(conn)?,
+        );
+        if complete {
+            break;
+        }
+        from = last;
+    }
+    Ok(rows)
+}
+
+/// How many records a search selects, counted a batch of the index at a time up to
+/// `SEARCH_COUNT_CAP`: "1,000+" is what a person needs to know to narrow it.
+fn count_search(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
+    let terms = search::terms(&q.search);
+    let postgres = matches!(conn, DbConn::Pg(_));
+    let others = ListQuery {
+        search: String::new(),
+        ..q.clone()
+    };
+    let mut count = 0;
+    let mut from = 0;
+    while !terms.is_empty() {
+        let ids = search::ids_after(conn, &terms, Scope::All, from, SEARCH_COUNT_CAP)?;
+        let Some(&last) = ids.last() else { break };
+        let complete = (ids.len() as i64) < SEARCH_COUNT_CAP;
+        count += filtered(&others, postgres, Scope::All)
+            .filter(records::id.eq_any(ids))
+            .count()
+            .get_result::<i64>(conn)?;
+        if count >= SEARCH_COUNT_CAP {
+            return Ok(Total {
+                count: SEARCH_COUNT_CAP,
+                more: true,
+            });
+        }
+        if complete {
+            break;
+        }
+        from = last;
+    }
+    Ok(Total { count, more: false })
 }
 
 /// The page of the first `q.limit` of `rows` (one more is read to know there is a next page)
@@ -680,6 +769,7 @@ fn sort_value(
         SortKey::Email => norm_text(&record.email),
         SortKey::Phone => norm_phone(&record.phone),
         SortKey::Updated => record.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        SortKey::Relevance => String::new(),
         SortKey::Custom { key, .. } => custom
             .get(&record.id)
             .and_then(|values| values.get(key))

@@ -142,19 +142,8 @@ pub fn matches_sql(
     diesel::sql_types::Bool,
     impl diesel::query_builder::QueryFragment<<DbConn as diesel::Connection>::Backend> + Send,
 > {
+    let query = index_query(backend_is_pg, terms, scope);
     if backend_is_pg {
-        let all_of = |weight: &str| {
-            terms
-                .iter()
-                .map(|t| format!("{t}:*{weight}"))
-                .collect::<Vec<_>>()
-                .join(" & ")
-        };
-        let query = match scope {
-            Scope::All => all_of(""),
-            Scope::Name => all_of("A"),
-            Scope::NotName => format!("({}) & !({})", all_of(""), all_of("A")),
-        };
         // The matching ids are gathered first, once: PostgreSQL cannot estimate how many a
         // prefix query matches, and guessing many it walked the whole list by name, testing
         // each record (a phone search: 680 ms instead of 0.3 ms at 100,000 records).
@@ -164,22 +153,75 @@ pub fn matches_sql(
         .bind::<Text, _>(query)
         .sql(")))")
     } else {
-        let all = terms
-            .iter()
-            .map(|t| format!("\"{t}\"*"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let query = match scope {
-            Scope::All => all,
-            Scope::Name => format!("name : ({all})"),
-            Scope::NotName => format!("({all}) NOT name : ({all})"),
-        };
         diesel::dsl::sql::<diesel::sql_types::Bool>(
             "records.id IN (SELECT rowid FROM record_search WHERE record_search MATCH ",
         )
         .bind::<Text, _>(query)
         .sql(")")
     }
+}
+
+/// The search in the index's own syntax: a `tsquery` on PostgreSQL, an FTS5 query on SQLite.
+fn index_query(backend_is_pg: bool, terms: &[String], scope: Scope) -> String {
+    if backend_is_pg {
+        let all_of = |weight: &str| {
+            terms
+                .iter()
+                .map(|t| format!("{t}:*{weight}"))
+                .collect::<Vec<_>>()
+                .join(" & ")
+        };
+        match scope {
+            Scope::All => all_of(""),
+            Scope::Name => all_of("A"),
+            Scope::NotName => format!("({}) & !({})", all_of(""), all_of("A")),
+        }
+    } else {
+        let all = terms
+            .iter()
+            .map(|t| format!("\"{t}\"*"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        match scope {
+            Scope::All => all,
+            Scope::Name => format!("name : ({all})"),
+            Scope::NotName => format!("({all}) NOT name : ({all})"),
+        }
+    }
+}
+
+/// The ids of the records matching every term within `scope`, in id order after `after`,
+/// `limit` at most: read from the index in its own order, so the cost is that of the ids
+/// read, however many records match.
+pub fn ids_after(
+    conn: &mut DbConn,
+    terms: &[String],
+    scope: Scope,
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<i64>> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let postgres = matches!(conn, DbConn::Pg(_));
+    let query = index_query(postgres, terms, scope);
+    let sql = if postgres {
+        "SELECT record_id AS id FROM record_search WHERE document @@ to_tsquery('simple', $1) \
+         AND record_id > $2 ORDER BY record_id LIMIT $3"
+    } else {
+        "SELECT rowid AS id FROM record_search WHERE record_search MATCH ? AND rowid > ? \
+         ORDER BY rowid LIMIT ?"
+    };
+    Ok(diesel::sql_query(sql)
+        .bind::<Text, _>(query)
+        .bind::<BigInt, _>(after)
+        .bind::<BigInt, _>(limit)
+        .load::<Id>(conn)?
+        .into_iter()
+        .map(|row| row.id)
+        .collect())
 }
 
 /// Writes the tokens of records: (record id, whether it had tokens before, its tokens now).

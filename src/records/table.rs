@@ -76,7 +76,11 @@ impl ListParams {
                 Some((def.id, value.clone(), def.ftype() == FieldType::List))
             })
             .collect();
-        q.sort = SortKey::parse(&self.sort, defs);
+        q.sort = if self.sort.is_empty() && !self.q.trim().is_empty() {
+            SortKey::Relevance
+        } else {
+            SortKey::parse(&self.sort, defs)
+        };
         q.descending = self.desc;
         q.after = Cursor::decode(&self.after);
         q
@@ -134,11 +138,12 @@ impl ListParams {
         serde_urlencoded::to_string(&pairs).unwrap_or_default()
     }
 
+    /// The sorted column: a search without one is in best-match order (no column).
     fn sort_key(&self) -> &str {
-        if self.sort.is_empty() {
-            "name"
-        } else {
-            &self.sort
+        match (self.sort.is_empty(), self.q.trim().is_empty()) {
+            (false, _) => &self.sort,
+            (true, true) => "name",
+            (true, false) => "",
         }
     }
 

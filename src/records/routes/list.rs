@@ -185,6 +185,7 @@ pub(super) async fn suggest_records(
         .db(move |conn| {
             let mut q = crate::records::list::ListQuery::new(kind);
             q.search = typed;
+            q.sort = crate::records::list::SortKey::Relevance;
             q.limit = 10;
             q.count = false;
             crate::records::list::page(conn, &q, &[]).map(|page| {
