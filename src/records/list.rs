@@ -481,9 +481,19 @@ fn by_relevance(
     Ok(rows)
 }
 
-/// How many records a search selects, counted a batch of the index at a time up to
-/// `SEARCH_COUNT_CAP`: "1,000+" is what a person needs to know to narrow it.
+/// How many records a search selects, up to `SEARCH_COUNT_CAP` ("1,000+" is what a person
+/// needs to know to narrow it): the name matches first, which are quick to read and, for a
+/// common name, already past the cap.
 fn count_search(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
+    let by_name = count_scope(conn, q, Scope::Name)?;
+    if by_name.more {
+        return Ok(by_name);
+    }
+    count_scope(conn, q, Scope::All)
+}
+
+/// A search's records within `scope`, counted a batch of the index at a time up to the cap.
+fn count_scope(conn: &mut DbConn, q: &ListQuery, scope: Scope) -> QueryResult<Total> {
     let terms = search::terms(&q.search);
     let postgres = matches!(conn, DbConn::Pg(_));
     let others = ListQuery {
@@ -493,7 +503,7 @@ fn count_search(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
     let mut count = 0;
     let mut from = 0;
     while !terms.is_empty() {
-        let ids = search::ids_after(conn, &terms, Scope::All, from, SEARCH_COUNT_CAP)?;
+        let ids = search::ids_after(conn, &terms, scope, from, SEARCH_COUNT_CAP)?;
         let Some(&last) = ids.last() else { break };
         let complete = (ids.len() as i64) < SEARCH_COUNT_CAP;
         count += filtered(&others, postgres, Scope::All)

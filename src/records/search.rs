@@ -53,7 +53,22 @@ pub struct Tokens {
     pub other: String,
 }
 
+/// Put before each email and phone word in SQLite's index: a name search then reads the name
+/// words alone. FTS5 keeps one dictionary for both columns, and the unique email words of a
+/// million records sharing a surname's prefix (`smith1`, `smith2`...) would otherwise all be
+/// merged for "smith*" even in the name column (2.7 ms instead of 0.8 ms at 1M records).
+const OTHER_MARK: &str = "x";
+
 impl Tokens {
+    /// The email and phone words as SQLite's index keeps them: each with `OTHER_MARK`.
+    fn other_marked(&self) -> String {
+        self.other
+            .split_whitespace()
+            .map(|w| format!("{OTHER_MARK}{w}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// PostgreSQL's text search vector literal: name words at position 1 with weight A, the
     /// others at position 2 (weight D). Every word has a position: one without any would
     /// match a weight-A query too.
@@ -177,15 +192,20 @@ fn index_query(backend_is_pg: bool, terms: &[String], scope: Scope) -> String {
             Scope::NotName => format!("({}) & !({})", all_of(""), all_of("A")),
         }
     } else {
-        let all = terms
+        let in_name = terms
             .iter()
             .map(|t| format!("\"{t}\"*"))
             .collect::<Vec<_>>()
             .join(" ");
+        let all = terms
+            .iter()
+            .map(|t| format!("((name : \"{t}\"*) OR (other : \"{OTHER_MARK}{t}\"*))"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         match scope {
             Scope::All => all,
-            Scope::Name => format!("name : ({all})"),
-            Scope::NotName => format!("({all}) NOT name : ({all})"),
+            Scope::Name => format!("name : ({in_name})"),
+            Scope::NotName => format!("({all}) NOT (name : ({in_name}))"),
         }
     }
 }
@@ -278,7 +298,7 @@ pub fn reindex(conn: &mut DbConn, changes: &[(i64, bool, Tokens)]) -> QueryResul
                     insert = insert
                         .bind::<BigInt, _>(*record_id)
                         .bind::<Text, _>(&tokens.name)
-                        .bind::<Text, _>(&tokens.other);
+                        .bind::<Text, _>(tokens.other_marked());
                 }
                 insert.execute(c)?;
             }
