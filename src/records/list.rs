@@ -439,13 +439,14 @@ fn sorted(conn: &mut DbConn, q: &ListQuery, scope: Scope) -> QueryResult<Vec<Rec
         .load(conn)
 }
 
-/// Ids read from the search index per batch: one page's worth and more, so that the other
-/// filters rarely need a second batch.
-const SEARCH_BATCH: i64 = 500;
+/// Ids read from the search index per batch: a page's worth and more, so that the list's
+/// other filters rarely need a second batch.
+const SEARCH_BATCH: i64 = 200;
 
 /// The records of a search within `scope`, in id order after `after`, `want` at most, with
-/// the list's other filters: the index is read in id order a batch at a time and each batch's
-/// records filtered in one query, until enough are found.
+/// the list's other filters: one statement reads a batch of the index in id order and keeps
+/// its records that pass the filters; only when the filters leave too few is the next batch
+/// read.
 fn by_relevance(
     conn: &mut DbConn,
     q: &ListQuery,
@@ -453,30 +454,23 @@ fn by_relevance(
     after: i64,
     want: i64,
 ) -> QueryResult<Vec<RecordRow>> {
-    let terms = search::terms(&q.search);
-    let postgres = matches!(conn, DbConn::Pg(_));
-    let others = ListQuery {
-        search: String::new(),
-        ..q.clone()
-    };
     let mut rows: Vec<RecordRow> = Vec::new();
+    let batch = SEARCH_BATCH.max(want * 2);
     let mut from = after;
-    while !terms.is_empty() && (rows.len() as i64) < want {
-        let ids = search::ids_after(conn, &terms, scope, from, SEARCH_BATCH)?;
-        let Some(&last) = ids.last() else { break };
-        let complete = (ids.len() as i64) < SEARCH_BATCH;
-        rows.extend(
-            filtered(&others, postgres, Scope::All)
-                .filter(records::id.eq_any(ids))
-                .order(records::id.asc())
-                .limit(want - rows.len() as i64)
-                .select(RecordRow::as_select())
-                .load(conn)?,
-        );
-        if complete {
+    while let Some(terms) = search_terms(q) {
+        let found: Vec<RecordRow> = in_batch(conn, q, &terms, scope, from, batch)
+            .order(records::id.asc())
+            .limit(want - rows.len() as i64)
+            .select(RecordRow::as_select())
+            .load(conn)?;
+        rows.extend(found);
+        if rows.len() as i64 >= want {
             break;
         }
-        from = last;
+        match batch_end(conn, &terms, scope, from, batch)? {
+            Some(last) => from = last,
+            None => break,
+        }
     }
     Ok(rows)
 }
@@ -494,20 +488,10 @@ fn count_search(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
 
 /// A search's records within `scope`, counted a batch of the index at a time up to the cap.
 fn count_scope(conn: &mut DbConn, q: &ListQuery, scope: Scope) -> QueryResult<Total> {
-    let terms = search::terms(&q.search);
-    let postgres = matches!(conn, DbConn::Pg(_));
-    let others = ListQuery {
-        search: String::new(),
-        ..q.clone()
-    };
     let mut count = 0;
     let mut from = 0;
-    while !terms.is_empty() {
-        let ids = search::ids_after(conn, &terms, scope, from, SEARCH_COUNT_CAP)?;
-        let Some(&last) = ids.last() else { break };
-        let complete = (ids.len() as i64) < SEARCH_COUNT_CAP;
-        count += filtered(&others, postgres, Scope::All)
-            .filter(records::id.eq_any(ids))
+    while let Some(terms) = search_terms(q) {
+        count += in_batch(conn, q, &terms, scope, from, SEARCH_COUNT_CAP)
             .count()
             .get_result::<i64>(conn)?;
         if count >= SEARCH_COUNT_CAP {
@@ -516,12 +500,48 @@ fn count_scope(conn: &mut DbConn, q: &ListQuery, scope: Scope) -> QueryResult<To
                 more: true,
             });
         }
-        if complete {
-            break;
+        match batch_end(conn, &terms, scope, from, SEARCH_COUNT_CAP)? {
+            Some(last) => from = last,
+            None => break,
         }
-        from = last;
     }
     Ok(Total { count, more: false })
+}
+
+/// The search's terms; `None` when it has none to look for.
+fn search_terms(q: &ListQuery) -> Option<Vec<String>> {
+    Some(search::terms(&q.search)).filter(|terms| !terms.is_empty())
+}
+
+/// The list's records among a batch of the search's matches (the list's filters applied).
+fn in_batch(
+    conn: &DbConn,
+    q: &ListQuery,
+    terms: &[String],
+    scope: Scope,
+    after: i64,
+    batch: i64,
+) -> BoxedRecords<'static> {
+    let postgres = matches!(conn, DbConn::Pg(_));
+    let others = ListQuery {
+        search: String::new(),
+        ..q.clone()
+    };
+    filtered(&others, postgres, Scope::All)
+        .filter(search::batch_sql(postgres, terms, scope, after, batch))
+}
+
+/// The last match of a full batch of the index (the next one starts after it); `None` when
+/// the batch was the last.
+fn batch_end(
+    conn: &mut DbConn,
+    terms: &[String],
+    scope: Scope,
+    after: i64,
+    batch: i64,
+) -> QueryResult<Option<i64>> {
+    let ids = search::ids_after(conn, terms, scope, after, batch)?;
+    Ok(ids.last().copied().filter(|_| ids.len() as i64 == batch))
 }
 
 /// The page of the first `q.limit` of `rows` (one more is read to know there is a next page)

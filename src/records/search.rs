@@ -176,6 +176,44 @@ pub fn matches_sql(
     }
 }
 
+/// The condition "the record is among the first `limit` matches within `scope` after the
+/// record `after`", the index read in id order: one statement (prepared once) that reads a
+/// batch of the index however many records match.
+pub fn batch_sql(
+    backend_is_pg: bool,
+    terms: &[String],
+    scope: Scope,
+    after: i64,
+    limit: i64,
+) -> diesel::expression::SqlLiteral<
+    diesel::sql_types::Bool,
+    impl diesel::query_builder::QueryFragment<<DbConn as diesel::Connection>::Backend> + Send,
+> {
+    let query = index_query(backend_is_pg, terms, scope);
+    let (start, after_sql, limit_sql, end) = if backend_is_pg {
+        (
+            "records.id = ANY(ARRAY(SELECT record_id FROM record_search WHERE document @@ to_tsquery('simple', ",
+            ") AND record_id > ",
+            " ORDER BY record_id LIMIT ",
+            "))",
+        )
+    } else {
+        (
+            "records.id IN (SELECT rowid FROM record_search WHERE record_search MATCH ",
+            " AND rowid > ",
+            " ORDER BY rowid LIMIT ",
+            ")",
+        )
+    };
+    diesel::dsl::sql::<diesel::sql_types::Bool>(start)
+        .bind::<Text, _>(query)
+        .sql(after_sql)
+        .bind::<BigInt, _>(after)
+        .sql(limit_sql)
+        .bind::<BigInt, _>(limit)
+        .sql(end)
+}
+
 /// The search in the index's own syntax: a `tsquery` on PostgreSQL, an FTS5 query on SQLite.
 fn index_query(backend_is_pg: bool, terms: &[String], scope: Scope) -> String {
     if backend_is_pg {
