@@ -28,7 +28,7 @@ struct Dashboard {
     contacts: list::Total,
     companies: list::Total,
     /// (desynchronised records, fields waiting for a decision)
-    desync: (i64, i64),
+    desync: (crate::records::list::Total, crate::records::list::Total),
     backend: &'static str,
 }
 

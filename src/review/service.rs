@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::validate::{normalize_for, PhoneCountry};
+use crate::records::list::Total;
 use crate::records::model::{Actor, Origin, RecordRow};
 use crate::records::service as records;
 use crate::schema::{applications, import_runs, proposals};
@@ -691,9 +692,14 @@ struct Totals {
     fields: i64,
 }
 
+/// Desynchronised records counted at most (then "10,000+"): pages and banners never scan
+/// every pending proposal.
+pub const DESYNC_COUNT_CAP: i64 = 10_000;
+
 /// (desynchronised records, pending fields) under the filter, in one pass over the filter's
-/// partial index (two separate counts, one of them distinct, cost twice as much).
-pub fn totals(conn: &mut DbConn, filter: &DesyncFilter) -> QueryResult<(i64, i64)> {
+/// partial index (two separate counts, one of them distinct, cost twice as much), stopping
+/// after `DESYNC_COUNT_CAP` records: past it both read "at least".
+pub fn totals(conn: &mut DbConn, filter: &DesyncFilter) -> QueryResult<(Total, Total)> {
     use diesel::sql_types::{BigInt, Text};
     let mut conditions = String::new();
     if filter.kind.is_some() {
@@ -708,7 +714,8 @@ pub fn totals(conn: &mut DbConn, filter: &DesyncFilter) -> QueryResult<(i64, i64
     let sql = format!(
         "SELECT COUNT(*) AS records, CAST(COALESCE(SUM(n), 0) AS BIGINT) AS fields \
          FROM (SELECT record_id, COUNT(*) AS n FROM proposals \
-               WHERE status = 'pending'{conditions} GROUP BY record_id) AS pending"
+               WHERE status = 'pending'{conditions} GROUP BY record_id LIMIT {}) AS pending",
+        DESYNC_COUNT_CAP + 1
     );
     let sql = match conn {
         // PostgreSQL numbers its parameters.
@@ -726,7 +733,17 @@ pub fn totals(conn: &mut DbConn, filter: &DesyncFilter) -> QueryResult<(i64, i64
         query = query.bind::<BigInt, _>(process);
     }
     let totals: Totals = query.get_result(conn)?;
-    Ok((totals.records, totals.fields))
+    let more = totals.records > DESYNC_COUNT_CAP;
+    Ok((
+        Total {
+            count: totals.records.min(DESYNC_COUNT_CAP),
+            more,
+        },
+        Total {
+            count: totals.fields,
+            more,
+        },
+    ))
 }
 
 /// `?` placeholders as PostgreSQL's `$1, $2, ...`.
@@ -770,9 +787,9 @@ impl DesyncEntry {
 pub struct DesyncPage {
     pub entries: Vec<DesyncEntry>,
     /// Records with pending proposals (under the filter).
-    pub records: i64,
+    pub records: Total,
     /// Pending fields (under the filter).
-    pub fields: i64,
+    pub fields: Total,
     /// The last record id of this page when there is another page.
     pub next_after: Option<i64>,
 }
