@@ -491,9 +491,12 @@ fn count_scope(conn: &mut DbConn, q: &ListQuery, scope: Scope) -> QueryResult<To
     let mut count = 0;
     let mut from = 0;
     while let Some(terms) = search_terms(q) {
+        // Ids up to the cap, not a COUNT: PostgreSQL's batch is every match.
         count += in_batch(conn, q, &terms, scope, from, SEARCH_COUNT_CAP)
-            .count()
-            .get_result::<i64>(conn)?;
+            .select(records::id)
+            .limit(SEARCH_COUNT_CAP - count)
+            .load::<i64>(conn)?
+            .len() as i64;
         if count >= SEARCH_COUNT_CAP {
             return Ok(Total {
                 count: SEARCH_COUNT_CAP,
@@ -540,6 +543,10 @@ fn batch_end(
     after: i64,
     batch: i64,
 ) -> QueryResult<Option<i64>> {
+    if matches!(conn, DbConn::Pg(_)) {
+        // The batch was every match (`search::batch_sql`).
+        return Ok(None);
+    }
     let ids = search::ids_after(conn, terms, scope, after, batch)?;
     Ok(ids.last().copied().filter(|_| ids.len() as i64 == batch))
 }
