@@ -102,6 +102,8 @@ pub enum TokenCommand {
     List,
 }
 
+// Parsed once per run: the size of `Add` costs nothing worth boxing its fields for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum SourceCommand {
     /// Create a source with its mapping: --map 'COLUMN=field[:TO_RECORD[:TO_SOURCE]]' (rules:

@@ -345,10 +345,16 @@ fn read_row(
     reading: &Reading<'_>,
     line: i64,
     row: &csv::StringRecord,
-) -> Result<ReadyActivity, RowOutcome> {
+) -> Result<ReadyActivity, Box<RowOutcome>> {
     let columns = &reading.columns;
     let external_id = row.get(columns.id).unwrap_or("").trim().to_string();
-    let fail = |reason: String| error_row(line, &external_id, format!("Line {line}: {reason}"));
+    let fail = |reason: String| {
+        Box::new(error_row(
+            line,
+            &external_id,
+            format!("Line {line}: {reason}"),
+        ))
+    };
     if external_id.is_empty() {
         return Err(fail(
             "the activity's id is empty; without it the activity could be logged twice, so it was not logged.".into(),
@@ -572,7 +578,7 @@ impl ActivityRun<'_> {
     fn write_chunk(
         &mut self,
         conn: &mut DbConn,
-        rows: Vec<Result<ReadyActivity, RowOutcome>>,
+        rows: Vec<Result<ReadyActivity, Box<RowOutcome>>>,
         rows_done: u64,
     ) -> Result<(), DieselError> {
         self.seen_in_chunk.clear();
@@ -655,7 +661,7 @@ impl ActivityRun<'_> {
     fn apply(
         &mut self,
         conn: &mut DbConn,
-        rows: &[Result<ReadyActivity, RowOutcome>],
+        rows: &[Result<ReadyActivity, Box<RowOutcome>>],
         rows_done: u64,
     ) -> Result<BTreeMap<String, i64>, DieselError> {
         let ready: Vec<&ReadyActivity> = rows.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -669,7 +675,7 @@ impl ActivityRun<'_> {
             let row = match row {
                 Ok(row) => row,
                 Err(failed) => {
-                    outcomes.push(failed.clone());
+                    outcomes.push(RowOutcome::clone(failed));
                     continue;
                 }
             };
