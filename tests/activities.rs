@@ -52,6 +52,21 @@ fn dialer(conn: &mut syncdesk::db::DbConn) -> syncdesk::sources::model::Source {
     .expect("source")
 }
 
+/// Links a contact to a source's external id, as an import of that source would have.
+fn link(conn: &mut syncdesk::db::DbConn, record_id: i64, source_id: i64, external_id: &str) {
+    use diesel::prelude::*;
+    use syncdesk::schema::record_links;
+    diesel::insert_into(record_links::table)
+        .values((
+            record_links::record_id.eq(record_id),
+            record_links::source_id.eq(source_id),
+            record_links::external_id.eq(external_id),
+            record_links::created_at.eq(syncdesk::db::now()),
+        ))
+        .execute(conn)
+        .expect("link");
+}
+
 fn token(state: &syncdesk::AppState, scopes: &[Scope]) -> String {
     tokens::create(
         &mut state.pool.get().expect("connection"),
@@ -90,16 +105,7 @@ async fn activities_come_in_by_id_external_id_or_email_once_each() {
     let source = {
         let mut conn = app.state.pool.get().expect("connection");
         let source = dialer(&mut conn);
-        use diesel::prelude::*;
-        diesel::insert_into(syncdesk::schema::record_links::table)
-            .values((
-                syncdesk::schema::record_links::record_id.eq(ann),
-                syncdesk::schema::record_links::source_id.eq(source.id),
-                syncdesk::schema::record_links::external_id.eq("D-17"),
-                syncdesk::schema::record_links::created_at.eq(syncdesk::db::now()),
-            ))
-            .execute(&mut conn)
-            .expect("link");
+        link(&mut conn, ann, source.id, "D-17");
         source
     };
     let secret = token(&app.state, &[Scope::ActivitiesWrite]);
@@ -498,15 +504,7 @@ async fn a_dialer_file_logs_each_call_once_on_the_contact_it_names() {
             },
         )
         .expect("source");
-        diesel::insert_into(syncdesk::schema::record_links::table)
-            .values((
-                syncdesk::schema::record_links::record_id.eq(ann),
-                syncdesk::schema::record_links::source_id.eq(crm.id),
-                syncdesk::schema::record_links::external_id.eq("C-7"),
-                syncdesk::schema::record_links::created_at.eq(syncdesk::db::now()),
-            ))
-            .execute(&mut conn)
-            .expect("link");
+        link(&mut conn, ann, crm.id, "C-7");
         crm
     };
     app.signed_in_as("admin@example.org", Role::Admin).await;

@@ -24,7 +24,7 @@ use crate::schema::{activities, activity_mappings, activity_types, record_links,
 use crate::sources::model::{
     column_index, quoted_headers, same_column, ColumnValue, Mapping, Source,
 };
-use crate::sources::propose::{key_from_header, ProposedLine};
+use crate::sources::propose::{column_sample, key_from_header, ProposedLine};
 use crate::sync::claims::claimant_of;
 use crate::sync::csvfile::{self, FileError, FileFormat};
 use crate::sync::engine::{count_rows, resume_state, ImportError, CHUNK_ROWS};
@@ -170,15 +170,7 @@ pub fn propose(headers: &[String], rows: &[Vec<String>], id_column: &str) -> Vec
                 format!("Kept with each activity as the attribute {{{{ {key} }}}}."),
             ),
         };
-        let sample = rows
-            .iter()
-            .filter_map(|r| r.get(index))
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-            .take(3)
-            .map(|v| v.chars().take(40).collect::<String>())
-            .collect::<Vec<_>>()
-            .join(" · ");
+        let sample = column_sample(rows, index);
         lines.push(ProposedLine {
             column: header.trim().to_string(),
             field_key: Some(field_key),
@@ -488,12 +480,7 @@ pub fn run_file(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<BTreeMap<String, i64>, ImportError> {
     let mut reader = csvfile::open(path, format)?;
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(FileError::from)?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
+    let headers = csvfile::headers(&mut reader)?;
     let mapping = crate::sources::service::mapping(conn, source.id)?;
     let columns = Columns::of(source, &mapping, &headers).map_err(ImportError::NoKey)?;
     let known_types: HashSet<String> = activity_types::table

@@ -27,6 +27,18 @@ pub struct ProposedLine {
 /// Distinct values at most for a column to be proposed as a list.
 const MAX_LIST_OPTIONS: usize = 8;
 
+/// A column's first three non-blank values, shortened, as a proposal shows them.
+pub fn column_sample(rows: &[Vec<String>], index: usize) -> String {
+    rows.iter()
+        .filter_map(|r| r.get(index))
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .take(3)
+        .map(|v| v.chars().take(40).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 /// A field key from a header: "Tag 1" -> tag_1, "Crédit max" -> credit_max.
 pub fn key_from_header(header: &str) -> String {
     let mut key = String::new();
@@ -208,16 +220,7 @@ pub fn propose(
     defs: &[FieldDef],
     country: PhoneCountry,
 ) -> Vec<ProposedLine> {
-    let sample = |index: usize| -> String {
-        rows.iter()
-            .filter_map(|r| r.get(index))
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-            .take(3)
-            .map(|v| v.chars().take(40).collect::<String>())
-            .collect::<Vec<_>>()
-            .join(" · ")
-    };
+    let sample = |index: usize| column_sample(rows, index);
     let has_values = |index: usize| !sample(index).is_empty() || rows.is_empty();
     let keys: Vec<String> = headers.iter().map(|h| folded(h)).collect();
     let find = |names: &[&str]| -> Option<usize> {

@@ -332,6 +332,15 @@ impl<R: Read> Read for DecodingReader<R> {
 
 pub type CsvReader = csv::Reader<DecodingReader<File>>;
 
+/// A file's header row, each name trimmed.
+pub fn headers(reader: &mut CsvReader) -> Result<Vec<String>, FileError> {
+    Ok(reader
+        .headers()?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect())
+}
+
 /// A CSV reader over the whole file; rows of another length are reported by the caller.
 pub fn open(path: &Path, format: FileFormat) -> Result<CsvReader, FileError> {
     let file = File::open(path)?;

@@ -125,12 +125,7 @@ fn run_file(
         return crate::activities::import::run_file(conn, &run, &source, &path, format, progress);
     }
     let mut reader = csvfile::open(&path, format)?;
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(FileError::from)?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
+    let headers = csvfile::headers(&mut reader)?;
     let kind = source.record_kind();
     let defs = fields::list(conn, kind, false)?;
     let mapping: Vec<Mapping> = sources::mapping(conn, source.id)?;
