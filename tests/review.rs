@@ -863,3 +863,65 @@ async fn a_blank_required_field_cannot_be_accepted() {
     assert_eq!(values(&pool, s.ada)["name"], "Ada Lovelace");
     assert_eq!(proposal(&pool, id).status.as_str(), "pending");
 }
+
+#[actix_web::test]
+async fn desynchronised_totals_stop_at_ten_thousand_records() {
+    use syncdesk::records::writer::{self, Catalog, Edit, RecordState};
+    let mut app = spawn().await;
+    let cap = review::DESYNC_COUNT_CAP;
+    {
+        let mut conn = app.state.pool.get().expect("connection");
+        let source = sources::create(
+            &mut conn,
+            &SourceInput {
+                name: "CRM".into(),
+                kind: RecordKind::Contact,
+                id_column: "Id".into(),
+                match_by: Vec::new(),
+                full_mode: false,
+                country: String::new(),
+                watch_dir: String::new(),
+                activities: None,
+            },
+        )
+        .expect("source");
+        let catalog = Catalog::load(&mut conn).expect("catalog");
+        let edits: Vec<Edit> = (0..=cap)
+            .map(|i| {
+                let mut state = RecordState::blank(RecordKind::Contact);
+                state.name = format!("Person {i}");
+                Edit::create(state)
+            })
+            .collect();
+        syncdesk::db::write_tx(&mut conn, |conn| -> diesel::QueryResult<()> {
+            let written = writer::apply(conn, &catalog, &edits, &Actor::system("test"))?;
+            let proposed: Vec<review::NewProposal> = written
+                .iter()
+                .map(|w| review::NewProposal {
+                    record_id: w.record_id,
+                    field_key: "email".into(),
+                    current: String::new(),
+                    proposed: format!("p{}@example.org", w.record_id),
+                })
+                .collect();
+            review::propose_many(
+                conn,
+                &proposed,
+                RecordKind::Contact,
+                source.id,
+                &Actor::system("test"),
+            )
+        })
+        .expect("proposals");
+        let (records, fields) =
+            review::totals(&mut conn, &DesyncFilter::default()).expect("totals");
+        assert_eq!((records.count, records.more), (cap, true));
+        assert_eq!(records.to_string(), "10,000+");
+        assert!(fields.more);
+    }
+    app.signed_in_as("viewer@example.org", Role::Viewer).await;
+    app.get("/desync")
+        .await
+        .assert_status(200)
+        .assert_contains("<strong id=\"desync-records\">10,000+</strong> desynchronised records");
+}
