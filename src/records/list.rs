@@ -314,15 +314,15 @@ macro_rules! ordered {
 
 /// How many records of `kind` the list shows by default (active ones).
 pub fn count(conn: &mut DbConn, kind: RecordKind) -> QueryResult<Total> {
-    count_of(conn, &ListQuery::new(kind))
+    count_of(conn, &ListQuery::new(kind), &mut Matches::default())
 }
 
 /// The records `q` selects, counted up to `COUNT_CAP`: first whether there are more than the
 /// cap (the database skips that many index entries and returns one row at most), and only
 /// if not, the exact count. Neither sends thousands of rows to be counted here.
-fn count_of(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
+fn count_of(conn: &mut DbConn, q: &ListQuery, matches: &mut Matches) -> QueryResult<Total> {
     if !q.search.trim().is_empty() {
-        return count_search(conn, q);
+        return count_search(conn, q, matches);
     }
     let postgres = matches!(conn, DbConn::Pg(_));
     let beyond_cap: Option<i64> = filtered(q, postgres, Scope::All)
@@ -345,20 +345,21 @@ fn count_of(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
 /// records whose name matches first, then those found by email or phone, each in the sort
 /// order.
 pub fn page(conn: &mut DbConn, q: &ListQuery, custom_columns: &[FieldDef]) -> QueryResult<Page> {
+    let mut matches = Matches::default();
     let total = if q.count {
-        count_of(conn, q)?
+        count_of(conn, q, &mut matches)?
     } else {
         Total::default()
     };
     if q.search.trim().is_empty() {
-        let rows = sorted(conn, q, Scope::All)?;
+        let rows = sorted(conn, q, Scope::All, &mut matches)?;
         return finish_page(conn, q, custom_columns, total, rows, 0);
     }
     if q.after.as_ref().is_some_and(|c| c.rest) {
-        let rows = sorted(conn, q, Scope::NotName)?;
+        let rows = sorted(conn, q, Scope::NotName, &mut matches)?;
         return finish_page(conn, q, custom_columns, total, rows, 0);
     }
-    let mut rows = sorted(conn, q, Scope::Name)?;
+    let mut rows = sorted(conn, q, Scope::Name, &mut matches)?;
     let by_name = rows.len();
     if by_name as i64 <= q.limit {
         // The name matches end on this page: the others follow from their start.
@@ -367,17 +368,22 @@ pub fn page(conn: &mut DbConn, q: &ListQuery, custom_columns: &[FieldDef]) -> Qu
             limit: q.limit - by_name as i64,
             ..q.clone()
         };
-        rows.extend(sorted(conn, &rest, Scope::NotName)?);
+        rows.extend(sorted(conn, &rest, Scope::NotName, &mut matches)?);
     }
     finish_page(conn, q, custom_columns, total, rows, by_name)
 }
 
 /// Up to `q.limit + 1` records within `scope` of the search, in the sort order, after the
 /// cursor.
-fn sorted(conn: &mut DbConn, q: &ListQuery, scope: Scope) -> QueryResult<Vec<RecordRow>> {
+fn sorted(
+    conn: &mut DbConn,
+    q: &ListQuery,
+    scope: Scope,
+    matches: &mut Matches,
+) -> QueryResult<Vec<RecordRow>> {
     if q.sort == SortKey::Relevance && !q.search.trim().is_empty() {
         let after = q.after.as_ref().map_or(0, |c| c.id);
-        return by_relevance(conn, q, scope, after, q.limit + 1);
+        return by_relevance(conn, q, scope, after, q.limit + 1, matches);
     }
     let desc = q.descending;
     let base = filtered(q, matches!(conn, DbConn::Pg(_)), scope);
@@ -453,12 +459,13 @@ fn by_relevance(
     scope: Scope,
     after: i64,
     want: i64,
+    matches: &mut Matches,
 ) -> QueryResult<Vec<RecordRow>> {
     let mut rows: Vec<RecordRow> = Vec::new();
     let batch = SEARCH_BATCH.max(want * 2);
     let mut from = after;
     while let Some(terms) = search_terms(q) {
-        let found: Vec<RecordRow> = in_batch(conn, q, &terms, scope, from, batch)
+        let found: Vec<RecordRow> = in_batch(conn, q, &terms, scope, from, batch, matches)?
             .order(records::id.asc())
             .limit(want - rows.len() as i64)
             .select(RecordRow::as_select())
@@ -478,21 +485,26 @@ fn by_relevance(
 /// How many records a search selects, up to `SEARCH_COUNT_CAP` ("1,000+" is what a person
 /// needs to know to narrow it): the name matches first, which are quick to read and, for a
 /// common name, already past the cap.
-fn count_search(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Total> {
-    let by_name = count_scope(conn, q, Scope::Name)?;
+fn count_search(conn: &mut DbConn, q: &ListQuery, matches: &mut Matches) -> QueryResult<Total> {
+    let by_name = count_scope(conn, q, Scope::Name, matches)?;
     if by_name.more {
         return Ok(by_name);
     }
-    count_scope(conn, q, Scope::All)
+    count_scope(conn, q, Scope::All, matches)
 }
 
 /// A search's records within `scope`, counted a batch of the index at a time up to the cap.
-fn count_scope(conn: &mut DbConn, q: &ListQuery, scope: Scope) -> QueryResult<Total> {
+fn count_scope(
+    conn: &mut DbConn,
+    q: &ListQuery,
+    scope: Scope,
+    matches: &mut Matches,
+) -> QueryResult<Total> {
     let mut count = 0;
     let mut from = 0;
     while let Some(terms) = search_terms(q) {
         // Ids up to the cap, not a COUNT: PostgreSQL's batch is every match.
-        count += in_batch(conn, q, &terms, scope, from, SEARCH_COUNT_CAP)
+        count += in_batch(conn, q, &terms, scope, from, SEARCH_COUNT_CAP, matches)?
             .select(records::id)
             .limit(SEARCH_COUNT_CAP - count)
             .load::<i64>(conn)?
@@ -516,22 +528,38 @@ fn search_terms(q: &ListQuery) -> Option<Vec<String>> {
     Some(search::terms(&q.search)).filter(|terms| !terms.is_empty())
 }
 
+/// The ids a PostgreSQL search matched, by scope and starting record: read once per page, so
+/// that its count and its rows share one pass over the GIN index and the table.
+#[derive(Default)]
+pub struct Matches(HashMap<(Scope, i64), Vec<i64>>);
+
 /// The list's records among a batch of the search's matches (the list's filters applied).
+/// SQLite reads the batch from its index in the same statement; PostgreSQL's batch is every
+/// match after `after`, read once (`Matches`) and bound as one array.
 fn in_batch(
-    conn: &DbConn,
+    conn: &mut DbConn,
     q: &ListQuery,
     terms: &[String],
     scope: Scope,
     after: i64,
     batch: i64,
-) -> BoxedRecords<'static> {
-    let postgres = matches!(conn, DbConn::Pg(_));
+    matches: &mut Matches,
+) -> QueryResult<BoxedRecords<'static>> {
     let others = ListQuery {
         search: String::new(),
         ..q.clone()
     };
-    filtered(&others, postgres, Scope::All)
-        .filter(search::batch_sql(postgres, terms, scope, after, batch))
+    if matches!(conn, DbConn::Sqlite(_)) {
+        return Ok(filtered(&others, false, Scope::All)
+            .filter(search::batch_sql(terms, scope, after, batch)));
+    }
+    let ids = match matches.0.entry((scope, after)) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(search::all_ids_after(conn, terms, scope, after)?)
+        }
+    };
+    Ok(filtered(&others, true, Scope::All).filter(records::id.eq_any(ids.clone())))
 }
 
 /// The last match of a full batch of the index (the next one starts after it); `None` when
@@ -544,7 +572,7 @@ fn batch_end(
     batch: i64,
 ) -> QueryResult<Option<i64>> {
     if matches!(conn, DbConn::Pg(_)) {
-        // The batch was every match (`search::batch_sql`).
+        // The batch was every match (`in_batch`).
         return Ok(None);
     }
     let ids = search::ids_after(conn, terms, scope, after, batch)?;

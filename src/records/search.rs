@@ -136,7 +136,7 @@ pub fn terms(search: &str) -> Vec<String> {
 }
 
 /// Which matches of a search: name-first lists show `Name` matches, then `NotName` ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// Every term matches a token of the record.
     All,
@@ -176,14 +176,11 @@ pub fn matches_sql(
     }
 }
 
-/// The condition "the record is among the first `limit` matches within `scope` after the
-/// record `after`", the index read in id order: one statement (prepared once) that reads a
-/// batch of the index however many records match. On PostgreSQL the batch is every match
-/// after `after` (`limit` is not used): its GIN index cannot give matches in id order, and
-/// read in id order through the table instead, a search matching few records (a phone)
-/// walked the whole table.
+/// SQLite: the condition "the record is among the first `limit` matches within `scope` after
+/// the record `after`", the index read in id order: one statement (prepared once) that reads
+/// a batch of the index however many records match. (PostgreSQL's GIN index cannot give
+/// matches in id order: `all_ids_after`.)
 pub fn batch_sql(
-    backend_is_pg: bool,
     terms: &[String],
     scope: Scope,
     after: i64,
@@ -192,29 +189,15 @@ pub fn batch_sql(
     diesel::sql_types::Bool,
     impl diesel::query_builder::QueryFragment<<DbConn as diesel::Connection>::Backend> + Send,
 > {
-    let query = index_query(backend_is_pg, terms, scope);
-    let (start, after_sql, limit_sql, end) = if backend_is_pg {
-        (
-            "records.id = ANY(ARRAY(SELECT record_id FROM record_search WHERE document @@ to_tsquery('simple', ",
-            ") AND record_id > ",
-            " AND 0 < ",
-            "))",
-        )
-    } else {
-        (
-            "records.id IN (SELECT rowid FROM record_search WHERE record_search MATCH ",
-            " AND rowid > ",
-            " ORDER BY rowid LIMIT ",
-            ")",
-        )
-    };
-    diesel::dsl::sql::<diesel::sql_types::Bool>(start)
-        .bind::<Text, _>(query)
-        .sql(after_sql)
-        .bind::<BigInt, _>(after)
-        .sql(limit_sql)
-        .bind::<BigInt, _>(limit)
-        .sql(end)
+    diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "records.id IN (SELECT rowid FROM record_search WHERE record_search MATCH ",
+    )
+    .bind::<Text, _>(index_query(false, terms, scope))
+    .sql(" AND rowid > ")
+    .bind::<BigInt, _>(after)
+    .sql(" ORDER BY rowid LIMIT ")
+    .bind::<BigInt, _>(limit)
+    .sql(")")
 }
 
 /// The search in the index's own syntax: a `tsquery` on PostgreSQL, an FTS5 query on SQLite.
@@ -283,6 +266,33 @@ pub fn ids_after(
         .into_iter()
         .map(|row| row.id)
         .collect())
+}
+
+/// PostgreSQL: the ids of every record matching the terms within `scope` after `after`, in
+/// id order, through the GIN index (an unlimited ARRAY subquery: with a LIMIT, the planner
+/// would read the table in id order testing each row, which takes seconds when few match).
+pub fn all_ids_after(
+    conn: &mut DbConn,
+    terms: &[String],
+    scope: Scope,
+    after: i64,
+) -> QueryResult<Vec<i64>> {
+    #[derive(QueryableByName)]
+    struct Ids {
+        #[diesel(sql_type = diesel::sql_types::Array<BigInt>)]
+        ids: Vec<i64>,
+    }
+    let DbConn::Pg(pg) = conn else {
+        return ids_after(conn, terms, scope, after, i64::MAX);
+    };
+    let ids = diesel::sql_query(
+        "SELECT ARRAY(SELECT record_id FROM record_search \
+         WHERE document @@ to_tsquery('simple', $1) AND record_id > $2 ORDER BY record_id) AS ids",
+    )
+    .bind::<Text, _>(index_query(true, terms, scope))
+    .bind::<BigInt, _>(after)
+    .get_result::<Ids>(pg)?;
+    Ok(ids.ids)
 }
 
 /// Writes the tokens of records: (record id, whether it had tokens before, its tokens now).
