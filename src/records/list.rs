@@ -531,7 +531,7 @@ fn search_terms(q: &ListQuery) -> Option<Vec<String>> {
 /// The ids a PostgreSQL search matched, by scope and starting record: read once per page, so
 /// that its count and its rows share one pass over the GIN index and the table.
 #[derive(Default)]
-pub struct Matches(HashMap<(Scope, i64), Vec<i64>>);
+struct Matches(HashMap<(Scope, i64), Vec<i64>>);
 
 /// The list's records among a batch of the search's matches (the list's filters applied).
 /// SQLite reads the batch from its index in the same statement; PostgreSQL's batch is every
