@@ -92,6 +92,15 @@ fn import(
     Ok(run)
 }
 
+/// A template's problems as one sentence, for the demo's errors.
+fn in_words(problems: Vec<crate::followups::sandbox::Problem>) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A new source with its mapping (rule to record per column), or `None` when a source of
 /// that name is there already.
 fn new_source(
@@ -100,6 +109,7 @@ fn new_source(
     kind: RecordKind,
     id_column: &str,
     lines: &[(&str, &str, Rule)],
+    activities: Option<sources::ActivitySettings>,
 ) -> Result<Option<crate::sources::model::Source>, DemoError> {
     if step!("sources", sources::find_by_name(conn, name))?.is_some() {
         return Ok(None);
@@ -117,7 +127,7 @@ fn new_source(
                 full_mode: false,
                 country: String::new(),
                 watch_dir: String::new(),
-                activities: None,
+                activities,
             },
         )
     )?;
@@ -157,6 +167,7 @@ fn sources_and_imports(
             ("Tag 1", "tag1", Rule::Review),
             ("Tag 2", "tag2", Rule::Always),
         ],
+        None,
     )?;
     if let Some(source) = practice {
         summary.sources += 1;
@@ -208,6 +219,7 @@ fn sources_and_imports(
             ("Phone", "phone", Rule::Always),
             ("Max credit", "max_credit", Rule::Review),
         ],
+        None,
     )?;
     if let Some(source) = accounting {
         summary.sources += 1;
@@ -389,11 +401,7 @@ fn activities(conn: &mut DbConn, summary: &mut DemoSummary) -> Result<(), DemoEr
                     rule: "never".into(),
                 }],
             )
-            .map_err(|problems| problems
-                .into_iter()
-                .map(|p| p.0)
-                .collect::<Vec<_>>()
-                .join(" "))
+            .map_err(in_words)
         )?;
     }
     let at = |days: i64, hour: u32| {
@@ -478,49 +486,29 @@ fn dialer_calls(
     country: PhoneCountry,
     summary: &mut DemoSummary,
 ) -> Result<(), DemoError> {
-    if step!("sources", sources::find_by_name(conn, "Dialer calls"))?.is_some() {
-        return Ok(());
-    }
     let practice = step!("sources", sources::find_by_name(conn, "Practice manager"))?
         .ok_or_else(|| DemoError("the Practice manager source is missing".into()))?;
-    let what = "the Dialer calls source";
-    let source = step!(
-        what,
-        sources::create(
-            conn,
-            &SourceInput {
-                name: "Dialer calls".into(),
-                kind: RecordKind::Contact,
-                id_column: "Call ID".into(),
-                match_by: Vec::new(),
-                full_mode: false,
-                country: String::new(),
-                watch_dir: String::new(),
-                activities: Some(sources::ActivitySettings {
-                    contacts_from: Some(practice.id),
-                    default_type: "call".into(),
-                }),
-            },
-        )
-    )?;
-    let mapping: Vec<MappingInput> = [
-        ("Customer ID", "contact_external_id"),
-        ("Start Time", "occurred_at"),
-        ("Call Outcome", "outcome"),
-        ("Agent Comments", "comments"),
-        ("Talk Time", "duration"),
-        ("Campaign", "list_name"),
-    ]
-    .iter()
-    .map(|(column, key)| MappingInput {
-        column_name: column.to_string(),
-        field_key: key.to_string(),
-        to_record: Rule::Always,
-        to_source: Rule::Never,
-        blanks_clear: false,
-    })
-    .collect();
-    step!(what, sources::set_mapping(conn, source.id, &mapping))?;
+    let Some(source) = new_source(
+        conn,
+        "Dialer calls",
+        RecordKind::Contact,
+        "Call ID",
+        &[
+            ("Customer ID", "contact_external_id", Rule::Always),
+            ("Start Time", "occurred_at", Rule::Always),
+            ("Call Outcome", "outcome", Rule::Always),
+            ("Agent Comments", "comments", Rule::Always),
+            ("Talk Time", "duration", Rule::Always),
+            ("Campaign", "list_name", Rule::Always),
+        ],
+        Some(sources::ActivitySettings {
+            contacts_from: Some(practice.id),
+            default_type: "call".into(),
+        }),
+    )?
+    else {
+        return Ok(());
+    };
     step!(
         "the dialer's activity mapping",
         crate::activities::mapping::save(
@@ -531,11 +519,7 @@ fn dialer_calls(
             "{{ comments }}",
             &[],
         )
-        .map_err(|problems| problems
-            .into_iter()
-            .map(|p| p.0)
-            .collect::<Vec<_>>()
-            .join(" "))
+        .map_err(in_words)
     )?;
     summary.sources += 1;
     let day = (crate::db::now() - chrono::Duration::days(2)).date();

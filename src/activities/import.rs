@@ -30,7 +30,7 @@ use crate::sync::csvfile::{self, FileError, FileFormat};
 use crate::sync::engine::{count_rows, resume_state, ImportError, CHUNK_ROWS};
 use crate::sync::model::{ImportRun, Outcome};
 use crate::sync::plan::{error_row, RowOutcome};
-use crate::sync::write::{save_report, RunProgress, StepTransaction};
+use crate::sync::write::{counts_after, refused_row, save_report, RunProgress, StepTransaction};
 
 /// Where a mapped column goes in an activity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -575,7 +575,7 @@ impl ActivityRun<'_> {
                 self.counts = counts;
                 Ok(())
             }
-            Err(DieselError::DatabaseError(kind, info)) if refused(&kind) => {
+            Err(DieselError::DatabaseError(kind, info)) if refused_row(&kind) => {
                 self.forget_chunk();
                 if rows.len() > 1 {
                     for row in rows {
@@ -918,25 +918,6 @@ enum Decision {
         field_updates: Vec<(FieldUpdate, String)>,
         outcome: RowOutcome,
     },
-}
-
-fn counts_after(counts: &BTreeMap<String, i64>, outcomes: &[RowOutcome]) -> BTreeMap<String, i64> {
-    let mut counts = counts.clone();
-    for o in outcomes {
-        *counts.entry(o.outcome.as_str().to_string()).or_default() += 1;
-    }
-    counts
-}
-
-/// A constraint a row broke: that row fails, the run goes on.
-fn refused(kind: &DatabaseErrorKind) -> bool {
-    matches!(
-        kind,
-        DatabaseErrorKind::UniqueViolation
-            | DatabaseErrorKind::ForeignKeyViolation
-            | DatabaseErrorKind::CheckViolation
-            | DatabaseErrorKind::NotNullViolation
-    )
 }
 
 #[cfg(test)]

@@ -45,15 +45,23 @@ impl Execution<'_> {
     }
 
     pub(super) fn counts_after(&self, outcomes: &[RowOutcome]) -> BTreeMap<String, i64> {
-        let mut counts = self.counts.clone();
-        for o in outcomes {
-            *counts.entry(o.outcome.as_str().to_string()).or_default() += 1;
-            if o.warnings > 0 {
-                *counts.entry("warnings".into()).or_default() += 1;
-            }
-        }
-        counts
+        counts_after(&self.counts, outcomes)
     }
+}
+
+/// A run's counts with a chunk's outcomes added (and its rows with warnings).
+pub fn counts_after(
+    counts: &BTreeMap<String, i64>,
+    outcomes: &[RowOutcome],
+) -> BTreeMap<String, i64> {
+    let mut counts = counts.clone();
+    for o in outcomes {
+        *counts.entry(o.outcome.as_str().to_string()).or_default() += 1;
+        if o.warnings > 0 {
+            *counts.entry("warnings".into()).or_default() += 1;
+        }
+    }
+    counts
 }
 
 /// Chunks share one write transaction until it has been open this long, or until another
@@ -156,7 +164,7 @@ pub(super) fn write_chunk(
 
 /// A constraint a row's values broke: that row fails, the run goes on. Anything else (a lost
 /// connection, a full disk, a timeout) fails the run, which can then resume.
-fn refused_row(kind: &diesel::result::DatabaseErrorKind) -> bool {
+pub fn refused_row(kind: &diesel::result::DatabaseErrorKind) -> bool {
     use diesel::result::DatabaseErrorKind as Kind;
     matches!(
         kind,
