@@ -218,6 +218,8 @@ pub enum CliError {
     },
     #[error("server stopped: {0}")]
     Server(std::io::Error),
+    #[error("cannot start a background worker: {0}")]
+    Worker(std::io::Error),
 }
 
 pub fn run(cli: Cli) -> Result<(), CliError> {
@@ -248,18 +250,24 @@ fn serve(mut config: Config, bind: Option<String>) -> Result<(), CliError> {
     let bind = config.bind.clone();
     let database = crate::db::DbTarget::parse(&config.database_url)?;
     let state = AppState::open(config)?;
-    crate::sync::webhooks::spawn_worker(state.pool.clone(), state.config.feed_retention_days);
-    crate::sync::jobs::spawn_worker(
-        state.pool.clone(),
-        state.config.data_dir.clone(),
-        state.config.default_country,
-    );
-    crate::sync::watch::spawn_automatic_imports(
-        state.pool.clone(),
-        state.config.data_dir.clone(),
-        state.config.max_import_bytes as u64,
-        state.secret(),
-    );
+    // Held until the server stops; dropping them ends the loops.
+    let _workers = [
+        crate::sync::webhooks::spawn_worker(state.pool.clone(), state.config.feed_retention_days),
+        crate::sync::jobs::spawn_worker(
+            state.pool.clone(),
+            state.config.data_dir.clone(),
+            state.config.default_country,
+        ),
+        crate::sync::watch::spawn_automatic_imports(
+            state.pool.clone(),
+            state.config.data_dir.clone(),
+            state.config.max_import_bytes as u64,
+            state.secret(),
+        ),
+    ]
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(CliError::Worker)?;
     actix_web::rt::System::new().block_on(async move {
         let server = actix_web::HttpServer::new(move || build_app(state.clone()))
             .bind(&bind)

@@ -536,7 +536,8 @@ fn the_delivery_thread_sends_a_change_within_seconds() {
     env.import(&crm, "id,Name\nc1,Ada Lovelace\n");
     let (url, received) = endpoint(vec![200]);
     syncdesk::sync::webhooks::set(&mut env.conn(), crm.id, &url).expect("webhook");
-    syncdesk::sync::webhooks::spawn_worker(env.state.pool.clone(), 30);
+    let worker =
+        syncdesk::sync::webhooks::spawn_worker(env.state.pool.clone(), 30).expect("worker");
     let committed = std::time::Instant::now();
     env.edit(env.record_of(&crm, "c1"), &[("name", "Ada King")], "Ann");
     while received.lock().expect("lock").is_empty() {
@@ -547,4 +548,6 @@ fn the_delivery_thread_sends_a_change_within_seconds() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(received.lock().expect("lock")[0].1.contains("Ada King"));
+    // Ended before the test's database is dropped, so it never reconnects to a dropped one.
+    worker.stop();
 }

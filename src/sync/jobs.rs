@@ -16,6 +16,7 @@ use super::claims;
 use super::csvfile::FileFormat;
 use super::engine::{self, ImportError};
 use super::model::{ImportRun, RunStatus};
+use super::worker::Worker;
 use crate::db::{self, DbConn, DbPool};
 use crate::fields::validate::PhoneCountry;
 use crate::schema::import_runs;
@@ -537,28 +538,31 @@ pub fn recover_stale(conn: &mut DbConn) -> QueryResult<usize> {
 }
 
 /// The background worker of `serve`: claims and runs queued imports.
-pub fn spawn_worker(pool: DbPool, data_dir: std::path::PathBuf, country: PhoneCountry) {
-    std::thread::Builder::new()
-        .name("import-worker".into())
-        .spawn(move || loop {
-            if let Ok(mut conn) = pool.get() {
-                if let Err(e) = recover_stale(&mut conn) {
-                    tracing::warn!(error = %e, "could not recover stale imports");
-                }
-                // Keep SQLite's write-ahead log from growing without bound during long imports.
-                if let DbConn::Sqlite(c) = &mut *conn {
-                    let _ = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);");
-                }
+pub fn spawn_worker(
+    pool: DbPool,
+    data_dir: std::path::PathBuf,
+    country: PhoneCountry,
+) -> std::io::Result<Worker> {
+    Worker::spawn("import-worker", move || {
+        if let Ok(mut conn) = pool.get() {
+            if let Err(e) = recover_stale(&mut conn) {
+                tracing::warn!(error = %e, "could not recover stale imports");
             }
-            match run_queued(&pool, &data_dir, country) {
-                Ok(0) => std::thread::sleep(Duration::from_millis(500)),
-                Ok(n) => tracing::info!(runs = n, "imports processed"),
-                Err(e) => {
-                    tracing::error!(error = %e, "import worker");
-                    std::thread::sleep(Duration::from_secs(2));
-                }
+            // Keep SQLite's write-ahead log from growing without bound during long imports.
+            if let DbConn::Sqlite(c) = &mut *conn {
+                let _ = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);");
             }
-        })
-        .map(|_| ())
-        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the import worker"));
+        }
+        match run_queued(&pool, &data_dir, country) {
+            Ok(0) => Duration::from_millis(500),
+            Ok(n) => {
+                tracing::info!(runs = n, "imports processed");
+                Duration::ZERO
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "import worker");
+                Duration::from_secs(2)
+            }
+        }
+    })
 }

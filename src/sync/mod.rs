@@ -19,4 +19,5 @@ pub mod routes;
 pub mod undo;
 pub mod watch;
 pub mod webhooks;
+pub mod worker;
 pub mod write;

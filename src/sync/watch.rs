@@ -22,6 +22,7 @@ use super::engine::ImportError;
 use super::jobs::{self, NewRun};
 use super::model::{ImportRun, RunStatus};
 use super::report;
+use super::worker::Worker;
 use crate::db::{DbConn, DbPool};
 use crate::schema::{import_runs, sources};
 use crate::sources::connector;
@@ -320,35 +321,33 @@ pub fn spawn_automatic_imports(
     data_dir: PathBuf,
     max_bytes: u64,
     session_key: Vec<u8>,
-) {
+) -> std::io::Result<Worker> {
     let mut watcher = Watcher::default();
-    std::thread::Builder::new()
-        .name("automatic-imports".into())
-        .spawn(move || loop {
-            std::thread::sleep(SCAN_EVERY);
-            let Ok(mut conn) = pool.get() else { continue };
-            match watcher.scan(&mut conn, &data_dir, max_bytes, SCAN_EVERY) {
-                Ok(steps) => {
-                    for step in steps {
-                        match step {
-                            Step::Waiting(_) => {}
-                            Step::Queued { path, run_id } => {
-                                tracing::info!(file = %path.display(), run_id, "automatic import queued")
-                            }
-                            Step::Moved { from, to } => {
-                                tracing::info!(file = %from.display(), to = %to.display(), "automatic import filed")
-                            }
+    Worker::spawn("automatic-imports", move || {
+        let Ok(mut conn) = pool.get() else {
+            return SCAN_EVERY;
+        };
+        match watcher.scan(&mut conn, &data_dir, max_bytes, SCAN_EVERY) {
+            Ok(steps) => {
+                for step in steps {
+                    match step {
+                        Step::Waiting(_) => {}
+                        Step::Queued { path, run_id } => {
+                            tracing::info!(file = %path.display(), run_id, "automatic import queued")
+                        }
+                        Step::Moved { from, to } => {
+                            tracing::info!(file = %from.display(), to = %to.display(), "automatic import filed")
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "watched folders"),
             }
-            match connector::run_due(&mut conn, &data_dir, &session_key) {
-                Ok(runs) if !runs.is_empty() => tracing::info!(?runs, "scheduled queries queued"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "scheduled queries"),
-            }
-        })
-        .map(|_| ())
-        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the automatic imports"));
+            Err(e) => tracing::warn!(error = %e, "watched folders"),
+        }
+        match connector::run_due(&mut conn, &data_dir, &session_key) {
+            Ok(runs) if !runs.is_empty() => tracing::info!(?runs, "scheduled queries queued"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "scheduled queries"),
+        }
+        SCAN_EVERY
+    })
 }

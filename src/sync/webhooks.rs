@@ -13,6 +13,7 @@ use diesel::prelude::*;
 use hmac::{KeyInit, Mac};
 
 use super::feed;
+use super::worker::Worker;
 use crate::db::{self, DbConn, DbPool};
 use crate::schema::{source_changes, source_webhooks, sources, webhook_deliveries};
 use crate::stored::stored_enum;
@@ -376,35 +377,35 @@ pub fn agent() -> ureq::Agent {
 
 /// The delivery thread of `serve`: numbers the feed, makes batches, sends what is due, and
 /// once an hour prunes feed entries older than the retention.
-pub fn spawn_worker(pool: DbPool, retention_days: u32) {
+pub fn spawn_worker(pool: DbPool, retention_days: u32) -> std::io::Result<Worker> {
     let agent = agent();
     let mut last_prune: Option<std::time::Instant> = None;
-    let started = std::thread::Builder::new()
-        .name("feed-worker".into())
-        .spawn(move || loop {
-            let mut busy = false;
-            if let Ok(mut conn) = pool.get() {
-                let now = db::now();
-                match make_batches(&mut conn, now).and_then(|_| deliver_due(&mut conn, &agent, now))
-                {
-                    Ok(n) => busy = n > 0,
-                    Err(e) => tracing::warn!(error = %e, "webhook deliveries"),
+    Worker::spawn("feed-worker", move || {
+        let Ok(mut conn) = pool.get() else {
+            return IDLE;
+        };
+        let now = db::now();
+        let busy =
+            match make_batches(&mut conn, now).and_then(|_| deliver_due(&mut conn, &agent, now)) {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook deliveries");
+                    false
                 }
-                if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3_600)) {
-                    let before = now - chrono::Duration::days(i64::from(retention_days));
-                    match feed::prune(&mut conn, before) {
-                        Ok(n) if n > 0 => tracing::info!(entries = n, "change feed pruned"),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "change feed pruning"),
-                    }
-                    last_prune = Some(std::time::Instant::now());
-                }
+            };
+        if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3_600)) {
+            let before = now - chrono::Duration::days(i64::from(retention_days));
+            match feed::prune(&mut conn, before) {
+                Ok(n) if n > 0 => tracing::info!(entries = n, "change feed pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "change feed pruning"),
             }
-            if !busy {
-                std::thread::sleep(IDLE);
-            }
-        });
-    if let Err(e) = started {
-        tracing::error!(error = %e, "cannot start the feed worker");
-    }
+            last_prune = Some(std::time::Instant::now());
+        }
+        if busy {
+            Duration::ZERO
+        } else {
+            IDLE
+        }
+    })
 }
