@@ -24,6 +24,8 @@ fn main() {
     let mut conn = db.pool.get().expect("connection");
     let started = Instant::now();
     seed(&mut conn, rows);
+    // As the console's start does for records written by hand.
+    syncdesk::records::counts::fill_if_empty(&mut conn).expect("list totals");
     println!(
         "seeded {rows} records ({} desynchronised, two pending fields each) in {:.1?}",
         rows / 4,

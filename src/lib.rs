@@ -74,6 +74,10 @@ impl AppState {
         if indexed > 0 {
             tracing::info!(records = indexed, "search index filled");
         }
+        if records::counts::fill_if_empty(&mut conn).map_err(db::DbError::from)? {
+            tracing::info!("list totals counted");
+        }
+        records::counts::merge_if_many(&mut conn).map_err(db::DbError::from)?;
         drop(conn);
         let key_bytes = config.session_key_bytes()?;
         let session_key =

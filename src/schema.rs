@@ -442,6 +442,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    record_counts (id) {
+        id -> BigInt,
+        kind -> Text,
+        archived -> Bool,
+        owner_source_id -> Nullable<BigInt>,
+        forced_manual -> Bool,
+        missing_from_source -> Bool,
+        records -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     activities,
     activity_mappings,
@@ -451,6 +463,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_idempotency,
     source_changes,
     record_search,
+    record_counts,
     source_webhooks,
     webhook_deliveries,
     user_sessions,

@@ -1464,6 +1464,16 @@ fn check_seed(seed: u64) {
         "counts, batched ({})",
         scn.describe()
     );
+    // The lists' totals kept by the write path match the records, merged or not.
+    for world in [&one, &batched] {
+        let mut conn = world.conn();
+        assert_eq!(
+            syncdesk::records::counts::differences(&mut conn).expect("totals"),
+            vec![],
+            "list totals ({})",
+            scn.describe()
+        );
+    }
 }
 
 const SEEDS: [u64; 6] = [1, 2, 3, 4, 5, 6];

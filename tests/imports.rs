@@ -848,6 +848,11 @@ fn undo_restores_values_and_reports_later_edits() {
     assert!(undo_rows >= 4, "history rows for the undo: {undo_rows}");
     let err = undo::undo(&mut env.conn(), run, &Actor::system("tester")).unwrap_err();
     assert!(err.to_string().contains("already been undone"));
+    // The lists' totals followed the import and its undo (a record archived, owners back).
+    assert_eq!(
+        syncdesk::records::counts::differences(&mut env.conn()).expect("totals"),
+        vec![]
+    );
 }
 
 #[core::prelude::v1::test]

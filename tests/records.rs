@@ -729,7 +729,8 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[actix_web::test]
 async fn fields_owned_by_a_source_are_read_only_until_forced_manual() {
     use diesel::prelude::*;
-    use syncdesk::schema::{records, source_fields, sources};
+    use syncdesk::records::writer;
+    use syncdesk::schema::{source_fields, sources};
     let mut app = spawn().await;
     app.signed_in_as("ed@example.org", Role::Editor).await;
     let id = create_contact(&app, &[("name", "Leila"), ("phone", "+61 400 000 002")]);
@@ -759,10 +760,13 @@ async fn fields_owned_by_a_source_are_read_only_until_forced_manual() {
         ))
         .execute(&mut conn)
         .expect("mapping");
-    diesel::update(records::table.find(id))
-        .set(records::owner_source_id.eq(Some(source)))
-        .execute(&mut conn)
-        .expect("owner");
+    // The source takes the record over through the write path, as an import would.
+    let (_, before) = writer::load_state(&mut conn, id)
+        .expect("state")
+        .expect("record");
+    let mut edit = writer::Edit::change(id, before);
+    edit.after.owner_source_id = Some(source);
+    writer::apply_one(&mut conn, &edit, &Actor::system("test")).expect("owner");
     drop(conn);
 
     let form = app.get(&format!("/records/{id}/edit")).await;
@@ -951,6 +955,72 @@ async fn field_definitions_are_checked() {
         .await
         .assert_status(422)
         .assert_contains("no active field");
+}
+
+/// Totals are exact past ten thousand, follow each change of a record's group (created,
+/// archived, forced manual) and survive merging; a search is still counted up to its cap.
+#[actix_web::test]
+async fn list_totals_are_exact_past_ten_thousand_and_follow_every_change() {
+    use diesel::connection::SimpleConnection;
+    use syncdesk::records::counts;
+    let mut app = spawn().await;
+    app.signed_in_as("ed@example.org", Role::Editor).await;
+    {
+        // Records written by hand into an empty database are counted (and indexed) at the
+        // next start.
+        let mut conn = app.state.pool.get().expect("connection");
+        let series = if app.db.is_postgres() {
+            "SELECT n FROM generate_series(1, 10050) AS s(n)"
+        } else {
+            "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 10050) \
+             SELECT n FROM s"
+        };
+        conn.batch_execute(&format!(
+            "INSERT INTO records (kind, name, name_norm, email, email_norm, phone, phone_norm, \
+             created_at, updated_at) \
+             SELECT 'contact', 'Person ' || n, 'person ' || n, '', '', '', '', \
+             CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM ({series}) AS numbers"
+        ))
+        .expect("records");
+        syncdesk::records::search::fill_missing(&mut conn).expect("index");
+        assert!(counts::fill_if_empty(&mut conn).expect("fill"));
+        assert!(!counts::fill_if_empty(&mut conn).expect("kept"));
+    }
+    let shown = |html: &str| {
+        let marker = "<p class=\"count\"><strong>";
+        let start = html.find(marker).expect("a total") + marker.len();
+        html[start..start + html[start..].find('<').expect("end")].to_string()
+    };
+    assert_eq!(shown(&app.get("/contacts").await.body), "10,050");
+    let id = create_contact(&app, &[("name", "Grace Hopper")]);
+    assert_eq!(shown(&app.get("/contacts").await.body), "10,051");
+    assert_eq!(
+        shown(&app.get("/contacts?owner=manual").await.body),
+        "10,051"
+    );
+    assert_eq!(shown(&app.get("/contacts?owner=synced").await.body), "0");
+    app.post(
+        &format!("/records/{id}/forced-manual"),
+        &[("value", "true")],
+    )
+    .await
+    .assert_redirect(&format!("/records/{id}"));
+    assert_eq!(shown(&app.get("/contacts?forced=yes").await.body), "1");
+    app.post(&format!("/records/{id}/archive"), &[("value", "true")])
+        .await
+        .assert_redirect(&format!("/records/{id}"));
+    assert_eq!(shown(&app.get("/contacts").await.body), "10,050");
+    assert_eq!(shown(&app.get("/contacts?archived=1").await.body), "1");
+    assert_eq!(shown(&app.get("/companies").await.body), "0");
+    // A search counts its matches up to its cap.
+    assert_eq!(shown(&app.get("/contacts?q=person").await.body), "1,000+");
+
+    let mut conn = app.state.pool.get().expect("connection");
+    assert_eq!(counts::differences(&mut conn).expect("check"), vec![]);
+    counts::merge(&mut conn).expect("merge");
+    assert_eq!(counts::differences(&mut conn).expect("check"), vec![]);
+    drop(conn);
+    assert_eq!(shown(&app.get("/contacts").await.body), "10,050");
 }
 
 #[core::prelude::v1::test]

@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Text};
 use serde::{Deserialize, Serialize};
 
+use super::counts;
 use super::model::RecordRow;
 use super::search::{self, Scope};
 use super::service::escape_like;
@@ -323,6 +324,9 @@ pub fn count(conn: &mut DbConn, kind: RecordKind) -> QueryResult<Total> {
 fn count_of(conn: &mut DbConn, q: &ListQuery, matches: &mut Matches) -> QueryResult<Total> {
     if !q.search.trim().is_empty() {
         return count_search(conn, q, matches);
+    }
+    if let Some(count) = counts::total(conn, q)? {
+        return Ok(Total { count, more: false });
     }
     let postgres = matches!(conn, DbConn::Pg(_));
     let beyond_cap: Option<i64> = filtered(q, postgres, Scope::All)

@@ -1,5 +1,6 @@
 //! Contacts and companies: values, ownership and links, documents, history, lists and exports.
 
+pub mod counts;
 pub mod demo;
 pub mod documents;
 pub mod export;

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::counts;
 use super::model::{Actor, Change, RecordRow};
 use super::outbox::{self, EditEvents, OutboundLine};
 use super::search;
@@ -443,6 +444,7 @@ pub fn apply(
     let mut value_inserts: BTreeMap<(i64, i64), &str> = BTreeMap::new();
     let mut links = Vec::new();
     let mut unlinks = Vec::new();
+    let mut counted = counts::Deltas::default();
     for edit in edits {
         let record_id = match edit.record_id {
             Some(id) => id,
@@ -463,6 +465,7 @@ pub fn apply(
             });
         }
         let (before, after) = (&edit.before, &edit.after);
+        counted.add(edit.record_id.map(|_| before), after);
         if edit.record_id.is_none() {
             new_records.push((record_id, after));
             for (field_id, value) in &after.custom {
@@ -585,6 +588,7 @@ pub fn apply(
     db::insert_all!(conn, record_links::table, links);
     db::insert_all!(conn, record_history::table, history);
     search::reindex(conn, &search_changes(edits, &written))?;
+    counts::record(conn, counted)?;
     let events: Vec<EditEvents> = edits
         .iter()
         .zip(&written)

@@ -548,6 +548,9 @@ pub fn spawn_worker(
             if let Err(e) = recover_stale(&mut conn) {
                 tracing::warn!(error = %e, "could not recover stale imports");
             }
+            if let Err(e) = crate::records::counts::merge_if_many(&mut conn) {
+                tracing::warn!(error = %e, "could not merge the list totals");
+            }
             // Keep SQLite's write-ahead log from growing without bound during long imports.
             if let DbConn::Sqlite(c) = &mut *conn {
                 let _ = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);");

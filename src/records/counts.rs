@@ -1,0 +1,226 @@
+//! Exact list totals without counting: how many records each group of the list filters'
+//! columns (kind, archived, owner, forced manual, missing from source) holds, kept by the
+//! write path in the transaction of each change (`writer::apply`) as rows of +/- records per
+//! group, merged into one row per group now and then. A list's total is then a sum over a
+//! few dozen rows, whatever the table's size.
+
+use std::collections::BTreeMap;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+
+use super::list::{ListQuery, OwnerFilter};
+use super::writer::RecordState;
+use crate::db::{self, DbConn};
+use crate::schema::{record_counts, records};
+
+/// Merged when the table holds more rows than this (each import chunk adds a few).
+const MERGE_ABOVE: i64 = 512;
+
+/// The columns a list filters on, as one record has them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Group {
+    kind: String,
+    archived: bool,
+    owner_source_id: Option<i64>,
+    forced_manual: bool,
+    missing_from_source: bool,
+}
+
+impl Group {
+    pub fn of(state: &RecordState) -> Self {
+        Self {
+            kind: state.kind.as_str().to_string(),
+            archived: state.archived,
+            owner_source_id: state.owner_source_id,
+            forced_manual: state.forced_manual,
+            missing_from_source: state.missing_from_source,
+        }
+    }
+}
+
+/// Records gained (or lost, when negative) per group by a batch of changes.
+#[derive(Debug, Default)]
+pub struct Deltas(BTreeMap<Group, i64>);
+
+impl Deltas {
+    /// A record created in `after`'s group, or moved from `before`'s group to `after`'s.
+    pub fn add(&mut self, before: Option<&RecordState>, after: &RecordState) {
+        let to = Group::of(after);
+        if let Some(before) = before {
+            let from = Group::of(before);
+            if from == to {
+                return;
+            }
+            *self.0.entry(from).or_default() -= 1;
+        }
+        *self.0.entry(to).or_default() += 1;
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = record_counts, treat_none_as_default_value = false)]
+struct NewCount {
+    kind: String,
+    archived: bool,
+    owner_source_id: Option<i64>,
+    forced_manual: bool,
+    missing_from_source: bool,
+    records: i64,
+}
+
+/// Writes a batch's deltas (call in the batch's transaction).
+pub fn record(conn: &mut DbConn, deltas: Deltas) -> QueryResult<()> {
+    let rows: Vec<NewCount> = deltas
+        .0
+        .into_iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|(g, records)| NewCount {
+            kind: g.kind,
+            archived: g.archived,
+            owner_source_id: g.owner_source_id,
+            forced_manual: g.forced_manual,
+            missing_from_source: g.missing_from_source,
+            records,
+        })
+        .collect();
+    db::insert_all!(conn, record_counts::table, rows);
+    Ok(())
+}
+
+/// The exact number of records a list without search or custom-field filters selects;
+/// `None` for other lists (those are counted up to a cap).
+pub fn total(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Option<i64>> {
+    if !q.search.trim().is_empty() || !q.custom.is_empty() {
+        return Ok(None);
+    }
+    let mut query = record_counts::table
+        .filter(record_counts::kind.eq(q.kind.as_str()))
+        .filter(record_counts::archived.eq(q.archived))
+        .into_boxed();
+    query = match q.owner {
+        OwnerFilter::Any => query,
+        OwnerFilter::Manual => query.filter(record_counts::owner_source_id.is_null()),
+        OwnerFilter::Synced => query.filter(record_counts::owner_source_id.is_not_null()),
+        OwnerFilter::Source(id) => query.filter(record_counts::owner_source_id.eq(id)),
+    };
+    if let Some(forced) = q.forced_manual {
+        query = query.filter(record_counts::forced_manual.eq(forced));
+    }
+    if q.missing_from_source {
+        query = query.filter(record_counts::missing_from_source.eq(true));
+    }
+    let counts: Vec<i64> = query.select(record_counts::records).load(conn)?;
+    Ok(Some(counts.into_iter().sum()))
+}
+
+/// Counts every record afresh when the table is empty (a database from before it, or records
+/// written by hand into an empty one); returns whether it did.
+pub fn fill_if_empty(conn: &mut DbConn) -> QueryResult<bool> {
+    let kept: i64 = record_counts::table.count().get_result(conn)?;
+    if kept > 0 {
+        return Ok(false);
+    }
+    db::write_tx(conn, |conn| {
+        conn.batch_execute(
+            "INSERT INTO record_counts \
+             (kind, archived, owner_source_id, forced_manual, missing_from_source, records) \
+             SELECT kind, archived, owner_source_id, forced_manual, missing_from_source, COUNT(*) \
+             FROM records \
+             GROUP BY kind, archived, owner_source_id, forced_manual, missing_from_source",
+        )
+    })?;
+    Ok(true)
+}
+
+/// Merges the rows of each group into one when there are many (at start, and by the import
+/// worker between runs).
+pub fn merge_if_many(conn: &mut DbConn) -> QueryResult<()> {
+    let kept: i64 = record_counts::table.count().get_result(conn)?;
+    if kept <= MERGE_ABOVE {
+        return Ok(());
+    }
+    merge(conn)
+}
+
+/// Merges the rows of each group into one.
+pub fn merge(conn: &mut DbConn) -> QueryResult<()> {
+    db::write_tx(conn, |conn| {
+        match conn {
+        // One statement: a change committed meanwhile is either merged or left as it is.
+        DbConn::Pg(c) => c.batch_execute(
+            "WITH gone AS (DELETE FROM record_counts RETURNING *) \
+             INSERT INTO record_counts \
+             (kind, archived, owner_source_id, forced_manual, missing_from_source, records) \
+             SELECT kind, archived, owner_source_id, forced_manual, missing_from_source, SUM(records) \
+             FROM gone \
+             GROUP BY kind, archived, owner_source_id, forced_manual, missing_from_source \
+             HAVING SUM(records) <> 0",
+        ),
+        // SQLite's write transaction has the database to itself: the rows up to the last id
+        // are summed into new rows, then deleted.
+        DbConn::Sqlite(_) => {
+            let last: Option<i64> = record_counts::table
+                .select(diesel::dsl::max(record_counts::id))
+                .first(conn)?;
+            let Some(last) = last else { return Ok(()) };
+            diesel::sql_query(
+                "INSERT INTO record_counts \
+                 (kind, archived, owner_source_id, forced_manual, missing_from_source, records) \
+                 SELECT kind, archived, owner_source_id, forced_manual, missing_from_source, \
+                 SUM(records) FROM record_counts WHERE id <= ? \
+                 GROUP BY kind, archived, owner_source_id, forced_manual, missing_from_source \
+                 HAVING SUM(records) <> 0",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(last)
+            .execute(conn)?;
+            diesel::delete(record_counts::table.filter(record_counts::id.le(last)))
+                .execute(conn)?;
+            Ok(())
+        }
+    }
+    })
+}
+
+/// Every group's count against `records` itself: (kept, counted) per group where they differ.
+/// For tests and checks; it reads the whole table.
+pub fn differences(conn: &mut DbConn) -> QueryResult<Vec<(String, i64, i64)>> {
+    let mut kept: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let label = |kind: &str, archived: bool, owner: Option<i64>, forced: bool, missing: bool| {
+        format!("{kind} archived={archived} owner={owner:?} forced={forced} missing={missing}")
+    };
+    let rows: Vec<(String, bool, Option<i64>, bool, bool, i64)> = record_counts::table
+        .select((
+            record_counts::kind,
+            record_counts::archived,
+            record_counts::owner_source_id,
+            record_counts::forced_manual,
+            record_counts::missing_from_source,
+            record_counts::records,
+        ))
+        .load(conn)?;
+    for (kind, archived, owner, forced, missing, n) in rows {
+        kept.entry(label(&kind, archived, owner, forced, missing))
+            .or_default()
+            .0 += n;
+    }
+    let counted: Vec<(String, bool, Option<i64>, bool, bool)> = records::table
+        .select((
+            records::kind,
+            records::archived,
+            records::owner_source_id,
+            records::forced_manual,
+            records::missing_from_source,
+        ))
+        .load(conn)?;
+    for (kind, archived, owner, forced, missing) in counted {
+        kept.entry(label(&kind, archived, owner, forced, missing))
+            .or_default()
+            .1 += 1;
+    }
+    Ok(kept
+        .into_iter()
+        .filter(|(_, (k, c))| k != c)
+        .map(|(group, (k, c))| (group, k, c))
+        .collect())
+}
