@@ -122,15 +122,25 @@ pub fn fill_if_empty(conn: &mut DbConn) -> QueryResult<bool> {
         return Ok(false);
     }
     db::write_tx(conn, |conn| {
+        if let DbConn::Pg(c) = conn {
+            // Writers wait while the records are counted: a change committed before the
+            // count would otherwise be counted twice (once in the records, once as a delta).
+            // Another instance starting at the same time finds the table filled below.
+            c.batch_execute("LOCK TABLE record_counts IN EXCLUSIVE MODE")?;
+        }
+        let kept: i64 = record_counts::table.count().get_result(conn)?;
+        if kept > 0 {
+            return Ok(false);
+        }
         conn.batch_execute(
             "INSERT INTO record_counts \
              (kind, archived, owner_source_id, forced_manual, missing_from_source, records) \
              SELECT kind, archived, owner_source_id, forced_manual, missing_from_source, COUNT(*) \
              FROM records \
              GROUP BY kind, archived, owner_source_id, forced_manual, missing_from_source",
-        )
-    })?;
-    Ok(true)
+        )?;
+        Ok(true)
+    })
 }
 
 /// Merges the rows of each group into one when there are many (at start, and by the import
