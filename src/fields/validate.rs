@@ -1,7 +1,9 @@
 //! Checks and normalises one value by its field's type. Pure: every write path (form, import,
 //! API, review) calls it, so the same value is stored the same way whichever path brings it.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use chrono::NaiveDate;
 use phonenumber::country;
@@ -135,15 +137,40 @@ fn normalize_phone(value: &str, country: PhoneCountry) -> Result<String, String>
 /// with spaces (`+44 20 7946 0101`); anything else as stored.
 pub fn display(field_type: FieldType, value: &str) -> String {
     match field_type {
-        FieldType::Phone if value.starts_with('+') => phonenumber::parse(None, value)
-            .map(|n| {
-                n.format()
-                    .mode(phonenumber::Mode::International)
-                    .to_string()
-            })
-            .unwrap_or_else(|_| value.to_string()),
+        FieldType::Phone if value.starts_with('+') => readable_phone(value),
         _ => value.to_string(),
     }
+}
+
+/// Stored phones already formatted, by E.164 number. Formatting applies libphonenumber's rules,
+/// regular expressions it looks up by hashing their text: a quarter of a list page's time,
+/// for numbers that lists show again and again. Emptied when full.
+static READABLE_PHONES: std::sync::LazyLock<Mutex<HashMap<String, String>>> =
+    std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+const READABLE_PHONES_KEPT: usize = 65_536;
+
+fn readable_phone(e164: &str) -> String {
+    if let Some(known) = READABLE_PHONES
+        .lock()
+        .ok()
+        .and_then(|memo| memo.get(e164).cloned())
+    {
+        return known;
+    }
+    let formatted = phonenumber::parse(None, e164)
+        .map(|n| {
+            n.format()
+                .mode(phonenumber::Mode::International)
+                .to_string()
+        })
+        .unwrap_or_else(|_| e164.to_string());
+    if let Ok(mut memo) = READABLE_PHONES.lock() {
+        if memo.len() >= READABLE_PHONES_KEPT {
+            memo.clear();
+        }
+        memo.insert(e164.to_string(), formatted.clone());
+    }
+    formatted
 }
 
 fn normalize_number(value: &str) -> Result<String, String> {
