@@ -121,6 +121,17 @@ pub fn fill_if_empty(conn: &mut DbConn) -> QueryResult<bool> {
     if kept > 0 {
         return Ok(false);
     }
+    count_afresh(conn, true)
+}
+
+/// Counts every record afresh, replacing the kept totals: the import worker does it once an
+/// hour, so that totals a race left wrong (two transactions changing one record's group from
+/// the same state on PostgreSQL) are right again within the hour.
+pub fn recount(conn: &mut DbConn) -> QueryResult<()> {
+    count_afresh(conn, false).map(|_| ())
+}
+
+fn count_afresh(conn: &mut DbConn, only_if_empty: bool) -> QueryResult<bool> {
     db::write_tx(conn, |conn| {
         if let DbConn::Pg(c) = conn {
             // Writers wait while the records are counted: a change committed before the
@@ -128,12 +139,15 @@ pub fn fill_if_empty(conn: &mut DbConn) -> QueryResult<bool> {
             // Another instance starting at the same time finds the table filled below.
             c.batch_execute("LOCK TABLE record_counts IN EXCLUSIVE MODE")?;
         }
-        let kept: i64 = record_counts::table.count().get_result(conn)?;
-        if kept > 0 {
-            return Ok(false);
+        if only_if_empty {
+            let kept: i64 = record_counts::table.count().get_result(conn)?;
+            if kept > 0 {
+                return Ok(false);
+            }
         }
         conn.batch_execute(
-            "INSERT INTO record_counts \
+            "DELETE FROM record_counts; \
+             INSERT INTO record_counts \
              (kind, archived, owner_source_id, forced_manual, missing_from_source, records) \
              SELECT kind, archived, owner_source_id, forced_manual, missing_from_source, COUNT(*) \
              FROM records \

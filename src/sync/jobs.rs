@@ -537,12 +537,16 @@ pub fn recover_stale(conn: &mut DbConn) -> QueryResult<usize> {
     Ok(recovered + undos)
 }
 
+/// How often the import worker, when idle, counts the list totals afresh.
+const RECOUNT_EVERY: Duration = Duration::from_secs(3_600);
+
 /// The background worker of `serve`: claims and runs queued imports.
 pub fn spawn_worker(
     pool: DbPool,
     data_dir: std::path::PathBuf,
     country: PhoneCountry,
 ) -> std::io::Result<Worker> {
+    let mut last_recount = std::time::Instant::now();
     Worker::spawn("import-worker", move || {
         if let Ok(mut conn) = pool.get() {
             if let Err(e) = recover_stale(&mut conn) {
@@ -557,6 +561,16 @@ pub fn spawn_worker(
             }
         }
         match run_queued(&pool, &data_dir, country) {
+            Ok(0) if last_recount.elapsed() > RECOUNT_EVERY => {
+                last_recount = std::time::Instant::now();
+                let recounted = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+                    crate::records::counts::recount(&mut conn).map_err(|e| e.to_string())
+                });
+                if let Err(e) = recounted {
+                    tracing::warn!(error = %e, "could not recount the list totals");
+                }
+                Duration::from_millis(500)
+            }
             Ok(0) => Duration::from_millis(500),
             Ok(n) => {
                 tracing::info!(runs = n, "imports processed");
