@@ -74,6 +74,10 @@ impl AppState {
         if indexed > 0 {
             tracing::info!(records = indexed, "search index filled");
         }
+        let words = records::search::fill_words_if_empty(&mut conn).map_err(db::DbError::from)?;
+        if words > 0 {
+            tracing::info!(words, "search words kept");
+        }
         if records::counts::fill_if_empty(&mut conn).map_err(db::DbError::from)? {
             tracing::info!("list totals counted");
         }

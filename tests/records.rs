@@ -1032,6 +1032,46 @@ async fn list_totals_are_exact_past_ten_thousand_and_follow_every_change() {
     assert_eq!(shown(&app.get("/contacts").await.body), "10,050");
 }
 
+/// A typed prefix longer than the index's prefix lengths is asked as the name words it
+/// covers (SQLite), or as a prefix when they are many: either way every record is found.
+#[actix_web::test]
+async fn long_prefixes_find_every_name_word_they_cover() {
+    let mut app = spawn().await;
+    app.signed_in_as("ed@example.org", Role::Editor).await;
+    for name in ["Ann Smith", "Bo Smithson", "Cy Smithers", "Di Smyth"] {
+        create_contact(&app, &[("name", name)]);
+    }
+    for i in 0..20 {
+        create_contact(&app, &[("name", &format!("Abcdef{i} Test"))]);
+    }
+    let found = |conn: &mut syncdesk::db::DbConn, search: &str| {
+        let mut q = ListQuery::new(RecordKind::Contact);
+        q.search = search.into();
+        q.sort = list::SortKey::Relevance;
+        let page = list::page(conn, &q, &[]).expect("page");
+        page.rows.len()
+    };
+    let mut conn = app.state.pool.get().expect("connection");
+    assert_eq!(found(&mut conn, "smit"), 3);
+    assert_eq!(found(&mut conn, "smithso"), 1);
+    assert_eq!(found(&mut conn, "smithsonian"), 0);
+    assert_eq!(found(&mut conn, "smith ann"), 1);
+    // Twenty words share this prefix: asked as a prefix.
+    assert_eq!(found(&mut conn, "abcdef"), 20);
+    assert_eq!(found(&mut conn, "abcdef1 test"), 11);
+    if !app.db.is_postgres() {
+        // An index from before the table of words: filled at start.
+        use diesel::connection::SimpleConnection;
+        conn.batch_execute("DELETE FROM record_search_words")
+            .expect("empty");
+        assert_eq!(
+            syncdesk::records::search::fill_words_if_empty(&mut conn).expect("fill"),
+            29
+        );
+        assert_eq!(found(&mut conn, "smit"), 3);
+    }
+}
+
 #[core::prelude::v1::test]
 fn demo_data_loads_once() {
     let db = common::TestDb::new();

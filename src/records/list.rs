@@ -469,7 +469,10 @@ fn by_relevance(
     let mut rows: Vec<RecordRow> = Vec::new();
     let batch = SEARCH_BATCH.max(want * 2);
     let mut from = after;
-    while let Some(terms) = search_terms(q) {
+    let Some(terms) = matches.terms(conn, q)? else {
+        return Ok(rows);
+    };
+    loop {
         let found: Vec<RecordRow> = in_batch(conn, q, &terms, scope, from, batch, matches)?
             .order(records::id.asc())
             .limit(want - rows.len() as i64)
@@ -507,7 +510,10 @@ fn count_scope(
 ) -> QueryResult<Total> {
     let mut count = 0;
     let mut from = 0;
-    while let Some(terms) = search_terms(q) {
+    let Some(terms) = matches.terms(conn, q)? else {
+        return Ok(Total::default());
+    };
+    loop {
         // Ids up to the cap, not a COUNT: PostgreSQL's batch is every match.
         count += in_batch(conn, q, &terms, scope, from, SEARCH_COUNT_CAP, matches)?
             .select(records::id)
@@ -528,27 +534,41 @@ fn count_scope(
     Ok(Total { count, more: false })
 }
 
-/// The search's terms; `None` when it has none to look for.
-fn search_terms(q: &ListQuery) -> Option<Vec<String>> {
-    Some(search::terms(&q.search)).filter(|terms| !terms.is_empty())
+/// What a page's search looks for and, on PostgreSQL, the ids it matched by scope, in id
+/// order: read once per page, so that its count and its rows share one pass over the GIN
+/// index.
+#[derive(Default)]
+struct Matches {
+    terms: Option<Vec<search::Term>>,
+    ids: HashMap<Scope, Vec<i64>>,
 }
 
-/// The ids a PostgreSQL search matched, by scope, in id order: read once per page, so that
-/// its count and its rows share one pass over the GIN index.
-#[derive(Default)]
-struct Matches(HashMap<Scope, Vec<i64>>);
-
 impl Matches {
+    /// The search's terms, with the name words they cover (`search::expand`); `None` when it
+    /// has none to look for.
+    fn terms(
+        &mut self,
+        conn: &mut DbConn,
+        q: &ListQuery,
+    ) -> QueryResult<Option<Vec<search::Term>>> {
+        if self.terms.is_none() {
+            let mut terms = search::terms(&q.search);
+            search::expand(conn, &mut terms)?;
+            self.terms = Some(terms);
+        }
+        Ok(self.terms.clone().filter(|terms| !terms.is_empty()))
+    }
+
     /// At most `batch` of the matches after `after`.
     fn batch(
         &mut self,
         conn: &mut DbConn,
-        terms: &[String],
+        terms: &[search::Term],
         scope: Scope,
         after: i64,
         batch: i64,
     ) -> QueryResult<&[i64]> {
-        let ids = match self.0.entry(scope) {
+        let ids = match self.ids.entry(scope) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(search::all_ids_after(conn, terms, scope, 0)?)
@@ -567,7 +587,7 @@ impl Matches {
 fn in_batch(
     conn: &mut DbConn,
     q: &ListQuery,
-    terms: &[String],
+    terms: &[search::Term],
     scope: Scope,
     after: i64,
     batch: i64,
@@ -589,7 +609,7 @@ fn in_batch(
 /// the batch was the last.
 fn batch_end(
     conn: &mut DbConn,
-    terms: &[String],
+    terms: &[search::Term],
     scope: Scope,
     after: i64,
     batch: i64,

@@ -117,10 +117,68 @@ fn national_digits(digits: &str) -> Option<&str> {
     })
 }
 
+/// One word prefix of a search, and on SQLite the name words it covers when they are few
+/// (`expand`): the index is then asked for those words, which it reads lazily, instead of the
+/// prefix, for which FTS5 merges every match of every word it covers on each query (26,000
+/// for "smith" at a million records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    pub typed: String,
+    pub name_words: Option<Vec<String>>,
+}
+
+/// Prefixes up to this long are served by FTS5's prefix index (`prefix = '2 3'`).
+const INDEXED_PREFIX_CHARS: usize = 3;
+/// A prefix covering more name words than this is asked as a prefix.
+const MAX_NAME_WORDS: usize = 16;
+
+/// On SQLite, the name words each term longer than the prefix index covers, from
+/// `record_search_words`.
+pub fn expand(conn: &mut DbConn, terms: &mut [Term]) -> QueryResult<()> {
+    #[derive(QueryableByName)]
+    struct Word {
+        #[diesel(sql_type = Text)]
+        word: String,
+    }
+    let DbConn::Sqlite(c) = conn else {
+        return Ok(());
+    };
+    for term in terms
+        .iter_mut()
+        .filter(|t| t.typed.chars().count() > INDEXED_PREFIX_CHARS)
+    {
+        // Every word starting with the term sorts between it and it followed by the last
+        // code point.
+        let words: Vec<String> = diesel::sql_query(
+            "SELECT word FROM record_search_words WHERE word >= ? AND word < ? \
+             ORDER BY word LIMIT ?",
+        )
+        .bind::<Text, _>(&term.typed)
+        .bind::<Text, _>(format!("{}{}", term.typed, char::MAX))
+        .bind::<BigInt, _>(MAX_NAME_WORDS as i64 + 1)
+        .load::<Word>(c)?
+        .into_iter()
+        .map(|w| w.word)
+        .collect();
+        term.name_words = (words.len() <= MAX_NAME_WORDS).then_some(words);
+    }
+    Ok(())
+}
+
 /// What a typed search looks for: word prefixes that must all match. A search of only
 /// digits and phone punctuation is one phone term (its digits, national trunk zeros dropped);
 /// otherwise each word is a term ("jane@doe" is jane and doe).
-pub fn terms(search: &str) -> Vec<String> {
+pub fn terms(search: &str) -> Vec<Term> {
+    typed_terms(search)
+        .into_iter()
+        .map(|typed| Term {
+            typed,
+            name_words: None,
+        })
+        .collect()
+}
+
+fn typed_terms(search: &str) -> Vec<String> {
     let search = search.trim();
     let phone_like = search
         .chars()
@@ -159,7 +217,7 @@ pub enum Scope {
 /// cannot change the query's meaning; they are bound as one parameter all the same.
 pub fn matches_sql(
     backend_is_pg: bool,
-    terms: &[String],
+    terms: &[Term],
     scope: Scope,
 ) -> diesel::expression::SqlLiteral<
     diesel::sql_types::Bool,
@@ -189,7 +247,7 @@ pub fn matches_sql(
 /// a batch of the index however many records match. (PostgreSQL's GIN index cannot give
 /// matches in id order: `all_ids_after`.)
 pub fn batch_sql(
-    terms: &[String],
+    terms: &[Term],
     scope: Scope,
     after: i64,
     limit: i64,
@@ -210,16 +268,16 @@ pub fn batch_sql(
 
 /// The search in the index's own syntax: a `tsquery` literal on PostgreSQL (terms are letters
 /// and digits: quoting them is enough), an FTS5 query on SQLite.
-fn index_query(backend_is_pg: bool, terms: &[String], scope: Scope) -> String {
+fn index_query(backend_is_pg: bool, terms: &[Term], scope: Scope) -> String {
     if backend_is_pg {
         let in_name = terms
             .iter()
-            .map(|t| format!("'{t}':*"))
+            .map(|t| format!("'{}':*", t.typed))
             .collect::<Vec<_>>()
             .join(" & ");
         let all = terms
             .iter()
-            .map(|t| format!("('{t}':* | '{PG_OTHER_MARK}{t}':*)"))
+            .map(|t| format!("('{0}':* | '{PG_OTHER_MARK}{0}':*)", t.typed))
             .collect::<Vec<_>>()
             .join(" & ");
         match scope {
@@ -228,14 +286,34 @@ fn index_query(backend_is_pg: bool, terms: &[String], scope: Scope) -> String {
             Scope::NotName => format!("({all}) & !({in_name})"),
         }
     } else {
+        // A term's name words when `expand` found them, else its prefix (a prefix no name
+        // word has matches nothing, cheaply).
+        let name_part = |t: &Term| match &t.name_words {
+            Some(words) if !words.is_empty() => format!(
+                "({})",
+                words
+                    .iter()
+                    .map(|w| format!("\"{w}\""))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            ),
+            _ => format!("\"{}\"*", t.typed),
+        };
+        // FTS5 needs the explicit AND next to a parenthesised group.
         let in_name = terms
             .iter()
-            .map(|t| format!("\"{t}\"*"))
+            .map(name_part)
             .collect::<Vec<_>>()
-            .join(" ");
+            .join(" AND ");
         let all = terms
             .iter()
-            .map(|t| format!("((name : \"{t}\"*) OR (other : \"{OTHER_MARK}{t}\"*))"))
+            .map(|t| {
+                format!(
+                    "((name : {}) OR (other : \"{OTHER_MARK}{}\"*))",
+                    name_part(t),
+                    t.typed
+                )
+            })
             .collect::<Vec<_>>()
             .join(" AND ");
         match scope {
@@ -251,7 +329,7 @@ fn index_query(backend_is_pg: bool, terms: &[String], scope: Scope) -> String {
 /// read, however many records match.
 pub fn ids_after(
     conn: &mut DbConn,
-    terms: &[String],
+    terms: &[Term],
     scope: Scope,
     after: i64,
     limit: i64,
@@ -287,7 +365,7 @@ pub fn ids_after(
 /// the database's sort of 26,000 ids cost a fifth of a common name's search.
 pub fn all_ids_after(
     conn: &mut DbConn,
-    terms: &[String],
+    terms: &[Term],
     scope: Scope,
     after: i64,
 ) -> QueryResult<Vec<i64>> {
@@ -369,9 +447,76 @@ pub fn reindex(conn: &mut DbConn, changes: &[(i64, bool, Tokens)]) -> QueryResul
                 }
                 insert.execute(c)?;
             }
+            let words: std::collections::BTreeSet<&str> = changes
+                .iter()
+                .flat_map(|(_, _, tokens)| tokens.name.split_whitespace())
+                .collect();
+            keep_words(c, words)?;
         }
     }
     Ok(())
+}
+
+/// Adds name words to `record_search_words` (those it has already are left).
+fn keep_words<'a>(
+    c: &mut diesel::SqliteConnection,
+    words: impl IntoIterator<Item = &'a str>,
+) -> QueryResult<()> {
+    let words: Vec<&str> = words.into_iter().collect();
+    for part in words.chunks(SQLITE_ROWS_PER_STATEMENT) {
+        let rows = vec!["(?)"; part.len()].join(", ");
+        let mut insert = diesel::sql_query(format!(
+            "INSERT OR IGNORE INTO record_search_words (word) VALUES {rows}"
+        ))
+        .into_boxed::<diesel::sqlite::Sqlite>();
+        for word in part {
+            insert = insert.bind::<Text, _>(*word);
+        }
+        insert.execute(c)?;
+    }
+    Ok(())
+}
+
+/// SQLite: fills `record_search_words` from the records' names when it is empty (an index
+/// from before it); returns how many words it kept.
+pub fn fill_words_if_empty(conn: &mut DbConn) -> QueryResult<usize> {
+    let DbConn::Sqlite(_) = conn else {
+        return Ok(0);
+    };
+    #[derive(QueryableByName)]
+    struct Any {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let kept = diesel::sql_query(
+        "SELECT COUNT(*) AS n FROM (SELECT word FROM record_search_words LIMIT 1)",
+    )
+    .get_result::<Any>(conn)?
+    .n;
+    if kept > 0 {
+        return Ok(0);
+    }
+    db::write_tx(conn, |conn| {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut after = 0i64;
+        loop {
+            let rows: Vec<(i64, String)> = records::table
+                .filter(records::id.gt(after))
+                .order(records::id.asc())
+                .limit(5_000)
+                .select((records::id, records::name))
+                .load(conn)?;
+            let Some((last, _)) = rows.last() else {
+                break;
+            };
+            after = *last;
+            seen.extend(rows.iter().flat_map(|(_, name)| words(name)));
+        }
+        if let DbConn::Sqlite(c) = conn {
+            keep_words(c, seen.iter().map(String::as_str))?;
+        }
+        Ok(seen.len())
+    })
 }
 
 /// After bulk writes (an import, filling the index): PostgreSQL's GIN index keeps new entries
@@ -476,7 +621,7 @@ mod tests {
                     .name
                     .split(' ')
                     .chain(tokens.other.split(' '))
-                    .any(|token| token.starts_with(t.as_str()))
+                    .any(|token| token.starts_with(t.typed.as_str()))
             })
     }
 
