@@ -35,21 +35,8 @@ fn contact(state: &syncdesk::AppState, name: &str, email: &str) -> i64 {
 
 /// The source a dialer sends activities through.
 fn dialer(conn: &mut syncdesk::db::DbConn) -> syncdesk::sources::model::Source {
-    use syncdesk::sources::service::{self as sources, SourceInput};
-    sources::create(
-        conn,
-        &SourceInput {
-            name: "Dialer".into(),
-            kind: RecordKind::Contact,
-            id_column: "Id".into(),
-            match_by: Vec::new(),
-            full_mode: false,
-            country: String::new(),
-            watch_dir: String::new(),
-            activities: None,
-        },
-    )
-    .expect("source")
+    use syncdesk::sources::service as sources;
+    sources::create(conn, &common::contacts_by("Dialer", "Id")).expect("source")
 }
 
 /// Links a contact to a source's external id, as an import of that source would have.
@@ -474,7 +461,7 @@ where
 async fn a_dialer_file_logs_each_call_once_on_the_contact_it_names() {
     use diesel::prelude::*;
     use syncdesk::schema::activities;
-    use syncdesk::sources::service::{self as sources, SourceInput};
+    use syncdesk::sources::service as sources;
     let mut app = common::spawn().await;
     let ann = contact(&app.state, "Ann Lee", "ann@lee.example");
     let crm = {
@@ -490,20 +477,7 @@ async fn a_dialer_file_logs_each_call_once_on_the_contact_it_names() {
             },
         )
         .expect("field");
-        let crm = sources::create(
-            &mut conn,
-            &SourceInput {
-                name: "CRM".into(),
-                kind: RecordKind::Contact,
-                id_column: "Id".into(),
-                match_by: Vec::new(),
-                full_mode: false,
-                country: String::new(),
-                watch_dir: String::new(),
-                activities: None,
-            },
-        )
-        .expect("source");
+        let crm = sources::create(&mut conn, &common::contacts_by("CRM", "Id")).expect("source");
         link(&mut conn, ann, crm.id, "C-7");
         crm
     };
@@ -742,17 +716,11 @@ async fn activities_by_email_are_never_attached_to_a_guess() {
         let source = sources::create(
             &mut conn,
             &SourceInput {
-                name: "Mail tool".into(),
-                kind: RecordKind::Contact,
-                id_column: "Message".into(),
-                match_by: Vec::new(),
-                full_mode: false,
-                country: String::new(),
-                watch_dir: String::new(),
                 activities: Some(ActivitySettings {
                     contacts_from: None,
                     default_type: String::new(),
                 }),
+                ..common::contacts_by("Mail tool", "Message")
             },
         )
         .expect("source");

@@ -17,24 +17,12 @@ use syncdesk::records::model::{Actor, RecordInput};
 use syncdesk::records::service as records;
 use syncdesk::rules::Rule;
 use syncdesk::sources::model::{MappingInput, Source};
-use syncdesk::sources::service::{self as sources, SourceInput};
+use syncdesk::sources::service as sources;
 
 fn source(state: &syncdesk::AppState, name: &str, to_source: Rule) -> Source {
     let mut conn = state.pool.get().expect("connection");
-    let source = sources::create(
-        &mut conn,
-        &SourceInput {
-            name: name.into(),
-            kind: RecordKind::Contact,
-            id_column: "External Id".into(),
-            match_by: Vec::new(),
-            country: String::new(),
-            watch_dir: String::new(),
-            activities: None,
-            full_mode: false,
-        },
-    )
-    .expect("source");
+    let source =
+        sources::create(&mut conn, &common::contacts_by(name, "External Id")).expect("source");
     let line = |column: &str, field: &str| MappingInput {
         column_name: column.into(),
         field_key: field.into(),

@@ -14,7 +14,7 @@ use syncdesk::records::model::{Actor, RecordInput};
 use syncdesk::records::service as records;
 use syncdesk::rules::Rule;
 use syncdesk::sources::model::MappingInput;
-use syncdesk::sources::service::{self as sources, SourceInput};
+use syncdesk::sources::service as sources;
 use syncdesk::sync::engine;
 use syncdesk::sync::jobs::{self, NewRun};
 
@@ -32,20 +32,7 @@ async fn console_writes_succeed_while_an_import_runs() {
     signer.create_user("viv@example.org", Role::Viewer);
     let (source, contacts) = {
         let mut conn = editor.state.pool.get().expect("connection");
-        let source = sources::create(
-            &mut conn,
-            &SourceInput {
-                name: "CRM".into(),
-                kind: RecordKind::Contact,
-                id_column: "id".into(),
-                match_by: Vec::new(),
-                country: String::new(),
-                watch_dir: String::new(),
-                activities: None,
-                full_mode: false,
-            },
-        )
-        .expect("source");
+        let source = sources::create(&mut conn, &common::contacts_by("CRM", "id")).expect("source");
         let map = |column: &str| MappingInput {
             column_name: column.into(),
             field_key: column.into(),

@@ -26,7 +26,7 @@ use syncdesk::records::service as records;
 use syncdesk::rules::{self, FieldRule, Rule};
 use syncdesk::schema::{import_rows, import_runs, record_links, records as records_t};
 use syncdesk::sources::model::{MappingInput, OnInvalid, Source};
-use syncdesk::sources::service::{self as sources, SourceInput};
+use syncdesk::sources::service as sources;
 use syncdesk::sync::decide::{self, Candidate, Decision};
 use syncdesk::sync::engine;
 use syncdesk::sync::jobs::{self, NewRun};
@@ -906,20 +906,7 @@ impl World {
         let state = AppState::open(db.config()).expect("state");
         let mut conn = state.pool.get().expect("connection");
         let new_source = |conn: &mut syncdesk::db::DbConn, name: &str| {
-            sources::create(
-                conn,
-                &SourceInput {
-                    name: name.into(),
-                    kind: RecordKind::Contact,
-                    id_column: "External Id".into(),
-                    match_by: Vec::new(),
-                    country: String::new(),
-                    watch_dir: String::new(),
-                    activities: None,
-                    full_mode: false,
-                },
-            )
-            .expect("source")
+            sources::create(conn, &common::contacts_by(name, "External Id")).expect("source")
         };
         let other = new_source(&mut conn, "Books");
         let here = new_source(&mut conn, "Practice");

@@ -13,7 +13,7 @@ use syncdesk::records::model::{Actor, RecordInput};
 use syncdesk::records::service as records;
 use syncdesk::rules::Rule;
 use syncdesk::sources::model::{MappingInput, Source};
-use syncdesk::sources::service::{self as sources, SourceInput};
+use syncdesk::sources::service as sources;
 use syncdesk::sync::feed::{self, FeedEntry};
 use syncdesk::sync::jobs::{self, NewRun};
 use syncdesk::AppState;
@@ -53,20 +53,7 @@ impl Env {
             },
         )
         .expect("field");
-        let source = sources::create(
-            &mut conn,
-            &SourceInput {
-                name: "CRM".into(),
-                kind: RecordKind::Contact,
-                id_column: "id".into(),
-                match_by: Vec::new(),
-                country: String::new(),
-                watch_dir: String::new(),
-                activities: None,
-                full_mode: false,
-            },
-        )
-        .expect("source");
+        let source = sources::create(&mut conn, &common::contacts_by("CRM", "id")).expect("source");
         let line = |column: &str, field: &str, to_source: Rule| MappingInput {
             column_name: column.into(),
             field_key: field.into(),

@@ -55,14 +55,8 @@ impl Env {
         let source = sources::create(
             &mut conn,
             &SourceInput {
-                name: name.into(),
-                kind: RecordKind::Contact,
-                id_column: "External Id".into(),
-                match_by: Vec::new(),
-                country: String::new(),
-                watch_dir: String::new(),
-                activities: None,
                 full_mode: full,
+                ..common::contacts_by(name, "External Id")
             },
         )
         .expect("source");
@@ -2043,28 +2037,13 @@ bartholomew   QUILL,bartholomew,,QUILL,,,* Work,Bart@Quill.example,,,,\r\n\
 Ann Lee,Ann,,Lee,,,,ann@lee.example,Work,+44 20 7946 0101,,\r\n\
 No Mail,No,,Mail,,,,,,,,\r\n";
 
-/// A delta-mode contact source keyed by `id_column`, nothing else set: tests change what they
-/// need with `..contacts_by(...)`.
-fn contacts_by(name: &str, id_column: &str) -> SourceInput {
-    SourceInput {
-        name: name.into(),
-        kind: RecordKind::Contact,
-        id_column: id_column.into(),
-        match_by: Vec::new(),
-        full_mode: false,
-        country: String::new(),
-        watch_dir: String::new(),
-        activities: None,
-    }
-}
-
 fn contact_source(env: &Env, name: &str, match_by: &[&str], country: &str) -> Source {
     sources::create(
         &mut env.conn(),
         &SourceInput {
             match_by: match_by.iter().map(|k| k.to_string()).collect(),
             country: country.into(),
-            ..contacts_by(name, "")
+            ..common::contacts_by(name, "")
         },
     )
     .expect("source")
@@ -2270,7 +2249,7 @@ async fn a_column_becomes_a_custom_field_from_the_mapping_page() {
     admin.signed_in_as("admin@example.org", Role::Admin).await;
     let source = sources::create(
         &mut admin.state.pool.get().expect("conn"),
-        &contacts_by("Client file", "Client Id"),
+        &common::contacts_by("Client file", "Client Id"),
     )
     .expect("source");
     let sample = b"Client Id,Name,tag1,Tier\n1,Ann,800,gold\n2,Bob,1200.5,silver\n3,Cy,15000,gold\n4,Di,,gold\n";
@@ -2505,7 +2484,7 @@ fn files_dropped_in_a_watched_folder_import_by_themselves() {
         &SourceInput {
             watch_dir: drop.to_string_lossy().into_owned(),
             activities: None,
-            ..contacts_by("Dropbox", "External Id")
+            ..common::contacts_by("Dropbox", "External Id")
         },
     )
     .expect("source");
@@ -2609,7 +2588,7 @@ fn files_dropped_in_a_watched_folder_import_by_themselves() {
         &SourceInput {
             watch_dir: data_dir.to_string_lossy().into_owned(),
             activities: None,
-            ..contacts_by("Careless", "External Id")
+            ..common::contacts_by("Careless", "External Id")
         },
     )
     .expect("source");
@@ -2650,7 +2629,7 @@ fn a_query_on_another_database_imports_like_a_file() {
         &mut conn,
         &SourceInput {
             full_mode: true,
-            ..contacts_by("Accounting", "code")
+            ..common::contacts_by("Accounting", "code")
         },
     )
     .expect("source");
@@ -2849,7 +2828,7 @@ async fn an_upload_may_say_which_country_its_phones_are_from() {
     editor.signed_in_as("editor@example.org", Role::Admin).await;
     let source = sources::create(
         &mut editor.state.pool.get().expect("conn"),
-        &contacts_by("Paris office", "Id"),
+        &common::contacts_by("Paris office", "Id"),
     )
     .expect("source");
     let line = |column: &str, field: &str| MappingInput {
@@ -3066,7 +3045,7 @@ async fn an_ambiguous_rows_candidates_are_named_on_the_run_page() {
     }
     let source = sources::create(
         &mut app.state.pool.get().expect("conn"),
-        &contacts_by("CRM", "Id"),
+        &common::contacts_by("CRM", "Id"),
     )
     .expect("source");
     sources::set_mapping(

@@ -22,7 +22,7 @@ use syncdesk::review::service::{self as review, Choice, DesyncFilter, Proposal};
 use syncdesk::rules::Rule;
 use syncdesk::schema::{proposals, record_history};
 use syncdesk::sources::model::{MappingInput, Source};
-use syncdesk::sources::service::{self as sources, SourceInput};
+use syncdesk::sources::service as sources;
 use syncdesk::sync::jobs::{self, NewRun};
 
 fn fr() -> PhoneCountry {
@@ -645,20 +645,8 @@ async fn keep_means_the_next_application_starts_from_the_record() {
 
 fn import_source(pool: &DbPool) -> Source {
     let mut conn = pool.get().expect("connection");
-    let source = sources::create(
-        &mut conn,
-        &SourceInput {
-            name: "Books".into(),
-            kind: RecordKind::Contact,
-            id_column: "External Id".into(),
-            match_by: Vec::new(),
-            country: String::new(),
-            watch_dir: String::new(),
-            activities: None,
-            full_mode: false,
-        },
-    )
-    .expect("source");
+    let source =
+        sources::create(&mut conn, &common::contacts_by("Books", "External Id")).expect("source");
     let mapping = [
         ("Name", "name", Rule::Always),
         ("Phone", "phone", Rule::Review),
@@ -871,20 +859,7 @@ async fn desynchronised_totals_stop_at_ten_thousand_records() {
     let cap = review::DESYNC_COUNT_CAP;
     {
         let mut conn = app.state.pool.get().expect("connection");
-        let source = sources::create(
-            &mut conn,
-            &SourceInput {
-                name: "CRM".into(),
-                kind: RecordKind::Contact,
-                id_column: "Id".into(),
-                match_by: Vec::new(),
-                full_mode: false,
-                country: String::new(),
-                watch_dir: String::new(),
-                activities: None,
-            },
-        )
-        .expect("source");
+        let source = sources::create(&mut conn, &common::contacts_by("CRM", "Id")).expect("source");
         let catalog = Catalog::load(&mut conn).expect("catalog");
         let edits: Vec<Edit> = (0..=cap)
             .map(|i| {

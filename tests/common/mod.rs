@@ -387,3 +387,18 @@ fn meta_csrf(body: &str) -> Option<String> {
     let end = body[start..].find('"')? + start;
     Some(body[start..end].to_string())
 }
+
+/// A delta-mode contact source keyed by `id_column`, nothing else set: tests change what they
+/// need with `..contacts_by(...)`.
+pub fn contacts_by(name: &str, id_column: &str) -> syncdesk::sources::service::SourceInput {
+    syncdesk::sources::service::SourceInput {
+        name: name.into(),
+        kind: syncdesk::fields::model::RecordKind::Contact,
+        id_column: id_column.into(),
+        match_by: Vec::new(),
+        full_mode: false,
+        country: String::new(),
+        watch_dir: String::new(),
+        activities: None,
+    }
+}
