@@ -562,7 +562,7 @@ impl Matches {
     /// At most `batch` of the matches after `after`.
     fn batch(
         &mut self,
-        conn: &mut DbConn,
+        pg: &mut diesel::PgConnection,
         terms: &[search::Term],
         scope: Scope,
         after: i64,
@@ -571,7 +571,7 @@ impl Matches {
         let ids = match self.ids.entry(scope) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(search::all_ids_after(conn, terms, scope, 0)?)
+                e.insert(search::all_ids_after(pg, terms, scope, 0)?)
             }
         };
         let start = ids.partition_point(|id| *id <= after);
@@ -597,12 +597,14 @@ fn in_batch(
         search: String::new(),
         ..q.clone()
     };
-    if matches!(conn, DbConn::Sqlite(_)) {
-        return Ok(filtered(&others, false, Scope::All)
-            .filter(search::batch_sql(terms, scope, after, batch)));
+    match conn {
+        DbConn::Sqlite(_) => Ok(filtered(&others, false, Scope::All)
+            .filter(search::batch_sql(terms, scope, after, batch))),
+        DbConn::Pg(pg) => {
+            let ids = matches.batch(pg, terms, scope, after, batch)?.to_vec();
+            Ok(filtered(&others, true, Scope::All).filter(records::id.eq_any(ids)))
+        }
     }
-    let ids = matches.batch(conn, terms, scope, after, batch)?.to_vec();
-    Ok(filtered(&others, true, Scope::All).filter(records::id.eq_any(ids)))
 }
 
 /// The last match of a full batch of the index (the next one starts after it); `None` when
@@ -615,10 +617,9 @@ fn batch_end(
     batch: i64,
     matches: &mut Matches,
 ) -> QueryResult<Option<i64>> {
-    let ids = if matches!(conn, DbConn::Pg(_)) {
-        matches.batch(conn, terms, scope, after, batch)?.to_vec()
-    } else {
-        search::ids_after(conn, terms, scope, after, batch)?
+    let ids = match conn {
+        DbConn::Pg(pg) => matches.batch(pg, terms, scope, after, batch)?.to_vec(),
+        DbConn::Sqlite(c) => search::ids_after(c, terms, scope, after, batch)?,
     };
     Ok(ids.last().copied().filter(|_| ids.len() as i64 == batch))
 }

@@ -324,11 +324,11 @@ fn index_query(backend_is_pg: bool, terms: &[Term], scope: Scope) -> String {
     }
 }
 
-/// The ids of the records matching every term within `scope`, in id order after `after`,
-/// `limit` at most: read from the index in its own order, so the cost is that of the ids
-/// read, however many records match.
+/// SQLite: the ids of the records matching every term within `scope`, in id order after
+/// `after`, `limit` at most: read from the index in its own order, so the cost is that of
+/// the ids read, however many records match.
 pub fn ids_after(
-    conn: &mut DbConn,
+    c: &mut diesel::SqliteConnection,
     terms: &[Term],
     scope: Scope,
     after: i64,
@@ -339,23 +339,17 @@ pub fn ids_after(
         #[diesel(sql_type = BigInt)]
         id: i64,
     }
-    let postgres = matches!(conn, DbConn::Pg(_));
-    let query = index_query(postgres, terms, scope);
-    let sql = if postgres {
-        "SELECT record_id AS id FROM record_search WHERE document @@ CAST($1 AS tsquery) \
-         AND record_id > $2 ORDER BY record_id LIMIT $3"
-    } else {
+    Ok(diesel::sql_query(
         "SELECT rowid AS id FROM record_search WHERE record_search MATCH ? AND rowid > ? \
-         ORDER BY rowid LIMIT ?"
-    };
-    Ok(diesel::sql_query(sql)
-        .bind::<Text, _>(query)
-        .bind::<BigInt, _>(after)
-        .bind::<BigInt, _>(limit)
-        .load::<Id>(conn)?
-        .into_iter()
-        .map(|row| row.id)
-        .collect())
+         ORDER BY rowid LIMIT ?",
+    )
+    .bind::<Text, _>(index_query(false, terms, scope))
+    .bind::<BigInt, _>(after)
+    .bind::<BigInt, _>(limit)
+    .load::<Id>(c)?
+    .into_iter()
+    .map(|row| row.id)
+    .collect())
 }
 
 /// PostgreSQL: the ids of every record matching the terms within `scope` after `after`, in
@@ -364,7 +358,7 @@ pub fn ids_after(
 /// They are sorted here: the index gives them in table order, nearly id order already, and
 /// the database's sort of 26,000 ids cost a fifth of a common name's search.
 pub fn all_ids_after(
-    conn: &mut DbConn,
+    pg: &mut diesel::PgConnection,
     terms: &[Term],
     scope: Scope,
     after: i64,
@@ -374,9 +368,6 @@ pub fn all_ids_after(
         #[diesel(sql_type = diesel::sql_types::Array<BigInt>)]
         ids: Vec<i64>,
     }
-    let DbConn::Pg(pg) = conn else {
-        return ids_after(conn, terms, scope, after, i64::MAX);
-    };
     let ids = diesel::sql_query(
         "SELECT ARRAY(SELECT record_id FROM record_search \
          WHERE document @@ CAST($1 AS tsquery) AND record_id > $2) AS ids",
@@ -477,23 +468,28 @@ fn keep_words<'a>(
     Ok(())
 }
 
+/// Whether `table` (one of this module's, never user text) holds a row: one row read, on a
+/// table of any kind (FTS5's included).
+fn has_rows(conn: &mut DbConn, table: &str) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Any {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let any = diesel::sql_query(format!(
+        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM {table} LIMIT 1) AS t"
+    ))
+    .get_result::<Any>(conn)?;
+    Ok(any.n > 0)
+}
+
 /// SQLite: fills `record_search_words` from the records' names when it is empty (an index
 /// from before it); returns how many words it kept.
 pub fn fill_words_if_empty(conn: &mut DbConn) -> QueryResult<usize> {
     let DbConn::Sqlite(_) = conn else {
         return Ok(0);
     };
-    #[derive(QueryableByName)]
-    struct Any {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let kept = diesel::sql_query(
-        "SELECT COUNT(*) AS n FROM (SELECT word FROM record_search_words LIMIT 1)",
-    )
-    .get_result::<Any>(conn)?
-    .n;
-    if kept > 0 {
+    if has_rows(conn, "record_search_words")? {
         return Ok(0);
     }
     db::write_tx(conn, |conn| {
@@ -534,18 +530,7 @@ pub fn settle(conn: &mut DbConn) -> QueryResult<()> {
 /// Fills the index for records that have no tokens yet (a database from before it existed),
 /// a few thousand at a time; returns how many records it indexed.
 pub fn fill_missing(conn: &mut DbConn) -> QueryResult<usize> {
-    #[derive(QueryableByName)]
-    struct Any {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let indexed = diesel::sql_query(match conn {
-        DbConn::Pg(_) => "SELECT COUNT(*) AS n FROM (SELECT 1 FROM record_search LIMIT 1) t",
-        DbConn::Sqlite(_) => "SELECT COUNT(*) AS n FROM (SELECT rowid FROM record_search LIMIT 1)",
-    })
-    .get_result::<Any>(conn)?
-    .n;
-    if indexed > 0 {
+    if has_rows(conn, "record_search")? {
         return Ok(0);
     }
     // One transaction: a fill interrupted half way leaves the index empty, to be filled again
