@@ -28,7 +28,7 @@ struct Dashboard {
     contacts: list::Total,
     companies: list::Total,
     /// (desynchronised records, fields waiting for a decision)
-    desync: (crate::records::list::Total, crate::records::list::Total),
+    desync: crate::review::service::DesyncTotals,
     backend: &'static str,
 }
 

@@ -103,7 +103,7 @@ struct ShowPage {
     is_admin: bool,
     can_edit: bool,
     /// Records and fields with pending proposals from this process's applications.
-    desync: (crate::records::list::Total, crate::records::list::Total),
+    desync: crate::review::service::DesyncTotals,
     /// The new-application form as typed (kept when it comes back with an error).
     typed: BTreeMap<String, String>,
     application_error: Option<String>,

@@ -696,10 +696,13 @@ struct Totals {
 /// every pending proposal.
 pub const DESYNC_COUNT_CAP: i64 = 10_000;
 
+/// (desynchronised records, pending fields), each counted up to the cap.
+pub type DesyncTotals = (Total, Total);
+
 /// (desynchronised records, pending fields) under the filter, in one pass over the filter's
 /// partial index (two separate counts, one of them distinct, cost twice as much), stopping
 /// after `DESYNC_COUNT_CAP` records: past it both read "at least".
-pub fn totals(conn: &mut DbConn, filter: &DesyncFilter) -> QueryResult<(Total, Total)> {
+pub fn totals(conn: &mut DbConn, filter: &DesyncFilter) -> QueryResult<DesyncTotals> {
     use diesel::sql_types::{BigInt, Text};
     let mut conditions = String::new();
     if filter.kind.is_some() {

@@ -336,7 +336,7 @@ struct ShowPage {
     error: Option<String>,
     max_import_mb: usize,
     /// Records and fields with pending proposals from this source's imports.
-    desync: (crate::records::list::Total, crate::records::list::Total),
+    desync: crate::review::service::DesyncTotals,
     choices: ActivityChoices,
     /// For a source of activities: the parts a column can fill, with labels.
     activity_targets: Vec<(&'static str, &'static str)>,
@@ -365,7 +365,7 @@ struct SourceData {
     mapping: Vec<Mapping>,
     fields: Vec<FieldDef>,
     runs: Vec<ImportRun>,
-    desync: (crate::records::list::Total, crate::records::list::Total),
+    desync: crate::review::service::DesyncTotals,
     choices: ActivityChoices,
 }
 

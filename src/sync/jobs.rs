@@ -563,11 +563,10 @@ pub fn spawn_worker(
         match run_queued(&pool, &data_dir, country) {
             Ok(0) if last_recount.elapsed() > RECOUNT_EVERY => {
                 last_recount = std::time::Instant::now();
-                let recounted = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-                    crate::records::counts::recount(&mut conn).map_err(|e| e.to_string())
-                });
-                if let Err(e) = recounted {
-                    tracing::warn!(error = %e, "could not recount the list totals");
+                if let Ok(mut conn) = pool.get() {
+                    if let Err(e) = crate::records::counts::recount(&mut conn) {
+                        tracing::warn!(error = %e, "could not recount the list totals");
+                    }
                 }
                 Duration::from_millis(500)
             }
