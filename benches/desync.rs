@@ -26,6 +26,7 @@ fn main() {
     seed(&mut conn, rows);
     // As the console's start does for records written by hand.
     syncdesk::records::counts::fill_if_empty(&mut conn).expect("list totals");
+    syncdesk::review::totals::fill_if_empty(&mut conn).expect("desynchronised totals");
     println!(
         "seeded {rows} records ({} desynchronised, two pending fields each) in {:.1?}",
         rows / 4,

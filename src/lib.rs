@@ -82,6 +82,10 @@ impl AppState {
             tracing::info!("list totals counted");
         }
         records::counts::merge_if_many(&mut conn).map_err(db::DbError::from)?;
+        if review::totals::fill_if_empty(&mut conn).map_err(db::DbError::from)? {
+            tracing::info!("desynchronised totals counted");
+        }
+        review::totals::merge_if_many(&mut conn).map_err(db::DbError::from)?;
         drop(conn);
         let key_bytes = config.session_key_bytes()?;
         let session_key =

@@ -454,6 +454,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    desync_counts (id) {
+        id -> BigInt,
+        record_kind -> Text,
+        records -> BigInt,
+        fields -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     activities,
     activity_mappings,
@@ -464,6 +473,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     source_changes,
     record_search,
     record_counts,
+    desync_counts,
     source_webhooks,
     webhook_deliveries,
     user_sessions,

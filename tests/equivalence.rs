@@ -1460,6 +1460,12 @@ fn check_seed(seed: u64) {
             "list totals ({})",
             scn.describe()
         );
+        assert_eq!(
+            syncdesk::review::totals::differences(&mut conn).expect("totals"),
+            vec![],
+            "desynchronised totals ({})",
+            scn.describe()
+        );
     }
 }
 

@@ -847,6 +847,10 @@ fn undo_restores_values_and_reports_later_edits() {
         syncdesk::records::counts::differences(&mut env.conn()).expect("totals"),
         vec![]
     );
+    assert_eq!(
+        syncdesk::review::totals::differences(&mut env.conn()).expect("totals"),
+        vec![]
+    );
 }
 
 #[core::prelude::v1::test]
@@ -1045,6 +1049,15 @@ fn rules_review_makes_proposals_and_custom_columns_map_to_custom_fields() {
     let pending = syncdesk::review::service::pending_for(&mut env.conn(), id).expect("proposals");
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].proposed_value, "+61400000008");
+    // Undoing that run withdraws its proposal; the desynchronised totals follow.
+    undo::undo(&mut env.conn(), run, &Actor::system("tester")).expect("undo");
+    assert!(syncdesk::review::service::pending_for(&mut env.conn(), id)
+        .expect("proposals")
+        .is_empty());
+    assert_eq!(
+        syncdesk::review::totals::differences(&mut env.conn()).expect("totals"),
+        vec![]
+    );
 }
 
 #[core::prelude::v1::test]

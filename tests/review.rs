@@ -853,11 +853,17 @@ async fn a_blank_required_field_cannot_be_accepted() {
 }
 
 #[actix_web::test]
-async fn desynchronised_totals_stop_at_ten_thousand_records() {
+async fn desynchronised_totals_are_exact_past_ten_thousand_and_follow_every_decision() {
     use syncdesk::records::writer::{self, Catalog, Edit, RecordState};
+    use syncdesk::review::totals;
     let mut app = spawn().await;
     let cap = review::DESYNC_COUNT_CAP;
-    {
+    let all = DesyncFilter::default();
+    let counted = |conn: &mut syncdesk::db::DbConn, filter: &DesyncFilter| {
+        let (records, fields) = review::totals(conn, filter).expect("totals");
+        (records.count, records.more, fields.count, fields.more)
+    };
+    let (source, first) = {
         let mut conn = app.state.pool.get().expect("connection");
         let source = sources::create(&mut conn, &common::contacts_by("CRM", "Id")).expect("source");
         let catalog = Catalog::load(&mut conn).expect("catalog");
@@ -868,35 +874,104 @@ async fn desynchronised_totals_stop_at_ten_thousand_records() {
                 Edit::create(state)
             })
             .collect();
-        syncdesk::db::write_tx(&mut conn, |conn| -> diesel::QueryResult<()> {
-            let written = writer::apply(conn, &catalog, &edits, &Actor::system("test"))?;
-            let proposed: Vec<review::NewProposal> = written
-                .iter()
-                .map(|w| review::NewProposal {
-                    record_id: w.record_id,
-                    field_key: "email".into(),
+        let proposed = |ids: &[i64], key: &str| -> Vec<review::NewProposal> {
+            ids.iter()
+                .map(|id| review::NewProposal {
+                    record_id: *id,
+                    field_key: key.into(),
                     current: String::new(),
-                    proposed: format!("p{}@example.org", w.record_id),
+                    proposed: format!("{key} {id}"),
                 })
-                .collect();
+                .collect()
+        };
+        let ids = syncdesk::db::write_tx(&mut conn, |conn| -> diesel::QueryResult<Vec<i64>> {
+            let written = writer::apply(conn, &catalog, &edits, &Actor::system("test"))?;
+            let ids: Vec<i64> = written.iter().map(|w| w.record_id).collect();
             review::propose_many(
                 conn,
-                &proposed,
+                &proposed(&ids, "email"),
                 RecordKind::Contact,
                 source.id,
                 &Actor::system("test"),
-            )
+            )?;
+            Ok(ids)
         })
         .expect("proposals");
-        let (records, fields) =
-            review::totals(&mut conn, &DesyncFilter::default()).expect("totals");
-        assert_eq!((records.count, records.more), (cap, true));
-        assert_eq!(records.to_string(), "10,000+");
-        assert!(fields.more);
+        assert_eq!(counted(&mut conn, &all), (cap + 1, false, cap + 1, false));
+        // A source's view is counted up to the cap.
+        let from_source = DesyncFilter {
+            source_id: Some(source.id),
+            ..Default::default()
+        };
+        assert_eq!(counted(&mut conn, &from_source).1, true);
+        let companies = DesyncFilter {
+            kind: Some(RecordKind::Company),
+            ..Default::default()
+        };
+        assert_eq!(counted(&mut conn, &companies), (0, false, 0, false));
+        // A second field of the first record, then the same field proposed again (replaced).
+        for key in ["phone", "phone"] {
+            syncdesk::db::write_tx(&mut conn, |conn| {
+                review::propose_many(
+                    conn,
+                    &proposed(&ids[..1], key),
+                    RecordKind::Contact,
+                    source.id,
+                    &Actor::system("test"),
+                )
+            })
+            .expect("second field");
+        }
+        assert_eq!(counted(&mut conn, &all), (cap + 1, false, cap + 2, false));
+        (source, ids[0])
+    };
+    assert_eq!(source.name, "CRM");
+    // Deciding one of the first record's two fields leaves it desynchronised; the other not.
+    let pending = {
+        let mut conn = app.state.pool.get().expect("connection");
+        review::pending_for(&mut conn, first).expect("pending")
+    };
+    assert_eq!(pending.len(), 2);
+    for (n, p) in pending.iter().enumerate() {
+        let mut conn = app.state.pool.get().expect("connection");
+        review::decide(
+            &mut conn,
+            first,
+            &[(p.id, Choice::Keep)],
+            &Actor::system("Ann"),
+            fr(),
+        )
+        .expect("decided");
+        let left = if n == 0 { cap + 1 } else { cap };
+        assert_eq!(
+            counted(&mut conn, &all),
+            (left, false, cap + 1 - n as i64, false)
+        );
     }
+    let mut conn = app.state.pool.get().expect("connection");
+    assert_eq!(totals::differences(&mut conn).expect("check"), vec![]);
+    // Merged, the same; a wrong total is put right by counting afresh.
+    totals::merge(&mut conn).expect("merge");
+    assert_eq!(
+        syncdesk::schema::desync_counts::table
+            .count()
+            .get_result::<i64>(&mut conn)
+            .expect("rows"),
+        1
+    );
+    assert_eq!(totals::differences(&mut conn).expect("check"), vec![]);
+    diesel::update(syncdesk::schema::desync_counts::table)
+        .set(syncdesk::schema::desync_counts::records.eq(0))
+        .execute(&mut conn)
+        .expect("tamper");
+    assert_eq!(totals::differences(&mut conn).expect("check").len(), 1);
+    totals::recount(&mut conn).expect("recount");
+    assert_eq!(totals::differences(&mut conn).expect("check"), vec![]);
+    assert_eq!(counted(&mut conn, &all), (cap, false, cap, false));
+    drop(conn);
     app.signed_in_as("viewer@example.org", Role::Viewer).await;
     app.get("/desync")
         .await
         .assert_status(200)
-        .assert_contains("<strong id=\"desync-records\">10,000+</strong> desynchronised records");
+        .assert_contains("<strong id=\"desync-records\">10,000</strong> desynchronised records");
 }

@@ -114,96 +114,143 @@ pub fn total(conn: &mut DbConn, q: &ListQuery) -> QueryResult<Option<i64>> {
     Ok(Some(counts.into_iter().sum()))
 }
 
+/// The list totals' table: a row per group a batch changed, summed when read.
+const RECORD_TOTALS: KeptTotals = KeptTotals {
+    table: "record_counts",
+    groups: "kind, archived, owner_source_id, forced_manual, missing_from_source",
+    sums: &["records"],
+    counted:
+        "SELECT kind, archived, owner_source_id, forced_manual, missing_from_source, COUNT(*) \
+              FROM records \
+              GROUP BY kind, archived, owner_source_id, forced_manual, missing_from_source",
+};
+
 /// Counts every record afresh when the table is empty (a database from before it, or records
 /// written by hand into an empty one); returns whether it did.
 pub fn fill_if_empty(conn: &mut DbConn) -> QueryResult<bool> {
-    let kept: i64 = record_counts::table.count().get_result(conn)?;
-    if kept > 0 {
-        return Ok(false);
-    }
-    count_afresh(conn, true)
+    RECORD_TOTALS.fill_if_empty(conn)
 }
 
 /// Counts every record afresh, replacing the kept totals: the import worker does it once an
 /// hour, so that totals a race left wrong (two transactions changing one record's group from
 /// the same state on PostgreSQL) are right again within the hour.
 pub fn recount(conn: &mut DbConn) -> QueryResult<()> {
-    count_afresh(conn, false).map(|_| ())
-}
-
-fn count_afresh(conn: &mut DbConn, only_if_empty: bool) -> QueryResult<bool> {
-    db::write_tx(conn, |conn| {
-        if let DbConn::Pg(c) = conn {
-            // Writers wait while the records are counted: a change committed before the
-            // count would otherwise be counted twice (once in the records, once as a delta).
-            // Another instance starting at the same time finds the table filled below.
-            c.batch_execute("LOCK TABLE record_counts IN EXCLUSIVE MODE")?;
-        }
-        if only_if_empty {
-            let kept: i64 = record_counts::table.count().get_result(conn)?;
-            if kept > 0 {
-                return Ok(false);
-            }
-        }
-        conn.batch_execute(
-            "DELETE FROM record_counts; \
-             INSERT INTO record_counts \
-             (kind, archived, owner_source_id, forced_manual, missing_from_source, records) \
-             SELECT kind, archived, owner_source_id, forced_manual, missing_from_source, COUNT(*) \
-             FROM records \
-             GROUP BY kind, archived, owner_source_id, forced_manual, missing_from_source",
-        )?;
-        Ok(true)
-    })
+    RECORD_TOTALS.count_afresh(conn, false).map(|_| ())
 }
 
 /// Merges the rows of each group into one when there are many (at start, and by the import
 /// worker between runs).
 pub fn merge_if_many(conn: &mut DbConn) -> QueryResult<()> {
-    let kept: i64 = record_counts::table.count().get_result(conn)?;
-    if kept <= MERGE_ABOVE {
-        return Ok(());
-    }
-    merge(conn)
+    RECORD_TOTALS.merge_if_many(conn)
 }
 
 /// Merges the rows of each group into one.
 pub fn merge(conn: &mut DbConn) -> QueryResult<()> {
-    db::write_tx(conn, |conn| {
-        match conn {
-        // One statement: a change committed meanwhile is either merged or left as it is.
-        DbConn::Pg(c) => c.batch_execute(
-            "WITH gone AS (DELETE FROM record_counts RETURNING *) \
-             INSERT INTO record_counts \
-             (kind, archived, owner_source_id, forced_manual, missing_from_source, records) \
-             SELECT kind, archived, owner_source_id, forced_manual, missing_from_source, SUM(records) \
-             FROM gone \
-             GROUP BY kind, archived, owner_source_id, forced_manual, missing_from_source \
-             HAVING SUM(records) <> 0",
-        ),
-        // SQLite's write transaction has the database to itself: the rows up to the last id
-        // are summed into new rows, then deleted.
-        DbConn::Sqlite(_) => {
-            let last: Option<i64> = record_counts::table
-                .select(diesel::dsl::max(record_counts::id))
-                .first(conn)?;
-            let Some(last) = last else { return Ok(()) };
-            diesel::sql_query(
-                "INSERT INTO record_counts \
-                 (kind, archived, owner_source_id, forced_manual, missing_from_source, records) \
-                 SELECT kind, archived, owner_source_id, forced_manual, missing_from_source, \
-                 SUM(records) FROM record_counts WHERE id <= ? \
-                 GROUP BY kind, archived, owner_source_id, forced_manual, missing_from_source \
-                 HAVING SUM(records) <> 0",
-            )
-            .bind::<diesel::sql_types::BigInt, _>(last)
-            .execute(conn)?;
-            diesel::delete(record_counts::table.filter(record_counts::id.le(last)))
-                .execute(conn)?;
-            Ok(())
-        }
+    RECORD_TOTALS.merge(conn)
+}
+
+/// A table of totals kept as deltas by the write path (a row of +/- per group a change moved),
+/// summed when read, merged now and then, and counted afresh from its source when empty or
+/// when asked. The names are the code's own, never input.
+pub(crate) struct KeptTotals {
+    pub table: &'static str,
+    /// The group columns, comma-separated.
+    pub groups: &'static str,
+    /// The summed columns.
+    pub sums: &'static [&'static str],
+    /// A SELECT of the groups and sums, in that order, counted from the source tables.
+    pub counted: &'static str,
+}
+
+impl KeptTotals {
+    fn columns(&self) -> String {
+        format!("{}, {}", self.groups, self.sums.join(", "))
     }
-    })
+
+    fn summed(&self, from: &str) -> String {
+        let sums: Vec<String> = self.sums.iter().map(|c| format!("SUM({c})")).collect();
+        let nonzero: Vec<String> = self.sums.iter().map(|c| format!("SUM({c}) <> 0")).collect();
+        format!(
+            "SELECT {}, {} FROM {from} GROUP BY {} HAVING {}",
+            self.groups,
+            sums.join(", "),
+            self.groups,
+            nonzero.join(" OR ")
+        )
+    }
+
+    fn rows(&self, conn: &mut DbConn) -> QueryResult<i64> {
+        #[derive(QueryableByName)]
+        struct Kept {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let kept: Kept = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {}", self.table))
+            .get_result(conn)?;
+        Ok(kept.n)
+    }
+
+    pub fn fill_if_empty(&self, conn: &mut DbConn) -> QueryResult<bool> {
+        if self.rows(conn)? > 0 {
+            return Ok(false);
+        }
+        self.count_afresh(conn, true)
+    }
+
+    pub fn count_afresh(&self, conn: &mut DbConn, only_if_empty: bool) -> QueryResult<bool> {
+        db::write_tx(conn, |conn| {
+            if let DbConn::Pg(c) = conn {
+                // Writers wait while the source is counted: a change committed before the
+                // count would otherwise be counted twice (once in the source, once as a
+                // delta). Another instance starting at the same time finds the table filled.
+                c.batch_execute(&format!("LOCK TABLE {} IN EXCLUSIVE MODE", self.table))?;
+            }
+            if only_if_empty && self.rows(conn)? > 0 {
+                return Ok(false);
+            }
+            conn.batch_execute(&format!(
+                "DELETE FROM {t}; INSERT INTO {t} ({}) {}",
+                self.columns(),
+                self.counted,
+                t = self.table
+            ))?;
+            Ok(true)
+        })
+    }
+
+    pub fn merge_if_many(&self, conn: &mut DbConn) -> QueryResult<()> {
+        if self.rows(conn)? <= MERGE_ABOVE {
+            return Ok(());
+        }
+        self.merge(conn)
+    }
+
+    pub fn merge(&self, conn: &mut DbConn) -> QueryResult<()> {
+        let (table, columns) = (self.table, self.columns());
+        db::write_tx(conn, |conn| match conn {
+            // One statement: a change committed meanwhile is either merged or left as it is.
+            DbConn::Pg(c) => c.batch_execute(&format!(
+                "WITH gone AS (DELETE FROM {table} RETURNING *) INSERT INTO {table} ({columns}) {}",
+                self.summed("gone")
+            )),
+            // SQLite's write transaction has the database to itself: the rows up to the last
+            // id are summed into new rows, then deleted.
+            DbConn::Sqlite(c) => {
+                #[derive(QueryableByName)]
+                struct Last {
+                    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+                    id: Option<i64>,
+                }
+                let last: Last = diesel::sql_query(format!("SELECT MAX(id) AS id FROM {table}"))
+                    .get_result(c)?;
+                let Some(last) = last.id else { return Ok(()) };
+                c.batch_execute(&format!(
+                    "INSERT INTO {table} ({columns}) {}; DELETE FROM {table} WHERE id <= {last}",
+                    self.summed(&format!("(SELECT * FROM {table} WHERE id <= {last})"))
+                ))
+            }
+        })
+    }
 }
 
 /// Every group's count against `records` itself: (kept, counted) per group where they differ.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::totals;
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::validate::{normalize_for, PhoneCountry};
@@ -32,7 +33,7 @@ pub const PENDING: &str = ProposalStatus::Pending.as_str();
 
 /// `status = 'pending'` written into the SQL rather than bound: only then can PostgreSQL's
 /// generic plans (and SQLite's planner) use the partial indexes `... WHERE status = 'pending'`.
-fn is_pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+pub(crate) fn is_pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
     diesel::dsl::sql("proposals.status = 'pending'")
 }
 
@@ -145,35 +146,37 @@ pub fn propose(
         ),
         _ => (None, None),
     };
-    diesel::update(
-        proposals::table
-            .filter(proposals::record_id.eq(record_id))
-            .filter(proposals::field_key.eq(field_key))
-            .filter(proposals::status.eq(PENDING)),
-    )
-    .set((
-        proposals::status.eq(ProposalStatus::Replaced.as_str()),
-        proposals::decided_by.eq(Some(actor.label.clone())),
-        proposals::decided_at.eq(Some(now)),
-    ))
-    .execute(conn)?;
-    diesel::insert_into(proposals::table)
-        .values((
-            proposals::record_id.eq(record_id),
-            proposals::field_key.eq(field_key),
-            proposals::current_value.eq(current),
-            proposals::proposed_value.eq(proposed),
-            proposals::origin.eq(actor.origin.as_str()),
-            proposals::origin_id.eq(actor.origin_id),
-            proposals::origin_label.eq(&actor.label),
-            proposals::status.eq(PENDING),
-            proposals::created_at.eq(now),
-            proposals::record_kind.eq(record_kind),
-            proposals::source_id.eq(source_id),
-            proposals::process_id.eq(process_id),
+    totals::tracked(conn, &[record_id], |conn| {
+        diesel::update(
+            proposals::table
+                .filter(proposals::record_id.eq(record_id))
+                .filter(proposals::field_key.eq(field_key))
+                .filter(proposals::status.eq(PENDING)),
+        )
+        .set((
+            proposals::status.eq(ProposalStatus::Replaced.as_str()),
+            proposals::decided_by.eq(Some(actor.label.clone())),
+            proposals::decided_at.eq(Some(now)),
         ))
         .execute(conn)?;
-    Ok(())
+        diesel::insert_into(proposals::table)
+            .values((
+                proposals::record_id.eq(record_id),
+                proposals::field_key.eq(field_key),
+                proposals::current_value.eq(current),
+                proposals::proposed_value.eq(proposed),
+                proposals::origin.eq(actor.origin.as_str()),
+                proposals::origin_id.eq(actor.origin_id),
+                proposals::origin_label.eq(&actor.label),
+                proposals::status.eq(PENDING),
+                proposals::created_at.eq(now),
+                proposals::record_kind.eq(record_kind),
+                proposals::source_id.eq(source_id),
+                proposals::process_id.eq(process_id),
+            ))
+            .execute(conn)
+            .map(|_| ())
+    })
 }
 
 /// A proposal an import row makes under a `review` rule.
@@ -230,65 +233,67 @@ pub fn propose_many(
             .load::<i64>(pg)?;
     }
     let now = db::now();
-    let mut keys: Vec<&str> = new.iter().map(|p| p.field_key.as_str()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    for key in keys {
-        let on_key: Vec<i64> = new
-            .iter()
-            .filter(|p| p.field_key == key)
-            .map(|p| p.record_id)
-            .collect();
-        for part in on_key.chunks(5_000) {
-            diesel::update(
-                proposals::table
-                    .filter(proposals::record_id.eq_any(part))
-                    .filter(proposals::field_key.eq(key))
-                    .filter(proposals::status.eq(PENDING)),
-            )
-            .set((
-                proposals::status.eq(ProposalStatus::Replaced.as_str()),
-                proposals::decided_by.eq(Some(actor.label.clone())),
-                proposals::decided_at.eq(Some(now)),
-            ))
-            .execute(conn)?;
-        }
-    }
-    let last: BTreeMap<(i64, &str), usize> = new
-        .iter()
-        .enumerate()
-        .map(|(i, p)| ((p.record_id, p.field_key.as_str()), i))
-        .collect();
-    let rows: Vec<ProposalRow> = new
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let replaced = last.get(&(p.record_id, p.field_key.as_str())) != Some(&i);
-            ProposalRow {
-                record_id: p.record_id,
-                field_key: &p.field_key,
-                current_value: &p.current,
-                proposed_value: &p.proposed,
-                origin: actor.origin.as_str(),
-                origin_id: actor.origin_id,
-                origin_label: &actor.label,
-                status: if replaced {
-                    ProposalStatus::Replaced
-                } else {
-                    ProposalStatus::Pending
-                }
-                .as_str(),
-                decided_by: replaced.then_some(actor.label.as_str()),
-                decided_at: replaced.then_some(now),
-                created_at: now,
-                record_kind: kind.as_str(),
-                source_id: Some(source_id),
-                process_id: None,
+    totals::tracked(conn, &ids, |conn| {
+        let mut keys: Vec<&str> = new.iter().map(|p| p.field_key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            let on_key: Vec<i64> = new
+                .iter()
+                .filter(|p| p.field_key == key)
+                .map(|p| p.record_id)
+                .collect();
+            for part in on_key.chunks(5_000) {
+                diesel::update(
+                    proposals::table
+                        .filter(proposals::record_id.eq_any(part))
+                        .filter(proposals::field_key.eq(key))
+                        .filter(proposals::status.eq(PENDING)),
+                )
+                .set((
+                    proposals::status.eq(ProposalStatus::Replaced.as_str()),
+                    proposals::decided_by.eq(Some(actor.label.clone())),
+                    proposals::decided_at.eq(Some(now)),
+                ))
+                .execute(conn)?;
             }
-        })
-        .collect();
-    db::insert_all!(conn, proposals::table, rows);
-    Ok(())
+        }
+        let last: BTreeMap<(i64, &str), usize> = new
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.record_id, p.field_key.as_str()), i))
+            .collect();
+        let rows: Vec<ProposalRow> = new
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let replaced = last.get(&(p.record_id, p.field_key.as_str())) != Some(&i);
+                ProposalRow {
+                    record_id: p.record_id,
+                    field_key: &p.field_key,
+                    current_value: &p.current,
+                    proposed_value: &p.proposed,
+                    origin: actor.origin.as_str(),
+                    origin_id: actor.origin_id,
+                    origin_label: &actor.label,
+                    status: if replaced {
+                        ProposalStatus::Replaced
+                    } else {
+                        ProposalStatus::Pending
+                    }
+                    .as_str(),
+                    decided_by: replaced.then_some(actor.label.as_str()),
+                    decided_at: replaced.then_some(now),
+                    created_at: now,
+                    record_kind: kind.as_str(),
+                    source_id: Some(source_id),
+                    process_id: None,
+                }
+            })
+            .collect();
+        db::insert_all!(conn, proposals::table, rows);
+        Ok(())
+    })
 }
 
 pub fn pending_for(conn: &mut DbConn, record_id: i64) -> QueryResult<Vec<Proposal>> {
@@ -318,18 +323,20 @@ pub fn earlier_for(conn: &mut DbConn, record_id: i64, limit: i64) -> QueryResult
 
 /// Withdraws the pending proposals an origin (such as an undone import run) made.
 pub fn withdraw(conn: &mut DbConn, origin: &str, origin_id: i64, by: &str) -> QueryResult<usize> {
-    diesel::update(
-        proposals::table
-            .filter(proposals::origin.eq(origin))
-            .filter(proposals::origin_id.eq(origin_id))
-            .filter(proposals::status.eq(PENDING)),
-    )
-    .set((
-        proposals::status.eq(ProposalStatus::Replaced.as_str()),
-        proposals::decided_by.eq(Some(by.to_string())),
-        proposals::decided_at.eq(Some(db::now())),
-    ))
-    .execute(conn)
+    let made = proposals::table
+        .filter(proposals::origin.eq(origin))
+        .filter(proposals::origin_id.eq(origin_id))
+        .filter(proposals::status.eq(PENDING));
+    let ids: Vec<i64> = made.select(proposals::record_id).distinct().load(conn)?;
+    totals::tracked(conn, &ids, |conn| {
+        diesel::update(made)
+            .set((
+                proposals::status.eq(ProposalStatus::Replaced.as_str()),
+                proposals::decided_by.eq(Some(by.to_string())),
+                proposals::decided_at.eq(Some(db::now())),
+            ))
+            .execute(conn)
+    })
 }
 
 /// Pending fields per record, for the indicators of a list page.
@@ -526,48 +533,50 @@ pub fn decide(
     country: PhoneCountry,
 ) -> Result<Outcome, ReviewError> {
     db::write_tx(conn, |conn| {
-        let record = records::find(conn, record_id)?.ok_or(ReviewError::NotFound)?;
-        let defs = crate::fields::service::list(conn, record.record_kind(), true)?;
-        let ids: Vec<i64> = decisions.iter().map(|(id, _)| *id).collect();
-        let asked: Vec<Proposal> = proposals::table
-            .filter(proposals::id.eq_any(&ids))
-            .filter(proposals::record_id.eq(record_id))
-            .select(Proposal::as_select())
-            .load(conn)?;
-        let typed = validated(&defs, &asked, decisions, country)?;
-        let mut outcome = Outcome::default();
-        for (id, choice) in decisions {
-            let Some(proposal) = asked.iter().find(|p| p.id == *id) else {
-                continue;
-            };
-            let field = label_of(&defs, &proposal.field_key);
-            let value = match choice {
-                Choice::Keep => None,
-                Choice::Accept => Some(proposal.proposed_value.clone()),
-                Choice::NewValue(_) => typed.get(id).cloned(),
-            };
-            if !claim(conn, proposal.id, choice, value.as_deref(), actor)? {
-                let decided: Proposal = proposals::table
-                    .find(proposal.id)
-                    .select(Proposal::as_select())
-                    .first(conn)?;
-                outcome.already_decided.push(AlreadyDecided {
+        totals::tracked(conn, &[record_id], |conn| {
+            let record = records::find(conn, record_id)?.ok_or(ReviewError::NotFound)?;
+            let defs = crate::fields::service::list(conn, record.record_kind(), true)?;
+            let ids: Vec<i64> = decisions.iter().map(|(id, _)| *id).collect();
+            let asked: Vec<Proposal> = proposals::table
+                .filter(proposals::id.eq_any(&ids))
+                .filter(proposals::record_id.eq(record_id))
+                .select(Proposal::as_select())
+                .load(conn)?;
+            let typed = validated(&defs, &asked, decisions, country)?;
+            let mut outcome = Outcome::default();
+            for (id, choice) in decisions {
+                let Some(proposal) = asked.iter().find(|p| p.id == *id) else {
+                    continue;
+                };
+                let field = label_of(&defs, &proposal.field_key);
+                let value = match choice {
+                    Choice::Keep => None,
+                    Choice::Accept => Some(proposal.proposed_value.clone()),
+                    Choice::NewValue(_) => typed.get(id).cloned(),
+                };
+                if !claim(conn, proposal.id, choice, value.as_deref(), actor)? {
+                    let decided: Proposal = proposals::table
+                        .find(proposal.id)
+                        .select(Proposal::as_select())
+                        .first(conn)?;
+                    outcome.already_decided.push(AlreadyDecided {
+                        proposal_id: proposal.id,
+                        field,
+                        by: decided.decided_by.clone().unwrap_or_default(),
+                        how: decided.decision_text(),
+                        at: decided.decided_at_text(),
+                    });
+                    continue;
+                }
+                let what = apply(conn, &record, &defs, proposal, choice, value, actor)?;
+                outcome.applied.push(Applied {
                     proposal_id: proposal.id,
                     field,
-                    by: decided.decided_by.clone().unwrap_or_default(),
-                    how: decided.decision_text(),
-                    at: decided.decided_at_text(),
+                    what,
                 });
-                continue;
             }
-            let what = apply(conn, &record, &defs, proposal, choice, value, actor)?;
-            outcome.applied.push(Applied {
-                proposal_id: proposal.id,
-                field,
-                what,
-            });
-        }
-        Ok(outcome)
+            Ok(outcome)
+        })
     })
 }
 
@@ -699,11 +708,24 @@ pub const DESYNC_COUNT_CAP: i64 = 10_000;
 /// (desynchronised records, pending fields), each counted up to the cap.
 pub type DesyncTotals = (Total, Total);
 
-/// (desynchronised records, pending fields) under the filter, in one pass over the filter's
+/// (desynchronised records, pending fields) under the filter: exact from the kept totals for
+/// all records or one kind; for a source or a process, counted in one pass over the filter's
 /// partial index (two separate counts, one of them distinct, cost twice as much), stopping
 /// after `DESYNC_COUNT_CAP` records: past it both read "at least".
 pub fn totals(conn: &mut DbConn, filter: &DesyncFilter) -> QueryResult<DesyncTotals> {
     use diesel::sql_types::{BigInt, Text};
+    if let Some((records, fields)) = totals::exact(conn, filter)? {
+        return Ok((
+            Total {
+                count: records,
+                more: false,
+            },
+            Total {
+                count: fields,
+                more: false,
+            },
+        ));
+    }
     let mut conditions = String::new();
     if filter.kind.is_some() {
         conditions.push_str(" AND record_kind = ?");

@@ -552,7 +552,9 @@ pub fn spawn_worker(
             if let Err(e) = recover_stale(&mut conn) {
                 tracing::warn!(error = %e, "could not recover stale imports");
             }
-            if let Err(e) = crate::records::counts::merge_if_many(&mut conn) {
+            if let Err(e) = crate::records::counts::merge_if_many(&mut conn)
+                .and_then(|()| crate::review::totals::merge_if_many(&mut conn))
+            {
                 tracing::warn!(error = %e, "could not merge the list totals");
             }
             // Keep SQLite's write-ahead log from growing without bound during long imports.
@@ -564,7 +566,9 @@ pub fn spawn_worker(
             Ok(0) if last_recount.elapsed() > RECOUNT_EVERY => {
                 last_recount = std::time::Instant::now();
                 if let Ok(mut conn) = pool.get() {
-                    if let Err(e) = crate::records::counts::recount(&mut conn) {
+                    if let Err(e) = crate::records::counts::recount(&mut conn)
+                        .and_then(|()| crate::review::totals::recount(&mut conn))
+                    {
                         tracing::warn!(error = %e, "could not recount the list totals");
                     }
                 }
