@@ -398,7 +398,7 @@ fn activities(conn: &mut DbConn, summary: &mut DemoSummary) -> Result<(), DemoEr
                 &[crate::activities::mapping::FieldUpdate {
                     field: "tag2".into(),
                     template: "{{ list_name }}".into(),
-                    rule: "never".into(),
+                    rule: "review".into(),
                 }],
             )
             .map_err(in_words)

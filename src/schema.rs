@@ -501,6 +501,7 @@ diesel::allow_tables_to_appear_in_same_query!(
 );
 
 diesel::joinable!(activities -> records (record_id));
+diesel::joinable!(activity_mappings -> sources (source_id));
 
 diesel::table! {
     activity_types (key) {

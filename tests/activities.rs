@@ -327,6 +327,30 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
         .assert_status(422)
         .assert_contains("Subject, line 1:")
         .assert_contains("value=\"{{ outcome call\"");
+    // A variable no activity of this source carries, or a construct templates may not use,
+    // is refused at save and in the preview, with the variables there are.
+    let unknown: Vec<(&str, String)> = form("{{ campaign }} call");
+    let unknown: Vec<(&str, &str)> = unknown.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    app.post(&url, &unknown)
+        .await
+        .assert_status(422)
+        .assert_contains(
+            "Subject: unknown variable campaign; the variables are body, caller_id, comments",
+        )
+        .assert_contains("value=\"{{ campaign }} call\"");
+    let preview_unknown: Vec<(String, String)> = form("{{ campaign }} call")
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    app.htmx_form(&format!("{url}/preview"), &preview_unknown)
+        .await
+        .assert_contains("Subject: unknown variable campaign");
+    let set: Vec<(&str, String)> = form("{% set x = outcome %}{{ x }}");
+    let set: Vec<(&str, &str)> = set.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    app.post(&url, &set)
+        .await
+        .assert_status(422)
+        .assert_contains("Subject: set is not allowed in these templates");
     let good: Vec<(&str, String)> = form("{{ outcome }} call, {{ duration }} s");
     let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
     app.post(&url, &good).await.assert_status(303);
@@ -390,6 +414,64 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
         .get_result(&mut conn)
         .expect("history");
     assert_eq!(history, 1);
+    drop(conn);
+    // An attribute this source has sent ("campaign") is now a variable, offered by the picker;
+    // the preview's sample is the newest activity.
+    app.send(post(
+        &secret,
+        json!({
+            "contact": {"id": ann},
+            "type": "call",
+            "source_id": source.id,
+            "external_id": "call-78",
+            "attributes": {"outcome": "answered", "duration": 61, "campaign": "Winter offer"}
+        }),
+    ))
+    .await
+    .assert_status(201);
+    app.get(&format!("{url}?type=call"))
+        .await
+        .assert_contains("<option value=\"campaign\">campaign</option>")
+        .assert_contains("campaign = Winter offer");
+    let with_campaign: Vec<(String, String)> = form("{{ outcome }} ({{ campaign }})")
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    app.htmx_form(&format!("{url}/preview"), &with_campaign)
+        .await
+        .assert_contains("answered (Winter offer)");
+    // A refused new type and a filter the list cannot read come back on the list (422).
+    app.post(
+        "/activities/types",
+        &[("key", "Bad Key"), ("label", "Product demo")],
+    )
+    .await
+    .assert_status(422)
+    .assert_contains("value=\"Product demo\"");
+    app.get("/activities?from=yesterday")
+        .await
+        .assert_status(422)
+        .assert_contains("is not written YYYY-MM-DD");
+    // Archiving a field the mapping updates warns on the Fields page.
+    let last_list: i64 = {
+        use diesel::prelude::*;
+        syncdesk::schema::field_defs::table
+            .filter(syncdesk::schema::field_defs::key.eq("last_list"))
+            .select(syncdesk::schema::field_defs::id)
+            .first(&mut app.state.pool.get().expect("connection"))
+            .expect("last_list")
+    };
+    app.post(
+        &format!("/fields/{last_list}/archive"),
+        &[("archived", "true")],
+    )
+    .await;
+    app.get("/fields?kind=contact")
+        .await
+        .assert_contains(&format!(
+            "Warning: the activity mapping(s) {}: call update it",
+            source.name
+        ));
 }
 
 fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {

@@ -614,6 +614,25 @@ async fn console_flow_link_prefill_submit() {
     let page = editor.get(&app_url).await;
     page.assert_contains("pre-filled from the record")
         .assert_contains("value=\"+33123456789\"");
+    // A stakeholder the picker cannot tell apart comes back on the page with what was typed.
+    editor
+        .post(
+            &format!("{app_url}/stakeholders"),
+            &[("contact", "Ada Lovelace"), ("role", "partner")],
+        )
+        .await
+        .assert_status(422)
+        .assert_contains("id=\"stakeholder-error\"")
+        .assert_contains("value=\"Ada Lovelace\"")
+        .assert_contains("value=\"partner\"");
+    editor
+        .post(
+            &format!("{app_url}/stakeholders"),
+            &[("contact", &format!("#{ada} Ada Lovelace")), ("role", " ")],
+        )
+        .await
+        .assert_status(422)
+        .assert_contains("A stakeholder needs a role");
     let mut viewer = admin.fork();
     viewer
         .signed_in_as("viewer@example.org", Role::Viewer)

@@ -6,9 +6,12 @@ mod common;
 use diesel::prelude::*;
 use syncdesk::fields::model::RecordKind;
 use syncdesk::fields::validate::PhoneCountry;
-use syncdesk::schema::{activities, applications, import_runs, proposals, records, sources};
+use syncdesk::schema::{
+    activities, activity_mappings, applications, data_links, followup_templates, import_runs,
+    proposals, records, sources,
+};
 
-fn counts(conn: &mut syncdesk::db::DbConn) -> [i64; 6] {
+fn counts(conn: &mut syncdesk::db::DbConn) -> [i64; 9] {
     [
         records::table.count().get_result(conn).expect("records"),
         sources::table.count().get_result(conn).expect("sources"),
@@ -27,6 +30,15 @@ fn counts(conn: &mut syncdesk::db::DbConn) -> [i64; 6] {
             .count()
             .get_result(conn)
             .expect("activities"),
+        followup_templates::table
+            .count()
+            .get_result(conn)
+            .expect("templates"),
+        activity_mappings::table
+            .count()
+            .get_result(conn)
+            .expect("mappings"),
+        data_links::table.count().get_result(conn).expect("links"),
     ]
 }
 
@@ -49,11 +61,29 @@ fn the_demo_shows_every_seed_and_loads_once() {
         "{first:?}"
     );
     let before = counts(&mut conn);
-    let [_, sources, runs, pending, submitted, logged] = before;
+    let [_, sources, runs, pending, submitted, logged, templates, mappings, links] = before;
     assert_eq!((sources, runs, submitted, logged), (3, 4, 1, 5));
+    assert_eq!(
+        (templates, mappings),
+        (1, 2),
+        "the Practice manager's and the Dialer calls' call mappings"
+    );
+    assert!(links >= 3, "data links in all three directions: {links}");
     assert!(
-        pending >= 3,
-        "Ada's tag1, Acme's credit, Katherine's newsletter: {pending}"
+        pending >= 4,
+        "Ada's tag1, Acme's credit, Katherine's newsletter, a call's list for review: {pending}"
+    );
+    // Seed 001: the dialer mapping's field update waits for review (a proposal of tag2).
+    let from_calls: i64 = proposals::table
+        .filter(proposals::status.eq("pending"))
+        .filter(proposals::field_key.eq("tag2"))
+        .count()
+        .get_result(&mut conn)
+        .expect("tag2 proposals");
+    assert!(from_calls >= 1);
+    assert_eq!(
+        syncdesk::review::totals::differences(&mut conn).expect("totals"),
+        vec![]
     );
 
     // Seed 002: Ada converted and owned by the source, Grace forced manual and left alone.

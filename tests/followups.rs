@@ -146,6 +146,32 @@ async fn a_followup_uses_custom_fields_previews_and_renders_a_list() {
     assert!(bob_row[4].contains("is not a number"), "{:?}", bob_row);
     let only_ann = app.get(&format!("{url}/render.csv?q=ann")).await;
     assert_eq!(only_ann.body.lines().count(), 2, "{}", only_ann.body);
+    // A list's custom-field filter selects too; the list offers the template with its filters.
+    let gold = app.get(&format!("{url}/render.csv?cf_tag1=gold")).await;
+    assert_eq!(gold.body.lines().count(), 2, "{}", gold.body);
+    assert!(gold.body.contains("ann@lee.example"), "{}", gold.body);
+    let list = app.get("/contacts?cf_tag1=gold").await;
+    let offered = list
+        .body
+        .lines()
+        .find(|l| l.contains("render-followup"))
+        .expect("the list offers the template");
+    assert!(
+        offered.contains(&format!("{url}/render.csv?")) && offered.contains("cf_tag1=gold"),
+        "{offered}"
+    );
+    // The preview's record is chosen with the picker: a name, or the picker's "#id name".
+    app.get(&format!("{url}?record=Ann%20Lee"))
+        .await
+        .assert_contains("Ann Lee, your gold account");
+    app.get(&format!("{url}?record=%23{ann}%20Ann%20Lee"))
+        .await
+        .assert_contains("Ann Lee, your gold account")
+        .assert_contains("list=\"pick-preview\"");
+    app.get(&format!("{url}?record=Nobody"))
+        .await
+        .assert_contains("Contact: no contact is named &#39;Nobody&#39;.")
+        .assert_contains("value=\"Nobody\"");
 
     // An admin locks it: editors read it, cannot change it.
     let id = url.trim_start_matches("/templates/").to_string();
@@ -167,6 +193,10 @@ async fn a_followup_uses_custom_fields_previews_and_renders_a_list() {
     app.get("/fields?kind=contact")
         .await
         .assert_contains("Warning: the follow-up template(s) Credit reminder use it");
+    // Its preview says so, with the variables there are, instead of rendering a blank.
+    app.get(&format!("{url}?record={ann}"))
+        .await
+        .assert_contains("Subject: unknown variable contact.tag1; the variables are");
     app.post(&format!("/fields/{tag1}/archive"), &[("archived", "false")])
         .await;
     app.sign_out().await;

@@ -1161,15 +1161,20 @@ async fn an_ambiguous_row_links_to_a_record_picked_by_search() {
     assert_eq!(env.state_of(right).2, vec![s("Contact Sync:S1")]);
     assert!(env.state_of(first).2.is_empty());
     // A name nobody has is said on the run's page; the row stays ambiguous.
-    app.post(
-        &url(rows[1].id),
-        &[("choice", "new"), ("record", "Nobody Here")],
-    )
-    .await
-    .assert_status(303);
-    app.get(&format!("/runs/{run}"))
+    let refused = app
+        .post(
+            &url(rows[1].id),
+            &[("choice", "new"), ("record", "Nobody Here")],
+        )
+        .await;
+    refused.assert_status(303);
+    // Back on the run's page, with what was typed in that row's picker.
+    let back = refused.location().expect("back").to_string();
+    assert!(back.contains(&format!("refused={}", rows[1].id)), "{back}");
+    app.get(&back)
         .await
-        .assert_contains("Contact: no contact is named &#39;Nobody Here&#39;.");
+        .assert_contains("Contact: no contact is named &#39;Nobody Here&#39;.")
+        .assert_contains("value=\"Nobody Here\" aria-invalid=\"true\"");
     assert_eq!(env.rows(run)[1].outcome.as_str(), "ambiguous");
 }
 

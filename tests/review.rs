@@ -903,7 +903,7 @@ async fn desynchronised_totals_are_exact_past_ten_thousand_and_follow_every_deci
             source_id: Some(source.id),
             ..Default::default()
         };
-        assert_eq!(counted(&mut conn, &from_source).1, true);
+        assert!(counted(&mut conn, &from_source).1);
         let companies = DesyncFilter {
             kind: Some(RecordKind::Company),
             ..Default::default()

@@ -69,6 +69,80 @@ pub fn sample() -> BTreeMap<String, String> {
     .collect()
 }
 
+/// What a mapping's templates may use: the standard variables, the attributes this source's
+/// file columns and its newest activities of the type carry, and the subject and body they
+/// were sent with; with a sample activity (the newest one over the standard sample).
+pub struct Variables {
+    pub names: Vec<String>,
+    pub sample: BTreeMap<String, String>,
+}
+
+/// How many of a source's newest activities of a type are read for their attribute names.
+const SEEN_ACTIVITIES: i64 = 50;
+
+pub fn variables(conn: &mut DbConn, source_id: i64, activity_type: &str) -> QueryResult<Variables> {
+    use crate::schema::{activities, source_fields};
+    let mut names: Vec<String> = STANDARD_VARIABLES.iter().map(|v| v.to_string()).collect();
+    let mut add = |name: &str| {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    };
+    let columns: Vec<String> = source_fields::table
+        .filter(source_fields::source_id.eq(source_id))
+        .select(source_fields::field_key)
+        .load(conn)?;
+    for key in &columns {
+        if let Ok(crate::activities::import::Target::Attribute(name)) =
+            crate::activities::import::Target::parse(key)
+        {
+            add(&name);
+        }
+    }
+    let newest: Vec<String> = activities::table
+        .filter(activities::source_id.eq(source_id))
+        .filter(activities::activity_type.eq(activity_type))
+        .order(activities::id.desc())
+        .limit(SEEN_ACTIVITIES)
+        .select(activities::attributes)
+        .load(conn)?;
+    let mut sample = sample();
+    for (i, attributes) in newest.iter().enumerate() {
+        let attributes: BTreeMap<String, String> =
+            serde_json::from_str(attributes).unwrap_or_default();
+        for (name, value) in attributes {
+            add(&name);
+            if i == 0 {
+                sample.insert(name, value);
+            }
+        }
+    }
+    for name in ["subject", "body"] {
+        add(name);
+    }
+    for name in &names {
+        if !sample.contains_key(name) && name != "subject" && name != "body" {
+            sample.insert(name.clone(), format!("({name})"));
+        }
+    }
+    Ok(Variables { names, sample })
+}
+
+/// "Source: type" of the mappings whose field updates write the contact field `key`.
+pub fn using_field(conn: &mut DbConn, key: &str) -> QueryResult<Vec<String>> {
+    use crate::schema::sources;
+    let mappings: Vec<(ActivityMapping, String)> = activity_mappings::table
+        .inner_join(sources::table)
+        .select((ActivityMapping::as_select(), sources::name))
+        .order((sources::name.asc(), activity_mappings::activity_type.asc()))
+        .load(conn)?;
+    Ok(mappings
+        .into_iter()
+        .filter(|(m, _)| m.updates().iter().any(|u| u.field == key))
+        .map(|(m, source)| format!("{source}: {}", m.activity_type))
+        .collect())
+}
+
 pub fn find(
     conn: &mut DbConn,
     source_id: i64,
@@ -131,6 +205,30 @@ pub fn apply_templates(
     })
 }
 
+/// Problems of a mapping's templates: forbidden constructs, syntax, and variables that are
+/// not among `known` (one no activity of this source carries would refuse every activity when
+/// rendered, so it is refused before, with the variables there are).
+pub fn check(
+    subject: &str,
+    body: &str,
+    updates: &[FieldUpdate],
+    known: &Variables,
+) -> Vec<Problem> {
+    let known: std::collections::BTreeSet<String> = known.names.iter().cloned().collect();
+    let labels: Vec<String> = updates
+        .iter()
+        .map(|u| format!("Update of {}", u.field))
+        .collect();
+    let mut parts: Vec<(&str, &str)> = vec![("Subject", subject), ("Body", body)];
+    parts.extend(
+        labels
+            .iter()
+            .zip(updates)
+            .map(|(label, u)| (label.as_str(), u.template.as_str())),
+    );
+    sandbox::check(&parts, false, &known)
+}
+
 /// Saves a mapping after checking its templates (syntax) and its field updates (fields of
 /// contacts, rules); every problem is listed.
 pub fn save(
@@ -141,18 +239,11 @@ pub fn save(
     body: &str,
     updates: &[FieldUpdate],
 ) -> Result<(), Vec<Problem>> {
-    let mut problems = Vec::new();
-    let defs = crate::fields::service::list(conn, RecordKind::Contact, false)
-        .map_err(|e| vec![Problem(e.to_string())])?;
-    // Any variable may be an attribute some sender sends: only the syntax is checked here;
-    // the preview shows what a sample activity gives.
-    problems.extend(sandbox::syntax("Subject", subject));
-    problems.extend(sandbox::syntax("Body", body));
+    let failed = |e: diesel::result::Error| vec![Problem(e.to_string())];
+    let defs = crate::fields::service::list(conn, RecordKind::Contact, false).map_err(failed)?;
+    let known = variables(conn, source_id, activity_type).map_err(failed)?;
+    let mut problems = check(subject, body, updates, &known);
     for update in updates {
-        problems.extend(sandbox::syntax(
-            &format!("Update of {}", update.field),
-            &update.template,
-        ));
         if !defs
             .iter()
             .any(|d| d.key == update.field && d.ftype() != FieldType::Document)

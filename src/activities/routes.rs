@@ -126,6 +126,8 @@ struct ListPage {
     params: String,
     is_admin: bool,
     error: Option<String>,
+    /// A refused new type, as typed.
+    type_form: TypeForm,
 }
 
 #[get("/activities")]
@@ -134,8 +136,34 @@ async fn list_page(
     me: SignedIn,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let query = query.into_inner();
-    let filter = query.filter()?;
+    list_with(&state, me.ctx, &me.user, query.into_inner(), None, None).await
+}
+
+/// The list; a filter it cannot read, or a refused new type, is said on it (422) with what
+/// was typed.
+async fn list_with(
+    state: &AppState,
+    ctx: Ctx,
+    user: &crate::auth::model::User,
+    query: ListQuery,
+    refused_type: Option<(TypeForm, String)>,
+    status: Option<StatusCode>,
+) -> Result<HttpResponse, AppError> {
+    let (filter, mut error) = match query.filter() {
+        Ok(filter) => (filter, None),
+        Err(AppError::BadRequest(why)) => (ActivityFilter::default(), Some(why)),
+        Err(e) => return Err(e),
+    };
+    let status = status.unwrap_or(if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    });
+    let (type_form, type_error) = match refused_type {
+        Some((form, why)) => (form, Some(why)),
+        None => (TypeForm::default(), None),
+    };
+    error = error.or(type_error);
     let before = Before::decode(&query.before);
     let (types, sources, (rows, next)) = state
         .db(move |conn| -> Result<_, AppError> {
@@ -148,17 +176,18 @@ async fn list_page(
         .await?;
     let next = next.map(|b| b.encode());
     render(
-        StatusCode::OK,
+        status,
         &ListPage {
-            is_admin: me.user.can(Role::Admin),
-            ctx: me.ctx,
+            is_admin: user.can(Role::Admin),
+            ctx,
             params: query.params(),
             query,
             types,
             sources,
             rows,
             next,
-            error: None,
+            error,
+            type_form,
         },
     )
 }
@@ -178,7 +207,7 @@ async fn export_csv(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 struct TypeForm {
     key: String,
     label: String,
@@ -187,19 +216,39 @@ struct TypeForm {
 #[post("/activities/types")]
 async fn add_type(
     state: web::Data<AppState>,
-    _admin: AdminUser,
+    admin: AdminUser,
     session: Session,
     form: web::Form<TypeForm>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
+    let (key, label) = (form.key.clone(), form.label.clone());
     let added = state
-        .db(move |conn| service::add_type(conn, &form.key, &form.label))
+        .db(move |conn| match service::add_type(conn, &key, &label) {
+            Ok(added) => Ok(Ok(added)),
+            Err(ActivityError::Invalid(why)) => Ok(Err(why)),
+            Err(ActivityError::Db(e)) => Err(AppError::from(e)),
+        })
         .await?;
-    flash(
-        &session,
-        format!("Activity type {} ({}) added.", added.label, added.key),
-    );
-    Ok(see_other("/activities"))
+    match added {
+        Ok(added) => {
+            flash(
+                &session,
+                format!("Activity type {} ({}) added.", added.label, added.key),
+            );
+            Ok(see_other("/activities"))
+        }
+        Err(why) => {
+            list_with(
+                &state,
+                admin.ctx,
+                &admin.user,
+                ListQuery::default(),
+                Some((form, why)),
+                Some(StatusCode::UNPROCESSABLE_ENTITY),
+            )
+            .await
+        }
+    }
 }
 
 /// A contact's timeline: newest first, a page at a time, with the form that logs one.
@@ -410,7 +459,7 @@ struct MappingPage {
     /// Exactly `UPDATE_LINES` lines, blank ones included.
     updates: Vec<FieldUpdate>,
     fields: Vec<crate::fields::model::FieldDef>,
-    variables: Vec<&'static str>,
+    variables: Vec<String>,
     rules: [crate::rules::Rule; 4],
     problems: Vec<String>,
     preview: Preview,
@@ -424,11 +473,26 @@ struct Preview {
     sample: Vec<(String, String)>,
 }
 
-fn preview_of(subject: &str, body: &str, updates: &[FieldUpdate]) -> Preview {
-    let sample = mapping::sample();
+/// The preview checks what saving checks, then renders the sample activity.
+fn preview_of(
+    subject: &str,
+    body: &str,
+    updates: &[FieldUpdate],
+    variables: &mapping::Variables,
+) -> Preview {
+    let problems = mapping::check(subject, body, updates, variables);
+    let sample = &variables.sample;
     Preview {
-        result: mapping::apply_templates(subject, body, updates, &sample, "", "").map_err(|p| p.0),
-        sample: sample.into_iter().collect(),
+        result: if problems.is_empty() {
+            mapping::apply_templates(subject, body, updates, sample, "", "").map_err(|p| p.0)
+        } else {
+            Err(problems
+                .into_iter()
+                .map(|p| p.0)
+                .collect::<Vec<_>>()
+                .join(" "))
+        },
+        sample: sample.clone().into_iter().collect(),
     }
 }
 
@@ -465,10 +529,11 @@ async fn mapping_with(
                 false,
             )?;
             let saved = mapping::find(conn, source_id, &kind)?;
-            Ok((source, types, fields, (kind, saved)))
+            let variables = mapping::variables(conn, source_id, &kind)?;
+            Ok((source, types, fields, (kind, saved, variables)))
         })
         .await?;
-    let (kind, saved) = saved;
+    let (kind, saved, variables) = saved;
     let (subject, body, mut updates) = match (typed, saved) {
         (Some(form), _) => {
             let updates = form.updates();
@@ -484,7 +549,7 @@ async fn mapping_with(
             Vec::new(),
         ),
     };
-    let preview = preview_of(&subject, &body, &updates);
+    let preview = preview_of(&subject, &body, &updates, &variables);
     updates.resize(
         UPDATE_LINES.max(updates.len()),
         FieldUpdate {
@@ -504,7 +569,7 @@ async fn mapping_with(
             body,
             updates,
             fields,
-            variables: mapping::STANDARD_VARIABLES.to_vec(),
+            variables: variables.names,
             rules: crate::rules::Rule::ALL,
             problems,
             preview,
@@ -583,12 +648,18 @@ async fn save_mapping(
 /// The live preview: the templates as typed, with the sample activity.
 #[post("/sources/{id}/activity-mapping/preview")]
 async fn preview_mapping(
+    state: web::Data<AppState>,
     _admin: AdminUser,
+    path: web::Path<i64>,
     form: web::Form<MappingForm>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
+    let (source_id, kind) = (path.into_inner(), form.kind.clone());
+    let variables = state
+        .db(move |conn| mapping::variables(conn, source_id, &kind))
+        .await?;
     render(
         StatusCode::OK,
-        &preview_of(&form.subject, &form.body, &form.updates()),
+        &preview_of(&form.subject, &form.body, &form.updates(), &variables),
     )
 }

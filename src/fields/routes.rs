@@ -240,19 +240,20 @@ async fn archive_field(
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let archived = form.archived;
-    let (field, used_by) = state
+    let (field, used_by, updated_by) = state
         .db(move |conn| -> Result<_, AppError> {
             let field = service::set_archived(conn, id, archived)?;
-            let used_by = if archived {
-                crate::followups::service::using_field(
-                    conn,
-                    RecordKind::parse(&field.kind).unwrap_or(RecordKind::Contact),
-                    &field.key,
-                )?
+            let kind = RecordKind::parse(&field.kind).unwrap_or(RecordKind::Contact);
+            if !archived {
+                return Ok((field, Vec::new(), Vec::new()));
+            }
+            let used_by = crate::followups::service::using_field(conn, kind, &field.key)?;
+            let updated_by = if kind == RecordKind::Contact {
+                crate::activities::mapping::using_field(conn, &field.key)?
             } else {
                 Vec::new()
             };
-            Ok((field, used_by))
+            Ok((field, used_by, updated_by))
         })
         .await?;
     let what = if archived {
@@ -260,14 +261,19 @@ async fn archive_field(
     } else {
         "restored"
     };
-    let warning = if used_by.is_empty() {
-        String::new()
-    } else {
-        format!(
+    let mut warning = String::new();
+    if !used_by.is_empty() {
+        warning.push_str(&format!(
             " Warning: the follow-up template(s) {} use it and will report it as unknown until it is restored or they change.",
             used_by.join(", ")
-        )
-    };
+        ));
+    }
+    if !updated_by.is_empty() {
+        warning.push_str(&format!(
+            " Warning: the activity mapping(s) {} update it; those updates are skipped until it is restored or the mappings change.",
+            updated_by.join(", ")
+        ));
+    }
     flash(
         &session,
         format!("Field {} is {what}.{warning}", field.label),

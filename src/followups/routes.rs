@@ -8,6 +8,7 @@ use actix_web::{get, post, web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
+use super::sandbox::Problem;
 use super::service::{self, FollowupTemplate, Rendered, TemplateError, TemplateInput};
 use crate::auth::extract::{AdminUser, EditorUser, SignedIn};
 use crate::auth::model::Role;
@@ -196,20 +197,41 @@ async fn edit_with(
     record: String,
     status: StatusCode,
 ) -> Result<HttpResponse, AppError> {
-    let preview_for = record.trim().trim_start_matches('#').parse::<i64>().ok();
+    // A bare number is a record's number, as "#12 Ann Lee" from the picker is.
+    let typed = match record.trim().parse::<i64>() {
+        Ok(id) => format!("#{id}"),
+        Err(_) => record.clone(),
+    };
     let (template, known, preview) = state
         .db(move |conn| -> Result<_, AppError> {
             let template =
                 service::find(conn, id)?.ok_or_else(|| AppError::not_found("That template"))?;
             let known = service::known_variables(conn, template.kind)?;
-            let preview = preview_for.map(|record| service::preview(conn, id, record));
-            Ok((template, known, preview))
+            if typed.trim().is_empty() {
+                return Ok((template, known, None));
+            }
+            // What a field archived since the save (say) breaks is said before any render.
+            let problems = service::problems_of(conn, &template)?;
+            let preview = if !problems.is_empty() {
+                Err(TemplateError::Invalid(problems))
+            } else {
+                match crate::records::service::resolve_record(conn, template.kind, "record", &typed)
+                {
+                    Ok(Some(record)) => service::preview(conn, id, record),
+                    Ok(None) => Err(TemplateError::Invalid(vec![Problem(format!(
+                        "Type a {} to preview for, and pick it from the suggestions.",
+                        template.kind
+                    ))])),
+                    Err(crate::records::service::RecordError::Invalid(errors)) => Err(
+                        TemplateError::Invalid(errors.into_values().map(Problem).collect()),
+                    ),
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            Ok((template, known, Some(preview)))
         })
         .await?;
     let (preview, preview_error) = match preview {
-        None if !record.trim().is_empty() => {
-            (None, Some(format!("'{record}' is not a record number.")))
-        }
         None => (None, None),
         Some(Ok(rendered)) => (Some(rendered), None),
         Some(Err(TemplateError::Db(e))) => return Err(e.into()),
@@ -321,19 +343,13 @@ async fn lock(
     Ok(see_other(&format!("/templates/{id}")))
 }
 
-#[derive(Debug, Deserialize)]
-struct RenderQuery {
-    /// The list's search: only the records it finds (all when empty).
-    #[serde(default)]
-    q: String,
-}
-
 #[get("/templates/{id}/render.csv")]
 async fn render_csv(
     state: web::Data<AppState>,
     _me: SignedIn,
     path: web::Path<i64>,
-    query: web::Query<RenderQuery>,
+    // The list's own query (search, filters): only the records it shows, all when none.
+    query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     // A template that does not exist is a 404 page, before any byte of a download is sent.
@@ -342,11 +358,11 @@ async fn render_csv(
             service::find(conn, id)?.ok_or_else(|| AppError::not_found("That template"))
         })
         .await?;
-    let search = query.into_inner().q;
+    let list = crate::records::table::ListParams::parse(&query);
     Ok(crate::web::streamed_download(
         state.pool.clone(),
         format!("followup-{id}.csv"),
         "text/csv; charset=utf-8",
-        move |conn, out| service::render_csv(conn, id, &search, out),
+        move |conn, out| service::render_csv(conn, id, &list, out),
     ))
 }

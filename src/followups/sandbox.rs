@@ -155,13 +155,22 @@ fn forbidden(source: &str) -> Option<&'static str> {
         if inside.contains('~') {
             return Some("~ (joining text)");
         }
-        let words: Vec<&str> = inside
+        let mut words = inside
             .split(|c: char| !c.is_alphanumeric() && c != '_')
-            .collect();
-        for word in ["set", "namespace", "macro", "call"] {
-            if words.contains(&word) {
-                return Some(word);
+            .filter(|w| !w.is_empty());
+        // `set`, `macro` and `call` are statements (the first word of a `{% %}` tag); a
+        // variable may have those names. `namespace()` is refused wherever it is.
+        if close == "%}" {
+            let first = words.next();
+            if let Some(statement) = ["set", "macro", "call"]
+                .into_iter()
+                .find(|s| Some(*s) == first)
+            {
+                return Some(statement);
             }
+        }
+        if words.any(|w| w == "namespace") {
+            return Some("namespace");
         }
         rest = &tag[end..];
     }
@@ -351,6 +360,19 @@ mod tests {
     #[test]
     fn a_huge_repetition_is_refused_without_building_it() {
         assert!(render("Body", "{{ 'x' * 100000000000 }}", false, &context()).is_err());
+    }
+
+    #[test]
+    fn statements_are_refused_and_variables_of_those_names_are_not() {
+        assert_eq!(forbidden("{%- set x = 1 %}"), Some("set"));
+        assert_eq!(forbidden("{% call m() %}x{% endcall %}"), Some("call"));
+        assert_eq!(
+            forbidden("{% if namespace(a=1) %}{% endif %}"),
+            Some("namespace")
+        );
+        assert_eq!(forbidden("{{ namespace() }}"), Some("namespace"));
+        assert_eq!(forbidden("{{ outcome }} call, {{ set }} {{ call }}"), None);
+        assert_eq!(forbidden("{% if call %}{{ macro }}{% endif %}"), None);
     }
 
     #[test]

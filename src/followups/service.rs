@@ -12,7 +12,8 @@ use super::sandbox::{self, Problem};
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, RecordKind};
 use crate::fields::service as fields;
-use crate::records::list::{self, ListQuery};
+use crate::records::list;
+use crate::records::table::ListParams;
 use crate::records::writer::{self, RecordState};
 use crate::schema::followup_templates;
 
@@ -66,6 +67,26 @@ pub fn list(conn: &mut DbConn) -> QueryResult<Vec<FollowupTemplate>> {
         .order(followup_templates::name.asc())
         .select(FollowupTemplate::as_select())
         .load(conn)
+}
+
+/// (id, name) of the templates for records of `kind`: the list pages offer to render them.
+pub fn names_for(conn: &mut DbConn, kind: RecordKind) -> QueryResult<Vec<(i64, String)>> {
+    followup_templates::table
+        .filter(followup_templates::kind.eq(kind.as_str()))
+        .order(followup_templates::name.asc())
+        .select((followup_templates::id, followup_templates::name))
+        .load(conn)
+}
+
+/// Problems a saved template has today (a field it uses may have been archived since it was
+/// saved): said in its preview with the variables there are.
+pub fn problems_of(conn: &mut DbConn, template: &FollowupTemplate) -> QueryResult<Vec<Problem>> {
+    let known = known_variables(conn, template.kind)?;
+    Ok(sandbox::check(
+        &[("Subject", &template.subject), ("Body", &template.body)],
+        template.html,
+        &known,
+    ))
 }
 
 pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<FollowupTemplate>> {
@@ -303,19 +324,21 @@ pub fn preview(
         .ok_or_else(|| TemplateError::one(format!("There is no {kind} #{record_id}.")))
 }
 
-/// Renders the template for every record of its kind the search selects (all when empty),
-/// as CSV rows `record_id,email,subject,body,error`, a page of records at a time.
+/// Renders the template for every record of its kind a list selects (its search, owner,
+/// flags and custom-field filters; every record when none), as CSV rows
+/// `record_id,email,subject,body,error`, a page of records at a time.
 pub fn render_csv(
     conn: &mut DbConn,
     template_id: i64,
-    search: &str,
+    list: &ListParams,
     out: impl std::io::Write,
 ) -> Result<(), crate::sync::engine::ImportError> {
     use crate::sync::engine::ImportError;
     let template = find(conn, template_id)?
         .ok_or_else(|| ImportError::Refused("That template does not exist.".into()))?;
-    let mut query = ListQuery::new(template.kind);
-    query.search = search.to_string();
+    let defs = fields::list(conn, template.kind, false)?;
+    let mut query = list.query(template.kind, &defs);
+    query.after = None;
     query.count = false;
     query.limit = 500;
     let renderer = Renderer::new(conn, template)?;

@@ -390,6 +390,9 @@ struct ApplicationPage {
     steps: Vec<StepSection>,
     can_edit: bool,
     message: Option<String>,
+    /// What was typed in the stakeholder form when it was refused, and why.
+    stakeholder_form: StakeholderForm,
+    stakeholder_error: Option<String>,
 }
 
 fn build_steps(
@@ -502,6 +505,8 @@ fn build_page(
         steps,
         can_edit,
         message,
+        stakeholder_form: StakeholderForm::default(),
+        stakeholder_error: None,
     })
 }
 
@@ -616,7 +621,7 @@ async fn submit(
     Ok(see_other(&format!("/applications/{id}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct StakeholderForm {
     contact: String,
     role: String,
@@ -625,22 +630,55 @@ struct StakeholderForm {
 #[post("/applications/{id}/stakeholders")]
 async fn add_stakeholder(
     state: web::Data<AppState>,
-    _me: EditorUser,
+    me: EditorUser,
     session: Session,
     path: web::Path<i64>,
     form: web::Form<StakeholderForm>,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let form = form.into_inner();
-    state
-        .db(move |conn| -> Result<(), AppError> {
-            let contact =
-                records::resolve_record(conn, RecordKind::Contact, "contact", &form.contact)
-                    .map_err(record_error)?
-                    .ok_or_else(|| AppError::BadRequest("Choose a contact.".into()))?;
-            Ok(service::add_stakeholder(conn, id, contact, &form.role)?)
+    let ctx = me.ctx;
+    // A refusal comes back on the page with what was typed and why.
+    let refused = state
+        .db(move |conn| -> Result<Option<ApplicationPage>, AppError> {
+            let why = match records::resolve_record(
+                conn,
+                RecordKind::Contact,
+                "contact",
+                &form.contact,
+            ) {
+                Ok(Some(contact)) => {
+                    match service::add_stakeholder(conn, id, contact, &form.role) {
+                        Ok(()) => return Ok(None),
+                        Err(ProcessError::Invalid(why)) => why,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(None) => {
+                    "Choose a contact: type a name, an email or a phone and pick one.".into()
+                }
+                Err(RecordError::Invalid(errors)) => {
+                    errors.into_values().collect::<Vec<_>>().join(" ")
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut page = build_page(
+                conn,
+                ctx,
+                id,
+                true,
+                &BTreeMap::new(),
+                &BTreeMap::new(),
+                None,
+            )?;
+            page.stakeholder_error = Some(why);
+            page.stakeholder_form = form;
+            Ok(Some(page))
         })
         .await?;
+    if let Some(page) = refused {
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    }
     flash(
         &session,
         "Stakeholder added; their linked items are pre-filled.",

@@ -63,7 +63,7 @@ where
     let before = pending(conn, ids)?;
     let written = write(conn)?;
     let after = pending(conn, ids)?;
-    let mut moved: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut moved: BTreeMap<String, Waiting> = BTreeMap::new();
     for (state, sign) in [(before, -1), (after, 1)] {
         for (kind, fields) in state.into_values() {
             let total = moved.entry(kind).or_default();
@@ -86,7 +86,7 @@ where
 
 /// Exact (records, fields) waiting for review under the filter; `None` when it names a source
 /// or a process (those views are counted up to a cap).
-pub fn exact(conn: &mut DbConn, filter: &DesyncFilter) -> QueryResult<Option<(i64, i64)>> {
+pub fn exact(conn: &mut DbConn, filter: &DesyncFilter) -> QueryResult<Option<Waiting>> {
     if filter.source_id.is_some() || filter.process_id.is_some() {
         return Ok(None);
     }
@@ -126,10 +126,13 @@ pub fn merge(conn: &mut DbConn) -> QueryResult<()> {
     DESYNC_TOTALS.merge(conn)
 }
 
-/// Kept totals against the proposals themselves: (kind, kept, counted) where they differ,
-/// as (records, fields). For tests and checks; it reads every pending proposal.
-pub fn differences(conn: &mut DbConn) -> QueryResult<Vec<(String, (i64, i64), (i64, i64))>> {
-    let mut both: BTreeMap<String, ((i64, i64), (i64, i64))> = BTreeMap::new();
+/// (records, fields) waiting for review.
+pub type Waiting = (i64, i64);
+
+/// Kept totals against the proposals themselves: (kind, kept, counted) where they differ.
+/// For tests and checks; it reads every pending proposal.
+pub fn differences(conn: &mut DbConn) -> QueryResult<Vec<(String, Waiting, Waiting)>> {
+    let mut both: BTreeMap<String, (Waiting, Waiting)> = BTreeMap::new();
     let kept: Vec<(String, i64, i64)> = desync_counts::table
         .select((
             desync_counts::record_kind,

@@ -45,6 +45,10 @@ struct RunQuery {
     outcome: String,
     /// Keyset: the last (line, row id) of the previous page.
     after: Option<String>,
+    /// A row whose picker was refused, and what was typed in it (given back to correct).
+    refused: Option<i64>,
+    #[serde(default)]
+    typed: String,
 }
 
 fn parse_after(after: Option<&str>) -> Option<(i64, i64)> {
@@ -69,6 +73,8 @@ struct RunPage {
     changed: Option<(Vec<super::report::DecisionChange>, bool)>,
     /// Names of the ambiguous rows' candidates on this page, for choosing between them.
     candidate_names: std::collections::BTreeMap<i64, String>,
+    /// The row whose picker was refused, with what was typed in it.
+    refused: Option<(i64, String)>,
 }
 
 impl RunPage {
@@ -118,6 +124,7 @@ async fn run_page(
     let query = query.into_inner();
     let outcome = query.outcome.clone();
     let after = parse_after(query.after.as_deref());
+    let refused = query.refused.map(|row| (row, query.typed.clone()));
     let filter = outcome.clone();
     let (run, source, rows, has_more, changed, candidate_names) = state
         .db(move |conn| -> Result<_, AppError> {
@@ -152,6 +159,7 @@ async fn run_page(
             next,
             changed,
             candidate_names,
+            refused,
         },
     )
 }
@@ -379,6 +387,7 @@ async fn resolve(
 ) -> Result<HttpResponse, AppError> {
     let (id, row) = path.into_inner();
     let form = form.into_inner();
+    let typed = form.record.clone();
     let picked = match form.choice.as_str() {
         _ if !form.record.trim().is_empty() => Err(form.record),
         "new" => Ok(None),
@@ -399,14 +408,21 @@ async fn resolve(
             )?)
         })
         .await;
-    let message = match message {
-        Ok(message) => message,
-        // Said on the run's page, beside the rows, instead of on a page of its own.
-        Err(AppError::BadRequest(problem)) => problem,
-        Err(e) => return Err(e),
-    };
-    flash(&session, message);
-    Ok(see_other(&format!("/runs/{id}?outcome=ambiguous")))
+    match message {
+        Ok(message) => {
+            flash(&session, message);
+            Ok(see_other(&format!("/runs/{id}?outcome=ambiguous")))
+        }
+        // Said on the run's page, beside the rows, with what was typed back in its picker.
+        Err(AppError::BadRequest(problem)) => {
+            flash(&session, problem);
+            Ok(see_other(&format!(
+                "/runs/{id}?outcome=ambiguous&refused={row}&typed={}",
+                crate::text::url_encode(&typed)
+            )))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The record a person typed in an ambiguous row's picker ("#12 Ada Lovelace", or a name only

@@ -33,6 +33,10 @@ struct ListPage {
     can_edit: bool,
     /// Custom fields offered as filters.
     filters: Vec<FieldDef>,
+    /// Follow-up templates of this kind, offered to render for the filtered list.
+    followups: Vec<(i64, String)>,
+    /// Whether the toolbar is swapped in out of band (an htmx response).
+    oob: bool,
 }
 
 #[derive(Template)]
@@ -46,6 +50,8 @@ struct ListResults {
     next: Option<String>,
     first_page: bool,
     can_edit: bool,
+    followups: Vec<(i64, String)>,
+    oob: bool,
 }
 
 #[get("/{kind:contacts|companies}")]
@@ -60,11 +66,16 @@ pub(super) async fn list_page(
     let params = ListParams::parse(&query);
     let first_page = params.after.is_empty();
     let params_for_db = params.clone();
-    let table = state
-        .db(move |conn| table::page(conn, kind, &params_for_db))
+    let htmx = is_htmx(&req);
+    let (table, followups) = state
+        .db(move |conn| -> Result<_, AppError> {
+            let table = table::page(conn, kind, &params_for_db)?;
+            let followups = crate::followups::service::names_for(conn, kind)?;
+            Ok((table, followups))
+        })
         .await?;
     let can_edit = me.user.can(Role::Editor);
-    if is_htmx(&req) {
+    if htmx {
         return render(
             StatusCode::OK,
             &ListResults {
@@ -76,6 +87,8 @@ pub(super) async fn list_page(
                 next: table.next,
                 first_page,
                 can_edit,
+                followups,
+                oob: true,
             },
         );
     }
@@ -93,6 +106,8 @@ pub(super) async fn list_page(
             sources: table.sources,
             can_edit,
             filters: table.filters,
+            followups,
+            oob: false,
         },
     )
 }
