@@ -143,7 +143,10 @@ async fn a_followup_uses_custom_fields_previews_and_renders_a_list() {
         .iter()
         .find(|r| &r[1] == "bob@ray.example")
         .expect("Bob");
-    assert!(bob_row[4].contains("is not a number"), "{:?}", bob_row);
+    assert_eq!(
+        &bob_row[4], "Bob Ray has no company; the template uses its company's fields",
+        "{bob_row:?}"
+    );
     let only_ann = app.get(&format!("{url}/render.csv?q=ann")).await;
     assert_eq!(only_ann.body.lines().count(), 2, "{}", only_ann.body);
     // A list's custom-field filter selects too; the list offers the template with its filters.
@@ -173,6 +176,36 @@ async fn a_followup_uses_custom_fields_previews_and_renders_a_list() {
         .assert_contains("Contact: no contact is named &#39;Nobody&#39;.")
         .assert_contains("value=\"Nobody\"");
 
+    // A loop that runs out of fuel, and a template that tries to read a file or the
+    // environment, are stopped in the preview, never rendered.
+    for (name, body, said) in [
+        (
+            "Runaway",
+            "{% for a in range(1000) %}{% for b in range(1000) %}{{ contact.name }}{% endfor %}{% endfor %}",
+            "runs too long",
+        ),
+        ("Reader", "{% include '/etc/passwd' %}", "Body"),
+        ("Environment", "{{ env }}", "unknown variable env"),
+    ] {
+        let saved = app
+            .post(
+                "/templates",
+                &[
+                    ("name", name),
+                    ("kind", "contact"),
+                    ("subject", "Hello"),
+                    ("body", body),
+                ],
+            )
+            .await;
+        let page = match saved.location() {
+            Some(at) => app.get(&format!("{at}?record={ann}")).await,
+            None => saved,
+        };
+        page.assert_contains(said);
+        assert!(!page.body.contains("root:"), "{name}");
+        assert!(!page.body.contains("id=\"preview-body\""), "{name}: {}", page.body);
+    }
     // An admin locks it: editors read it, cannot change it.
     let id = url.trim_start_matches("/templates/").to_string();
     app.signed_in_as("admin@example.org", Role::Admin).await;

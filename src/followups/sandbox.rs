@@ -218,8 +218,11 @@ pub fn check(parts: &[(&str, &str)], html: bool, known: &BTreeSet<String>) -> Ve
             .undeclared_variables(true)
             .into_iter()
             .filter(|name| {
-                // `contact` alone, or `contact.tag1`: the record or one of its fields.
-                !known.contains(name) && !known.iter().any(|k| k.starts_with(&format!("{name}.")))
+                // `contact` alone, or `contact.tag1`: the record or one of its fields; the
+                // engine's own functions (`range`, ...) are not variables.
+                env.globals().all(|(global, _)| global != name.as_str())
+                    && !known.contains(name)
+                    && !known.iter().any(|k| k.starts_with(&format!("{name}.")))
             })
             .collect();
         unknown.sort();
@@ -233,6 +236,15 @@ pub fn check(parts: &[(&str, &str)], html: bool, known: &BTreeSet<String>) -> Ve
         }
     }
     problems
+}
+
+/// Whether a template reads the variable `name` (`company` for `company.name`); false when it
+/// does not parse.
+pub fn reads(source: &str, name: &str) -> bool {
+    environment(false)
+        .template_from_str(source)
+        .map(|t| t.undeclared_variables(false).contains(name))
+        .unwrap_or(false)
 }
 
 /// Renders one part with a context (`{"contact": {...}, "company": {...}}`).

@@ -243,6 +243,9 @@ struct Renderer {
     template: FollowupTemplate,
     contact_defs: Vec<FieldDef>,
     company_defs: Vec<FieldDef>,
+    /// A contact template that reads its company's fields: a contact without a company is
+    /// reported, not rendered with blanks.
+    reads_company: bool,
 }
 
 /// One record's rendering: its subject and body, or why it could not be rendered.
@@ -254,10 +257,14 @@ pub struct Rendered {
 
 impl Renderer {
     fn new(conn: &mut DbConn, template: FollowupTemplate) -> QueryResult<Self> {
+        let reads_company = template.kind == RecordKind::Contact
+            && (sandbox::reads(&template.subject, "company")
+                || sandbox::reads(&template.body, "company"));
         Ok(Renderer {
             template,
             contact_defs: fields::list(conn, RecordKind::Contact, false)?,
             company_defs: fields::list(conn, RecordKind::Company, false)?,
+            reads_company,
         })
     }
 
@@ -293,9 +300,16 @@ impl Renderer {
                         "company": fields_of(*id, Some(state), &self.company_defs),
                     }),
                 };
-                let result = sandbox::render("Subject", &t.subject, false, &context).and_then(|subject| {
-                    Ok((subject, sandbox::render("Body", &t.body, t.html, &context)?))
-                });
+                let result = if self.reads_company && state.company_id.is_none() {
+                    Err(Problem(format!(
+                        "{} has no company; the template uses its company's fields",
+                        state.name
+                    )))
+                } else {
+                    sandbox::render("Subject", &t.subject, false, &context).and_then(|subject| {
+                        Ok((subject, sandbox::render("Body", &t.body, t.html, &context)?))
+                    })
+                };
                 Some(Rendered {
                     record_id: *id,
                     email: state.email.clone(),
