@@ -17,7 +17,7 @@ use crate::fields::model::RecordKind;
 use crate::fields::validate::{norm_text, PhoneCountry};
 use crate::records::model::Actor;
 use crate::rules::Rule;
-use crate::schema::records;
+use crate::schema::{import_runs, records};
 use crate::sources::model::MappingInput;
 use crate::sources::service::{self as sources, SourceInput};
 use crate::sync::jobs::{self, NewRun};
@@ -65,8 +65,22 @@ fn import(
     csv: &str,
     data_dir: &Path,
     country: PhoneCountry,
-) -> Result<i64, DemoError> {
+) -> Result<Option<i64>, DemoError> {
     let what = format!("importing {name}");
+    // Each file is imported once: a demo stopped half-way picks up where it stopped.
+    let done: Option<i64> = step!(
+        what,
+        import_runs::table
+            .filter(import_runs::source_id.eq(source.id))
+            .filter(import_runs::file_name.eq(name))
+            .filter(import_runs::status.eq(crate::sync::model::RunStatus::Done.as_str()))
+            .select(import_runs::id)
+            .first(conn)
+            .optional()
+    )?;
+    if done.is_some() {
+        return Ok(None);
+    }
     let sha = step!(what, jobs::store_file(data_dir, csv.as_bytes(), u64::MAX))?;
     let run = step!(
         what,
@@ -89,7 +103,7 @@ fn import(
         what,
         jobs::process(pool, run, data_dir, country, &mut |_, _| {})
     )?;
-    Ok(run)
+    Ok(Some(run))
 }
 
 /// A template's problems as one sentence, for the demo's errors.
@@ -101,18 +115,19 @@ fn in_words(problems: Vec<crate::followups::sandbox::Problem>) -> String {
         .join(" ")
 }
 
-/// A new source with its mapping (rule to record per column), or `None` when a source of
-/// that name is there already.
-fn new_source(
+/// The source of that name, created with its mapping (rule to record per column) when it is
+/// not there yet (then counted in the summary).
+fn source_named(
     conn: &mut DbConn,
+    summary: &mut DemoSummary,
     name: &str,
     kind: RecordKind,
     id_column: &str,
     lines: &[(&str, &str, Rule)],
     activities: Option<sources::ActivitySettings>,
-) -> Result<Option<crate::sources::model::Source>, DemoError> {
-    if step!("sources", sources::find_by_name(conn, name))?.is_some() {
-        return Ok(None);
+) -> Result<crate::sources::model::Source, DemoError> {
+    if let Some(source) = step!("sources", sources::find_by_name(conn, name))? {
+        return Ok(source);
     }
     let what = format!("the {name} source");
     let source = step!(
@@ -142,7 +157,8 @@ fn new_source(
         })
         .collect();
     step!(what, sources::set_mapping(conn, source.id, &mapping))?;
-    Ok(Some(source))
+    summary.sources += 1;
+    Ok(source)
 }
 
 /// The seed's two worked examples: a first file converts the manual records it matches by
@@ -155,8 +171,9 @@ fn sources_and_imports(
     country: PhoneCountry,
     summary: &mut DemoSummary,
 ) -> Result<(), DemoError> {
-    let practice = new_source(
+    let source = source_named(
         conn,
+        summary,
         "Practice manager",
         RecordKind::Contact,
         "External Id",
@@ -169,20 +186,20 @@ fn sources_and_imports(
         ],
         None,
     )?;
-    if let Some(source) = practice {
-        summary.sources += 1;
-        import(
-            pool,
-            conn,
-            &source,
-            "first-connection.csv",
-            "External Id,Name,Email,Phone,Tag 1,Tag 2\n\
+    let first = import(
+        pool,
+        conn,
+        &source,
+        "first-connection.csv",
+        "External Id,Name,Email,Phone,Tag 1,Tag 2\n\
              P-1,Ada Lovelace,ada@acme.example,+33 6 12 34 56 78,decision maker,monthly\n\
              P-2,Grace Hopper,grace@globex.example,+44 20 7946 0123,billing,quarterly\n\
              P-3,Joan Clarke,joan@example.org,+44 20 7946 0777,,\n",
-            data_dir,
-            country,
-        )?;
+        data_dir,
+        country,
+    )?;
+    if first.is_some() {
+        summary.runs += 1;
         let grace = record_named(conn, RecordKind::Contact, "Grace Hopper")?;
         step!(
             "forcing Grace Hopper manual",
@@ -193,23 +210,24 @@ fn sources_and_imports(
                 &Actor::system("demo data")
             )
         )?;
-        import(
-            pool,
-            conn,
-            &source,
-            "ongoing-sync.csv",
-            "External Id,Name,Email,Phone,Tag 1,Tag 2\n\
+    }
+    let second = import(
+        pool,
+        conn,
+        &source,
+        "ongoing-sync.csv",
+        "External Id,Name,Email,Phone,Tag 1,Tag 2\n\
              P-1,Ada Lovelace,ada@acme.example,+33 6 12 34 56 78,board member,weekly\n\
              P-2,Grace Hopper,grace.hopper@globex.example,+44 20 7946 0123,billing,quarterly\n\
              P-3,Joan Clarke,joan@example.org,+44 20 7946 0777,,\n\
              P-4,Mary Somerville,mary@example.org,,,monthly\n",
-            data_dir,
-            country,
-        )?;
-        summary.runs += 2;
-    }
-    let accounting = new_source(
+        data_dir,
+        country,
+    )?;
+    summary.runs += usize::from(second.is_some());
+    let accounting = source_named(
         conn,
+        summary,
         "Accounting",
         RecordKind::Company,
         "Code",
@@ -221,20 +239,17 @@ fn sources_and_imports(
         ],
         None,
     )?;
-    if let Some(source) = accounting {
-        summary.sources += 1;
-        import(
-            pool,
-            conn,
-            &source,
-            "accounts.csv",
-            "Code,Name,Email,Phone,Max credit\n\
-             A-1,Acme Trading,accounts@acme.example,+33 1 42 68 53 00,30000\n",
-            data_dir,
-            country,
-        )?;
-        summary.runs += 1;
-    }
+    let accounts = import(
+        pool,
+        conn,
+        &accounting,
+        "accounts.csv",
+        "Code,Name,Email,Phone,Max credit\n\
+         A-1,Acme Trading,accounts@acme.example,+33 1 42 68 53 00,30000\n",
+        data_dir,
+        country,
+    )?;
+    summary.runs += usize::from(accounts.is_some());
     Ok(())
 }
 
@@ -488,8 +503,9 @@ fn dialer_calls(
 ) -> Result<(), DemoError> {
     let practice = step!("sources", sources::find_by_name(conn, "Practice manager"))?
         .ok_or_else(|| DemoError("the Practice manager source is missing".into()))?;
-    let Some(source) = new_source(
+    let source = source_named(
         conn,
+        summary,
         "Dialer calls",
         RecordKind::Contact,
         "Call ID",
@@ -505,23 +521,25 @@ fn dialer_calls(
             contacts_from: Some(practice.id),
             default_type: "call".into(),
         }),
-    )?
-    else {
-        return Ok(());
-    };
-    step!(
-        "the dialer's activity mapping",
-        crate::activities::mapping::save(
-            conn,
-            source.id,
-            "call",
-            "Call: {{ outcome }} ({{ duration }} s)",
-            "{{ comments }}",
-            &[],
-        )
-        .map_err(in_words)
     )?;
-    summary.sources += 1;
+    let mapped = step!(
+        "the dialer's activity mapping",
+        crate::activities::mapping::find(conn, source.id, "call")
+    )?;
+    if mapped.is_none() {
+        step!(
+            "the dialer's activity mapping",
+            crate::activities::mapping::save(
+                conn,
+                source.id,
+                "call",
+                "Call: {{ outcome }} ({{ duration }} s)",
+                "{{ comments }}",
+                &[],
+            )
+            .map_err(in_words)
+        )?;
+    }
     let day = (crate::db::now() - chrono::Duration::days(2)).date();
     let file = format!(
         "Call ID,Customer ID,Start Time,Call Outcome,Agent Comments,Talk Time,Campaign\n\
@@ -529,7 +547,7 @@ fn dialer_calls(
          D-1002,P-4,{day} 10:09,no answer,,0,Onboarding\n\
          D-1003,P-9,{day} 10:15,answered,Wrong number,14,Onboarding\n"
     );
-    let run = import(
+    let Some(run) = import(
         pool,
         conn,
         &source,
@@ -537,7 +555,10 @@ fn dialer_calls(
         &file,
         data_dir,
         country,
-    )?;
+    )?
+    else {
+        return Ok(());
+    };
     let logged = step!("the dialer's run", crate::sync::engine::load_run(conn, run))?
         .map_or(0, |run| run.count("created"));
     summary.runs += 1;

@@ -116,4 +116,17 @@ fn the_demo_shows_every_seed_and_loads_once() {
     let again = syncdesk::demo::load(&state.pool, &state.config.data_dir, country).expect("again");
     assert_eq!(again, syncdesk::demo::DemoSummary::default());
     assert_eq!(counts(&mut conn), before);
+
+    // A demo stopped half-way (here: an import that failed) picks up where it stopped.
+    diesel::update(import_runs::table.filter(import_runs::file_name.eq("accounts.csv")))
+        .set(import_runs::status.eq("failed"))
+        .execute(&mut conn)
+        .expect("a failed run");
+    let resumed =
+        syncdesk::demo::load(&state.pool, &state.config.data_dir, country).expect("resumed");
+    assert_eq!(
+        (resumed.sources, resumed.runs, resumed.activities),
+        (0, 1, 0),
+        "{resumed:?}"
+    );
 }
