@@ -768,7 +768,8 @@ fn custom_sorted(
         // Otherwise the field's index is read in order, a growing step at a time, keeping the
         // records the filters select: one step for the list as it opens.
         let mut after = q.after.as_ref().map(|c| (c.value.clone(), c.id));
-        let mut step = want * 2;
+        // Most records pass the list's filters: one page's worth is read first.
+        let mut step = want;
         loop {
             let mut candidates = record_values::table
                 .filter(record_values::field_id.eq(field_id))
@@ -779,10 +780,20 @@ fn custom_sorted(
             if let Some((value, id)) = &after {
                 candidates = values_after!(candidates, numeric, cmp, value, *id);
             }
-            let found: Vec<(i64, String)> = by_value!(candidates, numeric, desc)
-                .select((record_values::record_id, record_values::value))
-                .limit(step)
-                .load(conn)?;
+            let ordered = by_value!(candidates, numeric, desc).limit(step);
+            // A number is read from its index alone (the value would cost a row lookup each).
+            let found: Vec<(i64, String)> = if numeric {
+                ordered
+                    .select((record_values::record_id, record_values::number))
+                    .load::<(i64, Option<f64>)>(conn)?
+                    .into_iter()
+                    .map(|(id, n)| (id, n.unwrap_or_default().to_string()))
+                    .collect()
+            } else {
+                ordered
+                    .select((record_values::record_id, record_values::value))
+                    .load(conn)?
+            };
             let exhausted = (found.len() as i64) < step;
             let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
             let mut selected: HashMap<i64, RecordRow> = filtered(q, postgres, scope)
