@@ -472,6 +472,42 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
             "Warning: the activity mapping(s) {}: call update it",
             source.name
         ));
+    // An archived field gets no update, not even a proposal under `review`.
+    let last_outcome: i64 = {
+        use diesel::prelude::*;
+        syncdesk::schema::field_defs::table
+            .filter(syncdesk::schema::field_defs::key.eq("last_outcome"))
+            .select(syncdesk::schema::field_defs::id)
+            .first(&mut app.state.pool.get().expect("connection"))
+            .expect("last_outcome")
+    };
+    app.post(
+        &format!("/fields/{last_outcome}/archive"),
+        &[("archived", "true")],
+    )
+    .await;
+    let proposed = |state: &syncdesk::AppState| {
+        syncdesk::review::service::pending_for(&mut state.pool.get().expect("connection"), ann)
+            .expect("proposals")
+            .into_iter()
+            .map(|p| (p.field_key, p.proposed_value))
+            .collect::<Vec<_>>()
+    };
+    let before = proposed(&app.state);
+    assert!(!before.is_empty());
+    app.send(post(
+        &secret,
+        json!({
+            "contact": {"id": ann},
+            "type": "call",
+            "source_id": source.id,
+            "external_id": "call-79",
+            "attributes": {"outcome": "busy", "duration": 3}
+        }),
+    ))
+    .await
+    .assert_status(201);
+    assert_eq!(proposed(&app.state), before);
 }
 
 fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {

@@ -206,6 +206,33 @@ async fn a_followup_uses_custom_fields_previews_and_renders_a_list() {
         assert!(!page.body.contains("root:"), "{name}");
         assert!(!page.body.contains("id=\"preview-body\""), "{name}: {}", page.body);
     }
+    // A template that tests for the company renders a contact without one.
+    let guarded = app
+        .post(
+            "/templates",
+            &[
+                ("name", "Guarded"),
+                ("kind", "contact"),
+                ("subject", "Hello {{ contact.name }}"),
+                (
+                    "body",
+                    "{% if company %}From {{ company.name }}{% else %}No company{% endif %}",
+                ),
+            ],
+        )
+        .await;
+    let at = guarded.location().expect("saved").to_string();
+    let rendered = app.get(&format!("{at}/render.csv")).await;
+    assert!(
+        rendered.body.contains("Hello Bob Ray,No company,"),
+        "{}",
+        rendered.body
+    );
+    assert!(
+        rendered.body.contains("Hello Ann Lee,From Acme,"),
+        "{}",
+        rendered.body
+    );
     // An admin locks it: editors read it, cannot change it.
     let id = url.trim_start_matches("/templates/").to_string();
     app.signed_in_as("admin@example.org", Role::Admin).await;

@@ -78,7 +78,7 @@ pub struct Variables {
 }
 
 /// How many of a source's newest activities of a type are read for their attribute names.
-const SEEN_ACTIVITIES: i64 = 50;
+const SEEN_ACTIVITIES: i64 = 200;
 
 pub fn variables(conn: &mut DbConn, source_id: i64, activity_type: &str) -> QueryResult<Variables> {
     use crate::schema::{activities, source_fields};
@@ -88,10 +88,18 @@ pub fn variables(conn: &mut DbConn, source_id: i64, activity_type: &str) -> Quer
             names.push(name.to_string());
         }
     };
-    let columns: Vec<String> = source_fields::table
-        .filter(source_fields::source_id.eq(source_id))
-        .select(source_fields::field_key)
-        .load(conn)?;
+    // A source of activities maps its file's columns to attributes; a source of records maps
+    // them to record fields, which are not attributes.
+    let carries_activities =
+        crate::sources::service::find(conn, source_id)?.is_some_and(|s| s.carries_activities());
+    let columns: Vec<String> = if carries_activities {
+        source_fields::table
+            .filter(source_fields::source_id.eq(source_id))
+            .select(source_fields::field_key)
+            .load(conn)?
+    } else {
+        Vec::new()
+    };
     for key in &columns {
         if let Ok(crate::activities::import::Target::Attribute(name)) =
             crate::activities::import::Target::parse(key)

@@ -136,22 +136,49 @@ pub fn syntax(part: &str, source: &str) -> Option<Problem> {
         .map(|e| described(part, &e))
 }
 
-/// Constructs a template may not use: they can build values of any size before anything is
-/// written (`~` joins, `set` and `namespace` keep them, macros repeat them).
-fn forbidden(source: &str) -> Option<&'static str> {
-    let mut rest = source;
-    while let Some(open) = rest.find('{') {
-        let tag = &rest[open..];
-        let close = match tag.get(..2) {
-            Some("{{") => "}}",
-            Some("{%") => "%}",
+/// The tags of a template (`{{ ... }}` and `{% ... %}`, with their kind), read as the engine
+/// reads them: a `}}` or `%}` inside a quoted string does not close a tag.
+fn tags(source: &str) -> Vec<(bool, &str)> {
+    let bytes = source.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        let statement = match (bytes[i], bytes[i + 1]) {
+            (b'{', b'{') => false,
+            (b'{', b'%') => true,
             _ => {
-                rest = &rest[open + 1..];
+                i += 1;
                 continue;
             }
         };
-        let end = tag.find(close).map_or(tag.len(), |e| e + 2);
-        let inside = &tag[..end];
+        let close = if statement { b'%' } else { b'}' };
+        let start = i + 2;
+        let mut j = start;
+        let mut quote: Option<u8> = None;
+        while j < bytes.len() {
+            match (quote, bytes[j]) {
+                (Some(_), b'\\') => j += 1,
+                (Some(q), c) if c == q => quote = None,
+                (None, b'"' | b'\'') => quote = Some(bytes[j]),
+                (None, c) if c == close && bytes.get(j + 1) == Some(&b'}') => break,
+                _ => {}
+            }
+            j += 1;
+        }
+        // Tags start and end on ASCII bytes, so these are character boundaries.
+        out.push((
+            statement,
+            source.get(start..j.min(bytes.len())).unwrap_or(""),
+        ));
+        i = j + 2;
+    }
+    out
+}
+
+/// Constructs a template may not use: they can build values of any size before anything is
+/// written (`~` joins, `set` and `namespace` keep them, macros repeat them).
+fn forbidden(source: &str) -> Option<&'static str> {
+    for (statement, inside) in tags(source) {
         if inside.contains('~') {
             return Some("~ (joining text)");
         }
@@ -160,7 +187,7 @@ fn forbidden(source: &str) -> Option<&'static str> {
             .filter(|w| !w.is_empty());
         // `set`, `macro` and `call` are statements (the first word of a `{% %}` tag); a
         // variable may have those names. `namespace()` is refused wherever it is.
-        if close == "%}" {
+        if statement {
             let first = words.next();
             if let Some(statement) = ["set", "macro", "call"]
                 .into_iter()
@@ -172,7 +199,6 @@ fn forbidden(source: &str) -> Option<&'static str> {
         if words.any(|w| w == "namespace") {
             return Some("namespace");
         }
-        rest = &tag[end..];
     }
     None
 }
@@ -220,7 +246,7 @@ pub fn check(parts: &[(&str, &str)], html: bool, known: &BTreeSet<String>) -> Ve
             .filter(|name| {
                 // `contact` alone, or `contact.tag1`: the record or one of its fields; the
                 // engine's own functions (`range`, ...) are not variables.
-                env.globals().all(|(global, _)| global != name.as_str())
+                (name == "debug" || env.globals().all(|(global, _)| global != name.as_str()))
                     && !known.contains(name)
                     && !known.iter().any(|k| k.starts_with(&format!("{name}.")))
             })
@@ -385,6 +411,20 @@ mod tests {
         assert_eq!(forbidden("{{ namespace() }}"), Some("namespace"));
         assert_eq!(forbidden("{{ outcome }} call, {{ set }} {{ call }}"), None);
         assert_eq!(forbidden("{% if call %}{{ macro }}{% endif %}"), None);
+        // A closing mark inside a string does not end its tag.
+        assert_eq!(
+            forbidden("{{ \"}}{% x\" }}{% set s = s + s %}"),
+            Some("set")
+        );
+        assert_eq!(
+            forbidden("{{ '}}' ~ contact.name }}"),
+            Some("~ (joining text)")
+        );
+        assert_eq!(
+            forbidden("{{ \"it\\\"s %}\" }}{%- set a = 1 %}"),
+            Some("set")
+        );
+        assert_eq!(forbidden("Dear {{ contact.name }}, ~20 minutes {{"), None);
     }
 
     #[test]

@@ -243,8 +243,8 @@ struct Renderer {
     template: FollowupTemplate,
     contact_defs: Vec<FieldDef>,
     company_defs: Vec<FieldDef>,
-    /// A contact template that reads its company's fields: a contact without a company is
-    /// reported, not rendered with blanks.
+    /// A contact template that reads its company's fields: a contact without a company whose
+    /// rendering fails is told so (a template may test `{% if company %}`).
     reads_company: bool,
 }
 
@@ -290,26 +290,38 @@ impl Renderer {
                 let state = states.get(id)?;
                 let context = match t.kind {
                     RecordKind::Contact => {
-                        let company_id = state.company_id.unwrap_or(0);
+                        // No company is `none`: `{% if company %}` tells, a field of it fails.
+                        let company = match state.company_id {
+                            Some(company_id) => fields_of(
+                                company_id,
+                                companies.get(&company_id),
+                                &self.company_defs,
+                            ),
+                            None => serde_json::Value::Null,
+                        };
                         serde_json::json!({
                             "contact": fields_of(*id, Some(state), &self.contact_defs),
-                            "company": fields_of(company_id, companies.get(&company_id), &self.company_defs),
+                            "company": company,
                         })
                     }
                     RecordKind::Company => serde_json::json!({
                         "company": fields_of(*id, Some(state), &self.company_defs),
                     }),
                 };
-                let result = if self.reads_company && state.company_id.is_none() {
-                    Err(Problem(format!(
-                        "{} has no company; the template uses its company's fields",
-                        state.name
-                    )))
-                } else {
-                    sandbox::render("Subject", &t.subject, false, &context).and_then(|subject| {
+                let result = sandbox::render("Subject", &t.subject, false, &context)
+                    .and_then(|subject| {
                         Ok((subject, sandbox::render("Body", &t.body, t.html, &context)?))
                     })
-                };
+                    .map_err(|problem| {
+                        if self.reads_company && state.company_id.is_none() {
+                            Problem(format!(
+                                "{} has no company; the template uses its company's fields",
+                                state.name
+                            ))
+                        } else {
+                            problem
+                        }
+                    });
                 Some(Rendered {
                     record_id: *id,
                     email: state.email.clone(),

@@ -115,13 +115,8 @@ pub fn propose(
     actor: &Actor,
 ) -> QueryResult<()> {
     use crate::schema::records;
-    if let DbConn::Pg(pg) = conn {
-        // Two proposals for one field at once would both find no pending row to replace and
-        // then collide on the unique index; the record's row lock makes the second wait.
-        diesel::sql_query("SELECT 1 FROM records WHERE id = $1 FOR UPDATE")
-            .bind::<diesel::sql_types::BigInt, _>(record_id)
-            .execute(pg)?;
-    }
+    // Two proposals for one field at once would both find no pending row to replace and then
+    // collide on the unique index: `totals::tracked` locks the record, so the second waits.
     let now = db::now();
     let record_kind: String = records::table
         .find(record_id)
@@ -217,21 +212,13 @@ pub fn propose_many(
     source_id: i64,
     actor: &Actor,
 ) -> QueryResult<()> {
-    use crate::schema::records;
     if new.is_empty() {
         return Ok(());
     }
     let mut ids: Vec<i64> = new.iter().map(|p| p.record_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    if let DbConn::Pg(pg) = conn {
-        // As in `propose`: concurrent proposals for these records wait for this batch.
-        records::table
-            .filter(records::id.eq_any(&ids))
-            .select(records::id)
-            .for_update()
-            .load::<i64>(pg)?;
-    }
+    // As in `propose`: `totals::tracked` locks these records, so concurrent proposals wait.
     let now = db::now();
     totals::tracked(conn, &ids, |conn| {
         let mut keys: Vec<&str> = new.iter().map(|p| p.field_key.as_str()).collect();

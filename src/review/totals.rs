@@ -51,7 +51,8 @@ struct NewCount {
 
 /// Runs `write`, a change to the proposals of the records `ids` (call inside the write's
 /// transaction), and keeps the totals it moved: the pending state of those records is read
-/// before and after, so every way a proposal starts or stops waiting counts the same.
+/// before and after, so every way a proposal starts or stops waiting counts the same. On
+/// PostgreSQL the records are locked first: concurrent writers of their proposals wait.
 pub fn tracked<T, E>(
     conn: &mut DbConn,
     ids: &[i64],
@@ -60,6 +61,21 @@ pub fn tracked<T, E>(
 where
     E: From<diesel::result::Error>,
 {
+    if let DbConn::Pg(pg) = conn {
+        // Another transaction changing these records' proposals between the two reads would
+        // be counted by both: they wait for this one (in id order, so two never deadlock).
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for part in sorted.chunks(5_000) {
+            crate::schema::records::table
+                .filter(crate::schema::records::id.eq_any(part))
+                .select(crate::schema::records::id)
+                .order(crate::schema::records::id)
+                .for_update()
+                .load::<i64>(pg)?;
+        }
+    }
     let before = pending(conn, ids)?;
     let written = write(conn)?;
     let after = pending(conn, ids)?;
@@ -97,11 +113,11 @@ pub fn exact(conn: &mut DbConn, filter: &DesyncFilter) -> QueryResult<Option<Wai
         q = q.filter(desync_counts::record_kind.eq(kind.as_str()));
     }
     let rows: Vec<(i64, i64)> = q.load(conn)?;
-    Ok(Some(
-        rows.into_iter().fold((0, 0), |(r, f), (records, fields)| {
-            (r + records, f + fields)
-        }),
-    ))
+    let (records, fields) = rows.into_iter().fold((0, 0), |(r, f), (records, fields)| {
+        (r + records, f + fields)
+    });
+    // A total a race left wrong is never shown below zero (the hourly count corrects it).
+    Ok(Some((records.max(0), fields.max(0))))
 }
 
 /// Counts the pending proposals afresh when nothing is kept (a database from before these

@@ -552,10 +552,11 @@ pub fn spawn_worker(
             if let Err(e) = recover_stale(&mut conn) {
                 tracing::warn!(error = %e, "could not recover stale imports");
             }
-            if let Err(e) = crate::records::counts::merge_if_many(&mut conn)
-                .and_then(|()| crate::review::totals::merge_if_many(&mut conn))
-            {
+            if let Err(e) = crate::records::counts::merge_if_many(&mut conn) {
                 tracing::warn!(error = %e, "could not merge the list totals");
+            }
+            if let Err(e) = crate::review::totals::merge_if_many(&mut conn) {
+                tracing::warn!(error = %e, "could not merge the desynchronised totals");
             }
             // Keep SQLite's write-ahead log from growing without bound during long imports.
             if let DbConn::Sqlite(c) = &mut *conn {
@@ -566,10 +567,11 @@ pub fn spawn_worker(
             Ok(0) if last_recount.elapsed() > RECOUNT_EVERY => {
                 last_recount = std::time::Instant::now();
                 if let Ok(mut conn) = pool.get() {
-                    if let Err(e) = crate::records::counts::recount(&mut conn)
-                        .and_then(|()| crate::review::totals::recount(&mut conn))
-                    {
+                    if let Err(e) = crate::records::counts::recount(&mut conn) {
                         tracing::warn!(error = %e, "could not recount the list totals");
+                    }
+                    if let Err(e) = crate::review::totals::recount(&mut conn) {
+                        tracing::warn!(error = %e, "could not recount the desynchronised totals");
                     }
                 }
                 Duration::from_millis(500)

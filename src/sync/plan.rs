@@ -568,9 +568,11 @@ pub fn apply_field_rules(
             });
         }
     }
+    // A field missing from `defs` (archived) gets no proposal, as it gets no write.
     let proposals = result
         .proposals
         .into_iter()
+        .filter(|(key, _)| defs.iter().any(|d| &d.key == key))
         .map(|(key, proposed)| NewProposal {
             record_id,
             current: current.get(&key).cloned().unwrap_or_default(),
