@@ -453,14 +453,7 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
         .assert_status(422)
         .assert_contains("is not written YYYY-MM-DD");
     // Archiving a field the mapping updates warns on the Fields page.
-    let last_list: i64 = {
-        use diesel::prelude::*;
-        syncdesk::schema::field_defs::table
-            .filter(syncdesk::schema::field_defs::key.eq("last_list"))
-            .select(syncdesk::schema::field_defs::id)
-            .first(&mut app.state.pool.get().expect("connection"))
-            .expect("last_list")
-    };
+    let last_list = field_id(&app.state, "last_list");
     app.post(
         &format!("/fields/{last_list}/archive"),
         &[("archived", "true")],
@@ -473,14 +466,7 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
             source.name
         ));
     // An archived field gets no update, not even a proposal under `review`.
-    let last_outcome: i64 = {
-        use diesel::prelude::*;
-        syncdesk::schema::field_defs::table
-            .filter(syncdesk::schema::field_defs::key.eq("last_outcome"))
-            .select(syncdesk::schema::field_defs::id)
-            .first(&mut app.state.pool.get().expect("connection"))
-            .expect("last_outcome")
-    };
+    let last_outcome = field_id(&app.state, "last_outcome");
     app.post(
         &format!("/fields/{last_outcome}/archive"),
         &[("archived", "true")],
@@ -508,6 +494,16 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
     .await
     .assert_status(201);
     assert_eq!(proposed(&app.state), before);
+}
+
+/// The id of a contact field, by key.
+fn field_id(state: &syncdesk::AppState, key: &str) -> i64 {
+    use diesel::prelude::*;
+    syncdesk::schema::field_defs::table
+        .filter(syncdesk::schema::field_defs::key.eq(key))
+        .select(syncdesk::schema::field_defs::id)
+        .first(&mut state.pool.get().expect("connection"))
+        .expect("field")
 }
 
 fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {

@@ -104,6 +104,28 @@ fn shown(value: &str) -> &str {
     }
 }
 
+/// Marks the pending proposals of `field_key` on these records replaced (kept as history).
+fn replace_pending(
+    conn: &mut DbConn,
+    record_ids: &[i64],
+    field_key: &str,
+    actor: &Actor,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        proposals::table
+            .filter(proposals::record_id.eq_any(record_ids))
+            .filter(proposals::field_key.eq(field_key))
+            .filter(proposals::status.eq(PENDING)),
+    )
+    .set((
+        proposals::status.eq(ProposalStatus::Replaced.as_str()),
+        proposals::decided_by.eq(Some(actor.label.clone())),
+        proposals::decided_at.eq(Some(now)),
+    ))
+    .execute(conn)
+}
+
 /// Stores a proposal; a pending one for the same record and field is replaced (and kept, with
 /// status `replaced`, as history). Call inside a transaction.
 pub fn propose(
@@ -142,18 +164,7 @@ pub fn propose(
         _ => (None, None),
     };
     totals::tracked(conn, &[record_id], |conn| {
-        diesel::update(
-            proposals::table
-                .filter(proposals::record_id.eq(record_id))
-                .filter(proposals::field_key.eq(field_key))
-                .filter(proposals::status.eq(PENDING)),
-        )
-        .set((
-            proposals::status.eq(ProposalStatus::Replaced.as_str()),
-            proposals::decided_by.eq(Some(actor.label.clone())),
-            proposals::decided_at.eq(Some(now)),
-        ))
-        .execute(conn)?;
+        replace_pending(conn, &[record_id], field_key, actor, now)?;
         diesel::insert_into(proposals::table)
             .values((
                 proposals::record_id.eq(record_id),
@@ -231,18 +242,7 @@ pub fn propose_many(
                 .map(|p| p.record_id)
                 .collect();
             for part in on_key.chunks(5_000) {
-                diesel::update(
-                    proposals::table
-                        .filter(proposals::record_id.eq_any(part))
-                        .filter(proposals::field_key.eq(key))
-                        .filter(proposals::status.eq(PENDING)),
-                )
-                .set((
-                    proposals::status.eq(ProposalStatus::Replaced.as_str()),
-                    proposals::decided_by.eq(Some(actor.label.clone())),
-                    proposals::decided_at.eq(Some(now)),
-                ))
-                .execute(conn)?;
+                replace_pending(conn, part, key, actor, now)?;
             }
         }
         let last: BTreeMap<(i64, &str), usize> = new

@@ -22,20 +22,32 @@ const DESYNC_TOTALS: KeptTotals = KeptTotals {
               GROUP BY record_kind",
 };
 
-/// Pending fields per record among `ids`, with the record's kind (records with none are absent).
+/// Pending fields per record (of `ids`, or every record), with the record's kind; records
+/// with none are absent.
+fn pending_per_record(
+    conn: &mut DbConn,
+    ids: Option<&[i64]>,
+) -> QueryResult<Vec<(i64, String, i64)>> {
+    let mut q = proposals::table
+        .filter(is_pending())
+        .group_by((proposals::record_id, proposals::record_kind))
+        .select((
+            proposals::record_id,
+            proposals::record_kind,
+            diesel::dsl::count_star(),
+        ))
+        .into_boxed();
+    if let Some(ids) = ids {
+        q = q.filter(proposals::record_id.eq_any(ids));
+    }
+    q.load(conn)
+}
+
+/// Pending fields per record among `ids`, with the record's kind.
 fn pending(conn: &mut DbConn, ids: &[i64]) -> QueryResult<BTreeMap<i64, (String, i64)>> {
     let mut out = BTreeMap::new();
     for part in ids.chunks(5_000) {
-        let rows: Vec<(i64, String, i64)> = proposals::table
-            .filter(is_pending())
-            .filter(proposals::record_id.eq_any(part))
-            .group_by((proposals::record_id, proposals::record_kind))
-            .select((
-                proposals::record_id,
-                proposals::record_kind,
-                diesel::dsl::count_star(),
-            ))
-            .load(conn)?;
+        let rows = pending_per_record(conn, Some(part))?;
         out.extend(rows.into_iter().map(|(id, kind, n)| (id, (kind, n))));
     }
     Ok(out)
@@ -161,16 +173,7 @@ pub fn differences(conn: &mut DbConn) -> QueryResult<Vec<(String, Waiting, Waiti
         k.0 += records;
         k.1 += fields;
     }
-    let counted: Vec<(i64, String, i64)> = proposals::table
-        .filter(is_pending())
-        .group_by((proposals::record_id, proposals::record_kind))
-        .select((
-            proposals::record_id,
-            proposals::record_kind,
-            diesel::dsl::count_star(),
-        ))
-        .load(conn)?;
-    for (_, kind, fields) in counted {
+    for (_, kind, fields) in pending_per_record(conn, None)? {
         let c = &mut both.entry(kind).or_default().1;
         c.0 += 1;
         c.1 += fields;
