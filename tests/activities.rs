@@ -307,13 +307,15 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
             ("u3.rule", "never".to_string()),
         ]
     };
-    let as_refs = |f: &[(&'static str, String)]| -> Vec<(&'static str, String)> { f.to_vec() };
-    // The live preview, with a sample activity.
-    let preview_form: Vec<(String, String)> =
-        as_refs(&form("{{ outcome }} call, {{ duration }} s"))
+    // The form as the preview's htmx request sends it.
+    let preview = |subject: &str| -> Vec<(String, String)> {
+        form(subject)
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
-            .collect();
+            .collect()
+    };
+    // The live preview, with a sample activity.
+    let preview_form = preview("{{ outcome }} call, {{ duration }} s");
     app.htmx_form(&format!("{url}/preview"), &preview_form)
         .await
         .assert_status(200)
@@ -338,10 +340,7 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
             "Subject: unknown variable campaign; the variables are body, caller_id, comments",
         )
         .assert_contains("value=\"{{ campaign }} call\"");
-    let preview_unknown: Vec<(String, String)> = form("{{ campaign }} call")
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let preview_unknown = preview("{{ campaign }} call");
     app.htmx_form(&format!("{url}/preview"), &preview_unknown)
         .await
         .assert_contains("Subject: unknown variable campaign");
@@ -433,10 +432,7 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
         .await
         .assert_contains("<option value=\"campaign\">campaign</option>")
         .assert_contains("campaign = Winter offer");
-    let with_campaign: Vec<(String, String)> = form("{{ outcome }} ({{ campaign }})")
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let with_campaign = preview("{{ outcome }} ({{ campaign }})");
     app.htmx_form(&format!("{url}/preview"), &with_campaign)
         .await
         .assert_contains("answered (Winter offer)");
