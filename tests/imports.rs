@@ -1164,13 +1164,19 @@ async fn an_ambiguous_row_links_to_a_record_picked_by_search() {
     let refused = app
         .post(
             &url(rows[1].id),
-            &[("choice", "new"), ("record", "Nobody Here")],
+            &[
+                ("choice", "new"),
+                ("record", "Nobody Here"),
+                ("after", "0.0"),
+            ],
         )
         .await;
     refused.assert_status(303);
-    // Back on the run's page, with what was typed in that row's picker.
+    // Back on the run's page (the one the form was on), with what was typed in that row's
+    // picker.
     let back = refused.location().expect("back").to_string();
     assert!(back.contains(&format!("refused={}", rows[1].id)), "{back}");
+    assert!(back.contains("after=0.0"), "{back}");
     app.get(&back)
         .await
         .assert_contains("Contact: no contact is named &#39;Nobody Here&#39;.")

@@ -75,6 +75,8 @@ struct RunPage {
     candidate_names: std::collections::BTreeMap<i64, String>,
     /// The row whose picker was refused, with what was typed in it.
     refused: Option<(i64, String)>,
+    /// This page's position (empty on the first), carried by the rows' forms.
+    after: String,
 }
 
 impl RunPage {
@@ -124,6 +126,7 @@ async fn run_page(
     let query = query.into_inner();
     let outcome = query.outcome.clone();
     let after = parse_after(query.after.as_deref());
+    let query_after = query.after.clone().unwrap_or_default();
     let refused = query.refused.map(|row| (row, query.typed.clone()));
     let filter = outcome.clone();
     let (run, source, rows, has_more, changed, candidate_names) = state
@@ -160,6 +163,7 @@ async fn run_page(
             changed,
             candidate_names,
             refused,
+            after: query_after,
         },
     )
 }
@@ -375,6 +379,9 @@ struct ResolveForm {
     /// given, it is the choice.
     #[serde(default)]
     record: String,
+    /// The page of the run the form was on, to come back to.
+    #[serde(default)]
+    after: String,
 }
 
 #[post("/runs/{id}/rows/{row}/resolve")]
@@ -388,6 +395,11 @@ async fn resolve(
     let (id, row) = path.into_inner();
     let form = form.into_inner();
     let typed = form.record.clone();
+    let page = if form.after.is_empty() {
+        String::new()
+    } else {
+        format!("&after={}", crate::text::url_encode(&form.after))
+    };
     let picked = match form.choice.as_str() {
         _ if !form.record.trim().is_empty() => Err(form.record),
         "new" => Ok(None),
@@ -417,7 +429,7 @@ async fn resolve(
         Err(AppError::BadRequest(problem)) => {
             flash(&session, problem);
             Ok(see_other(&format!(
-                "/runs/{id}?outcome=ambiguous&refused={row}&typed={}",
+                "/runs/{id}?outcome=ambiguous{page}&refused={row}&typed={}",
                 crate::text::url_encode(&typed)
             )))
         }
