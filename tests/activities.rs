@@ -307,7 +307,7 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
             ("u3.rule", "never".to_string()),
         ]
     };
-    // The form as the preview's htmx request sends it.
+    // The form with this subject, as the save and the preview's htmx request send it.
     let preview = |subject: &str| -> Vec<(String, String)> {
         form(subject)
             .into_iter()
@@ -322,18 +322,14 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
         .assert_contains("answered call, 184 s")
         .assert_contains("last_outcome ← “answered” (review)");
     // A syntax error is refused with its line; what was typed stays.
-    let bad: Vec<(&str, String)> = form("{{ outcome call");
-    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    app.post(&url, &bad)
+    app.post(&url, &pairs(&preview("{{ outcome call")))
         .await
         .assert_status(422)
         .assert_contains("Subject, line 1:")
         .assert_contains("value=\"{{ outcome call\"");
     // A variable no activity of this source carries, or a construct templates may not use,
     // is refused at save and in the preview, with the variables there are.
-    let unknown: Vec<(&str, String)> = form("{{ campaign }} call");
-    let unknown: Vec<(&str, &str)> = unknown.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    app.post(&url, &unknown)
+    app.post(&url, &pairs(&preview("{{ campaign }} call")))
         .await
         .assert_status(422)
         .assert_contains(
@@ -344,15 +340,16 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
     app.htmx_form(&format!("{url}/preview"), &preview_unknown)
         .await
         .assert_contains("Subject: unknown variable campaign");
-    let set: Vec<(&str, String)> = form("{% set x = outcome %}{{ x }}");
-    let set: Vec<(&str, &str)> = set.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    app.post(&url, &set)
+    app.post(&url, &pairs(&preview("{% set x = outcome %}{{ x }}")))
         .await
         .assert_status(422)
         .assert_contains("Subject: set is not allowed in these templates");
-    let good: Vec<(&str, String)> = form("{{ outcome }} call, {{ duration }} s");
-    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    app.post(&url, &good).await.assert_status(303);
+    app.post(
+        &url,
+        &pairs(&preview("{{ outcome }} call, {{ duration }} s")),
+    )
+    .await
+    .assert_status(303);
 
     let secret = token(&app.state, &[Scope::ActivitiesWrite]);
     app.send(post(
