@@ -116,9 +116,7 @@ pub fn variables(conn: &mut DbConn, source_id: i64, activity_type: &str) -> Quer
         .load(conn)?;
     let mut sample = sample();
     for (i, attributes) in newest.iter().enumerate() {
-        let attributes: BTreeMap<String, String> =
-            serde_json::from_str(attributes).unwrap_or_default();
-        for (name, value) in attributes {
+        for (name, value) in super::model::attributes_of(attributes) {
             add(&name);
             if i == 0 {
                 sample.insert(name, value);

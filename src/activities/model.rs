@@ -50,18 +50,23 @@ pub struct Activity {
 impl Activity {
     /// The attributes it came with, in name order.
     pub fn attribute_list(&self) -> Vec<(String, String)> {
-        serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&self.attributes)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (k, text)
-            })
-            .collect()
+        attributes_of(&self.attributes)
     }
+}
+
+/// Attributes as stored (a JSON object), in name order, each value as text.
+pub fn attributes_of(stored: &str) -> Vec<(String, String)> {
+    serde_json::from_str::<BTreeMap<String, serde_json::Value>>(stored)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect()
 }
 
 /// How a sender names the contact of an activity: by record id, by a source's external id,

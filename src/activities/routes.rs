@@ -136,7 +136,7 @@ async fn list_page(
     me: SignedIn,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
-    list_with(&state, me.ctx, &me.user, query.into_inner(), None, None).await
+    list_with(&state, me.ctx, &me.user, query.into_inner(), None).await
 }
 
 /// The list; a filter it cannot read, or a refused new type, is said on it (422) with what
@@ -147,23 +147,22 @@ async fn list_with(
     user: &crate::auth::model::User,
     query: ListQuery,
     refused_type: Option<(TypeForm, String)>,
-    status: Option<StatusCode>,
 ) -> Result<HttpResponse, AppError> {
-    let (filter, mut error) = match query.filter() {
+    let (filter, filter_error) = match query.filter() {
         Ok(filter) => (filter, None),
         Err(AppError::BadRequest(why)) => (ActivityFilter::default(), Some(why)),
         Err(e) => return Err(e),
     };
-    let status = status.unwrap_or(if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    });
     let (type_form, type_error) = match refused_type {
         Some((form, why)) => (form, Some(why)),
         None => (TypeForm::default(), None),
     };
-    error = error.or(type_error);
+    let error = filter_error.or(type_error);
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
     let before = Before::decode(&query.before);
     let (types, sources, (rows, next)) = state
         .db(move |conn| -> Result<_, AppError> {
@@ -244,7 +243,6 @@ async fn add_type(
                 &admin.user,
                 ListQuery::default(),
                 Some((form, why)),
-                Some(StatusCode::UNPROCESSABLE_ENTITY),
             )
             .await
         }

@@ -211,7 +211,8 @@ async fn edit_with(
                 return Ok((template, known, None));
             }
             // What a field archived since the save (say) breaks is said before any render.
-            let problems = service::problems_of(conn, &template)?;
+            let problems =
+                service::problems(&known, &template.subject, &template.body, template.html);
             let preview = if !problems.is_empty() {
                 Err(TemplateError::Invalid(problems))
             } else {

@@ -78,15 +78,11 @@ pub fn names_for(conn: &mut DbConn, kind: RecordKind) -> QueryResult<Vec<(i64, S
         .load(conn)
 }
 
-/// Problems a saved template has today (a field it uses may have been archived since it was
-/// saved): said in its preview with the variables there are.
-pub fn problems_of(conn: &mut DbConn, template: &FollowupTemplate) -> QueryResult<Vec<Problem>> {
-    let known = known_variables(conn, template.kind)?;
-    Ok(sandbox::check(
-        &[("Subject", &template.subject), ("Body", &template.body)],
-        template.html,
-        &known,
-    ))
+/// What is wrong with a template's subject and body, given the variables there are: checked
+/// at save, and again in a saved template's preview (a field it uses may have been archived
+/// since).
+pub fn problems(known: &BTreeSet<String>, subject: &str, body: &str, html: bool) -> Vec<Problem> {
+    sandbox::check(&[("Subject", subject), ("Body", body)], html, known)
 }
 
 pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<FollowupTemplate>> {
@@ -146,11 +142,7 @@ fn checked(conn: &mut DbConn, input: &TemplateInput) -> Result<(), TemplateError
         ));
     }
     let known = known_variables(conn, input.kind)?;
-    let problems = sandbox::check(
-        &[("Subject", &input.subject), ("Body", &input.body)],
-        input.html,
-        &known,
-    );
+    let problems = problems(&known, &input.subject, &input.body, input.html);
     if problems.is_empty() {
         Ok(())
     } else {

@@ -657,10 +657,10 @@ async fn add_stakeholder(
                 Ok(None) => {
                     "Choose a contact: type a name, an email or a phone and pick one.".into()
                 }
-                Err(RecordError::Invalid(errors)) => {
-                    errors.into_values().collect::<Vec<_>>().join(" ")
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => match record_error(e) {
+                    AppError::BadRequest(why) => why,
+                    other => return Err(other),
+                },
             };
             let mut page = build_page(
                 conn,
