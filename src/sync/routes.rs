@@ -394,12 +394,7 @@ async fn resolve(
 ) -> Result<HttpResponse, AppError> {
     let (id, row) = path.into_inner();
     let form = form.into_inner();
-    let typed = form.record.clone();
-    let page = if form.after.is_empty() {
-        String::new()
-    } else {
-        format!("&after={}", crate::text::url_encode(&form.after))
-    };
+    let (typed, page) = (form.record.clone(), form.after.clone());
     let picked = match form.choice.as_str() {
         _ if !form.record.trim().is_empty() => Err(form.record),
         "new" => Ok(None),
@@ -428,10 +423,14 @@ async fn resolve(
         // Said on the run's page, beside the rows, with what was typed back in its picker.
         Err(AppError::BadRequest(problem)) => {
             flash(&session, problem);
-            Ok(see_other(&format!(
-                "/runs/{id}?outcome=ambiguous{page}&refused={row}&typed={}",
-                crate::text::url_encode(&typed)
-            )))
+            let back = serde_urlencoded::to_string([
+                ("outcome", "ambiguous"),
+                ("after", page.as_str()),
+                ("refused", row.to_string().as_str()),
+                ("typed", typed.as_str()),
+            ])
+            .unwrap_or_default();
+            Ok(see_other(&format!("/runs/{id}?{back}")))
         }
         Err(e) => Err(e),
     }
