@@ -571,7 +571,7 @@ impl Matches {
         let ids = match self.ids.entry(scope) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(search::all_ids_after(pg, terms, scope, 0)?)
+                e.insert(search::all_ids(pg, terms, scope)?)
             }
         };
         let start = ids.partition_point(|id| *id <= after);

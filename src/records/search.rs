@@ -245,7 +245,7 @@ pub fn matches_sql(
 /// SQLite: the condition "the record is among the first `limit` matches within `scope` after
 /// the record `after`", the index read in id order: one statement (prepared once) that reads
 /// a batch of the index however many records match. (PostgreSQL's GIN index cannot give
-/// matches in id order: `all_ids_after`.)
+/// matches in id order: `all_ids`.)
 pub fn batch_sql(
     terms: &[Term],
     scope: Scope,
@@ -352,16 +352,16 @@ pub fn ids_after(
     .collect())
 }
 
-/// PostgreSQL: the ids of every record matching the terms within `scope` after `after`, in
-/// id order, through the GIN index (an unlimited ARRAY subquery: with a LIMIT, the planner
-/// would read the table in id order testing each row, which takes seconds when few match).
-/// They are sorted here: the index gives them in table order, nearly id order already, and
-/// the database's sort of 26,000 ids cost a fifth of a common name's search.
-pub fn all_ids_after(
+/// PostgreSQL: the ids of every record matching the terms within `scope`, in id order,
+/// through the GIN index (an unlimited ARRAY subquery: with a LIMIT, the planner would read
+/// the table in id order testing each row, which takes seconds when few match). A page reads
+/// them once and cuts its batches from them (`list::Matches`). They are sorted here: the
+/// index gives them in table order, nearly id order already, and the database's sort of
+/// 26,000 ids cost a fifth of a common name's search.
+pub fn all_ids(
     pg: &mut diesel::PgConnection,
     terms: &[Term],
     scope: Scope,
-    after: i64,
 ) -> QueryResult<Vec<i64>> {
     #[derive(QueryableByName)]
     struct Ids {
@@ -370,10 +370,9 @@ pub fn all_ids_after(
     }
     let ids = diesel::sql_query(
         "SELECT ARRAY(SELECT record_id FROM record_search \
-         WHERE document @@ CAST($1 AS tsquery) AND record_id > $2) AS ids",
+         WHERE document @@ CAST($1 AS tsquery)) AS ids",
     )
     .bind::<Text, _>(index_query(true, terms, scope))
-    .bind::<BigInt, _>(after)
     .get_result::<Ids>(pg)?;
     let mut ids = ids.ids;
     ids.sort_unstable();
