@@ -442,6 +442,14 @@ diesel::table! {
     }
 }
 
+// PostgreSQL only: the name words of the search index in a B-tree (`records::search`).
+diesel::table! {
+    record_search_names (word, record_id) {
+        word -> Text,
+        record_id -> BigInt,
+    }
+}
+
 diesel::table! {
     record_counts (id) {
         id -> BigInt,

@@ -1211,6 +1211,72 @@ async fn a_search_lists_name_matches_before_email_and_phone_matches() {
 }
 
 #[actix_web::test]
+async fn a_search_of_several_words_finds_every_record_having_them_all_page_after_page() {
+    use syncdesk::records::writer::{self, Catalog, Edit, RecordState};
+    let app = spawn().await;
+    // 3,000 contacts; "gra wil" is two names a record in 125 has, each term covering two
+    // words, so that the index is read in several rounds before a page is full.
+    let given = ["Grace", "Graham", "Oliver", "Amelia", "Ivy"];
+    let name = |i: usize| {
+        let surname = match i % 250 {
+            10 | 33 => "Wilson",
+            121 => "Williams",
+            _ => ["Smith", "Jones", "Brown"][i % 3],
+        };
+        format!("{} {surname}", given[i % 5])
+    };
+    let mut conn = app.state.pool.get().expect("connection");
+    let catalog = Catalog::load(&mut conn).expect("catalog");
+    let edits: Vec<Edit> = (0..3000)
+        .map(|i| {
+            let mut state = RecordState::blank(RecordKind::Contact);
+            state.name = name(i);
+            Edit::create(state)
+        })
+        .collect();
+    syncdesk::db::write_tx(&mut conn, |conn| {
+        writer::apply(conn, &catalog, &edits, &Actor::system("test"))
+    })
+    .expect("records");
+    let all: Vec<(i64, String)> = {
+        use diesel::prelude::*;
+        use syncdesk::schema::records;
+        records::table
+            .order(records::id.asc())
+            .select((records::id, records::name))
+            .load(&mut conn)
+            .expect("records")
+    };
+    for (search, names) in [
+        ("gra wil", vec!["Grace Wilson", "Graham Williams"]),
+        ("wilson grace", vec!["Grace Wilson"]),
+        ("g w", vec!["Grace Wilson", "Graham Williams"]),
+        ("ivy smith", vec!["Ivy Smith"]),
+    ] {
+        let expected: Vec<i64> = all
+            .iter()
+            .filter(|(_, name)| names.contains(&name.as_str()))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut q = ListQuery::new(RecordKind::Contact);
+        q.search = search.into();
+        q.sort = list::SortKey::Relevance;
+        q.limit = 7;
+        let mut seen = Vec::new();
+        loop {
+            let page = list::page(&mut conn, &q, &[]).expect("page");
+            assert_eq!(page.total.count, expected.len() as i64, "{search}");
+            seen.extend(page.rows.iter().map(|r| r.record.id));
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "{search}");
+    }
+}
+
+#[actix_web::test]
 async fn a_search_shows_best_matches_first_at_the_cost_of_its_page() {
     use syncdesk::records::writer::{self, Catalog, Edit, RecordState};
     let mut app = spawn().await;

@@ -534,13 +534,15 @@ fn count_scope(
     Ok(Total { count, more: false })
 }
 
-/// What a page's search looks for and, on PostgreSQL, the ids it matched by scope, in id
-/// order: read once per page, so that its count and its rows share one pass over the GIN
-/// index.
+/// What a page's search looks for and, on PostgreSQL, the ids it matched: by name, the last
+/// batch read (a page's count and rows ask for the same batch twice); in other scopes every
+/// match, in id order, read once per page, so that its count and its rows share one pass over
+/// the GIN index.
 #[derive(Default)]
 struct Matches {
     terms: Option<Vec<search::Term>>,
     ids: HashMap<Scope, Vec<i64>>,
+    last_by_name: Option<((i64, i64), Vec<i64>)>,
 }
 
 impl Matches {
@@ -567,7 +569,20 @@ impl Matches {
         scope: Scope,
         after: i64,
         batch: i64,
-    ) -> QueryResult<&[i64]> {
+    ) -> QueryResult<Vec<i64>> {
+        if scope == Scope::Name {
+            if let Some((_, ids)) = self
+                .last_by_name
+                .as_ref()
+                .filter(|(read, _)| *read == (after, batch))
+            {
+                return Ok(ids.clone());
+            }
+            if let Some(ids) = search::name_ids_after(pg, terms, after, batch)? {
+                self.last_by_name = Some(((after, batch), ids.clone()));
+                return Ok(ids);
+            }
+        }
         let ids = match self.ids.entry(scope) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -576,7 +591,7 @@ impl Matches {
         };
         let start = ids.partition_point(|id| *id <= after);
         let end = start.saturating_add(usize::try_from(batch).unwrap_or(usize::MAX));
-        Ok(&ids[start..end.min(ids.len())])
+        Ok(ids[start..end.min(ids.len())].to_vec())
     }
 }
 
@@ -601,7 +616,7 @@ fn in_batch(
         DbConn::Sqlite(_) => Ok(filtered(&others, false, Scope::All)
             .filter(search::batch_sql(terms, scope, after, batch))),
         DbConn::Pg(pg) => {
-            let ids = matches.batch(pg, terms, scope, after, batch)?.to_vec();
+            let ids = matches.batch(pg, terms, scope, after, batch)?;
             Ok(filtered(&others, true, Scope::All).filter(records::id.eq_any(ids)))
         }
     }
@@ -618,7 +633,7 @@ fn batch_end(
     matches: &mut Matches,
 ) -> QueryResult<Option<i64>> {
     let ids = match conn {
-        DbConn::Pg(pg) => matches.batch(pg, terms, scope, after, batch)?.to_vec(),
+        DbConn::Pg(pg) => matches.batch(pg, terms, scope, after, batch)?,
         DbConn::Sqlite(c) => search::ids_after(c, terms, scope, after, batch)?,
     };
     Ok(ids.last().copied().filter(|_| ids.len() as i64 == batch))

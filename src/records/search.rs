@@ -16,7 +16,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use super::writer::RecordState;
 use crate::db::{self, DbConn};
-use crate::schema::{record_search, records};
+use crate::schema::{record_search, record_search_names, records};
 use diesel::sql_types::{BigInt, Text};
 
 /// Phone terms need this many digits.
@@ -117,10 +117,11 @@ fn national_digits(digits: &str) -> Option<&str> {
     })
 }
 
-/// One word prefix of a search, and on SQLite the name words it covers when they are few
-/// (`expand`): the index is then asked for those words, which it reads lazily, instead of the
-/// prefix, for which FTS5 merges every match of every word it covers on each query (26,000
-/// for "smith" at a million records).
+/// One word prefix of a search, and the name words it covers when they are few (`expand`):
+/// the index is then asked for those words, which it reads lazily in id order (FTS5, or
+/// PostgreSQL's `record_search_names`), instead of the prefix, for which FTS5 and the GIN
+/// index read every match of every word it covers on each query (26,000 for "smith" at a
+/// million records).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Term {
     pub typed: String,
@@ -132,34 +133,46 @@ const INDEXED_PREFIX_CHARS: usize = 3;
 /// A prefix covering more name words than this is asked as a prefix.
 const MAX_NAME_WORDS: usize = 16;
 
-/// On SQLite, the name words each term longer than the prefix index covers, from
-/// `record_search_words`.
+/// The name words each term covers, when they are few: on SQLite for terms longer than the
+/// prefix index serves, from `record_search_words`; on PostgreSQL for every term, from
+/// `record_search_names` (its distinct words in the prefix's range, one index step each).
 pub fn expand(conn: &mut DbConn, terms: &mut [Term]) -> QueryResult<()> {
-    #[derive(QueryableByName)]
-    struct Word {
-        #[diesel(sql_type = Text)]
-        word: String,
-    }
-    let DbConn::Sqlite(c) = conn else {
-        return Ok(());
+    // Every word starting with the term sorts between it and it followed by the last code
+    // point.
+    let sql = match conn {
+        DbConn::Sqlite(_) => {
+            "SELECT word FROM record_search_words WHERE word >= ? AND word < ? \
+             ORDER BY word LIMIT ?"
+        }
+        DbConn::Pg(_) => {
+            "WITH RECURSIVE covered(word) AS ( \
+               (SELECT word FROM record_search_names WHERE word >= $1 AND word < $2 \
+                ORDER BY word LIMIT 1) \
+               UNION ALL \
+               SELECT (SELECT n.word FROM record_search_names n \
+                       WHERE n.word > covered.word AND n.word < $2 ORDER BY n.word LIMIT 1) \
+               FROM covered WHERE covered.word IS NOT NULL) \
+             SELECT word FROM covered WHERE word IS NOT NULL LIMIT $3"
+        }
     };
+    let sqlite = matches!(conn, DbConn::Sqlite(_));
     for term in terms
         .iter_mut()
-        .filter(|t| t.typed.chars().count() > INDEXED_PREFIX_CHARS)
+        .filter(|t| !sqlite || t.typed.chars().count() > INDEXED_PREFIX_CHARS)
     {
-        // Every word starting with the term sorts between it and it followed by the last
-        // code point.
-        let words: Vec<String> = diesel::sql_query(
-            "SELECT word FROM record_search_words WHERE word >= ? AND word < ? \
-             ORDER BY word LIMIT ?",
-        )
-        .bind::<Text, _>(&term.typed)
-        .bind::<Text, _>(format!("{}{}", term.typed, char::MAX))
-        .bind::<BigInt, _>(MAX_NAME_WORDS as i64 + 1)
-        .load::<Word>(c)?
-        .into_iter()
-        .map(|w| w.word)
-        .collect();
+        #[derive(QueryableByName)]
+        struct Word {
+            #[diesel(sql_type = Text)]
+            word: String,
+        }
+        let words: Vec<String> = diesel::sql_query(sql)
+            .bind::<Text, _>(&term.typed)
+            .bind::<Text, _>(format!("{}{}", term.typed, char::MAX))
+            .bind::<BigInt, _>(MAX_NAME_WORDS as i64 + 1)
+            .load::<Word>(conn)?
+            .into_iter()
+            .map(|w| w.word)
+            .collect();
         term.name_words = (words.len() <= MAX_NAME_WORDS).then_some(words);
     }
     Ok(())
@@ -379,6 +392,143 @@ pub fn all_ids(
     Ok(ids)
 }
 
+/// Ids read per name word in a search's first round (`name_ids_after`), and at most in any.
+const ROUND_CAP: i64 = 50_000;
+
+/// PostgreSQL: the ids of the records whose name has, for every term, one of the words it
+/// covers (`expand`), in id order after `after`, `limit` at most; `None` when a term covers
+/// too many words (ask `all_ids`). Each word's records are read from `record_search_names` in
+/// id order, every word in one statement, and merged here: a first round reads `limit` ids
+/// per word, and as long as too few records have every term, the next reads the range of ids
+/// the first round's yield says should hold the rest. So a page costs about its own ids, not
+/// every match.
+pub fn name_ids_after(
+    pg: &mut diesel::PgConnection,
+    terms: &[Term],
+    after: i64,
+    limit: i64,
+) -> QueryResult<Option<Vec<i64>>> {
+    let Some(covered): Option<Vec<&Vec<String>>> =
+        terms.iter().map(|t| t.name_words.as_ref()).collect()
+    else {
+        return Ok(None);
+    };
+    let want = usize::try_from(limit).unwrap_or(0);
+    if covered.is_empty() || covered.iter().any(|words| words.is_empty()) || want == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let words: Vec<&str> = covered
+        .iter()
+        .flat_map(|words| words.iter().map(String::as_str))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut found: Vec<i64> = Vec::new();
+    let (mut from, mut upto, mut per_word) = (after, i64::MAX, limit.clamp(1, ROUND_CAP));
+    loop {
+        let read = ids_of_words(pg, &words, from, upto, per_word)?;
+        // How far every word's list is complete: to its last id when it stopped at the cap,
+        // else to `upto`, or to the end when the word has no record past it.
+        let complete_to = read
+            .values()
+            .map(|(ids, more)| match ids.last() {
+                Some(last) if ids.len() as i64 == per_word => *last,
+                _ if *more => upto,
+                _ => i64::MAX,
+            })
+            .min()
+            .unwrap_or(i64::MAX);
+        let mut round: Option<Vec<i64>> = None;
+        for words in &covered {
+            let mut any_word: Vec<i64> = words
+                .iter()
+                .filter_map(|w| read.get(w.as_str()))
+                .flat_map(|(ids, _)| ids)
+                .copied()
+                .filter(|id| *id <= complete_to)
+                .collect();
+            any_word.sort_unstable();
+            any_word.dedup();
+            round = Some(match round {
+                None => any_word,
+                Some(so_far) => intersect(&so_far, &any_word),
+            });
+        }
+        let round = round.unwrap_or_default();
+        let yielded = round.len();
+        found.extend(round);
+        if found.len() >= want || complete_to == i64::MAX {
+            found.truncate(want);
+            return Ok(Some(found));
+        }
+        // The next range: what this one held, scaled to what is missing (a quarter more),
+        // at least doubled.
+        let span = complete_to.saturating_sub(from).max(1);
+        let missing = (want - found.len()) as i64;
+        let scale = if yielded == 0 {
+            2
+        } else {
+            (missing * 5 / 4 / yielded as i64).max(2)
+        };
+        from = complete_to;
+        upto = from.saturating_add(span.saturating_mul(scale));
+        per_word = ROUND_CAP;
+    }
+}
+
+/// Ids of records having each word, in id order within (`from`, `upto`], `cap` per word, and
+/// whether the word has records past `upto`.
+fn ids_of_words(
+    pg: &mut diesel::PgConnection,
+    words: &[&str],
+    from: i64,
+    upto: i64,
+    cap: i64,
+) -> QueryResult<std::collections::HashMap<String, (Vec<i64>, bool)>> {
+    #[derive(QueryableByName)]
+    struct WordIds {
+        #[diesel(sql_type = Text)]
+        word: String,
+        #[diesel(sql_type = diesel::sql_types::Array<BigInt>)]
+        ids: Vec<i64>,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        more: bool,
+    }
+    Ok(diesel::sql_query(
+        "SELECT w.word, ARRAY(SELECT n.record_id FROM record_search_names n \
+           WHERE n.word = w.word COLLATE \"C\" AND n.record_id > $2 AND n.record_id <= $3 \
+           ORDER BY n.record_id LIMIT $4) AS ids, \
+         EXISTS (SELECT 1 FROM record_search_names n \
+           WHERE n.word = w.word COLLATE \"C\" AND n.record_id > $3) AS more \
+         FROM unnest($1) AS w(word)",
+    )
+    .bind::<diesel::sql_types::Array<Text>, _>(words)
+    .bind::<BigInt, _>(from)
+    .bind::<BigInt, _>(upto)
+    .bind::<BigInt, _>(cap)
+    .load::<WordIds>(pg)?
+    .into_iter()
+    .map(|row| (row.word, (row.ids, row.more)))
+    .collect())
+}
+
+/// The ids in both sorted lists.
+fn intersect(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let (mut i, mut j, mut both) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                both.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    both
+}
+
 /// Writes the tokens of records: (record id, whether it had tokens before, its tokens now).
 pub fn reindex(conn: &mut DbConn, changes: &[(i64, bool, Tokens)]) -> QueryResult<()> {
     if changes.is_empty() {
@@ -390,16 +540,32 @@ pub fn reindex(conn: &mut DbConn, changes: &[(i64, bool, Tokens)]) -> QueryResul
         .map(|(id, _, _)| *id)
         .collect();
     match conn {
-        DbConn::Pg(_) => {
+        DbConn::Pg(pg) => {
             #[derive(Insertable)]
             #[diesel(table_name = record_search, treat_none_as_default_value = false)]
             struct Row {
                 record_id: i64,
                 tokens: String,
             }
+            #[derive(Insertable)]
+            #[diesel(table_name = record_search_names, treat_none_as_default_value = false)]
+            struct NameRow {
+                word: String,
+                record_id: i64,
+            }
             for part in replaced.chunks(10_000) {
-                diesel::delete(record_search::table.filter(record_search::record_id.eq_any(part)))
-                    .execute(conn)?;
+                // A record's name rows are found from the words its vector held.
+                diesel::sql_query(
+                    "WITH gone AS (DELETE FROM record_search WHERE record_id = ANY($1) \
+                       RETURNING record_id, tokens) \
+                     DELETE FROM record_search_names n USING ( \
+                       SELECT gone.record_id, w.word FROM gone, \
+                         unnest(string_to_array(gone.tokens, ' ')) AS w(word) \
+                       WHERE left(w.word, 1) <> '_') AS old \
+                     WHERE n.word = old.word COLLATE \"C\" AND n.record_id = old.record_id",
+                )
+                .bind::<diesel::sql_types::Array<BigInt>, _>(part)
+                .execute(pg)?;
             }
             let rows: Vec<Row> = changes
                 .iter()
@@ -408,7 +574,25 @@ pub fn reindex(conn: &mut DbConn, changes: &[(i64, bool, Tokens)]) -> QueryResul
                     tokens: tokens.vector(),
                 })
                 .collect();
-            db::insert_all!(conn, record_search::table, rows);
+            diesel::copy_from(record_search::table)
+                .from_insertable(&rows)
+                .execute(pg)?;
+            let names: Vec<NameRow> = changes
+                .iter()
+                .flat_map(|(record_id, _, tokens)| {
+                    let words: std::collections::BTreeSet<&str> =
+                        tokens.name.split_whitespace().collect();
+                    words.into_iter().map(|word| NameRow {
+                        word: word.to_string(),
+                        record_id: *record_id,
+                    })
+                })
+                .collect();
+            if !names.is_empty() {
+                diesel::copy_from(record_search_names::table)
+                    .from_insertable(&names)
+                    .execute(pg)?;
+            }
         }
         // Multi-row statements: one is prepared per few hundred records, not per record.
         DbConn::Sqlite(c) => {
@@ -542,7 +726,10 @@ pub fn fill_missing(conn: &mut DbConn) -> QueryResult<usize> {
         if !sqlite {
             // Built once over the filled table, the GIN index is half the size and a common
             // name's search twice as fast as when it grows by inserts (and the fill is quicker).
-            conn.batch_execute("DROP INDEX IF EXISTS record_search_document_idx")?;
+            // Name rows without a vector are left from an index emptied by hand.
+            conn.batch_execute(
+                "DROP INDEX IF EXISTS record_search_document_idx; DELETE FROM record_search_names",
+            )?;
         }
         let mut after = 0i64;
         let mut done = 0;
