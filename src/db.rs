@@ -292,10 +292,10 @@ pub fn rollback(conn: &mut DbConn) -> diesel::QueryResult<()> {
 }
 
 /// Tables an import reads by lists of keys, by record, link or name.
-pub const LOOKUP_TABLES: &str = "records, record_values, record_links";
+pub const LOOKUP_TABLES: &str = "records, record_values, record_links, record_search_names";
 /// Every table bulk work grows by a million rows at a time.
 pub const BULK_TABLES: &str =
-    "records, record_values, record_links, record_history, proposals, import_rows";
+    "records, record_values, record_links, record_history, proposals, import_rows, record_search_names";
 
 /// Rows `records` had at its last statistics refresh (PostgreSQL's estimate), and rows
 /// written to it since (PostgreSQL's activity counters); (0, 0) on SQLite.

@@ -764,7 +764,8 @@ pub fn fill_missing(conn: &mut DbConn) -> QueryResult<usize> {
         conn.batch_execute("PRAGMA cache_size = -2000")?;
     } else {
         // Without statistics (autovacuum may be off), the planner guesses the index is empty.
-        conn.batch_execute("ANALYZE record_search")?;
+        // Without them the name words' table is read whole and sorted for every word.
+        conn.batch_execute("ANALYZE record_search, record_search_names")?;
         settle(conn)?;
     }
     filled

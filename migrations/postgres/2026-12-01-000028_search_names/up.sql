@@ -12,3 +12,4 @@ INSERT INTO record_search_names (word, record_id)
 SELECT DISTINCT w, s.record_id
 FROM record_search s, unnest(string_to_array(s.tokens, ' ')) AS w
 WHERE w <> '' AND left(w, 1) <> '_';
+ANALYZE record_search_names;
