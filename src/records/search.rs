@@ -700,11 +700,18 @@ pub fn fill_words_if_empty(conn: &mut DbConn) -> QueryResult<usize> {
 
 /// After bulk writes (an import, filling the index): PostgreSQL's GIN index keeps new entries
 /// in a pending list that every search reads through (50 ms a search for one import's worth)
-/// until VACUUM merges it, and autovacuum may be off or late; it is merged here instead.
+/// until VACUUM merges it, and autovacuum may be off or late; it is merged here instead. The
+/// name words' table is vacuumed for the same reason: until its pages are marked all-visible,
+/// a word's ids are read through the table instead of from its index alone (two common words
+/// in psql: 6.3 ms instead of 2.4 ms). Both only visit what changed since the last time.
 pub fn settle(conn: &mut DbConn) -> QueryResult<()> {
     match conn {
         DbConn::Pg(c) => {
-            c.batch_execute("SELECT gin_clean_pending_list('record_search_document_idx'::regclass)")
+            c.batch_execute(
+                "SELECT gin_clean_pending_list('record_search_document_idx'::regclass)",
+            )?;
+            // A statement of its own: VACUUM cannot run in a multi-statement string.
+            c.batch_execute("VACUUM record_search_names")
         }
         DbConn::Sqlite(_) => Ok(()),
     }
