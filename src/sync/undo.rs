@@ -126,7 +126,10 @@ pub fn continue_undo(
             ))
             .execute(conn)?;
     }
-    result
+    let restored = result?;
+    // An undo rewrites records' search tokens as an import does.
+    crate::records::search::settle(conn)?;
+    Ok(restored)
 }
 
 fn undo_pages(
