@@ -137,7 +137,12 @@ fn main() {
     println!(
         "\n{clients} clients, {seconds} s each               req/s      p50      p99   errors"
     );
-    for (label, path) in &pages {
+    // `BENCH_ONLY=smith` runs only the pages whose label or path holds that text (profiling).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    for (label, path) in pages
+        .iter()
+        .filter(|(label, path)| label.contains(&only) || path.contains(&only))
+    {
         let url = format!("{base}{path}");
         let result = load(&url, &cookie, clients, Duration::from_secs(seconds));
         println!(

@@ -22,6 +22,8 @@ pub enum DbConn {
 }
 
 pub type DbPool = r2d2::Pool<DbManager>;
+/// Either database, as diesel's queries over `DbConn` name it.
+pub type Backend = <DbConn as diesel::Connection>::Backend;
 pub type PooledConn = r2d2::PooledConnection<DbManager>;
 
 #[derive(Debug, thiserror::Error)]
@@ -443,4 +445,203 @@ pub fn default_sqlite_url(data_dir: &Path) -> String {
 /// `SELECT 1` through the pool, for the health check.
 pub fn check(conn: &mut DbConn) -> QueryResult<()> {
     conn.ping()
+}
+
+/// `column IN ids` (`column` is its SQL, `table.column`) with the ids bound as one text value,
+/// so the statement reads the same whatever the number of ids and stays prepared (diesel
+/// compiles an `eq_any` over a list afresh at each run on SQLite).
+pub fn id_in(
+    postgres: bool,
+    column: &'static str,
+    ids: &[i64],
+) -> KeptSql<diesel::sql_types::Bool> {
+    use diesel::sql_types::Text;
+    let listed = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    if postgres {
+        kept_sql(&format!("{column} = ANY(CAST("))
+            .bind::<Text, _>(format!("{{{listed}}}"))
+            .sql(" AS BIGINT[]))")
+    } else {
+        kept_sql(&format!("{column} IN (SELECT value FROM json_each("))
+            .bind::<Text, _>(format!("[{listed}]"))
+            .sql("))")
+    }
+}
+
+/// A `Timestamp` column read without chrono's format parser: SQLite keeps it as
+/// `YYYY-MM-DD HH:MM:SS` text, which diesel parses by trying format strings one by one (a
+/// fifth of the time a list page spent reading its rows). Other text is left to diesel.
+#[derive(diesel::deserialize::FromSqlRow)]
+pub struct Stamp(pub NaiveDateTime);
+
+impl From<Stamp> for NaiveDateTime {
+    fn from(stamp: Stamp) -> Self {
+        stamp.0
+    }
+}
+
+impl diesel::deserialize::FromSql<diesel::sql_types::Timestamp, Backend> for Stamp {
+    fn from_sql(value: MultiRawValue<'_>) -> diesel::deserialize::Result<Self> {
+        match value {
+            MultiRawValue::Sqlite(mut value) => {
+                if let Some(at) = plain_timestamp(value.read_text()) {
+                    return Ok(Stamp(at));
+                }
+                Ok(Stamp(<NaiveDateTime as diesel::deserialize::FromSql<
+                    diesel::sql_types::Timestamp,
+                    diesel::sqlite::Sqlite,
+                >>::from_sql(value)?))
+            }
+            MultiRawValue::Pg(value) => {
+                Ok(Stamp(<NaiveDateTime as diesel::deserialize::FromSql<
+                    diesel::sql_types::Timestamp,
+                    diesel::pg::Pg,
+                >>::from_sql(value)?))
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS`, as SQLite's `CURRENT_TIMESTAMP` and diesel write it.
+fn plain_timestamp(text: &str) -> Option<NaiveDateTime> {
+    let b = text.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let date =
+        chrono::NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)?;
+    date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_timestamp;
+
+    #[test]
+    fn plain_timestamps_are_read_and_anything_else_is_left_to_chrono() {
+        let at = plain_timestamp("2026-12-02 07:05:09").map(|t| t.to_string());
+        assert_eq!(at.as_deref(), Some("2026-12-02 07:05:09"));
+        assert_eq!(plain_timestamp("2026-12-02 07:05:09.250"), None);
+        assert_eq!(plain_timestamp("2026-02-30 07:05:09"), None);
+        assert_eq!(plain_timestamp("2026-12-02T07:05:09"), None);
+        assert_eq!(plain_timestamp("20x6-12-02 07:05:09"), None);
+    }
+}
+
+/// Raw SQL that diesel keeps prepared, written as `diesel::dsl::sql` is
+/// (`kept_sql::<Bool>("a = ").bind::<Text, _>(v)`). diesel never caches a statement holding
+/// `sql` or `sql_query`, so SQLite compiled such statements again at each run (a third of a
+/// list page's database time) and PostgreSQL planned them again. The text must not depend on
+/// user input beyond a few shapes: every value is bound, and each text is one cache entry.
+pub fn kept_sql<ST>(sql: &str) -> KeptSql<ST> {
+    KeptSql {
+        parts: vec![SqlPart::Sql(sql.to_string())],
+        sql_type: std::marker::PhantomData,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KeptSql<ST> {
+    parts: Vec<SqlPart>,
+    sql_type: std::marker::PhantomData<ST>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SqlPart {
+    Sql(String),
+    Text(String),
+    BigInt(i64),
+    Double(f64),
+    Timestamp(NaiveDateTime),
+}
+
+/// A value `KeptSql` can bind as SQL type `ST`.
+pub trait BindAs<ST> {
+    fn part(self) -> SqlPart;
+}
+
+impl BindAs<diesel::sql_types::Text> for String {
+    fn part(self) -> SqlPart {
+        SqlPart::Text(self)
+    }
+}
+
+impl BindAs<diesel::sql_types::BigInt> for i64 {
+    fn part(self) -> SqlPart {
+        SqlPart::BigInt(self)
+    }
+}
+
+impl BindAs<diesel::sql_types::Double> for f64 {
+    fn part(self) -> SqlPart {
+        SqlPart::Double(self)
+    }
+}
+
+impl BindAs<diesel::sql_types::Timestamp> for NaiveDateTime {
+    fn part(self) -> SqlPart {
+        SqlPart::Timestamp(self)
+    }
+}
+
+impl<ST> KeptSql<ST> {
+    pub fn sql(mut self, sql: &str) -> Self {
+        self.parts.push(SqlPart::Sql(sql.to_string()));
+        self
+    }
+
+    pub fn bind<BT, V: BindAs<BT>>(mut self, value: V) -> Self {
+        self.parts.push(value.part());
+        self
+    }
+}
+
+impl<ST: diesel::expression::TypedExpressionType> diesel::Expression for KeptSql<ST> {
+    type SqlType = ST;
+}
+
+impl<ST> diesel::query_builder::QueryFragment<Backend> for KeptSql<ST> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, Backend>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Double, Text, Timestamp};
+        for part in &self.parts {
+            match part {
+                SqlPart::Sql(sql) => out.push_sql(sql),
+                SqlPart::Text(v) => out.push_bind_param::<Text, String>(v)?,
+                SqlPart::BigInt(v) => out.push_bind_param::<BigInt, i64>(v)?,
+                SqlPart::Double(v) => out.push_bind_param::<Double, f64>(v)?,
+                SqlPart::Timestamp(v) => out.push_bind_param::<Timestamp, NaiveDateTime>(v)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<ST> diesel::query_builder::QueryId for KeptSql<ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<ST, QS> diesel::expression::AppearsOnTable<QS> for KeptSql<ST> where Self: diesel::Expression {}
+
+impl<ST, QS> diesel::expression::SelectableExpression<QS> for KeptSql<ST> where
+    Self: diesel::Expression
+{
+}
+
+impl<ST, GB> diesel::expression::ValidGrouping<GB> for KeptSql<ST> {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
 }

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Text};
 use serde::{Deserialize, Serialize};
@@ -290,7 +289,7 @@ macro_rules! keyset {
     ($query:expr, $column:expr, $column_sql:literal, $sql_type:ty, $value:expr, $id:expr, $desc:expr) => {{
         let cmp = if $desc { "<" } else { ">" };
         let query = $query.filter(
-            sql::<Bool>(&format!("({}, records.id) {cmp} (", $column_sql))
+            crate::db::kept_sql::<Bool>(&format!("({}, records.id) {cmp} (", $column_sql))
                 .bind::<$sql_type, _>($value)
                 .sql(", ")
                 .bind::<BigInt, _>($id)
@@ -696,7 +695,7 @@ macro_rules! values_after {
     ($query:expr, $numeric:expr, $cmp:expr, $value:expr, $id:expr) => {{
         if $numeric {
             $query.filter(
-                sql::<Bool>(&format!(
+                crate::db::kept_sql::<Bool>(&format!(
                     "(record_values.number, record_values.record_id) {} (",
                     $cmp
                 ))
@@ -707,7 +706,7 @@ macro_rules! values_after {
             )
         } else {
             $query.filter(
-                sql::<Bool>(&format!(
+                crate::db::kept_sql::<Bool>(&format!(
                     "(record_values.value, record_values.record_id) {} (",
                     $cmp
                 ))
@@ -830,15 +829,16 @@ fn custom_sorted(
     let missing = want - rows.len() as i64;
     if missing > 0 {
         // `field_id` is an integer from the field definitions, never user text.
-        let mut blanks = filtered(q, postgres, scope).filter(sql::<Bool>(&format!(
-            "NOT EXISTS (SELECT 1 FROM record_values rv WHERE rv.record_id = records.id \
+        let mut blanks =
+            filtered(q, postgres, scope).filter(crate::db::kept_sql::<Bool>(&format!(
+                "NOT EXISTS (SELECT 1 FROM record_values rv WHERE rv.record_id = records.id \
              AND rv.field_id = {field_id}{})",
-            if numeric {
-                " AND rv.number IS NOT NULL"
-            } else {
-                ""
-            }
-        )));
+                if numeric {
+                    " AND rv.number IS NOT NULL"
+                } else {
+                    ""
+                }
+            )));
         if let Some(c) = q.after.as_ref().filter(|c| c.blank) {
             blanks = if desc {
                 blanks.filter(records::id.lt(c.id))
@@ -878,8 +878,9 @@ fn custom_of(
         return Ok(out);
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let postgres = matches!(conn, DbConn::Pg(_));
     let found: Vec<(i64, i64, String)> = record_values::table
-        .filter(record_values::record_id.eq_any(&ids))
+        .filter(crate::db::id_in(postgres, "record_values.record_id", &ids))
         .filter(record_values::field_id.eq_any(field_keys.keys().copied().collect::<Vec<_>>()))
         .select((
             record_values::record_id,

@@ -26,7 +26,9 @@ pub struct RecordRow {
     pub forced_manual: bool,
     pub missing_from_source: bool,
     pub archived: bool,
+    #[diesel(deserialize_as = crate::db::Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = crate::db::Stamp)]
     pub updated_at: NaiveDateTime,
 }
 

@@ -232,22 +232,19 @@ pub fn matches_sql(
     backend_is_pg: bool,
     terms: &[Term],
     scope: Scope,
-) -> diesel::expression::SqlLiteral<
-    diesel::sql_types::Bool,
-    impl diesel::query_builder::QueryFragment<<DbConn as diesel::Connection>::Backend> + Send,
-> {
+) -> db::KeptSql<diesel::sql_types::Bool> {
     let query = index_query(backend_is_pg, terms, scope);
     if backend_is_pg {
         // The matching ids are gathered first, once: PostgreSQL cannot estimate how many a
         // prefix query matches, and guessing many it walked the whole list by name, testing
         // each record (a phone search: 680 ms instead of 0.3 ms at 100,000 records).
-        diesel::dsl::sql::<diesel::sql_types::Bool>(
+        db::kept_sql::<diesel::sql_types::Bool>(
             "records.id = ANY(ARRAY(SELECT record_id FROM record_search WHERE document @@ CAST(",
         )
         .bind::<Text, _>(query)
         .sql(" AS tsquery)))")
     } else {
-        diesel::dsl::sql::<diesel::sql_types::Bool>(
+        db::kept_sql::<diesel::sql_types::Bool>(
             "records.id IN (SELECT rowid FROM record_search WHERE record_search MATCH ",
         )
         .bind::<Text, _>(query)
@@ -264,11 +261,8 @@ pub fn batch_sql(
     scope: Scope,
     after: i64,
     limit: i64,
-) -> diesel::expression::SqlLiteral<
-    diesel::sql_types::Bool,
-    impl diesel::query_builder::QueryFragment<<DbConn as diesel::Connection>::Backend> + Send,
-> {
-    diesel::dsl::sql::<diesel::sql_types::Bool>(
+) -> db::KeptSql<diesel::sql_types::Bool> {
+    db::kept_sql::<diesel::sql_types::Bool>(
         "records.id IN (SELECT rowid FROM record_search WHERE record_search MATCH ",
     )
     .bind::<Text, _>(index_query(false, terms, scope))

@@ -33,8 +33,8 @@ pub const PENDING: &str = ProposalStatus::Pending.as_str();
 
 /// `status = 'pending'` written into the SQL rather than bound: only then can PostgreSQL's
 /// generic plans (and SQLite's planner) use the partial indexes `... WHERE status = 'pending'`.
-pub(crate) fn is_pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
-    diesel::dsl::sql("proposals.status = 'pending'")
+pub(crate) fn is_pending() -> db::KeptSql<diesel::sql_types::Bool> {
+    db::kept_sql("proposals.status = 'pending'")
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -331,9 +331,14 @@ pub fn pending_counts(conn: &mut DbConn, record_ids: &[i64]) -> QueryResult<BTre
     if record_ids.is_empty() {
         return Ok(BTreeMap::new());
     }
+    let postgres = matches!(conn, DbConn::Pg(_));
     Ok(proposals::table
         .filter(is_pending())
-        .filter(proposals::record_id.eq_any(record_ids))
+        .filter(crate::db::id_in(
+            postgres,
+            "proposals.record_id",
+            record_ids,
+        ))
         .group_by(proposals::record_id)
         .select((proposals::record_id, diesel::dsl::count_star()))
         .load::<(i64, i64)>(conn)?
