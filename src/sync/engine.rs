@@ -245,13 +245,10 @@ fn run_file(
 }
 
 /// Keeps the planner's statistics in step with tables an import grows: refreshed each time
-/// `records` has doubled since they were last taken, until they were taken at
-/// `STATISTICS_SETTLED_AT` records (a first import of a million rows refreshes them eight times),
-/// and a re-import of unchanged rows never. Many small runs (API pushes) grow
+/// `records` has doubled since they were last taken, so a million-row import refreshes them
+/// about ten times and a re-import of unchanged rows never. Many small runs (API pushes) grow
 /// the table too: a run starts by refreshing them when the rows written since the last
 /// refresh outnumber those it counted.
-const STATISTICS_SETTLED_AT: i64 = 100_000;
-
 struct Growth {
     records_before: i64,
     records_at_refresh: i64,
@@ -277,12 +274,6 @@ impl Growth {
 
     fn refresh_if_doubled(&mut self, conn: &mut DbConn, created: i64) -> QueryResult<()> {
         let records = self.records_before + created;
-        // Statistics of a table this big already choose the indexes, and the planner scales
-        // their row counts by the table's current size: a later refresh (seconds each at a
-        // million rows) changes no plan. Autovacuum's own ANALYZE follows later.
-        if self.records_at_refresh >= STATISTICS_SETTLED_AT {
-            return Ok(());
-        }
         if records - self.records_at_refresh > self.records_at_refresh.max(1_000) {
             db::refresh_statistics(conn, db::LOOKUP_TABLES)?;
             self.records_at_refresh = records;
