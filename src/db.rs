@@ -524,21 +524,6 @@ fn plain_timestamp(text: &str) -> Option<NaiveDateTime> {
     date.and_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::plain_timestamp;
-
-    #[test]
-    fn plain_timestamps_are_read_and_anything_else_is_left_to_chrono() {
-        let at = plain_timestamp("2026-12-02 07:05:09").map(|t| t.to_string());
-        assert_eq!(at.as_deref(), Some("2026-12-02 07:05:09"));
-        assert_eq!(plain_timestamp("2026-12-02 07:05:09.250"), None);
-        assert_eq!(plain_timestamp("2026-02-30 07:05:09"), None);
-        assert_eq!(plain_timestamp("2026-12-02T07:05:09"), None);
-        assert_eq!(plain_timestamp("20x6-12-02 07:05:09"), None);
-    }
-}
-
 /// Raw SQL that diesel keeps prepared, written as `diesel::dsl::sql` is
 /// (`kept_sql::<Bool>("a = ").bind::<Text, _>(v)`). diesel never caches a statement holding
 /// `sql` or `sql_query`, so SQLite compiled such statements again at each run (a third of a
@@ -644,4 +629,19 @@ impl<ST, QS> diesel::expression::SelectableExpression<QS> for KeptSql<ST> where
 
 impl<ST, GB> diesel::expression::ValidGrouping<GB> for KeptSql<ST> {
     type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_timestamp;
+
+    #[test]
+    fn plain_timestamps_are_read_and_anything_else_is_left_to_diesel() {
+        let at = plain_timestamp("2026-12-02 07:05:09").map(|t| t.to_string());
+        assert_eq!(at.as_deref(), Some("2026-12-02 07:05:09"));
+        assert_eq!(plain_timestamp("2026-12-02 07:05:09.250"), None);
+        assert_eq!(plain_timestamp("2026-02-30 07:05:09"), None);
+        assert_eq!(plain_timestamp("2026-12-02T07:05:09"), None);
+        assert_eq!(plain_timestamp("20x6-12-02 07:05:09"), None);
+    }
 }
