@@ -450,14 +450,10 @@ pub fn check(conn: &mut DbConn) -> QueryResult<()> {
 /// `column IN ids` (`column` is its SQL, `table.column`) with the ids bound as one text value,
 /// so the statement reads the same whatever the number of ids and stays prepared (diesel
 /// compiles an `eq_any` over a list afresh at each run on SQLite).
-pub fn id_in(
-    postgres: bool,
-    column: &'static str,
-    ids: &[i64],
-) -> KeptSql<diesel::sql_types::Bool> {
+pub fn id_in(conn: &DbConn, column: &'static str, ids: &[i64]) -> KeptSql<diesel::sql_types::Bool> {
     use diesel::sql_types::Text;
     let listed = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    if postgres {
+    if let DbConn::Pg(_) = conn {
         kept_sql(&format!("{column} = ANY(CAST("))
             .bind::<Text, _>(format!("{{{listed}}}"))
             .sql(" AS BIGINT[]))")

@@ -13,12 +13,11 @@ use super::counts;
 use super::model::RecordRow;
 use super::search::{self, Scope};
 use super::service::escape_like;
-use crate::db::DbConn;
+use crate::db::{Backend, DbConn};
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::validate::{norm_phone, norm_text};
 use crate::schema::{record_values, records};
 
-type Backend = <DbConn as diesel::Connection>::Backend;
 type BoxedRecords<'a> = records::BoxedQuery<'a, Backend>;
 
 pub const PAGE_SIZE: i64 = 50;
@@ -878,10 +877,10 @@ fn custom_of(
         return Ok(out);
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let postgres = matches!(conn, DbConn::Pg(_));
+    let field_ids: Vec<i64> = field_keys.keys().copied().collect();
     let found: Vec<(i64, i64, String)> = record_values::table
-        .filter(crate::db::id_in(postgres, "record_values.record_id", &ids))
-        .filter(record_values::field_id.eq_any(field_keys.keys().copied().collect::<Vec<_>>()))
+        .filter(crate::db::id_in(conn, "record_values.record_id", &ids))
+        .filter(crate::db::id_in(conn, "record_values.field_id", &field_ids))
         .select((
             record_values::record_id,
             record_values::field_id,

@@ -385,9 +385,8 @@ pub fn names_of(conn: &mut DbConn, ids: &[i64]) -> QueryResult<BTreeMap<i64, Str
     if ids.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let postgres = matches!(conn, DbConn::Pg(_));
     Ok(records::table
-        .filter(crate::db::id_in(postgres, "records.id", ids))
+        .filter(crate::db::id_in(conn, "records.id", ids))
         .select((records::id, records::name))
         .load::<(i64, String)>(conn)?
         .into_iter()

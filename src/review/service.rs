@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::totals;
-use crate::db::{self, DbConn};
+use crate::db::{self, Backend, DbConn};
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::validate::{normalize_for, PhoneCountry};
 use crate::records::list::Total;
@@ -331,14 +331,9 @@ pub fn pending_counts(conn: &mut DbConn, record_ids: &[i64]) -> QueryResult<BTre
     if record_ids.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let postgres = matches!(conn, DbConn::Pg(_));
     Ok(proposals::table
         .filter(is_pending())
-        .filter(crate::db::id_in(
-            postgres,
-            "proposals.record_id",
-            record_ids,
-        ))
+        .filter(db::id_in(conn, "proposals.record_id", record_ids))
         .group_by(proposals::record_id)
         .select((proposals::record_id, diesel::dsl::count_star()))
         .load::<(i64, i64)>(conn)?
@@ -667,8 +662,6 @@ pub struct DesyncFilter {
     /// Proposals from applications of this process.
     pub process_id: Option<i64>,
 }
-
-type Backend = <DbConn as diesel::Connection>::Backend;
 
 /// Pending proposals matching the filter; each filter has a partial index of its own.
 fn pending_filtered(filter: &DesyncFilter) -> proposals::BoxedQuery<'static, Backend> {
