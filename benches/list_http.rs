@@ -137,12 +137,13 @@ fn main() {
     println!(
         "\n{clients} clients, {seconds} s each               req/s      p50      p99   errors"
     );
-    // `BENCH_ONLY=smith` runs only the pages whose label or path holds that text (profiling).
+    // `BENCH_ONLY=smith,tier` runs only the pages whose label or path holds one of those
+    // texts (profiling).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    for (label, path) in pages
-        .iter()
-        .filter(|(label, path)| label.contains(&only) || path.contains(&only))
-    {
+    for (label, path) in pages.iter().filter(|(label, path)| {
+        only.split(',')
+            .any(|part| label.contains(part) || path.contains(part))
+    }) {
         let url = format!("{base}{path}");
         let result = load(&url, &cookie, clients, Duration::from_secs(seconds));
         println!(

@@ -49,6 +49,9 @@ pub struct Config {
     pub api_requests_per_minute: u32,
     /// Change feed entries older than this are pruned.
     pub feed_retention_days: u32,
+    /// Web requests' database tasks running at once; the others wait their turn in arrival
+    /// order. `None`: twice the machine's cores.
+    pub db_concurrency: Option<u32>,
 }
 
 /// Keys of the optional config file; each one has the environment variable named in `load`.
@@ -67,6 +70,7 @@ struct FileConfig {
     trusted_proxies: Option<Vec<String>>,
     api_requests_per_minute: Option<u32>,
     feed_retention_days: Option<u32>,
+    db_concurrency: Option<u32>,
 }
 
 impl Config {
@@ -168,6 +172,10 @@ impl Config {
             from_file.feed_retention_days,
             DEFAULT_FEED_RETENTION_DAYS,
         )?;
+        let db_concurrency = match env("SYNCDESK_DB_CONCURRENCY") {
+            Some(_) => Some(positive("SYNCDESK_DB_CONCURRENCY", "tasks", None, 1)?),
+            None => from_file.db_concurrency.filter(|n| *n > 0),
+        };
         let trusted_proxies = match env("SYNCDESK_TRUSTED_PROXIES") {
             Some(list) => list.split(',').map(str::to_string).collect(),
             None => from_file.trusted_proxies.unwrap_or_default(),
@@ -195,6 +203,7 @@ impl Config {
             trusted_proxies,
             api_requests_per_minute,
             feed_retention_days,
+            db_concurrency,
         })
     }
 
@@ -371,6 +380,7 @@ mod tests {
             trusted_proxies: Vec::new(),
             api_requests_per_minute: DEFAULT_API_REQUESTS_PER_MINUTE,
             feed_retention_days: DEFAULT_FEED_RETENTION_DAYS,
+            db_concurrency: None,
         };
         let first = config.session_key_bytes().unwrap();
         let second = config.session_key_bytes().unwrap();

@@ -50,6 +50,9 @@ pub struct AppState {
     session_key: Key,
     /// Requests per minute per API token.
     pub api_limits: Arc<api::extract::RateLimiter>,
+    /// Database work waits here in arrival order (a fair semaphore) instead of as a crowd of
+    /// blocking threads racing for the pool's connections on a few cores.
+    db_turns: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,11 +96,16 @@ impl AppState {
         let api_limits = Arc::new(api::extract::RateLimiter::new(
             config.api_requests_per_minute,
         ));
+        let turns = config.db_concurrency.map_or_else(
+            || 2 * std::thread::available_parallelism().map_or(1, usize::from),
+            |n| n as usize,
+        );
         Ok(Self {
             pool,
             config: Arc::new(config),
             session_key,
             api_limits,
+            db_turns: Arc::new(tokio::sync::Semaphore::new(turns)),
         })
     }
 
@@ -115,6 +123,7 @@ impl AppState {
         E: Into<AppError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let _turn = self.db_turns.acquire().await.map_err(AppError::internal)?;
         aweb::block(move || {
             let mut conn = pool.get().map_err(AppError::from)?;
             f(&mut conn).map_err(Into::into)

@@ -96,6 +96,7 @@ pub fn config(
         trusted_proxies: Vec::new(),
         api_requests_per_minute: 1_000_000,
         feed_retention_days: syncdesk::config::DEFAULT_FEED_RETENTION_DAYS,
+        db_concurrency: None,
     }
 }
 

@@ -810,7 +810,7 @@ fn custom_sorted(
             let exhausted = (found.len() as i64) < step;
             let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
             let mut selected: HashMap<i64, RecordRow> = filtered(q, postgres, scope)
-                .filter(records::id.eq_any(&ids))
+                .filter(crate::db::id_in(conn, "records.id", &ids))
                 .select(RecordRow::as_select())
                 .load(conn)?
                 .into_iter()

@@ -291,7 +291,7 @@ pub fn pending_for(conn: &mut DbConn, record_id: i64) -> QueryResult<Vec<Proposa
 pub fn pending_of(conn: &mut DbConn, record_ids: &[i64]) -> QueryResult<Vec<Proposal>> {
     proposals::table
         .filter(is_pending())
-        .filter(proposals::record_id.eq_any(record_ids))
+        .filter(db::id_in(conn, "proposals.record_id", record_ids))
         .order((proposals::record_id.asc(), proposals::id.asc()))
         .select(Proposal::as_select())
         .load(conn)
@@ -825,7 +825,7 @@ pub fn desynchronised(
     let has_more = ids.len() as i64 > limit;
     ids.truncate(usize::try_from(limit).unwrap_or(0));
     let rows: Vec<RecordRow> = crate::schema::records::table
-        .filter(crate::schema::records::id.eq_any(&ids))
+        .filter(db::id_in(conn, "records.id", &ids))
         .select(RecordRow::as_select())
         .load(conn)?;
     let mut pending: BTreeMap<i64, Vec<Proposal>> = BTreeMap::new();

@@ -87,6 +87,7 @@ impl TestDb {
             session_idle_hours: syncdesk::config::DEFAULT_SESSION_IDLE_HOURS,
             api_requests_per_minute: syncdesk::config::DEFAULT_API_REQUESTS_PER_MINUTE,
             feed_retention_days: syncdesk::config::DEFAULT_FEED_RETENTION_DAYS,
+            db_concurrency: None,
             trusted_proxies: vec!["127.0.0.9".parse().expect("proxy")],
         }
     }
