@@ -56,6 +56,14 @@ impl BenchDb {
 
 impl Drop for BenchDb {
     fn drop(&mut self) {
+        // `BENCH_KEEP=1` leaves the database for a look at its plans afterwards.
+        if std::env::var_os("BENCH_KEEP").is_some() {
+            println!("kept the database: {}", self.url);
+            if let Ok(dir) = tempfile::tempdir() {
+                let _ = std::mem::replace(&mut self._dir, dir).keep();
+            }
+            return;
+        }
         if let Some((admin, name)) = &self.pg_drop {
             if let Ok(mut conn) = diesel::PgConnection::establish(admin) {
                 let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
