@@ -167,6 +167,46 @@ fn main() {
         started.elapsed(),
         common::peak_rss_mb()
     );
+    export_from_own_server(&db.url, &dir.path().join("data"));
+}
+
+/// The list export again, from `syncdesk serve` in a process of its own, whose peak memory is
+/// the console's alone (this one's also holds the seeding and the 16 clients).
+fn export_from_own_server(database_url: &str, data_dir: &std::path::Path) {
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+        .args(["serve", "--bind", &address.to_string()])
+        .env("DATABASE_URL", database_url)
+        .env("SYNCDESK_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("syncdesk serve");
+    let base = format!("http://{address}");
+    let up = (0..600).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        agent().get(&format!("{base}/signin")).call().is_ok()
+    });
+    assert!(up, "syncdesk serve answered");
+    let cookie = sign_in(&base);
+    let started = Instant::now();
+    let mut res = agent()
+        .get(&format!("{base}/contacts/export.csv"))
+        .header("cookie", &cookie)
+        .call()
+        .expect("export");
+    let mut body = res.body_mut().with_config().limit(u64::MAX).reader();
+    let bytes = std::io::copy(&mut body, &mut std::io::sink()).expect("export body");
+    let elapsed = started.elapsed();
+    let peak_mb = common::peak_rss_mb_of(&server.id().to_string());
+    let _ = server.kill();
+    let _ = server.wait();
+    println!(
+        "the same export from `syncdesk serve` alone: {:.1} MB in {elapsed:.1?}; its peak RSS {peak_mb:.0} MB",
+        bytes as f64 / 1e6
+    );
 }
 
 fn agent() -> ureq::Agent {

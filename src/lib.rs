@@ -96,10 +96,14 @@ impl AppState {
         let api_limits = Arc::new(api::extract::RateLimiter::new(
             config.api_requests_per_minute,
         ));
-        let turns = config.db_concurrency.map_or_else(
-            || 2 * std::thread::available_parallelism().map_or(1, usize::from),
-            |n| n as usize,
-        );
+        // More turns than connections would only move the queue into the pool, unordered.
+        let turns = config
+            .db_concurrency
+            .map_or_else(
+                || 2 * std::thread::available_parallelism().map_or(1, usize::from),
+                |n| n as usize,
+            )
+            .min(pool.max_size() as usize);
         Ok(Self {
             pool,
             config: Arc::new(config),

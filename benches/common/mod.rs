@@ -130,7 +130,12 @@ pub fn serve(state: syncdesk::AppState) -> String {
 
 /// Peak resident memory since the last reset, in MB (Linux).
 pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_mb_of("self")
+}
+
+/// The same of process `pid` ("self" for this one).
+pub fn peak_rss_mb_of(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
