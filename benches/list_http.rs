@@ -152,19 +152,10 @@ fn main() {
         );
     }
 
-    let agent = agent();
-    let started = Instant::now();
-    let mut res = agent
-        .get(&format!("{base}/contacts/export.csv"))
-        .header("cookie", &cookie)
-        .call()
-        .expect("export");
-    let mut body = res.body_mut().with_config().limit(u64::MAX).reader();
-    let bytes = std::io::copy(&mut body, &mut std::io::sink()).expect("export body");
+    let (bytes, elapsed) = export(&base, &cookie);
     println!(
-        "\nlist export of every contact: {:.1} MB in {:.1?}; peak RSS of the process {:.0} MB",
+        "\nlist export of every contact: {:.1} MB in {elapsed:.1?}; peak RSS of the process {:.0} MB",
         bytes as f64 / 1e6,
-        started.elapsed(),
         common::peak_rss_mb()
     );
     export_from_own_server(&db.url, &dir.path().join("data"));
@@ -190,16 +181,7 @@ fn export_from_own_server(database_url: &str, data_dir: &std::path::Path) {
         agent().get(&format!("{base}/signin")).call().is_ok()
     });
     assert!(up, "syncdesk serve answered");
-    let cookie = sign_in(&base);
-    let started = Instant::now();
-    let mut res = agent()
-        .get(&format!("{base}/contacts/export.csv"))
-        .header("cookie", &cookie)
-        .call()
-        .expect("export");
-    let mut body = res.body_mut().with_config().limit(u64::MAX).reader();
-    let bytes = std::io::copy(&mut body, &mut std::io::sink()).expect("export body");
-    let elapsed = started.elapsed();
+    let (bytes, elapsed) = export(&base, &sign_in(&base));
     let peak_mb = common::peak_rss_mb_of(&server.id().to_string());
     let _ = server.kill();
     let _ = server.wait();
@@ -207,6 +189,19 @@ fn export_from_own_server(database_url: &str, data_dir: &std::path::Path) {
         "the same export from `syncdesk serve` alone: {:.1} MB in {elapsed:.1?}; its peak RSS {peak_mb:.0} MB",
         bytes as f64 / 1e6
     );
+}
+
+/// Downloads the list's CSV export of every contact: its size and how long it took.
+fn export(base: &str, cookie: &str) -> (u64, Duration) {
+    let started = Instant::now();
+    let mut res = agent()
+        .get(&format!("{base}/contacts/export.csv"))
+        .header("cookie", cookie)
+        .call()
+        .expect("export");
+    let mut body = res.body_mut().with_config().limit(u64::MAX).reader();
+    let bytes = std::io::copy(&mut body, &mut std::io::sink()).expect("export body");
+    (bytes, started.elapsed())
 }
 
 fn agent() -> ureq::Agent {
