@@ -104,7 +104,10 @@ pub fn config(
         trusted_proxies: Vec::new(),
         api_requests_per_minute: 1_000_000,
         feed_retention_days: syncdesk::config::DEFAULT_FEED_RETENTION_DAYS,
-        db_concurrency: None,
+        // As `serve` reads it: to compare settings.
+        db_concurrency: std::env::var("SYNCDESK_DB_CONCURRENCY")
+            .ok()
+            .and_then(|v| v.parse().ok()),
     }
 }
 
