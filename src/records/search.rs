@@ -135,45 +135,79 @@ const MAX_NAME_WORDS: usize = 16;
 
 /// The name words each term covers, when they are few: on SQLite for terms longer than the
 /// prefix index serves, from `record_search_words`; on PostgreSQL for every term, from
-/// `record_search_names` (its distinct words in the prefix's range, one index step each).
+/// `record_search_names` (its distinct words in the prefix's range, one index step each),
+/// every term in one statement (a round trip per term cost more than its reading).
 pub fn expand(conn: &mut DbConn, terms: &mut [Term]) -> QueryResult<()> {
+    #[derive(QueryableByName)]
+    struct TermWord {
+        #[diesel(sql_type = BigInt)]
+        term: i64,
+        #[diesel(sql_type = Text)]
+        word: String,
+    }
     // Every word starting with the term sorts between it and it followed by the last code
     // point.
-    let sql = match conn {
-        DbConn::Sqlite(_) => {
-            "SELECT word FROM record_search_words WHERE word >= ? AND word < ? \
-             ORDER BY word LIMIT ?"
+    let upper = |t: &Term| format!("{}{}", t.typed, char::MAX);
+    let limit = MAX_NAME_WORDS as i64 + 1;
+    let mut covered: Vec<Option<Vec<String>>> = vec![None; terms.len()];
+    match conn {
+        DbConn::Sqlite(c) => {
+            for (i, term) in terms.iter().enumerate() {
+                if term.typed.chars().count() <= INDEXED_PREFIX_CHARS {
+                    continue;
+                }
+                let words = diesel::sql_query(
+                    "SELECT 0 AS term, word FROM record_search_words \
+                     WHERE word >= ? AND word < ? ORDER BY word LIMIT ?",
+                )
+                .bind::<Text, _>(&term.typed)
+                .bind::<Text, _>(upper(term))
+                .bind::<BigInt, _>(limit)
+                .load::<TermWord>(c)?;
+                covered[i] = Some(words.into_iter().map(|w| w.word).collect());
+            }
         }
-        DbConn::Pg(_) => {
-            "WITH RECURSIVE covered(word) AS ( \
-               (SELECT word FROM record_search_names WHERE word >= $1 AND word < $2 \
-                ORDER BY word LIMIT 1) \
-               UNION ALL \
-               SELECT (SELECT n.word FROM record_search_names n \
-                       WHERE n.word > covered.word AND n.word < $2 ORDER BY n.word LIMIT 1) \
-               FROM covered WHERE covered.word IS NOT NULL) \
-             SELECT word FROM covered WHERE word IS NOT NULL LIMIT $3"
+        DbConn::Pg(pg) if !terms.is_empty() => {
+            let lows: Vec<&str> = terms.iter().map(|t| t.typed.as_str()).collect();
+            let highs: Vec<String> = terms.iter().map(upper).collect();
+            let rows = diesel::sql_query(
+                "SELECT t.i AS term, c.word \
+                 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(lo, hi, i), \
+                 LATERAL ( \
+                   WITH RECURSIVE covered(word) AS ( \
+                     (SELECT word FROM record_search_names WHERE word >= t.lo AND word < t.hi \
+                      ORDER BY word LIMIT 1) \
+                     UNION ALL \
+                     SELECT (SELECT n.word FROM record_search_names n \
+                             WHERE n.word > covered.word AND n.word < t.hi \
+                             ORDER BY n.word LIMIT 1) \
+                     FROM covered WHERE covered.word IS NOT NULL) \
+                   SELECT word FROM covered WHERE word IS NOT NULL LIMIT $3) AS c",
+            )
+            .bind::<diesel::sql_types::Array<Text>, _>(&lows)
+            .bind::<diesel::sql_types::Array<Text>, _>(&highs)
+            .bind::<BigInt, _>(limit)
+            .load::<TermWord>(pg)?;
+            covered
+                .iter_mut()
+                .for_each(|words| *words = Some(Vec::new()));
+            for row in rows {
+                let words = usize::try_from(row.term - 1)
+                    .ok()
+                    .and_then(|i| covered.get_mut(i))
+                    .and_then(Option::as_mut);
+                if let Some(words) = words {
+                    words.push(row.word);
+                }
+            }
         }
-    };
-    let sqlite = matches!(conn, DbConn::Sqlite(_));
-    for term in terms
-        .iter_mut()
-        .filter(|t| !sqlite || t.typed.chars().count() > INDEXED_PREFIX_CHARS)
-    {
-        #[derive(QueryableByName)]
-        struct Word {
-            #[diesel(sql_type = Text)]
-            word: String,
+        DbConn::Pg(_) => {}
+    }
+    for (term, words) in terms.iter_mut().zip(covered) {
+        if let Some(mut words) = words {
+            words.sort_unstable();
+            term.name_words = (words.len() <= MAX_NAME_WORDS).then_some(words);
         }
-        let words: Vec<String> = diesel::sql_query(sql)
-            .bind::<Text, _>(&term.typed)
-            .bind::<Text, _>(format!("{}{}", term.typed, char::MAX))
-            .bind::<BigInt, _>(MAX_NAME_WORDS as i64 + 1)
-            .load::<Word>(conn)?
-            .into_iter()
-            .map(|w| w.word)
-            .collect();
-        term.name_words = (words.len() <= MAX_NAME_WORDS).then_some(words);
     }
     Ok(())
 }
