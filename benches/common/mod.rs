@@ -34,8 +34,18 @@ impl BenchDb {
                 let mut conn = diesel::PgConnection::establish(&admin).expect("PostgreSQL");
                 conn.batch_execute(&format!("CREATE DATABASE {name}"))
                     .expect("create database");
-                let base = &admin[..admin.rfind('/').expect("database in URL")];
-                (format!("{base}/{name}"), Some((admin.clone(), name)))
+                // Parameters after the database's name (`?sslmode=…`) are kept.
+                let (path, params) = admin.split_once('?').unwrap_or((&admin, ""));
+                let base = &path[..path.rfind('/').expect("database in URL")];
+                let params = if params.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{params}")
+                };
+                (
+                    format!("{base}/{name}{params}"),
+                    Some((admin.clone(), name)),
+                )
             }
             Err(_) => (
                 format!("sqlite://{}", dir.path().join("bench.db").display()),
