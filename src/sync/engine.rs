@@ -53,7 +53,8 @@ pub fn execute(
     country: PhoneCountry,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<BTreeMap<String, i64>, ImportError> {
-    execute_in_chunks(conn, run_id, data_dir, country, CHUNK_ROWS, progress)
+    let chunk_rows = super::write::import_chunk_rows(conn);
+    execute_in_chunks(conn, run_id, data_dir, country, chunk_rows, progress)
 }
 
 /// `execute` with a chosen chunk size (the equivalence tests compare sizes down to one row).
