@@ -893,6 +893,50 @@ fn sqlite_and_postgres_migrations_give_the_same_schema() {
     );
 }
 
+/// Connections are not pinged before each use: one the server dropped fails one query, is
+/// replaced, and the pool serves again. Uses TEST_DATABASE_URL, or the local PostgreSQL.
+#[core::prelude::v1::test]
+fn connections_the_server_dropped_are_replaced() {
+    use diesel::{Connection, RunQueryDsl};
+    let pg_admin = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let Ok(mut admin) = diesel::PgConnection::establish(&pg_admin) else {
+        eprintln!("skipped: no PostgreSQL at {pg_admin}");
+        return;
+    };
+    let db = TestDb::postgres(&pg_admin);
+    let pool = syncdesk::db::connect(&db.url).expect("connect");
+    let size = pool.max_size() as usize;
+    // Every connection of the pool opened and used once.
+    let held: Vec<_> = (0..size).map(|_| pool.get().expect("connection")).collect();
+    drop(held);
+    let path = db.url.split('?').next().unwrap_or_default();
+    let name = path.rsplit('/').next().unwrap_or_default().to_string();
+    let dropped = diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .execute(&mut admin)
+    .expect("terminate");
+    assert!(dropped >= size, "{dropped} of {size} connections dropped");
+    let outcomes: Vec<bool> = (0..3 * size)
+        .map(|_| {
+            let mut conn = pool.get().expect("a connection, new or old");
+            diesel::sql_query("SELECT 1").execute(&mut *conn).is_ok()
+        })
+        .collect();
+    let failed = outcomes.iter().filter(|ok| !**ok).count();
+    assert!(
+        failed <= size,
+        "{failed} failures for {size} dropped connections"
+    );
+    assert!(
+        outcomes[2 * size..].iter().all(|ok| *ok),
+        "the pool serves again: {outcomes:?}"
+    );
+}
+
 /// A session ends on the server: a cookie copied before sign-out, or before a password change
 /// elsewhere, or before deactivation or "sign out everywhere", opens nothing afterwards; a
 /// session idle longer than the idle limit ends too.

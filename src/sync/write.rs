@@ -28,7 +28,7 @@ pub const CHUNK_ROWS: usize = 1_000;
 /// Rows per chunk of an import on `conn`'s database. PostgreSQL takes four times
 /// `CHUNK_ROWS`: each COPY sets up its insert buffer afresh (a tenth of the server's time
 /// at 1,000 rows), and its readers never wait on an import's transaction, so a longer one
-/// only moves a console save's p99 from about 12 to 20-50 ms. SQLite keeps `CHUNK_ROWS`:
+/// only moves a console save's p99 from about 12 to 20-60 ms. SQLite keeps `CHUNK_ROWS`:
 /// there every console write waits for the chunk's transaction to end.
 pub fn import_chunk_rows(conn: &DbConn) -> usize {
     match conn {
