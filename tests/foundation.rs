@@ -855,17 +855,9 @@ fn find_user<S>(app: &common::TestApp<S>, email: &str) -> i64 {
 /// Uses TEST_DATABASE_URL, or the local PostgreSQL every machine of this kind runs.
 #[core::prelude::v1::test]
 fn sqlite_and_postgres_migrations_give_the_same_schema() {
-    use diesel::Connection;
-    let explicit = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    let pg_admin = explicit
-        .clone()
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    if explicit.is_none() && diesel::PgConnection::establish(&pg_admin).is_err() {
-        eprintln!("skipped: no PostgreSQL at {pg_admin} and TEST_DATABASE_URL is not set");
+    let Some(pg_admin) = common::pg_admin_url() else {
         return;
-    }
+    };
     let sqlite = TestDb::sqlite();
     let pg = TestDb::postgres(&pg_admin);
     let describe = |db: &TestDb| {
@@ -898,22 +890,17 @@ fn sqlite_and_postgres_migrations_give_the_same_schema() {
 #[core::prelude::v1::test]
 fn connections_the_server_dropped_are_replaced() {
     use diesel::{Connection, RunQueryDsl};
-    let pg_admin = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let Ok(mut admin) = diesel::PgConnection::establish(&pg_admin) else {
-        eprintln!("skipped: no PostgreSQL at {pg_admin}");
+    let Some(pg_admin) = common::pg_admin_url() else {
         return;
     };
+    let mut admin = diesel::PgConnection::establish(&pg_admin).expect("admin connection");
     let db = TestDb::postgres(&pg_admin);
     let pool = syncdesk::db::connect(&db.url).expect("connect");
     let size = pool.max_size() as usize;
     // Every connection of the pool opened and used once.
     let held: Vec<_> = (0..size).map(|_| pool.get().expect("connection")).collect();
     drop(held);
-    let path = db.url.split('?').next().unwrap_or_default();
-    let name = path.rsplit('/').next().unwrap_or_default().to_string();
+    let name = db.pg_database().expect("a PostgreSQL database");
     let dropped = diesel::sql_query(format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
     ))

@@ -73,6 +73,11 @@ impl TestDb {
         self.pg_drop.is_some()
     }
 
+    /// The name of its PostgreSQL database (None on SQLite).
+    pub fn pg_database(&self) -> Option<&str> {
+        self.pg_drop.as_ref().map(|(_, name)| name.as_str())
+    }
+
     pub fn config(&self) -> Config {
         Config {
             bind: "127.0.0.1:0".into(),
@@ -102,6 +107,25 @@ impl Drop for TestDb {
             }
         }
     }
+}
+
+/// The PostgreSQL server of tests that need one even on a SQLite run: TEST_DATABASE_URL (a
+/// server that fails to answer then fails the test), or else the local server every machine
+/// of this kind runs; None, and the test is skipped, when neither is there.
+pub fn pg_admin_url() -> Option<String> {
+    use diesel::Connection;
+    if let Some(explicit) = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        return Some(explicit);
+    }
+    let local = "postgres://postgres@127.0.0.1:5432/test";
+    if diesel::PgConnection::establish(local).is_err() {
+        eprintln!("skipped: no PostgreSQL at {local} and TEST_DATABASE_URL is not set");
+        return None;
+    }
+    Some(local.to_string())
 }
 
 fn replace_database(url: &str, name: &str) -> String {
