@@ -634,10 +634,23 @@ impl<ST: diesel::expression::TypedExpressionType> diesel::Expression for KeptSql
     type SqlType = ST;
 }
 
-impl<ST> diesel::query_builder::QueryFragment<Backend> for KeptSql<ST> {
+// Over `DbConn` and over a `PgConnection` or `SqliteConnection` alone (a backend's own
+// statements, such as PostgreSQL's array queries of the search).
+impl<ST, DB> diesel::query_builder::QueryFragment<DB> for KeptSql<ST>
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Text>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Double>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Timestamp>,
+    String: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+    f64: diesel::serialize::ToSql<diesel::sql_types::Double, DB>,
+    NaiveDateTime: diesel::serialize::ToSql<diesel::sql_types::Timestamp, DB>,
+{
     fn walk_ast<'b>(
         &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, Backend>,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
     ) -> QueryResult<()> {
         use diesel::sql_types::{BigInt, Double, Text, Timestamp};
         for part in &self.parts {
@@ -651,6 +664,68 @@ impl<ST> diesel::query_builder::QueryFragment<Backend> for KeptSql<ST> {
         }
         Ok(())
     }
+}
+
+/// A whole statement (`kept_sql::<Untyped>("SELECT ...")`), loaded into `QueryableByName`
+/// rows as `sql_query` would be, but kept prepared.
+impl diesel::query_builder::Query for KeptSql<diesel::sql_types::Untyped> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<Conn> diesel::RunQueryDsl<Conn> for KeptSql<diesel::sql_types::Untyped> {}
+
+/// `query LIMIT n` with `n` written into the statement, not bound: PostgreSQL cannot cost a
+/// bound LIMIT in a generic plan (it assumes a tenth of the table), so it planned a list
+/// page's statement afresh at each run, a sixth of the page's database time. Page sizes are
+/// few, so each stays one prepared statement. `query` must have no LIMIT of its own.
+pub fn limited<Q>(query: Q, n: i64) -> Limited<Q> {
+    Limited { query, n }
+}
+
+pub struct Limited<Q> {
+    query: Q,
+    n: i64,
+}
+
+impl<Q: diesel::query_builder::Query> diesel::query_builder::Query for Limited<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, DB> diesel::query_builder::QueryFragment<DB> for Limited<Q>
+where
+    DB: diesel::backend::Backend,
+    Q: diesel::query_builder::QueryFragment<DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        self.query.walk_ast(out.reborrow())?;
+        out.push_sql(&format!(" LIMIT {}", self.n));
+        Ok(())
+    }
+}
+
+impl<Q> diesel::query_builder::QueryId for Limited<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q, Conn> diesel::RunQueryDsl<Conn> for Limited<Q> {}
+
+/// A PostgreSQL array literal of `values` (`{"a","b"}`), for `CAST(.. AS TEXT[])`: one text
+/// parameter whatever the number of values, so the statement stays the same.
+pub fn pg_text_array<S: AsRef<str>>(values: &[S]) -> String {
+    let quoted: Vec<String> = values
+        .iter()
+        .map(|v| {
+            format!(
+                "\"{}\"",
+                v.as_ref().replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        })
+        .collect();
+    format!("{{{}}}", quoted.join(","))
 }
 
 impl<ST> diesel::query_builder::QueryId for KeptSql<ST> {
@@ -672,6 +747,16 @@ impl<ST, GB> diesel::expression::ValidGrouping<GB> for KeptSql<ST> {
 #[cfg(test)]
 mod tests {
     use super::without_loopback_tls as plain;
+
+    #[test]
+    fn array_literals_quote_every_value() {
+        assert_eq!(
+            super::pg_text_array(&["grace", "o'neil"]),
+            r#"{"grace","o'neil"}"#
+        );
+        assert_eq!(super::pg_text_array(&[r#"a"b\c"#]), r#"{"a\"b\\c"}"#);
+        assert_eq!(super::pg_text_array::<&str>(&[]), "{}");
+    }
 
     #[test]
     fn loopback_urls_connect_without_tls_unless_they_say_otherwise() {

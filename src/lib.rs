@@ -53,6 +53,8 @@ pub struct AppState {
     /// Database work waits here in arrival order (a fair semaphore) instead of as a crowd of
     /// blocking threads racing for the pool's connections on a few cores.
     db_turns: Arc<tokio::sync::Semaphore>,
+    /// Fields, sources, follow-up templates and processes as last read.
+    pub definitions: Arc<records::definitions::DefinitionsCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +112,7 @@ impl AppState {
             session_key,
             api_limits,
             db_turns: Arc::new(tokio::sync::Semaphore::new(turns)),
+            definitions: Arc::default(),
         })
     }
 

@@ -1374,3 +1374,45 @@ async fn a_search_shows_best_matches_first_at_the_cost_of_its_page() {
         .assert_contains("Name ▲")
         .assert_contains("Smith 0002");
 }
+
+/// The list keeps fields, sources and follow-up templates in memory between requests; a
+/// change written by another console (here straight into the database, as its triggers see
+/// any writer) shows on the next page.
+#[actix_web::test]
+async fn list_pages_show_definitions_changed_by_another_console() {
+    use diesel::connection::SimpleConnection;
+    let mut app = spawn().await;
+    app.signed_in_as("ed@example.org", Role::Editor).await;
+    let field = add_field(&app, RecordKind::Contact, "loyalty", "text", "");
+    create_contact(&app, &[("name", "Ada Lovelace")]);
+    let columns = "/contacts?cols=1&col=loyalty";
+    app.get(columns)
+        .await
+        .assert_status(200)
+        .assert_contains("LOYALTY");
+
+    let other_console = syncdesk::db::connect(&app.db.url).expect("another pool");
+    let mut conn = other_console.get().expect("connection");
+    conn.batch_execute("UPDATE field_defs SET label = 'Loyalty band' WHERE key = 'loyalty'")
+        .expect("rename");
+    let page = app.get(columns).await;
+    page.assert_status(200).assert_contains("Loyalty band");
+    assert!(!page.body.contains("LOYALTY"), "the old label is gone");
+
+    conn.batch_execute(&format!(
+        "UPDATE field_defs SET archived = TRUE WHERE id = {field}"
+    ))
+    .expect("archive");
+    let page = app.get(columns).await;
+    assert!(
+        !page.body.contains("Loyalty band"),
+        "an archived field is no column"
+    );
+
+    conn.batch_execute(
+        "INSERT INTO followup_templates (kind, name, subject, body, html, created_at, updated_at) \
+         VALUES ('contact', 'Welcome pack', 's', 'b', FALSE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+    )
+    .expect("template");
+    app.get("/contacts").await.assert_contains("Welcome pack");
+}

@@ -46,9 +46,17 @@ pub fn session_token(session: &actix_session::Session) -> Option<String> {
     session.get::<String>(SESSION_TOKEN_KEY).ok().flatten()
 }
 
-/// The user whose live session this request carries, found by `load_signed_in_user`.
+/// The user whose live session this request carries, found by `load_signed_in_user`, and the
+/// version of the definitions then (`records::definitions`).
 #[derive(Clone)]
-struct SignedInAs(User);
+struct SignedInAs(User, i64);
+
+/// The definitions' version the request saw when its user was found; None without a session.
+pub fn definitions_seen(req: &HttpRequest) -> Option<i64> {
+    req.extensions()
+        .get::<SignedInAs>()
+        .map(|SignedInAs(_, version)| *version)
+}
 
 /// Middleware: finds the session's user before any extractor runs, so that a role guard
 /// answers at once (a wrong-role POST gets 403, whatever its body holds). A session that has
@@ -66,8 +74,9 @@ pub async fn load_signed_in_user(
                 .db(move |conn| sessions::user_of(conn, &token, idle, crate::db::now()))
                 .await?;
             match user {
-                Some(user) => {
-                    req.extensions_mut().insert(SignedInAs(user));
+                Some((user, definitions_version)) => {
+                    req.extensions_mut()
+                        .insert(SignedInAs(user, definitions_version));
                 }
                 None => session.purge(),
             }
@@ -83,7 +92,7 @@ fn signed_in_user(req: &HttpRequest, needed: Role) -> Result<(User, Ctx), AppErr
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| req.path().to_string())
     });
-    let Some(SignedInAs(user)) = req.extensions().get::<SignedInAs>().cloned() else {
+    let Some(SignedInAs(user, _)) = req.extensions().get::<SignedInAs>().cloned() else {
         return Err(AppError::SignInRequired { next });
     };
     // After an admin's reset, only the password page and signing out are open.

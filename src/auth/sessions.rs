@@ -37,14 +37,16 @@ pub fn open(conn: &mut DbConn, user_id: i64) -> QueryResult<String> {
 }
 
 /// The active user whose live session `token` is, or None: signed out, ended elsewhere, idle
-/// longer than `idle`, older than `ABSOLUTE_DAYS`, or the user deactivated.
+/// longer than `idle`, older than `ABSOLUTE_DAYS`, or the user deactivated. With it, the
+/// version of the definitions the request's pages may rely on (`records::definitions`), read
+/// in the same statement.
 pub fn user_of(
     conn: &mut DbConn,
     token: &str,
     idle: Duration,
     now: NaiveDateTime,
-) -> QueryResult<Option<User>> {
-    let found: Option<(i64, NaiveDateTime, NaiveDateTime, User)> = user_sessions::table
+) -> QueryResult<Option<(User, i64)>> {
+    let found: Option<(i64, NaiveDateTime, NaiveDateTime, User, i64)> = user_sessions::table
         .inner_join(users::table)
         .filter(user_sessions::token_hash.eq(hash(token)))
         .filter(user_sessions::ended_at.is_null())
@@ -54,10 +56,11 @@ pub fn user_of(
             user_sessions::created_at,
             user_sessions::last_seen_at,
             User::as_select(),
+            db::kept_sql::<diesel::sql_types::BigInt>(crate::records::definitions::VERSION_SQL),
         ))
         .first(conn)
         .optional()?;
-    let Some((id, created_at, last_seen_at, user)) = found else {
+    let Some((id, created_at, last_seen_at, user, definitions_version)) = found else {
         return Ok(None);
     };
     if now - last_seen_at > idle || now - created_at > Duration::days(ABSOLUTE_DAYS) {
@@ -71,7 +74,7 @@ pub fn user_of(
                 .execute(conn)
         })?;
     }
-    Ok(Some(user))
+    Ok(Some((user, definitions_version)))
 }
 
 /// Ends the session of `token` (signing out).

@@ -443,10 +443,7 @@ fn sorted(
             _,
         ) => return custom_sorted(conn, q, *field_id, *numeric, scope),
     };
-    query
-        .limit(q.limit + 1)
-        .select(RecordRow::as_select())
-        .load(conn)
+    crate::db::limited(query.select(RecordRow::as_select()), q.limit + 1).load(conn)
 }
 
 /// Ids read from the search index per batch: twice a page, so that the list's other filters
@@ -634,7 +631,12 @@ fn in_batch(
             .filter(search::batch_sql(terms, scope, after, batch))),
         DbConn::Pg(pg) => {
             let ids = matches.batch(pg, terms, scope, after, batch)?;
-            Ok(filtered(&others, true, Scope::All).filter(records::id.eq_any(ids)))
+            // As text (`id_in`): bound as an array, the statement was planned afresh each time.
+            Ok(filtered(&others, true, Scope::All).filter(crate::db::id_in(
+                conn,
+                "records.id",
+                &ids,
+            )))
         }
     }
 }
@@ -792,10 +794,11 @@ fn custom_sorted(
         if let Some(c) = &q.after {
             query = values_after!(query, numeric, cmp, &c.value, c.id);
         }
-        rows = by_value!(query, numeric, desc)
-            .limit(want)
-            .select(RecordRow::as_select())
-            .load(conn)?;
+        rows = crate::db::limited(
+            by_value!(query, numeric, desc).select(RecordRow::as_select()),
+            want,
+        )
+        .load(conn)?;
     } else if in_values {
         // Otherwise the field's index is read in order, a growing step at a time, keeping the
         // records the filters select: one step for the list as it opens.
@@ -812,19 +815,23 @@ fn custom_sorted(
             if let Some((value, id)) = &after {
                 candidates = values_after!(candidates, numeric, cmp, value, *id);
             }
-            let ordered = by_value!(candidates, numeric, desc).limit(step);
+            let ordered = by_value!(candidates, numeric, desc);
             // A number is read from its index alone (the value would cost a row lookup each).
             let found: Vec<(i64, String)> = if numeric {
-                ordered
-                    .select((record_values::record_id, record_values::number))
-                    .load::<(i64, Option<f64>)>(conn)?
-                    .into_iter()
-                    .map(|(id, n)| (id, n.unwrap_or_default().to_string()))
-                    .collect()
+                crate::db::limited(
+                    ordered.select((record_values::record_id, record_values::number)),
+                    step,
+                )
+                .load::<(i64, Option<f64>)>(conn)?
+                .into_iter()
+                .map(|(id, n)| (id, n.unwrap_or_default().to_string()))
+                .collect()
             } else {
-                ordered
-                    .select((record_values::record_id, record_values::value))
-                    .load(conn)?
+                crate::db::limited(
+                    ordered.select((record_values::record_id, record_values::value)),
+                    step,
+                )
+                .load(conn)?
             };
             let exhausted = (found.len() as i64) < step;
             let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
@@ -870,10 +877,8 @@ fn custom_sorted(
             blanks.order(records::id.asc())
         };
         rows.extend(
-            blanks
-                .limit(missing)
-                .select(RecordRow::as_select())
-                .load(conn)?,
+            crate::db::limited(blanks.select(RecordRow::as_select()), missing)
+                .load::<RecordRow>(conn)?,
         );
     }
     Ok(rows)

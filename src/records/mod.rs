@@ -1,6 +1,7 @@
 //! Contacts and companies: values, ownership and links, documents, history, lists and exports.
 
 pub mod counts;
+pub mod definitions;
 pub mod demo;
 pub mod documents;
 pub mod export;

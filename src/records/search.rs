@@ -17,7 +17,7 @@ use unicode_normalization::UnicodeNormalization;
 use super::writer::RecordState;
 use crate::db::{self, DbConn};
 use crate::schema::{record_search, record_search_names, records};
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Text, Untyped};
 
 /// Phone terms need this many digits.
 const MIN_PHONE_DIGITS: usize = 3;
@@ -156,23 +156,35 @@ pub fn expand(conn: &mut DbConn, terms: &mut [Term]) -> QueryResult<()> {
                 if term.typed.chars().count() <= INDEXED_PREFIX_CHARS {
                     continue;
                 }
-                let words = diesel::sql_query(
-                    "SELECT 0 AS term, word FROM record_search_words \
-                     WHERE word >= ? AND word < ? ORDER BY word LIMIT ?",
+                let words = db::kept_sql::<Untyped>(
+                    "SELECT 0 AS term, word FROM record_search_words WHERE word >= ",
                 )
-                .bind::<Text, _>(&term.typed)
+                .bind::<Text, _>(term.typed.clone())
+                .sql(" AND word < ")
                 .bind::<Text, _>(upper(term))
+                .sql(" ORDER BY word LIMIT ")
                 .bind::<BigInt, _>(limit)
                 .load::<TermWord>(c)?;
                 covered[i] = Some(words.into_iter().map(|w| w.word).collect());
             }
         }
         DbConn::Pg(pg) if !terms.is_empty() => {
-            let lows: Vec<&str> = terms.iter().map(|t| t.typed.as_str()).collect();
-            let highs: Vec<String> = terms.iter().map(upper).collect();
-            let rows = diesel::sql_query(
-                "SELECT t.i AS term, c.word \
-                 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(lo, hi, i), \
+            // One row of VALUES per term, not `unnest` of an array: PostgreSQL planned the
+            // unnest afresh at each run (it sees the array's length only in a custom plan).
+            let mut query = db::kept_sql::<Untyped>("SELECT t.i AS term, c.word FROM (VALUES ");
+            for (i, term) in terms.iter().enumerate() {
+                query = query
+                    .sql(if i == 0 { "(CAST(" } else { ", (CAST(" })
+                    .bind::<Text, _>(term.typed.clone())
+                    .sql(" AS TEXT), CAST(")
+                    .bind::<Text, _>(upper(term))
+                    .sql(" AS TEXT), ")
+                    .bind::<BigInt, _>(i as i64 + 1)
+                    .sql(")");
+            }
+            let rows = query
+                .sql(
+                    ") AS t(lo, hi, i), \
                  LATERAL ( \
                    WITH RECURSIVE covered(word) AS ( \
                      (SELECT word FROM record_search_names WHERE word >= t.lo AND word < t.hi \
@@ -182,12 +194,11 @@ pub fn expand(conn: &mut DbConn, terms: &mut [Term]) -> QueryResult<()> {
                              WHERE n.word > covered.word AND n.word < t.hi \
                              ORDER BY n.word LIMIT 1) \
                      FROM covered WHERE covered.word IS NOT NULL) \
-                   SELECT word FROM covered WHERE word IS NOT NULL LIMIT $3) AS c",
-            )
-            .bind::<diesel::sql_types::Array<Text>, _>(&lows)
-            .bind::<diesel::sql_types::Array<Text>, _>(&highs)
-            .bind::<BigInt, _>(limit)
-            .load::<TermWord>(pg)?;
+                   SELECT word FROM covered WHERE word IS NOT NULL LIMIT ",
+                )
+                .bind::<BigInt, _>(limit)
+                .sql(") AS c")
+                .load::<TermWord>(pg)?;
             covered
                 .iter_mut()
                 .for_each(|words| *words = Some(Vec::new()));
@@ -380,17 +391,18 @@ pub fn ids_after(
         #[diesel(sql_type = BigInt)]
         id: i64,
     }
-    Ok(diesel::sql_query(
-        "SELECT rowid AS id FROM record_search WHERE record_search MATCH ? AND rowid > ? \
-         ORDER BY rowid LIMIT ?",
+    Ok(
+        db::kept_sql::<Untyped>("SELECT rowid AS id FROM record_search WHERE record_search MATCH ")
+            .bind::<Text, _>(index_query(false, terms, scope))
+            .sql(" AND rowid > ")
+            .bind::<BigInt, _>(after)
+            .sql(" ORDER BY rowid LIMIT ")
+            .bind::<BigInt, _>(limit)
+            .load::<Id>(c)?
+            .into_iter()
+            .map(|row| row.id)
+            .collect(),
     )
-    .bind::<Text, _>(index_query(false, terms, scope))
-    .bind::<BigInt, _>(after)
-    .bind::<BigInt, _>(limit)
-    .load::<Id>(c)?
-    .into_iter()
-    .map(|row| row.id)
-    .collect())
 }
 
 /// PostgreSQL: the ids of every record matching the terms within `scope`, in id order,
@@ -409,11 +421,11 @@ pub fn all_ids(
         #[diesel(sql_type = diesel::sql_types::Array<BigInt>)]
         ids: Vec<i64>,
     }
-    let ids = diesel::sql_query(
-        "SELECT ARRAY(SELECT record_id FROM record_search \
-         WHERE document @@ CAST($1 AS tsquery)) AS ids",
+    let ids = db::kept_sql::<Untyped>(
+        "SELECT ARRAY(SELECT record_id FROM record_search WHERE document @@ CAST(",
     )
     .bind::<Text, _>(index_query(true, terms, scope))
+    .sql(" AS tsquery)) AS ids")
     .get_result::<Ids>(pg)?;
     let mut ids = ids.ids;
     ids.sort_unstable();
@@ -522,18 +534,23 @@ fn ids_of_words(
         #[diesel(sql_type = diesel::sql_types::Bool)]
         more: bool,
     }
-    Ok(diesel::sql_query(
+    Ok(db::kept_sql::<Untyped>(
         "SELECT w.word, ARRAY(SELECT n.record_id FROM record_search_names n \
-           WHERE n.word = w.word COLLATE \"C\" AND n.record_id > $2 AND n.record_id <= $3 \
-           ORDER BY n.record_id LIMIT $4) AS ids, \
-         EXISTS (SELECT 1 FROM record_search_names n \
-           WHERE n.word = w.word COLLATE \"C\" AND n.record_id > $3) AS more \
-         FROM unnest($1) AS w(word)",
+           WHERE n.word = w.word COLLATE \"C\" AND n.record_id > ",
     )
-    .bind::<diesel::sql_types::Array<Text>, _>(words)
     .bind::<BigInt, _>(from)
+    .sql(" AND n.record_id <= ")
     .bind::<BigInt, _>(upto)
+    .sql(" ORDER BY n.record_id LIMIT ")
     .bind::<BigInt, _>(cap)
+    .sql(
+        ") AS ids, EXISTS (SELECT 1 FROM record_search_names n \
+           WHERE n.word = w.word COLLATE \"C\" AND n.record_id > ",
+    )
+    .bind::<BigInt, _>(upto)
+    .sql(") AS more FROM unnest(CAST(")
+    .bind::<Text, _>(db::pg_text_array(words))
+    .sql(" AS TEXT[])) AS w(word)")
     .load::<WordIds>(pg)?
     .into_iter()
     .map(|row| (row.word, (row.ids, row.more)))

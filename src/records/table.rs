@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::definitions::Definitions;
 use super::export::{self, ExportError};
 use super::list::{self, Cursor, ListQuery, ListRow, OwnerFilter, SortKey, Total};
 use super::model::RecordRow;
@@ -278,13 +279,14 @@ pub struct Table {
 }
 
 /// The page of `kind` records that `params` asks for: a few queries whatever the page size
-/// (the page, source names, the page's companies and pending counts).
+/// (the page, the page's companies and pending counts).
 pub fn page(
     conn: &mut DbConn,
+    definitions: &Definitions,
     kind: RecordKind,
     params: &ListParams,
 ) -> diesel::QueryResult<Table> {
-    let defs = fields::list(conn, kind, false)?;
+    let defs = definitions.fields(kind, false);
     let columns = columns_for(kind, &defs, params);
     let custom_shown: Vec<FieldDef> = defs
         .iter()
@@ -292,7 +294,7 @@ pub fn page(
         .cloned()
         .collect();
     let page = list::page(conn, &params.query(kind, &defs), &custom_shown)?;
-    let sources = service::source_names(conn)?;
+    let sources = definitions.sources.clone();
     let company_ids: Vec<i64> = page
         .rows
         .iter()

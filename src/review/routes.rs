@@ -8,7 +8,7 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::service::{self, Choice, DesyncFilter, DesyncPage, Outcome, Proposal, ReviewError};
-use crate::auth::extract::{EditorUser, SignedIn};
+use crate::auth::extract::{definitions_seen, EditorUser, SignedIn};
 use crate::auth::model::Role;
 use crate::db::DbConn;
 use crate::error::AppError;
@@ -408,21 +408,24 @@ async fn desync_page(
     let params = query.into_inner();
     let filter = params.filter();
     let after = params.after.parse::<i64>().ok();
+    let seen = definitions_seen(&req);
+    let definitions = state.definitions.clone();
     let (page, labels, sources, processes) = state
         .db(move |conn| -> Result<_, AppError> {
+            let definitions = definitions.at_least(conn, seen)?;
             let page = service::desynchronised(conn, &filter, after, PAGE_SIZE)?;
             let mut labels = BTreeMap::new();
             for kind in [RecordKind::Contact, RecordKind::Company] {
-                for def in fields::list(conn, kind, true)? {
+                for def in definitions.fields(kind, true) {
                     labels.insert((kind.as_str().to_string(), def.key), def.label);
                 }
             }
-            let sources = records::source_names(conn)?;
-            let processes = crate::processes::service::list(conn)?
-                .into_iter()
-                .map(|p| (p.id, p.name))
-                .collect();
-            Ok((page, labels, sources, processes))
+            Ok((
+                page,
+                labels,
+                definitions.sources.clone(),
+                definitions.processes.clone(),
+            ))
         })
         .await?;
     let view = DesyncView {

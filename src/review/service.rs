@@ -816,12 +816,11 @@ pub fn desynchronised(
     let mut q = pending_filtered(filter)
         .select(proposals::record_id)
         .distinct()
-        .order(proposals::record_id.asc())
-        .limit(limit + 1);
+        .order(proposals::record_id.asc());
     if let Some(after) = after {
         q = q.filter(proposals::record_id.gt(after));
     }
-    let mut ids: Vec<i64> = q.load(conn)?;
+    let mut ids: Vec<i64> = db::limited(q, limit + 1).load(conn)?;
     let has_more = ids.len() as i64 > limit;
     ids.truncate(usize::try_from(limit).unwrap_or(0));
     let rows: Vec<RecordRow> = crate::schema::records::table

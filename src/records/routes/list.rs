@@ -8,7 +8,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::kind_of;
-use crate::auth::extract::SignedIn;
+use crate::auth::extract::{definitions_seen, SignedIn};
 use crate::auth::model::Role;
 use crate::error::AppError;
 use crate::fields::model::{FieldDef, RecordKind};
@@ -67,11 +67,13 @@ pub(super) async fn list_page(
     let first_page = params.after.is_empty();
     let params_for_db = params.clone();
     let htmx = is_htmx(&req);
+    let seen = definitions_seen(&req);
+    let definitions = state.definitions.clone();
     let (table, followups) = state
         .db(move |conn| -> Result<_, AppError> {
-            let table = table::page(conn, kind, &params_for_db)?;
-            let followups = crate::followups::service::names_for(conn, kind)?;
-            Ok((table, followups))
+            let definitions = definitions.at_least(conn, seen)?;
+            let table = table::page(conn, &definitions, kind, &params_for_db)?;
+            Ok((table, definitions.followups(kind)))
         })
         .await?;
     let can_edit = me.user.can(Role::Editor);

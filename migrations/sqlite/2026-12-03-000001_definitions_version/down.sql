@@ -1,0 +1,13 @@
+DROP TRIGGER field_defs_insert_definitions_version;
+DROP TRIGGER field_defs_update_definitions_version;
+DROP TRIGGER field_defs_delete_definitions_version;
+DROP TRIGGER sources_insert_definitions_version;
+DROP TRIGGER sources_update_definitions_version;
+DROP TRIGGER sources_delete_definitions_version;
+DROP TRIGGER followup_templates_insert_definitions_version;
+DROP TRIGGER followup_templates_update_definitions_version;
+DROP TRIGGER followup_templates_delete_definitions_version;
+DROP TRIGGER processes_insert_definitions_version;
+DROP TRIGGER processes_update_definitions_version;
+DROP TRIGGER processes_delete_definitions_version;
+DROP TABLE definitions_version;
