@@ -14,8 +14,10 @@ use crate::db::DbConn;
 use crate::fields::model::{FieldDef, RecordKind};
 use crate::schema::{field_defs, followup_templates, processes, sources};
 
-/// The version's SQL, for a statement that reads it beside something else.
-pub const VERSION_SQL: &str = "(SELECT version FROM definitions_version WHERE id = 1)";
+/// The version's SQL, for a statement that reads it beside something else; -1 if its row is
+/// missing (then nothing is kept and every page reads the definitions).
+pub const VERSION_SQL: &str =
+    "COALESCE((SELECT version FROM definitions_version WHERE id = 1), -1)";
 
 #[derive(Debug, Default)]
 pub struct Definitions {
@@ -92,7 +94,7 @@ impl DefinitionsCache {
     /// The definitions at `seen` or newer: the kept ones when they are, else read afresh.
     /// `seen` is the version a request saw when it began (None: read them).
     pub fn at_least(&self, conn: &mut DbConn, seen: Option<i64>) -> QueryResult<Arc<Definitions>> {
-        if let Some(seen) = seen {
+        if let Some(seen) = seen.filter(|v| *v >= 0) {
             let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some((_, definitions)) = kept.as_ref().filter(|(version, _)| *version >= seen) {
                 return Ok(definitions.clone());
@@ -103,7 +105,7 @@ impl DefinitionsCache {
         let version = current_version(conn)?;
         let definitions = Arc::new(Definitions::load(conn)?);
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.as_ref().is_none_or(|(v, _)| *v < version) {
+        if version >= 0 && kept.as_ref().is_none_or(|(v, _)| *v < version) {
             *kept = Some((version, definitions.clone()));
         }
         Ok(definitions)
