@@ -5,27 +5,28 @@
 //! again only when they changed, here or on another console over the same database. On
 //! PostgreSQL that is three or four round trips fewer per page.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use diesel::prelude::*;
 
 use crate::db::DbConn;
 use crate::fields::model::{FieldDef, RecordKind};
-use crate::schema::{field_defs, followup_templates, processes, sources};
 
 /// The version's SQL, for a statement that reads it beside something else; -1 if its row is
 /// missing (then nothing is kept and every page reads the definitions).
 pub const VERSION_SQL: &str =
     "COALESCE((SELECT version FROM definitions_version WHERE id = 1), -1)";
 
+const KINDS: [RecordKind; 2] = [RecordKind::Contact, RecordKind::Company];
+
 #[derive(Debug, Default)]
 pub struct Definitions {
-    /// Every field of both kinds, archived ones included, in their order.
-    fields: Vec<FieldDef>,
+    /// Each kind's fields, archived ones included, in their order.
+    fields: HashMap<RecordKind, Vec<FieldDef>>,
     pub sources: BTreeMap<i64, String>,
-    /// (kind, id, name) by name.
-    followups: Vec<(String, i64, String)>,
+    /// Each kind's follow-up templates (id, name) by name.
+    followups: HashMap<RecordKind, Vec<(i64, String)>>,
     /// (id, name) by name.
     pub processes: Vec<(i64, String)>,
 }
@@ -34,50 +35,35 @@ impl Definitions {
     /// What `fields::service::list` returns.
     pub fn fields(&self, kind: RecordKind, with_archived: bool) -> Vec<FieldDef> {
         self.fields
-            .iter()
-            .filter(|f| f.kind == kind.as_str() && (with_archived || !f.archived))
+            .get(&kind)
+            .into_iter()
+            .flatten()
+            .filter(|f| with_archived || !f.archived)
             .cloned()
             .collect()
     }
 
     /// What `followups::service::names_for` returns.
     pub fn followups(&self, kind: RecordKind) -> Vec<(i64, String)> {
-        self.followups
-            .iter()
-            .filter(|(k, _, _)| k == kind.as_str())
-            .map(|(_, id, name)| (*id, name.clone()))
-            .collect()
+        self.followups.get(&kind).cloned().unwrap_or_default()
     }
 
+    /// Read through the services the pages called before, so the order and selection stay
+    /// theirs.
     fn load(conn: &mut DbConn) -> QueryResult<Self> {
-        let fields = field_defs::table
-            .order((
-                field_defs::kind.asc(),
-                field_defs::position.asc(),
-                field_defs::id.asc(),
-            ))
-            .select(FieldDef::as_select())
-            .load(conn)?;
-        let sources = sources::table
-            .select((sources::id, sources::name))
-            .load::<(i64, String)>(conn)?
+        let mut fields = HashMap::new();
+        let mut followups = HashMap::new();
+        for kind in KINDS {
+            fields.insert(kind, crate::fields::service::list(conn, kind, true)?);
+            followups.insert(kind, crate::followups::service::names_for(conn, kind)?);
+        }
+        let processes = crate::processes::service::list(conn)?
             .into_iter()
+            .map(|p| (p.id, p.name))
             .collect();
-        let followups = followup_templates::table
-            .order((followup_templates::name.asc(), followup_templates::id.asc()))
-            .select((
-                followup_templates::kind,
-                followup_templates::id,
-                followup_templates::name,
-            ))
-            .load(conn)?;
-        let processes = processes::table
-            .order((processes::name.asc(), processes::id.asc()))
-            .select((processes::id, processes::name))
-            .load(conn)?;
         Ok(Definitions {
             fields,
-            sources,
+            sources: super::service::source_names(conn)?,
             followups,
             processes,
         })
@@ -112,7 +98,7 @@ impl DefinitionsCache {
     }
 }
 
-pub fn current_version(conn: &mut DbConn) -> QueryResult<i64> {
+fn current_version(conn: &mut DbConn) -> QueryResult<i64> {
     diesel::select(crate::db::kept_sql::<diesel::sql_types::BigInt>(
         VERSION_SQL,
     ))

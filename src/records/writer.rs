@@ -19,7 +19,7 @@ use super::search;
 use crate::db::{self, DbConn};
 use crate::fields::model::{FieldDef, FieldType, RecordKind};
 use crate::fields::validate::{norm_phone, norm_text};
-use crate::schema::{field_defs, record_history, record_links, record_values, records, sources};
+use crate::schema::{field_defs, record_history, record_links, record_values, records};
 
 /// Ids per `IN (...)` list when reading states.
 const IDS_PER_QUERY: usize = 10_000;
@@ -201,11 +201,7 @@ impl Catalog {
             .order((field_defs::position.asc(), field_defs::id.asc()))
             .select(FieldDef::as_select())
             .load(conn)?;
-        let sources = sources::table
-            .select((sources::id, sources::name))
-            .load::<(i64, String)>(conn)?
-            .into_iter()
-            .collect();
+        let sources = super::service::source_names(conn)?.into_iter().collect();
         let outbound = outbox::outbound_lines(conn)?;
         Ok(Self {
             fields,
