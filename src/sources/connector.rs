@@ -50,45 +50,57 @@ pub struct ConnectorInput {
     pub every_minutes: i64,
 }
 
-/// The 32-byte key that encrypts stored URLs: an HMAC of the session key, so that the
-/// session key itself encrypts nothing and changing it makes stored URLs unreadable.
-fn secret_key(session_key: &[u8]) -> Result<Key, String> {
+/// What the stored database URLs are encrypted for (each purpose has a key of its own).
+const URL_PURPOSE: &[u8] = b"syncdesk connector database URLs";
+
+/// The 32-byte key that encrypts stored secrets of one purpose: an HMAC of the session key,
+/// so that the session key itself encrypts nothing and changing it makes them unreadable.
+fn secret_key(session_key: &[u8], purpose: &[u8]) -> Result<Key, String> {
     use hmac::{KeyInit as _, Mac};
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(session_key)
         .map_err(|_| "the session key cannot make a key".to_string())?;
-    mac.update(b"syncdesk connector database URLs");
+    mac.update(purpose);
     let bytes = mac.finalize().into_bytes();
     Ok(*Key::from_slice(&bytes[..32]))
 }
 
-/// `nonce || ciphertext`, base64.
-pub fn encrypt(session_key: &[u8], plain: &str) -> Result<String, String> {
-    let cipher = ChaCha20Poly1305::new(&secret_key(session_key)?);
+/// `nonce || ciphertext`, base64, under the key of `purpose` (webhook secrets use it too).
+pub fn seal(session_key: &[u8], purpose: &[u8], plain: &str) -> Result<String, String> {
+    let cipher = ChaCha20Poly1305::new(&secret_key(session_key, purpose)?);
     let nonce: [u8; 12] = rand::random();
     let sealed = cipher
         .encrypt(Nonce::from_slice(&nonce), plain.as_bytes())
-        .map_err(|_| "cannot encrypt the URL".to_string())?;
+        .map_err(|_| "cannot encrypt the secret".to_string())?;
     let mut out = nonce.to_vec();
     out.extend(sealed);
     Ok(base64::engine::general_purpose::STANDARD.encode(out))
 }
 
-pub fn decrypt(session_key: &[u8], stored: &str) -> Result<String, String> {
-    let unreadable = || {
-        "The stored database URL cannot be read (was the session key changed?): enter it again."
-            .to_string()
-    };
+/// What `seal` made; None when it cannot be read (another session key, or not sealed).
+pub fn unseal(session_key: &[u8], purpose: &[u8], stored: &str) -> Option<String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(stored)
-        .map_err(|_| unreadable())?;
+        .ok()?;
     if bytes.len() < 12 {
-        return Err(unreadable());
+        return None;
     }
     let (nonce, sealed) = bytes.split_at(12);
-    let plain = ChaCha20Poly1305::new(&secret_key(session_key)?)
+    let plain = ChaCha20Poly1305::new(&secret_key(session_key, purpose).ok()?)
         .decrypt(Nonce::from_slice(nonce), sealed)
-        .map_err(|_| unreadable())?;
-    String::from_utf8(plain).map_err(|_| unreadable())
+        .ok()?;
+    String::from_utf8(plain).ok()
+}
+
+/// A database URL as it is stored.
+pub fn encrypt(session_key: &[u8], plain: &str) -> Result<String, String> {
+    seal(session_key, URL_PURPOSE, plain)
+}
+
+pub fn decrypt(session_key: &[u8], stored: &str) -> Result<String, String> {
+    unseal(session_key, URL_PURPOSE, stored).ok_or_else(|| {
+        "The stored database URL cannot be read (was the session key changed?): enter it again."
+            .to_string()
+    })
 }
 
 /// Saves a source's connector settings.
