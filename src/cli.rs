@@ -252,7 +252,14 @@ fn serve(mut config: Config, bind: Option<String>) -> Result<(), CliError> {
     let state = AppState::open(config)?;
     // Held until the server stops; dropping them ends the loops.
     let _workers = [
-        crate::sync::webhooks::spawn_worker(state.pool.clone(), state.config.feed_retention_days),
+        crate::sync::webhooks::spawn_worker(
+            state.pool.clone(),
+            state.config.feed_retention_days,
+            &crate::sync::webhooks::Settings::new(
+                &state.secret(),
+                state.config.webhooks_allow_private,
+            ),
+        ),
         crate::sync::jobs::spawn_worker(
             state.pool.clone(),
             state.config.data_dir.clone(),
@@ -448,7 +455,9 @@ fn source(config: Config, command: SourceCommand) -> Result<(), CliError> {
                 );
             } else {
                 let url = url.unwrap_or_default();
-                let secret = webhooks::set(&mut conn, source.id, &url)
+                let settings =
+                    webhooks::Settings::new(&state.secret(), state.config.webhooks_allow_private);
+                let secret = webhooks::set(&mut conn, source.id, &url, &settings)
                     .map_err(|e| CliError::Input(e.to_string()))?;
                 eprintln!(
                     "Source {} sends its change feed to {url}. Its signing secret, shown only now:",

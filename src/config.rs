@@ -52,6 +52,9 @@ pub struct Config {
     /// Web requests' database tasks running at once; the others wait their turn in arrival
     /// order. `None`: twice the machine's cores.
     pub db_concurrency: Option<u32>,
+    /// Webhooks may be sent to private, loopback and link-local addresses (a receiver on
+    /// this host or network); off, only public addresses are reached.
+    pub webhooks_allow_private: bool,
 }
 
 /// Keys of the optional config file; each one has the environment variable named in `load`.
@@ -71,6 +74,7 @@ struct FileConfig {
     api_requests_per_minute: Option<u32>,
     feed_retention_days: Option<u32>,
     db_concurrency: Option<u32>,
+    webhooks_allow_private: Option<bool>,
 }
 
 impl Config {
@@ -104,6 +108,10 @@ impl Config {
         let secure_cookies = match env("SYNCDESK_SECURE_COOKIES") {
             Some(v) => parse_bool("SYNCDESK_SECURE_COOKIES", &v)?,
             None => from_file.secure_cookies.unwrap_or(false),
+        };
+        let webhooks_allow_private = match env("SYNCDESK_WEBHOOKS_ALLOW_PRIVATE") {
+            Some(v) => parse_bool("SYNCDESK_WEBHOOKS_ALLOW_PRIVATE", &v)?,
+            None => from_file.webhooks_allow_private.unwrap_or(false),
         };
         let bind = env("SYNCDESK_BIND")
             .or(from_file.bind)
@@ -204,6 +212,7 @@ impl Config {
             api_requests_per_minute,
             feed_retention_days,
             db_concurrency,
+            webhooks_allow_private,
         })
     }
 
@@ -314,6 +323,22 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("./data"));
         assert_eq!(config.database_url, "sqlite://./data/syncdesk.db");
         assert!(!config.secure_cookies);
+        assert!(!config.webhooks_allow_private);
+    }
+
+    #[test]
+    fn webhooks_to_private_addresses_are_an_admin_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("syncdesk.toml");
+        std::fs::write(&file, "webhooks_allow_private = true\n").unwrap();
+        let config = Config::from_sources(Some(&file), env_of(&[])).unwrap();
+        assert!(config.webhooks_allow_private);
+        let config = Config::from_sources(
+            Some(&file),
+            env_of(&[("SYNCDESK_WEBHOOKS_ALLOW_PRIVATE", "no")]),
+        )
+        .unwrap();
+        assert!(!config.webhooks_allow_private);
     }
 
     #[test]
@@ -381,6 +406,7 @@ mod tests {
             api_requests_per_minute: DEFAULT_API_REQUESTS_PER_MINUTE,
             feed_retention_days: DEFAULT_FEED_RETENTION_DAYS,
             db_concurrency: None,
+            webhooks_allow_private: false,
         };
         let first = config.session_key_bytes().unwrap();
         let second = config.session_key_bytes().unwrap();

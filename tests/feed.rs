@@ -24,14 +24,31 @@ fn au() -> PhoneCountry {
 
 struct Env {
     state: AppState,
-    _db: common::TestDb,
+    _db: std::rc::Rc<common::TestDb>,
 }
 
 impl Env {
     fn new() -> Self {
         let db = common::TestDb::new();
         let state = AppState::open(db.config()).expect("state");
-        Env { state, _db: db }
+        Env {
+            state,
+            _db: std::rc::Rc::new(db),
+        }
+    }
+
+    /// The same helpers over a served app's state and database.
+    fn of<S>(app: &common::TestApp<S>) -> Self {
+        Env {
+            state: app.state.clone(),
+            _db: app.db.clone(),
+        }
+    }
+
+    /// Webhook settings: `local` allows receivers on private addresses (the test endpoints
+    /// listen on loopback), as `SYNCDESK_WEBHOOKS_ALLOW_PRIVATE` does.
+    fn hooks(&self, local: bool) -> syncdesk::sync::webhooks::Settings {
+        syncdesk::sync::webhooks::Settings::new(&self.state.secret(), local)
     }
 
     fn conn(&self) -> syncdesk::db::PooledConn {
@@ -337,9 +354,15 @@ fn endpoint(statuses: Vec<u16>) -> (String, Received) {
                 .expect("lock")
                 .push((headers, String::from_utf8_lossy(&body).into_owned()));
             let status = statuses.get(n).or(statuses.last()).copied().unwrap_or(200);
+            // A 3xx sends the batch elsewhere on this same endpoint.
+            let location = if (300..400).contains(&status) {
+                "location: /elsewhere\r\n"
+            } else {
+                ""
+            };
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                "HTTP/1.1 {status} X\r\n{location}content-length: 0\r\nconnection: close\r\n\r\n"
             );
         }
     });
@@ -368,13 +391,14 @@ fn webhooks_are_signed_retried_and_held_as_failed() {
     let c1 = env.record_of(&crm, "c1");
     let (url, received) = endpoint(vec![500, 204]);
     let mut conn = env.conn();
-    let secret = webhooks::set(&mut conn, crm.id, &url).expect("webhook");
+    let local = env.hooks(true);
+    let secret = webhooks::set(&mut conn, crm.id, &url, &local).expect("webhook");
     assert!(secret.starts_with("whsec_"), "{secret}");
-    assert!(webhooks::set(&mut conn, crm.id, "ftp://x").is_err());
+    assert!(webhooks::set(&mut conn, crm.id, "ftp://x", &local).is_err());
     drop(conn);
     env.edit(c1, &[("name", "Ada King")], "Ann");
 
-    let agent = webhooks::agent();
+    let agent = webhooks::Sender::new(&local);
     let mut conn = env.conn();
     let now = syncdesk::db::now();
     assert_eq!(webhooks::make_batches(&mut conn, now).expect("batch"), 1);
@@ -425,7 +449,7 @@ fn webhooks_are_signed_retried_and_held_as_failed() {
 
     // An endpoint that never answers well: retried on the schedule, then held as failed.
     let (url, _) = endpoint(vec![503]);
-    webhooks::set(&mut conn, crm.id, &url).expect("webhook");
+    webhooks::set(&mut conn, crm.id, &url, &local).expect("webhook");
     drop(conn);
     env.edit(c1, &[("name", "Ada Byron")], "Ann");
     let mut conn = env.conn();
@@ -445,7 +469,7 @@ fn webhooks_are_signed_retried_and_held_as_failed() {
     assert_eq!((again.status, again.attempts), (DeliveryStatus::Pending, 0));
     assert!(webhooks::retry(&mut conn, crm.id, again.id).is_err());
     // A new URL: what waited for the old one is held as failed, and does not block the new.
-    webhooks::set(&mut conn, crm.id, "https://crm.example.com/new").expect("webhook");
+    webhooks::set(&mut conn, crm.id, "https://crm.example.com/new", &local).expect("webhook");
     let stopped = &webhooks::deliveries(&mut conn, crm.id, 10).expect("list")[0];
     assert_eq!(stopped.status, DeliveryStatus::Failed);
     assert!(stopped
@@ -522,9 +546,11 @@ fn the_delivery_thread_sends_a_change_within_seconds() {
     let crm = env.crm();
     env.import(&crm, "id,Name\nc1,Ada Lovelace\n");
     let (url, received) = endpoint(vec![200]);
-    syncdesk::sync::webhooks::set(&mut env.conn(), crm.id, &url).expect("webhook");
+    syncdesk::sync::webhooks::set(&mut env.conn(), crm.id, &url, &env.hooks(true))
+        .expect("webhook");
     let worker =
-        syncdesk::sync::webhooks::spawn_worker(env.state.pool.clone(), 30).expect("worker");
+        syncdesk::sync::webhooks::spawn_worker(env.state.pool.clone(), 30, &env.hooks(true))
+            .expect("worker");
     let committed = std::time::Instant::now();
     env.edit(env.record_of(&crm, "c1"), &[("name", "Ada King")], "Ann");
     while received.lock().expect("lock").is_empty() {
@@ -537,4 +563,184 @@ fn the_delivery_thread_sends_a_change_within_seconds() {
     assert!(received.lock().expect("lock")[0].1.contains("Ada King"));
     // Ended before the test's database is dropped, so it never reconnects to a dropped one.
     worker.stop();
+}
+
+/// By default a webhook reaches public addresses only: loopback, private, link-local,
+/// unspecified, multicast and unique-local ones (IPv4, IPv6, IPv4-mapped, and names that
+/// resolve to them) are refused when it is set, in words naming the setting that allows
+/// them, and again at each delivery, where the address is resolved anew.
+#[test]
+fn webhooks_refuse_private_addresses_unless_the_setting_allows_them() {
+    use syncdesk::sync::webhooks::{self, DeliveryStatus};
+    let env = Env::new();
+    let crm = env.crm();
+    env.import(&crm, "id,Name\nc1,Ada Lovelace\n");
+    let mut conn = env.conn();
+    let public = env.hooks(false);
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost:8080/hook",
+        "http://2130706433/hook",
+        "http://[::1]/hook",
+        "http://0.0.0.0/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.1.2.3/hook",
+        "http://172.16.0.1/hook",
+        "http://192.168.1.1/hook",
+        "http://100.64.0.1/hook",
+        "http://224.0.0.1/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[::ffff:a9fe:a9fe]/hook",
+        "http://[fd00::1]/hook",
+        "http://[fe80::1]/hook",
+        "http://[ff02::1]/hook",
+        "http://[::]/hook",
+    ] {
+        let refused = webhooks::set(&mut conn, crm.id, url, &public)
+            .expect_err(url)
+            .to_string();
+        assert!(
+            refused.contains("not a public address")
+                && refused.contains("SYNCDESK_WEBHOOKS_ALLOW_PRIVATE"),
+            "{url}: {refused}"
+        );
+    }
+    let loopback = webhooks::set(&mut conn, crm.id, "http://127.0.0.1:9/hook", &public)
+        .expect_err("loopback")
+        .to_string();
+    assert!(
+        loopback.contains("127.0.0.1 is a loopback address"),
+        "{loopback}"
+    );
+    assert!(webhooks::find(&mut conn, crm.id).expect("find").is_none());
+    // A public address is accepted; so is a name that does not resolve yet (each delivery
+    // resolves it and checks again).
+    webhooks::set(&mut conn, crm.id, "https://203.0.113.7/hook", &public).expect("public");
+    webhooks::set(&mut conn, crm.id, "https://crm.example.com/hook", &public).expect("a name");
+
+    // Allowed when set; refused when delivered by a console that does not allow it (as if
+    // the name now resolved to a private address): the endpoint receives nothing.
+    let (url, received) = endpoint(vec![200]);
+    webhooks::set(&mut conn, crm.id, &url, &env.hooks(true)).expect("allowed");
+    drop(conn);
+    env.edit(env.record_of(&crm, "c1"), &[("name", "Ada King")], "Ann");
+    let mut conn = env.conn();
+    let now = syncdesk::db::now();
+    webhooks::make_batches(&mut conn, now).expect("batch");
+    webhooks::deliver_due(&mut conn, &webhooks::Sender::new(&public), now).expect("send");
+    let refused = &webhooks::deliveries(&mut conn, crm.id, 10).expect("list")[0];
+    assert_eq!(
+        (refused.status, refused.attempts, refused.last_status_code),
+        (DeliveryStatus::Pending, 1, None)
+    );
+    let why = refused.last_error.clone().unwrap_or_default();
+    assert!(
+        why.contains("127.0.0.1 is a loopback address") && why.contains("not sent"),
+        "{why}"
+    );
+    assert!(received.lock().expect("lock").is_empty());
+}
+
+/// A receiver answering 302 has not received the batch: the redirect is not followed (no
+/// second request, no GET elsewhere), the attempt failed, and the feed page says why.
+#[actix_web::test]
+async fn webhooks_do_not_follow_redirects() {
+    use syncdesk::auth::model::Role;
+    use syncdesk::sync::webhooks::{self, DeliveryStatus};
+    let mut app = common::spawn().await;
+    let env = Env::of(&app);
+    let crm = env.crm();
+    env.import(&crm, "id,Name\nc1,Ada Lovelace\n");
+    let (url, received) = endpoint(vec![302]);
+    let local = env.hooks(true);
+    webhooks::set(&mut env.conn(), crm.id, &url, &local).expect("webhook");
+    env.edit(env.record_of(&crm, "c1"), &[("name", "Ada King")], "Ann");
+    let mut conn = env.conn();
+    let now = syncdesk::db::now();
+    webhooks::make_batches(&mut conn, now).expect("batch");
+    webhooks::deliver_due(&mut conn, &webhooks::Sender::new(&local), now).expect("send");
+    let moved = &webhooks::deliveries(&mut conn, crm.id, 10).expect("list")[0];
+    assert_eq!(
+        (moved.status, moved.attempts, moved.last_status_code),
+        (DeliveryStatus::Pending, 1, Some(302))
+    );
+    let why = moved.last_error.clone().unwrap_or_default();
+    assert!(
+        why.contains("a redirect to /elsewhere") && why.contains("redirects are not followed"),
+        "{why}"
+    );
+    drop(conn);
+    assert_eq!(received.lock().expect("lock").len(), 1, "one request only");
+    app.signed_in_as("admin@example.org", Role::Admin).await;
+    app.get(&format!("/sources/{}/feed", crm.id))
+        .await
+        .assert_status(200)
+        .assert_contains("HTTP 302")
+        .assert_contains("redirects are not followed");
+}
+
+/// Webhook secrets are kept encrypted with a key derived from the session key, like the
+/// connector's URL. A secret kept in clear by an older version still signs, and the
+/// delivery thread encrypts it when `serve` starts it.
+#[test]
+fn webhook_secrets_are_kept_encrypted_and_clear_ones_still_sign() {
+    use diesel::prelude::*;
+    use syncdesk::schema::source_webhooks;
+    use syncdesk::sync::webhooks;
+    let env = Env::new();
+    let crm = env.crm();
+    env.import(&crm, "id,Name\nc1,Ada Lovelace\n");
+    let c1 = env.record_of(&crm, "c1");
+    let (url, received) = endpoint(vec![200]);
+    let local = env.hooks(true);
+    let mut conn = env.conn();
+    let secret = webhooks::set(&mut conn, crm.id, &url, &local).expect("webhook");
+    let stored = |conn: &mut syncdesk::db::PooledConn| -> String {
+        source_webhooks::table
+            .find(crm.id)
+            .select(source_webhooks::secret)
+            .first(conn)
+            .expect("stored secret")
+    };
+    let kept = stored(&mut conn);
+    assert!(!kept.starts_with("whsec_"), "{kept}");
+    assert!(!kept.contains(&secret[6..]), "{kept}");
+
+    // As an older version kept it: in clear.
+    let clear = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    diesel::update(source_webhooks::table.find(crm.id))
+        .set(source_webhooks::secret.eq(clear))
+        .execute(&mut conn)
+        .expect("clear secret");
+    let sender = webhooks::Sender::new(&local);
+    let deliver = |conn: &mut syncdesk::db::PooledConn, name: &str| {
+        env.edit(c1, &[("name", name)], "Ann");
+        let now = syncdesk::db::now();
+        webhooks::make_batches(conn, now).expect("batch");
+        webhooks::deliver_due(conn, &sender, now).expect("send");
+        let received = received.lock().expect("lock");
+        let (headers, body) = received.last().expect("a delivery").clone();
+        assert!(body.contains(name), "{body}");
+        assert_eq!(
+            headers["webhook-signature"],
+            expected_signature(
+                clear,
+                &headers["webhook-id"],
+                &headers["webhook-timestamp"],
+                &body
+            )
+        );
+    };
+    deliver(&mut conn, "Ada King");
+    assert_eq!(
+        webhooks::seal_clear_secrets(&mut conn, &local).expect("seal"),
+        1
+    );
+    let sealed = stored(&mut conn);
+    assert!(!sealed.starts_with("whsec_"), "{sealed}");
+    deliver(&mut conn, "Ada Byron");
+    assert_eq!(
+        webhooks::seal_clear_secrets(&mut conn, &local).expect("seal"),
+        0
+    );
 }

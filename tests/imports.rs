@@ -2648,6 +2648,10 @@ fn a_query_on_another_database_imports_like_a_file() {
                ('C2', 'Bob   Ray', NULL, 1200.5), ('C3', 'Cy Fox', 'cy@fox.example', NULL);",
         )
         .expect("clients");
+    // A role that can only read: the connector refuses any other.
+    let reader = PgRole::new(&accounts.url, "reader");
+    reader.grant(&accounts.url, "GRANT SELECT ON clients TO {role}");
+    let reader_url = reader.url(&accounts.url);
     let mut conn = env.conn();
     let source = sources::create(
         &mut conn,
@@ -2688,7 +2692,7 @@ fn a_query_on_another_database_imports_like_a_file() {
         &mut conn,
         source.id,
         &ConnectorInput {
-            url: accounts.url.clone(),
+            url: reader_url.clone(),
             sql: "SELECT code, name, email, tag1 FROM clients ORDER BY code;".into(),
             ..Default::default()
         },
@@ -2698,7 +2702,7 @@ fn a_query_on_another_database_imports_like_a_file() {
     assert!(!source.query_url_secret.contains("postgres"));
     assert_eq!(
         connector::decrypt(&key, &source.query_url_secret).expect("readable"),
-        accounts.url
+        reader_url
     );
     let run = connector::run_now(&mut conn, &source, &data_dir, &key, (None, "test")).expect("run");
     jobs::run_queued(&env.state.pool, &data_dir, au()).expect("import");
@@ -2727,7 +2731,7 @@ fn a_query_on_another_database_imports_like_a_file() {
 
     // Read from a named environment variable; one SELECT only, read-only.
     let var = format!("SYNCDESK_CONNECTOR_TEST_{}", std::process::id());
-    std::env::set_var(&var, &accounts.url);
+    std::env::set_var(&var, &reader_url);
     let source = connector::save(
         &mut conn,
         source.id,
@@ -2835,6 +2839,224 @@ fn a_query_on_another_database_imports_like_a_file() {
         .count();
     assert_eq!(unchanged, 3);
     std::env::remove_var(&var);
+}
+
+/// A login role on the test's PostgreSQL server, made for one test and dropped with what it
+/// was granted when the test ends.
+struct PgRole {
+    name: String,
+    admin_url: String,
+    granted_in: std::cell::RefCell<Vec<String>>,
+}
+
+impl PgRole {
+    fn new(admin_url: &str, what: &str) -> Self {
+        use diesel::connection::SimpleConnection;
+        let name = format!(
+            "syncdesk_{what}_{}",
+            &syncdesk::web::random_token()[..10].to_ascii_lowercase()
+        );
+        diesel::PgConnection::establish(admin_url)
+            .expect("server")
+            .batch_execute(&format!("CREATE ROLE {name} LOGIN"))
+            .expect("role");
+        PgRole {
+            name,
+            admin_url: admin_url.to_string(),
+            granted_in: Default::default(),
+        }
+    }
+
+    /// Runs `sql` (`{role}` standing for this role) as the server's admin on database `url`.
+    fn grant(&self, url: &str, sql: &str) {
+        use diesel::connection::SimpleConnection;
+        diesel::PgConnection::establish(url)
+            .expect("database")
+            .batch_execute(&sql.replace("{role}", &self.name))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.granted_in.borrow_mut().push(url.to_string());
+    }
+
+    /// `url` with this role as its user (the local server trusts it).
+    fn url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{}@{host}", self.name)
+    }
+}
+
+impl Drop for PgRole {
+    fn drop(&mut self) {
+        use diesel::connection::SimpleConnection;
+        for url in self.granted_in.borrow().iter() {
+            if let Ok(mut conn) = diesel::PgConnection::establish(url) {
+                let _ = conn.batch_execute(&format!("DROP OWNED BY {}", self.name));
+            }
+        }
+        if let Ok(mut admin) = diesel::PgConnection::establish(&self.admin_url) {
+            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", self.name));
+        }
+    }
+}
+
+/// The connector reads another system's database with a role that can only read: it refuses
+/// the console's own database (the same server and database, whatever the URL's text), a
+/// superuser, and any role that can write or reach the server's files, both when it is saved
+/// and when it runs (a role may have been granted more since).
+#[core::prelude::v1::test]
+fn the_connector_refuses_the_consoles_database_superusers_and_writing_roles() {
+    use diesel::connection::SimpleConnection;
+    use syncdesk::sources::connector::{self, ConnectorInput};
+    let env = Env::new();
+    let Some(admin_url) = common::pg_admin_url() else {
+        return;
+    };
+    let accounts = common::TestDb::postgres(&admin_url);
+    diesel::PgConnection::establish(&accounts.url)
+        .expect("accounts database")
+        .batch_execute(
+            "CREATE TABLE clients (code TEXT, name TEXT);
+             INSERT INTO clients VALUES ('C1', 'Ann Lee');",
+        )
+        .expect("clients");
+    let mut conn = env.conn();
+    let source =
+        sources::create(&mut conn, &common::contacts_by("Accounting", "code")).expect("source");
+    sources::set_mapping(
+        &mut conn,
+        source.id,
+        &[MappingInput {
+            column_name: "name".into(),
+            field_key: "name".into(),
+            to_record: Rule::Always,
+            to_source: Rule::Never,
+            blanks_clear: false,
+        }],
+    )
+    .expect("mapping");
+    let key = env.state.secret();
+    let data_dir = env.state.config.data_dir.clone();
+    let save = |conn: &mut syncdesk::db::PooledConn, url: &str| {
+        connector::save(
+            conn,
+            source.id,
+            &ConnectorInput {
+                url: url.into(),
+                sql: "SELECT code, name FROM clients".into(),
+                ..Default::default()
+            },
+            &key,
+        )
+    };
+    let refused = |conn: &mut syncdesk::db::PooledConn, url: &str, why: &[&str]| {
+        let message = save(conn, url).expect_err(url).to_string();
+        for part in why {
+            assert!(message.contains(part), "{url}: {message}");
+        }
+        message
+    };
+
+    // The server's superuser (the test's own admin role).
+    refused(&mut conn, &accounts.url, &["superuser", "can only read"]);
+    // Roles that can write, by a privilege, their own table, a schema or a server role,
+    // directly or through a role they may become.
+    let writer = PgRole::new(&admin_url, "writer");
+    writer.grant(&accounts.url, "GRANT SELECT, INSERT ON clients TO {role}");
+    refused(
+        &mut conn,
+        &writer.url(&accounts.url),
+        &["can do more than read", "may write table public.clients"],
+    );
+    let schema = PgRole::new(&admin_url, "schema");
+    schema.grant(
+        &accounts.url,
+        "GRANT SELECT ON clients TO {role}; GRANT CREATE ON SCHEMA public TO {role}",
+    );
+    refused(
+        &mut conn,
+        &schema.url(&accounts.url),
+        &["may create objects in schema public"],
+    );
+    let files = PgRole::new(&admin_url, "files");
+    files.grant(
+        &accounts.url,
+        "GRANT SELECT ON clients TO {role}; GRANT pg_write_server_files TO {role}",
+    );
+    refused(
+        &mut conn,
+        &files.url(&accounts.url),
+        &["pg_write_server_files"],
+    );
+    let member = PgRole::new(&admin_url, "member");
+    member.grant(
+        &accounts.url,
+        &format!("ALTER ROLE {{role}} NOINHERIT; GRANT SELECT ON clients TO {{role}}; GRANT {} TO {{role}}", writer.name),
+    );
+    refused(
+        &mut conn,
+        &member.url(&accounts.url),
+        &[&format!(
+            "role {} may write table public.clients",
+            writer.name
+        )],
+    );
+    assert!(sources::find(&mut conn, source.id)
+        .expect("find")
+        .expect("source")
+        .query_url_secret
+        .is_empty());
+
+    // A role that can only read is accepted and runs.
+    let reader = PgRole::new(&admin_url, "reader");
+    reader.grant(&accounts.url, "GRANT SELECT ON clients TO {role}");
+    let source = save(&mut conn, &reader.url(&accounts.url)).expect("a reader");
+    let run = connector::run_now(&mut conn, &source, &data_dir, &key, (None, "test")).expect("run");
+    jobs::run_queued(&env.state.pool, &data_dir, au()).expect("import");
+    assert_eq!(env.run(run).status.as_str(), "done");
+    // Granted more since it was saved: refused when it runs.
+    reader.grant(&accounts.url, "GRANT UPDATE ON clients TO {role}");
+    let late = connector::run_now(&mut conn, &source, &data_dir, &key, (None, "test"))
+        .expect_err("a writer now")
+        .to_string();
+    assert!(late.contains("may write table public.clients"), "{late}");
+
+    // The console's own database, through a URL written differently, with a role that may
+    // only read it: refused when saved, and when a variable's URL points there at run time.
+    if !env.state.config.database_url.starts_with("postgres") {
+        eprintln!(
+            "the console runs on SQLite: its database is not reachable through a postgres:// URL"
+        );
+        return;
+    }
+    let console_url = env.state.config.database_url.clone();
+    let spy = PgRole::new(&admin_url, "spy");
+    spy.grant(&console_url, "GRANT SELECT ON users TO {role}");
+    let own = format!(
+        "postgresql{}?application_name=reports",
+        spy.url(&console_url).trim_start_matches("postgres")
+    );
+    refused(&mut conn, &own, &["the console's own database"]);
+    let var = format!("SYNCDESK_CONNECTOR_OWN_{}", std::process::id());
+    let spy_accounts = spy.url(&accounts.url);
+    spy.grant(&accounts.url, "GRANT SELECT ON clients TO {role}");
+    std::env::set_var(&var, &spy_accounts);
+    let source = connector::save(
+        &mut conn,
+        source.id,
+        &ConnectorInput {
+            url_env: var.clone(),
+            sql: "SELECT code, name FROM clients".into(),
+            ..Default::default()
+        },
+        &key,
+    )
+    .expect("another database");
+    std::env::set_var(&var, &own);
+    let late = connector::run_now(&mut conn, &source, &data_dir, &key, (None, "test"))
+        .expect_err("the console's database")
+        .to_string();
+    std::env::remove_var(&var);
+    assert!(late.contains("the console's own database"), "{late}");
 }
 
 #[derive(diesel::QueryableByName)]

@@ -118,6 +118,7 @@ pub fn config(
         db_concurrency: std::env::var("SYNCDESK_DB_CONCURRENCY")
             .ok()
             .and_then(|v| v.parse().ok()),
+        webhooks_allow_private: false,
     }
 }
 

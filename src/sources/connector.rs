@@ -4,6 +4,8 @@
 //! syncdesk runs it in a read-only transaction with a statement timeout, on demand or every N
 //! minutes, fetches the rows through a cursor a few thousand at a time into a CSV file, and
 //! runs that file through the import engine like an upload: same mapping, rules, report.
+//! Before it saves or runs anything it checks what the connection reaches (`check_reader`):
+//! never the console's own database, and only a role that can do nothing but read.
 
 use std::io::Write;
 use std::path::Path;
@@ -13,7 +15,7 @@ use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::Text;
+use diesel::sql_types::{Nullable, Text};
 
 use super::model::Source;
 use super::service::{self as sources, SourceError};
@@ -50,45 +52,57 @@ pub struct ConnectorInput {
     pub every_minutes: i64,
 }
 
-/// The 32-byte key that encrypts stored URLs: an HMAC of the session key, so that the
-/// session key itself encrypts nothing and changing it makes stored URLs unreadable.
-fn secret_key(session_key: &[u8]) -> Result<Key, String> {
+/// What the stored database URLs are encrypted for (each purpose has a key of its own).
+const URL_PURPOSE: &[u8] = b"syncdesk connector database URLs";
+
+/// The 32-byte key that encrypts stored secrets of one purpose: an HMAC of the session key,
+/// so that the session key itself encrypts nothing and changing it makes them unreadable.
+fn secret_key(session_key: &[u8], purpose: &[u8]) -> Result<Key, String> {
     use hmac::{KeyInit as _, Mac};
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(session_key)
         .map_err(|_| "the session key cannot make a key".to_string())?;
-    mac.update(b"syncdesk connector database URLs");
+    mac.update(purpose);
     let bytes = mac.finalize().into_bytes();
     Ok(*Key::from_slice(&bytes[..32]))
 }
 
-/// `nonce || ciphertext`, base64.
-pub fn encrypt(session_key: &[u8], plain: &str) -> Result<String, String> {
-    let cipher = ChaCha20Poly1305::new(&secret_key(session_key)?);
+/// `nonce || ciphertext`, base64, under the key of `purpose` (webhook secrets use it too).
+pub fn seal(session_key: &[u8], purpose: &[u8], plain: &str) -> Result<String, String> {
+    let cipher = ChaCha20Poly1305::new(&secret_key(session_key, purpose)?);
     let nonce: [u8; 12] = rand::random();
     let sealed = cipher
         .encrypt(Nonce::from_slice(&nonce), plain.as_bytes())
-        .map_err(|_| "cannot encrypt the URL".to_string())?;
+        .map_err(|_| "cannot encrypt the secret".to_string())?;
     let mut out = nonce.to_vec();
     out.extend(sealed);
     Ok(base64::engine::general_purpose::STANDARD.encode(out))
 }
 
-pub fn decrypt(session_key: &[u8], stored: &str) -> Result<String, String> {
-    let unreadable = || {
-        "The stored database URL cannot be read (was the session key changed?): enter it again."
-            .to_string()
-    };
+/// What `seal` made; None when it cannot be read (another session key, or not sealed).
+pub fn unseal(session_key: &[u8], purpose: &[u8], stored: &str) -> Option<String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(stored)
-        .map_err(|_| unreadable())?;
+        .ok()?;
     if bytes.len() < 12 {
-        return Err(unreadable());
+        return None;
     }
     let (nonce, sealed) = bytes.split_at(12);
-    let plain = ChaCha20Poly1305::new(&secret_key(session_key)?)
+    let plain = ChaCha20Poly1305::new(&secret_key(session_key, purpose).ok()?)
         .decrypt(Nonce::from_slice(nonce), sealed)
-        .map_err(|_| unreadable())?;
-    String::from_utf8(plain).map_err(|_| unreadable())
+        .ok()?;
+    String::from_utf8(plain).ok()
+}
+
+/// A database URL as it is stored.
+pub fn encrypt(session_key: &[u8], plain: &str) -> Result<String, String> {
+    seal(session_key, URL_PURPOSE, plain)
+}
+
+pub fn decrypt(session_key: &[u8], stored: &str) -> Result<String, String> {
+    unseal(session_key, URL_PURPOSE, stored).ok_or_else(|| {
+        "The stored database URL cannot be read (was the session key changed?): enter it again."
+            .to_string()
+    })
 }
 
 /// Saves a source's connector settings.
@@ -139,6 +153,16 @@ pub fn save(
     } else {
         encrypt(session_key, url).map_err(SourceError::Invalid)?
     };
+    // What it would reach is checked now, so the admin hears why at once; it is checked again
+    // at every run (roles change). Without a query nothing runs, and nothing is checked.
+    let mut settings = current.clone();
+    settings.query_url_env.clone_from(&url_env);
+    settings.query_url_secret.clone_from(&secret);
+    let has_url = !url_env.is_empty() || !secret.is_empty();
+    if !sql.is_empty() && has_url {
+        let url = url_of(&settings, session_key).map_err(SourceError::Invalid)?;
+        connect(conn, &url).map_err(SourceError::Invalid)?;
+    }
     diesel::update(sources_t::table.find(source_id))
         .set((
             sources_t::query_sql.eq(&sql),
@@ -180,6 +204,157 @@ fn url_of(source: &Source, session_key: &[u8]) -> Result<String, String> {
     decrypt(session_key, &source.query_url_secret)
 }
 
+/// Where a connection is: its cluster's system identifier (when the role may read it), the
+/// server's address and port, and the database.
+#[derive(QueryableByName, Debug)]
+struct Identity {
+    #[diesel(sql_type = Nullable<Text>)]
+    system: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    addr: Option<String>,
+    #[diesel(sql_type = Text)]
+    port: String,
+    #[diesel(sql_type = Text)]
+    database: String,
+}
+
+impl Identity {
+    fn read(pg: &mut diesel::PgConnection) -> QueryResult<Identity> {
+        let query = |system: &str| {
+            format!(
+                "SELECT {system} AS system, pg_catalog.host(pg_catalog.inet_server_addr()) AS addr, \
+                 pg_catalog.current_setting('port') AS port, \
+                 pg_catalog.current_database()::text AS database"
+            )
+        };
+        diesel::sql_query(query(
+            "(SELECT system_identifier::text FROM pg_catalog.pg_control_system())",
+        ))
+        .get_result(pg)
+        .or_else(|_| diesel::sql_query(query("NULL::text")).get_result(pg))
+    }
+
+    /// The same database of the same cluster: by system identifier when both are known,
+    /// else by the server's address and port as each connection sees them.
+    fn same_as(&self, other: &Identity) -> bool {
+        self.database == other.database
+            && match (&self.system, &other.system) {
+                (Some(a), Some(b)) => a == b,
+                _ => self.addr == other.addr && self.port == other.port,
+            }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Reason {
+    #[diesel(sql_type = Text)]
+    reason: String,
+}
+
+/// Why the connection's role can do more than read: superuser, creating roles or databases,
+/// the roles that reach the server's files and programs or write every table, CREATE on the
+/// database or a schema, writing a table or changing a sequence; for the role itself and
+/// every role it may become (`SET ROLE`, also from a query through `set_config`), whether it
+/// inherits their privileges or not.
+const ROLE_REASONS: &str = "
+WITH roles AS (
+  SELECT r.oid, r.rolname, r.rolsuper, r.rolcreaterole, r.rolcreatedb
+  FROM pg_catalog.pg_roles r
+  WHERE pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')
+), reasons AS (
+  SELECT 1 AS o, pg_catalog.format('role %I is a superuser', rolname) AS reason
+    FROM roles WHERE rolsuper
+  UNION ALL
+  SELECT 2, pg_catalog.format('role %I may create roles', rolname) FROM roles WHERE rolcreaterole
+  UNION ALL
+  SELECT 3, pg_catalog.format('role %I may create databases', rolname) FROM roles WHERE rolcreatedb
+  UNION ALL
+  SELECT 4, pg_catalog.format('it is a member of %I, which reaches files or programs on the database server', rolname)
+    FROM roles
+    WHERE rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program')
+  UNION ALL
+  SELECT 5, pg_catalog.format('it is a member of %I, which writes every table', rolname)
+    FROM roles WHERE rolname = 'pg_write_all_data'
+  UNION ALL
+  SELECT 6, pg_catalog.format('role %I may create objects in database %I', rolname, pg_catalog.current_database())
+    FROM roles
+    WHERE pg_catalog.has_database_privilege(roles.oid, pg_catalog.current_database(), 'CREATE')
+  UNION ALL
+  SELECT 7, pg_catalog.format('role %I may create objects in schema %I', roles.rolname, n.nspname)
+    FROM roles, pg_catalog.pg_namespace n
+    WHERE pg_catalog.has_schema_privilege(roles.oid, n.oid, 'CREATE')
+  UNION ALL
+  SELECT 8, pg_catalog.format('role %I may write table %I.%I', roles.rolname, n.nspname, c.relname)
+    FROM roles, pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      -- Everyone may update pg_settings: that is SET, for the session only.
+      AND c.oid <> 'pg_catalog.pg_settings'::pg_catalog.regclass
+      AND (pg_catalog.has_table_privilege(roles.oid, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+        OR pg_catalog.has_any_column_privilege(roles.oid, c.oid, 'INSERT, UPDATE'))
+  UNION ALL
+  SELECT 9, pg_catalog.format('role %I may change sequence %I.%I', roles.rolname, n.nspname, c.relname)
+    FROM roles, pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'S' AND pg_catalog.has_sequence_privilege(roles.oid, c.oid, 'USAGE, UPDATE')
+)
+SELECT reason FROM reasons ORDER BY o, reason LIMIT 6";
+
+/// Refuses a connection that reaches the console's own database (compared by what each
+/// server says it is, not by the URLs' text), or whose role can do more than read. The
+/// read-only transaction alone is not enough: `lo_export`, `lo_import`, `COPY ... PROGRAM`
+/// and `pg_read_file` reach the server's files and programs from inside one, and need a
+/// superuser or a member of pg_write_server_files, pg_read_server_files or
+/// pg_execute_server_program, which are refused here.
+fn check_reader(console: &mut DbConn, pg: &mut diesel::PgConnection) -> Result<(), String> {
+    let unchecked = |e: diesel::result::Error| format!("Cannot check the database's role: {e}");
+    // A console on SQLite cannot be reached through a postgres:// URL.
+    if let DbConn::Pg(own) = console {
+        let ours = Identity::read(own).map_err(unchecked)?;
+        let theirs = Identity::read(pg).map_err(unchecked)?;
+        if theirs.same_as(&ours) {
+            return Err(format!(
+                "That is the console's own database ({} on the same PostgreSQL server): a connector reads another system's database, never the console's users and records.",
+                theirs.database
+            ));
+        }
+    }
+    let reasons: Vec<Reason> = diesel::sql_query(ROLE_REASONS)
+        .load(pg)
+        .map_err(unchecked)?;
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    #[derive(QueryableByName)]
+    struct Me {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let me = diesel::sql_query("SELECT session_user::text AS name")
+        .get_result::<Me>(pg)
+        .map_err(unchecked)?
+        .name;
+    let reasons: Vec<String> = reasons.into_iter().map(|r| r.reason).collect();
+    Err(format!(
+        "The database role {me} can do more than read, so the connector refuses it: {}. Give the connector a role that can only read, for example CREATE ROLE reader LOGIN PASSWORD '...'; GRANT SELECT ON the tables it reads TO reader.",
+        reasons.join("; ")
+    ))
+}
+
+/// Connects to a connector's database and checks what it reaches (`check_reader`).
+fn connect(console: &mut DbConn, url: &str) -> Result<diesel::PgConnection, String> {
+    // An unreachable host must not hold the automatic-imports thread.
+    let url = if url.contains("connect_timeout=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&connect_timeout={CONNECT_TIMEOUT_SECONDS}")
+    } else {
+        format!("{url}?connect_timeout={CONNECT_TIMEOUT_SECONDS}")
+    };
+    let mut pg = diesel::PgConnection::establish(&url)
+        .map_err(|e| format!("Cannot connect to the database: {e}"))?;
+    check_reader(console, &mut pg)?;
+    Ok(pg)
+}
+
 #[derive(QueryableByName)]
 struct JsonRow {
     #[diesel(sql_type = Text)]
@@ -198,22 +373,14 @@ fn cell(value: &serde_json::Value) -> String {
 /// Runs the source's query and writes its rows as CSV to `out`; returns how many. Columns are
 /// the query's, in name order; a query without rows writes the source's columns only.
 fn query_to_csv(
+    console: &mut DbConn,
     source: &Source,
     url: &str,
     mapped_columns: &[String],
     out: impl Write,
 ) -> Result<usize, String> {
     let failed = |e: diesel::result::Error| format!("The query failed: {e}");
-    // An unreachable host must not hold the automatic-imports thread.
-    let url = if url.contains("connect_timeout=") {
-        url.to_string()
-    } else if url.contains('?') {
-        format!("{url}&connect_timeout={CONNECT_TIMEOUT_SECONDS}")
-    } else {
-        format!("{url}?connect_timeout={CONNECT_TIMEOUT_SECONDS}")
-    };
-    let mut pg = diesel::PgConnection::establish(&url)
-        .map_err(|e| format!("Cannot connect to the database: {e}"))?;
+    let mut pg = connect(console, url)?;
     pg.batch_execute(&format!(
         "BEGIN READ ONLY; SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT_SECONDS}s'"
     ))
@@ -301,8 +468,14 @@ pub fn run_now(
         .collect();
     let io = |e: std::io::Error| ImportError::Refused(format!("cannot keep the rows: {e}"));
     let mut file = tempfile::tempfile().map_err(io)?;
-    query_to_csv(source, &url, &mapped, std::io::BufWriter::new(&mut file))
-        .map_err(ImportError::Refused)?;
+    query_to_csv(
+        conn,
+        source,
+        &url,
+        &mapped,
+        std::io::BufWriter::new(&mut file),
+    )
+    .map_err(ImportError::Refused)?;
     use std::io::Seek;
     file.rewind().map_err(io)?;
     let sha = jobs::store_file(data_dir, file, u64::MAX)?;

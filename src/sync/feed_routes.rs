@@ -159,8 +159,9 @@ async fn set_webhook(
         .find(|(k, _)| k == "url")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
+    let settings = webhooks::Settings::new(&state.secret(), state.config.webhooks_allow_private);
     let result = state
-        .db(move |conn| Ok::<_, AppError>(webhooks::set(conn, id, &url)))
+        .db(move |conn| Ok::<_, AppError>(webhooks::set(conn, id, &url, &settings)))
         .await?;
     let (status, page) = match result {
         Ok(secret) => (

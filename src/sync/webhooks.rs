@@ -4,7 +4,11 @@
 //! every attempt sends the same message; a failed attempt is retried on the specification's
 //! schedule (about 27 hours in all), then held as failed for an admin to retry. Delivery runs
 //! on a thread of its own: a slow or dead endpoint never slows the console or an import.
+//! Redirects are not followed (a 3xx is a failed attempt); only public addresses are reached
+//! unless the admin setting allows private ones, checked when the URL is set and at each
+//! connection; secrets are kept encrypted like the connector's URLs.
 
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 use std::time::Duration;
 
 use base64::Engine;
@@ -17,8 +21,13 @@ use super::worker::Worker;
 use crate::db::{self, DbConn, DbPool};
 use crate::schema::{source_changes, source_webhooks, sources, webhook_deliveries};
 use crate::stored::stored_enum;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 
 pub const SECRET_PREFIX: &str = "whsec_";
+/// What webhook secrets are encrypted for (see `connector::seal`).
+const SECRET_PURPOSE: &[u8] = b"syncdesk webhook secrets";
+/// The longest part of a redirect's `Location` quoted in a delivery's error.
+const LOCATION_CHARS: usize = 200;
 /// Feed entries per message.
 const BATCH: i64 = 100;
 /// Seconds before each retry: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
@@ -89,6 +98,38 @@ pub enum WebhookError {
     Db(#[from] diesel::result::Error),
 }
 
+/// What webhooks need of the console's settings: the session key (their secrets are kept
+/// encrypted with a key derived from it) and whether private addresses may be reached.
+#[derive(Clone)]
+pub struct Settings {
+    session_key: Vec<u8>,
+    allow_private: bool,
+}
+
+impl Settings {
+    pub fn new(session_key: &[u8], allow_private: bool) -> Self {
+        Settings {
+            session_key: session_key.to_vec(),
+            allow_private,
+        }
+    }
+}
+
+/// Sends deliveries: the HTTP client and the settings it was made with.
+pub struct Sender {
+    agent: ureq::Agent,
+    settings: Settings,
+}
+
+impl Sender {
+    pub fn new(settings: &Settings) -> Self {
+        Sender {
+            agent: agent(settings),
+            settings: settings.clone(),
+        }
+    }
+}
+
 /// Only `http://` and `https://` URLs with a host.
 fn check_url(url: &str) -> Result<(), WebhookError> {
     let rest = url
@@ -106,17 +147,179 @@ fn check_url(url: &str) -> Result<(), WebhookError> {
     Ok(())
 }
 
+/// Why `ip` is not a public address ("a loopback", ...), or None when it is one.
+pub fn not_public(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => not_public_v4(v4),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                not_public_v4(v4)
+            } else if v6.is_loopback() {
+                Some("a loopback")
+            } else if v6.is_unspecified() {
+                Some("an unspecified")
+            } else if v6.is_multicast() {
+                Some("a multicast")
+            } else if s[0] & 0xfe00 == 0xfc00 {
+                Some("a unique-local")
+            } else if s[0] & 0xffc0 == 0xfe80 {
+                Some("a link-local")
+            } else if s[0] & 0xffc0 == 0xfec0 {
+                Some("a site-local")
+            } else if s[..6] == [0, 0, 0, 0, 0, 0] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                // IPv4-compatible and NAT64 addresses reach the IPv4 address inside.
+                not_public_v4(embedded(s[6], s[7]))
+            } else if s[0] == 0x2002 {
+                // 6to4 carries the IPv4 address of its relay.
+                not_public_v4(embedded(s[1], s[2]))
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn not_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    if ip.is_loopback() {
+        Some("a loopback")
+    } else if ip.is_private() {
+        Some("a private")
+    } else if ip.is_link_local() {
+        Some("a link-local")
+    } else if a == 0 {
+        Some("an unspecified")
+    } else if ip.is_multicast() {
+        Some("a multicast")
+    } else if a >= 240 {
+        Some("a reserved")
+    } else if a == 100 && b & 0xc0 == 64 {
+        Some("a shared (carrier-grade NAT)")
+    } else if a == 192 && b == 0 && c == 0 {
+        Some("a reserved")
+    } else {
+        None
+    }
+}
+
+/// The refusal of a host that reaches `ip`, in words.
+fn refusal(host: &str, ip: IpAddr, kind: &str) -> String {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let what = if host == ip.to_string() {
+        format!("{ip} is {kind} address, not a public address.")
+    } else {
+        format!("{host} resolves to {ip}, not a public address: {ip} is {kind} address.")
+    };
+    format!(
+        "{what} Webhooks go to public addresses only, unless SYNCDESK_WEBHOOKS_ALLOW_PRIVATE \
+         (webhooks_allow_private in the config file) allows a receiver on this host or network."
+    )
+}
+
+/// The first address of `addrs` that the settings do not allow, as a refusal.
+fn check_addresses(
+    settings: &Settings,
+    host: &str,
+    addrs: impl IntoIterator<Item = std::net::SocketAddr>,
+) -> Result<(), String> {
+    if settings.allow_private {
+        return Ok(());
+    }
+    for addr in addrs {
+        if let Some(kind) = not_public(addr.ip()) {
+            return Err(refusal(host, addr.ip(), kind));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the addresses `url`'s host resolves to now. A name that does not resolve (yet) is
+/// accepted: each delivery resolves it again and connects only to what it checked.
+fn check_host(url: &str, settings: &Settings) -> Result<(), WebhookError> {
+    let unreadable = || WebhookError::Invalid(format!("'{url}' is not a URL with a host."));
+    let uri: ureq::http::Uri = url.parse().map_err(|_| unreadable())?;
+    let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+        return Err(unreadable());
+    };
+    let target = DefaultResolver::host_and_port(scheme, authority).ok_or_else(unreadable)?;
+    if let Ok(addrs) = target.to_socket_addrs() {
+        check_addresses(settings, authority.host(), addrs).map_err(WebhookError::Invalid)?;
+    }
+    Ok(())
+}
+
+/// The resolver of the delivery client: the system's, then every address it gave checked,
+/// so a name that now resolves to a private address is never connected to.
+#[derive(Debug)]
+struct CheckedResolver {
+    allow_private: bool,
+    inner: DefaultResolver,
+}
+
+impl Resolver for CheckedResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        let settings = Settings {
+            session_key: Vec::new(),
+            allow_private: self.allow_private,
+        };
+        check_addresses(
+            &settings,
+            uri.host().unwrap_or_default(),
+            addrs.iter().copied(),
+        )
+        .map_err(|why| {
+            ureq::Error::Other(Box::new(std::io::Error::other(format!("not sent: {why}"))))
+        })?;
+        Ok(addrs)
+    }
+}
+
+/// A secret as it is stored.
+fn seal_secret(settings: &Settings, secret: &str) -> Result<String, WebhookError> {
+    crate::sources::connector::seal(&settings.session_key, SECRET_PURPOSE, secret)
+        .map_err(WebhookError::Invalid)
+}
+
+/// A stored secret: encrypted, or in clear as versions before encryption kept it (a
+/// `whsec_` prefix, which base64 never starts with).
+fn open_secret(settings: &Settings, stored: &str) -> Result<String, String> {
+    if stored.starts_with(SECRET_PREFIX) {
+        return Ok(stored.to_string());
+    }
+    crate::sources::connector::unseal(&settings.session_key, SECRET_PURPOSE, stored).ok_or_else(
+        || {
+            "the webhook's secret cannot be read (was the session key changed?): set the webhook again"
+                .to_string()
+        },
+    )
+}
+
 /// Sets (or replaces) a source's webhook; returns its new secret, shown once. Deliveries start
 /// with the changes that come after now.
-pub fn set(conn: &mut DbConn, source_id: i64, url: &str) -> Result<String, WebhookError> {
+pub fn set(
+    conn: &mut DbConn,
+    source_id: i64,
+    url: &str,
+    settings: &Settings,
+) -> Result<String, WebhookError> {
     let url = url.trim();
     check_url(url)?;
+    check_host(url, settings)?;
     let mut key = [0u8; 24];
     rand::fill(&mut key);
     let secret = format!(
         "{SECRET_PREFIX}{}",
         base64::engine::general_purpose::STANDARD.encode(key)
     );
+    let sealed = seal_secret(settings, &secret)?;
     feed::sequence(conn)?;
     db::write_tx(conn, |conn| {
         let exists: i64 = sources::table.find(source_id).count().get_result(conn)?;
@@ -135,13 +338,34 @@ pub fn set(conn: &mut DbConn, source_id: i64, url: &str) -> Result<String, Webho
             .values((
                 source_webhooks::source_id.eq(source_id),
                 source_webhooks::url.eq(url),
-                source_webhooks::secret.eq(&secret),
+                source_webhooks::secret.eq(&sealed),
                 source_webhooks::cursor.eq(cursor.unwrap_or(0)),
                 source_webhooks::created_at.eq(db::now()),
             ))
             .execute(conn)?;
         Ok(secret)
     })
+}
+
+/// Encrypts the secrets an older version kept in clear; returns how many.
+pub fn seal_clear_secrets(conn: &mut DbConn, settings: &Settings) -> Result<usize, WebhookError> {
+    let clear: Vec<(i64, String)> = source_webhooks::table
+        .filter(source_webhooks::secret.like(format!("{SECRET_PREFIX}%")))
+        .select((source_webhooks::source_id, source_webhooks::secret))
+        .load(conn)?;
+    let mut sealed = 0;
+    for (source_id, secret) in clear {
+        let stored = seal_secret(settings, &secret)?;
+        // Only if unchanged: a webhook set meanwhile has a new secret, sealed already.
+        sealed += diesel::update(
+            source_webhooks::table
+                .filter(source_webhooks::source_id.eq(source_id))
+                .filter(source_webhooks::secret.eq(&secret)),
+        )
+        .set(source_webhooks::secret.eq(stored))
+        .execute(conn)?;
+    }
+    Ok(sealed)
 }
 
 /// Removes a source's webhook (its deliveries stay listed); false when it had none.
@@ -280,15 +504,12 @@ pub fn make_batches(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize>
     Ok(made)
 }
 
-/// How one attempt went: the endpoint's status code, or why there was none.
-type Attempt = Result<u16, String>;
+/// How one attempt went: the endpoint's status code (with why it is not a delivery, for a
+/// redirect), or why there was none.
+type Attempt = Result<(u16, Option<String>), String>;
 
 /// Sends every delivery due at `now`, one attempt each; returns how many it attempted.
-pub fn deliver_due(
-    conn: &mut DbConn,
-    agent: &ureq::Agent,
-    now: NaiveDateTime,
-) -> QueryResult<usize> {
+pub fn deliver_due(conn: &mut DbConn, sender: &Sender, now: NaiveDateTime) -> QueryResult<usize> {
     let due: Vec<Delivery> = webhook_deliveries::table
         .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending.as_str()))
         .filter(webhook_deliveries::next_attempt_at.le(now))
@@ -306,7 +527,8 @@ pub fn deliver_due(
             // The webhook was removed since: nothing to sign with, nowhere to send.
             None => Err("the webhook was removed".to_string()),
             // Signed with the time it is sent: receivers refuse stale timestamps.
-            Some(secret) => send(agent, delivery, &secret, db::now().max(now)),
+            Some(stored) => open_secret(&sender.settings, &stored)
+                .and_then(|secret| send(&sender.agent, delivery, &secret, db::now().max(now))),
         };
         record_attempt(conn, delivery, &attempt, now)?;
     }
@@ -325,8 +547,34 @@ fn send(agent: &ureq::Agent, delivery: &Delivery, secret: &str, now: NaiveDateTi
         .header("webhook-timestamp", &timestamp.to_string())
         .header("webhook-signature", &signature)
         .send(&delivery.body)
-        .map_err(|e| e.to_string())?;
-    Ok(response.status().as_u16())
+        .map_err(|e| match e {
+            // The resolver's refusal, in its own words.
+            ureq::Error::Other(why) => why.to_string(),
+            other => other.to_string(),
+        })?;
+    let code = response.status().as_u16();
+    if !(300..400).contains(&code) {
+        return Ok((code, None));
+    }
+    // Following it would re-send the batch elsewhere (as a GET after a 302) and call that a
+    // delivery.
+    let to = match response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(to) => format!(
+            " (a redirect to {})",
+            to.chars().take(LOCATION_CHARS).collect::<String>()
+        ),
+        None => " (a redirect)".to_string(),
+    };
+    Ok((
+        code,
+        Some(format!(
+            "the receiver answered {code}{to}; redirects are not followed: set the webhook to the URL that receives the batches"
+        )),
+    ))
 }
 
 fn record_attempt(
@@ -336,7 +584,7 @@ fn record_attempt(
     now: NaiveDateTime,
 ) -> QueryResult<()> {
     let attempts = delivery.attempts + 1;
-    let delivered = matches!(attempt, Ok(code) if (200..300).contains(code));
+    let delivered = matches!(attempt, Ok((code, _)) if (200..300).contains(code));
     let retry_in = usize::try_from(attempts - 1)
         .ok()
         .and_then(|i| RETRY_DELAYS.get(i));
@@ -349,7 +597,11 @@ fn record_attempt(
         (false, None) => (DeliveryStatus::Failed, None),
     };
     let (code, error) = match attempt {
-        Ok(code) => (Some(i32::from(*code)), None),
+        Ok((code, note)) => (
+            Some(i32::from(*code)),
+            note.as_deref()
+                .map(|n| crate::text::storable(n).into_owned()),
+        ),
         Err(e) => (None, Some(crate::text::storable(e).into_owned())),
     };
     diesel::update(webhook_deliveries::table.find(delivery.id))
@@ -365,28 +617,55 @@ fn record_attempt(
     Ok(())
 }
 
-/// An HTTP client that reports every status (a 500 is an answer, not an error) and gives up
-/// after `TIMEOUT`.
-pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+/// An HTTP client that reports every status (a 500 is an answer, not an error), follows no
+/// redirect, gives up after `TIMEOUT`, and connects only to addresses the settings allow. No
+/// proxy from the environment: the addresses checked are the receiver's own.
+fn agent(settings: &Settings) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
-        .build()
-        .into()
+        .max_redirects(0)
+        .proxy(None)
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        CheckedResolver {
+            allow_private: settings.allow_private,
+            inner: DefaultResolver::default(),
+        },
+    )
 }
 
 /// The delivery thread of `serve`: numbers the feed, makes batches, sends what is due, and
 /// once an hour prunes feed entries older than the retention.
-pub fn spawn_worker(pool: DbPool, retention_days: u32) -> std::io::Result<Worker> {
-    let agent = agent();
+pub fn spawn_worker(
+    pool: DbPool,
+    retention_days: u32,
+    settings: &Settings,
+) -> std::io::Result<Worker> {
+    let sender = Sender::new(settings);
     let mut last_prune: Option<std::time::Instant> = None;
+    let mut secrets_sealed = false;
     Worker::spawn("feed-worker", move || {
         let Ok(mut conn) = pool.get() else {
             return IDLE;
         };
+        // Secrets kept in clear by older versions are encrypted once, when `serve` starts.
+        if !secrets_sealed {
+            match seal_clear_secrets(&mut conn, &sender.settings) {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(webhooks = n, "webhook secrets encrypted");
+                    }
+                    secrets_sealed = true;
+                }
+                Err(e) => tracing::warn!(error = %e, "webhook secrets"),
+            }
+        }
         let now = db::now();
         let busy =
-            match make_batches(&mut conn, now).and_then(|_| deliver_due(&mut conn, &agent, now)) {
+            match make_batches(&mut conn, now).and_then(|_| deliver_due(&mut conn, &sender, now)) {
                 Ok(n) => n > 0,
                 Err(e) => {
                     tracing::warn!(error = %e, "webhook deliveries");

@@ -93,6 +93,7 @@ impl TestDb {
             api_requests_per_minute: syncdesk::config::DEFAULT_API_REQUESTS_PER_MINUTE,
             feed_retention_days: syncdesk::config::DEFAULT_FEED_RETENTION_DAYS,
             db_concurrency: None,
+            webhooks_allow_private: false,
             trusted_proxies: vec!["127.0.0.9".parse().expect("proxy")],
         }
     }
