@@ -426,6 +426,116 @@ async fn an_idempotency_key_replays_the_first_answer() {
 }
 
 #[actix_web::test]
+async fn an_idempotency_key_is_scoped_by_token_and_path() {
+    let mut app = common::spawn().await;
+    let crm = source(&app.state, "CRM", Rule::Never);
+    let other = source(&app.state, "Other", Rule::Never);
+    let secret = token(&app.state, &[Scope::RowsWrite], None);
+    let second = token(&app.state, &[Scope::RowsWrite], None);
+    let body = json!({"rows": [{"External Id": "A", "Name": "Ann"}]});
+    let push = |secret: &str, source: i64| {
+        bearer(
+            TestRequest::post()
+                .uri(&format!("/api/v1/sources/{source}/rows"))
+                .insert_header(("Idempotency-Key", "k1"))
+                .set_json(&body),
+            secret,
+        )
+    };
+    let state = app.state.clone();
+    let runs = || -> i64 {
+        syncdesk::schema::import_runs::table
+            .count()
+            .get_result(&mut state.pool.get().expect("connection"))
+            .expect("count")
+    };
+    let first = app.send(push(&secret, crm.id)).await;
+    first.assert_status(200);
+    // The same key on another source's path is a new request: it runs, for that source.
+    let elsewhere = app.send(push(&secret, other.id)).await;
+    elsewhere.assert_status(200);
+    assert_eq!(elsewhere.header("idempotency-replayed"), None, "{}", elsewhere.body);
+    assert_eq!(json_of(&elsewhere.body)["source_id"], other.id);
+    assert_eq!(runs(), 2);
+    // Another token's key is its own too.
+    let theirs = app.send(push(&second, crm.id)).await;
+    theirs.assert_status(200);
+    assert_eq!(theirs.header("idempotency-replayed"), None);
+    assert_eq!(runs(), 3);
+    // The same token, path, key and body still replay the first answer.
+    let again = app.send(push(&secret, crm.id)).await;
+    assert_eq!(again.header("idempotency-replayed"), Some("true"));
+    assert_eq!(again.body, first.body);
+    let again = app.send(push(&secret, other.id)).await;
+    assert_eq!(again.header("idempotency-replayed"), Some("true"));
+    assert_eq!(again.body, elsewhere.body);
+    assert_eq!(runs(), 3);
+}
+
+#[actix_web::test]
+async fn a_restricted_token_reaches_only_records_and_runs_of_its_source() {
+    let mut app = common::spawn().await;
+    let crm = source(&app.state, "CRM", Rule::Never);
+    let other = source(&app.state, "Other", Rule::Never);
+    let crm_token = token(
+        &app.state,
+        &[Scope::RowsWrite, Scope::RecordsRead],
+        Some(crm.id),
+    );
+    let other_token = token(&app.state, &[Scope::RowsWrite], Some(other.id));
+    let hedy = contact(&app.state, "Hedy Lamarr", "hedy@example.org");
+    let rows = json!({"rows": [{"External Id": "A", "Name": "Ann"}]});
+    let push = |secret: &str, source: i64| {
+        bearer(
+            TestRequest::post()
+                .uri(&format!("/api/v1/sources/{source}/rows"))
+                .set_json(&rows),
+            secret,
+        )
+    };
+    let mine = json_of(&app.send(push(&crm_token, crm.id)).await.body);
+    let theirs = json_of(&app.send(push(&other_token, other.id)).await.body);
+    let get = |uri: String| bearer(TestRequest::get().uri(&uri), &crm_token);
+
+    // Records: only the one linked to CRM, by list, by id and by external id.
+    let page = json_of(&app.send(get("/api/v1/records".into())).await.body);
+    let ids: Vec<i64> = page["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["id"].as_i64())
+        .collect();
+    assert_eq!(ids, [mine["rows"][0]["record_id"].as_i64().expect("id")]);
+    let unlinked = app.send(get(format!("/api/v1/records/{hedy}"))).await;
+    let missing = app.send(get("/api/v1/records/999999".into())).await;
+    assert_problem(&unlinked, 404, "There is no record #");
+    assert_eq!(
+        unlinked.body.replace(&hedy.to_string(), "N"),
+        missing.body.replace("999999", "N")
+    );
+    let other_record = theirs["rows"][0]["record_id"].as_i64().expect("id");
+    let res = app
+        .send(get(format!("/api/v1/records/{other_record}")))
+        .await;
+    assert_problem(&res, 404, "There is no record #");
+
+    // Runs: another source's run answers as a run that does not exist.
+    let run = app
+        .send(get(format!("/api/v1/runs/{}", mine["run_id"])))
+        .await;
+    run.assert_status(200);
+    let foreign = app
+        .send(get(format!("/api/v1/runs/{}", theirs["run_id"])))
+        .await;
+    let nothing = app.send(get("/api/v1/runs/999999".into())).await;
+    assert_problem(&foreign, 404, "There is no run #");
+    assert_eq!(
+        foreign.body.replace(&theirs["run_id"].to_string(), "N"),
+        nothing.body.replace("999999", "N")
+    );
+}
+
+#[actix_web::test]
 async fn the_feed_over_http_never_echoes_and_pages_by_cursor() {
     let mut app = common::spawn().await;
     let crm = source(&app.state, "CRM", Rule::Always);
