@@ -454,7 +454,12 @@ async fn an_idempotency_key_is_scoped_by_token_and_path() {
     // The same key on another source's path is a new request: it runs, for that source.
     let elsewhere = app.send(push(&secret, other.id)).await;
     elsewhere.assert_status(200);
-    assert_eq!(elsewhere.header("idempotency-replayed"), None, "{}", elsewhere.body);
+    assert_eq!(
+        elsewhere.header("idempotency-replayed"),
+        None,
+        "{}",
+        elsewhere.body
+    );
     assert_eq!(json_of(&elsewhere.body)["source_id"], other.id);
     assert_eq!(runs(), 2);
     // Another token's key is its own too.
@@ -510,8 +515,8 @@ async fn a_restricted_token_reaches_only_records_and_runs_of_its_source() {
     let missing = app.send(get("/api/v1/records/999999".into())).await;
     assert_problem(&unlinked, 404, "There is no record #");
     assert_eq!(
-        unlinked.body.replace(&hedy.to_string(), "N"),
-        missing.body.replace("999999", "N")
+        unlinked.body.replace(&format!("#{hedy}."), "#N."),
+        missing.body.replace("#999999.", "#N.")
     );
     let other_record = theirs["rows"][0]["record_id"].as_i64().expect("id");
     let res = app
@@ -530,8 +535,10 @@ async fn a_restricted_token_reaches_only_records_and_runs_of_its_source() {
     let nothing = app.send(get("/api/v1/runs/999999".into())).await;
     assert_problem(&foreign, 404, "There is no run #");
     assert_eq!(
-        foreign.body.replace(&theirs["run_id"].to_string(), "N"),
-        nothing.body.replace("999999", "N")
+        foreign
+            .body
+            .replace(&format!("#{}.", theirs["run_id"]), "#N."),
+        nothing.body.replace("#999999.", "#N.")
     );
 }
 

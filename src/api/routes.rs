@@ -430,10 +430,12 @@ async fn get_run(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::RowsWrite)?;
     let id = path.into_inner();
-    let answer = api_db(&state, move |conn| Ok(push::run_answer(conn, id)?))
+    // Another source's run is answered as one that does not exist: a restricted token
+    // cannot tell which run ids are taken.
+    let own = caller.token.source_id;
+    let answer = api_db(&state, move |conn| Ok(push::run_answer(conn, id, own)?))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("There is no run #{id}.")))?;
-    caller.require_source(answer.source_id)?;
     Ok(HttpResponse::Ok().json(answer))
 }
 
@@ -640,10 +642,14 @@ async fn log_activity(
             None => format!("token:{}", token.id),
         },
     };
-    let logged = api_db(&state, move |conn| match activities::log(conn, &new) {
-        Ok(logged) => Ok(logged),
-        Err(ActivityError::Invalid(message)) => Err(ApiError::unprocessable(message)),
-        Err(ActivityError::Db(e)) => Err(e.into()),
+    // A token of one source reaches only the contacts linked to it.
+    let within = token.source_id;
+    let logged = api_db(&state, move |conn| {
+        match activities::log_within(conn, &new, within) {
+            Ok(logged) => Ok(logged),
+            Err(ActivityError::Invalid(message)) => Err(ApiError::unprocessable(message)),
+            Err(ActivityError::Db(e)) => Err(e.into()),
+        }
     })
     .await?;
     let (status, created) = match logged {
