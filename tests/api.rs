@@ -477,6 +477,93 @@ async fn an_idempotency_key_is_scoped_by_token_and_path() {
     assert_eq!(runs(), 3);
 }
 
+/// Runs the migrations before the one whose name contains `stop`.
+fn migrate_until(conn: &mut syncdesk::db::DbConn, stop: &str) {
+    use diesel::backend::Backend;
+    use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+    fn steps<B: Backend, C: MigrationHarness<B>>(c: &mut C, all: EmbeddedMigrations, stop: &str) {
+        for m in c.pending_migrations(all).expect("pending migrations") {
+            if m.name().to_string().contains(stop) {
+                return;
+            }
+            c.run_migration(&*m).expect("migration");
+        }
+        panic!("no migration {stop}");
+    }
+    match conn {
+        syncdesk::db::DbConn::Pg(c) => steps(c, syncdesk::db::PG_MIGRATIONS, stop),
+        syncdesk::db::DbConn::Sqlite(c) => steps(c, syncdesk::db::SQLITE_MIGRATIONS, stop),
+    }
+}
+
+/// Keys stored before they were scoped by path keep their meaning on their push's path.
+#[actix_web::test]
+async fn idempotency_keys_of_before_the_path_scope_still_replay() {
+    let db = common::TestDb::new();
+    let body = r#"{"rows": [{"External Id": "A", "Name": "Ann"}]}"#;
+    let (crm, open, restricted) = {
+        let pool = syncdesk::db::connect(&db.url).expect("connect");
+        let mut conn = pool.get().expect("connection");
+        migrate_until(&mut conn, "_idempotency_paths");
+        let crm = sources::create(&mut conn, &common::contacts_by("CRM", "External Id"))
+            .expect("source")
+            .id;
+        let new = |source_id| NewToken {
+            name: "old".into(),
+            scopes: vec![Scope::RowsWrite],
+            source_id,
+            created_by: None,
+        };
+        let (open, open_secret) = tokens::create(&mut conn, &new(None)).expect("token");
+        let (restricted, restricted_secret) =
+            tokens::create(&mut conn, &new(Some(crm))).expect("token");
+        let answer = format!(r#"{{"run_id":7,"source_id":{crm},"url":"/api/v1/runs/7"}}"#);
+        for (token, key, status, stored) in [
+            (open.id, "answered", 200, answer.as_str()),
+            (restricted.id, "running", 0, ""),
+        ] {
+            diesel::sql_query(format!(
+                "INSERT INTO api_idempotency (token_id, idempotency_key, body_sha256, \
+                 status_code, response_body, created_at) \
+                 VALUES ({token}, '{key}', '{}', {status}, '{stored}', '2026-12-01 10:00:00')",
+                tokens::body_digest(body.as_bytes())
+            ))
+            .execute(&mut *conn)
+            .expect("an old key");
+        }
+        (crm, open_secret, restricted_secret)
+    };
+    let state = syncdesk::AppState::open(db.config()).expect("state, migrated");
+    let svc = actix_web::test::init_service(syncdesk::build_app(state)).await;
+    let push = |secret: &str, key: &str| {
+        bearer(
+            TestRequest::post()
+                .uri(&format!("/api/v1/sources/{crm}/rows"))
+                .insert_header(("Idempotency-Key", key.to_string()))
+                .insert_header(("content-type", "application/json"))
+                .set_payload(body),
+            secret,
+        )
+        .to_request()
+    };
+    let replayed = actix_web::test::call_service(&svc, push(&open, "answered")).await;
+    assert_eq!(replayed.status().as_u16(), 200);
+    assert_eq!(
+        replayed
+            .headers()
+            .get("idempotency-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let replayed = actix_web::test::read_body(replayed).await;
+    assert!(
+        String::from_utf8_lossy(&replayed).contains(r#""run_id":7"#),
+        "{replayed:?}"
+    );
+    let running = actix_web::test::call_service(&svc, push(&restricted, "running")).await;
+    assert_eq!(running.status().as_u16(), 409);
+}
+
 #[actix_web::test]
 async fn a_restricted_token_reaches_only_records_and_runs_of_its_source() {
     let mut app = common::spawn().await;

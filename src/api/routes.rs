@@ -270,7 +270,8 @@ impl From<PushError> for ApiError {
 /// Push rows through a source, as an import of a file with those rows. Up to 1,000 rows are
 /// run at once and answered with every row's outcome (200); more run in the background (202,
 /// poll the run's `url`). With `Idempotency-Key`, the same key and body get the first answer
-/// again and start nothing (409 while the first is still running); the same key with another
+/// again and start nothing (409 while the first is still running); a key counts per token and
+/// source, so the same key on another source is a new push; the same key with another
 /// body is refused (422).
 #[utoipa::path(
     post,
@@ -324,10 +325,16 @@ async fn push_rows(
         ),
     };
     let token = caller.token.clone();
-    if let Some(key) = key.clone() {
-        let (token_id, sha) = (token.id, service::body_digest(&body));
+    // Scoped by token and path: the same key on another source's push is a new request.
+    let key = key.map(|key| service::KeyScope {
+        token_id: token.id,
+        path: format!("/api/v1/sources/{source_id}/rows"),
+        key,
+    });
+    if let Some(scope) = key.clone() {
+        let sha = service::body_digest(&body);
         let claim = api_db(&state, move |conn| {
-            Ok(service::claim_key(conn, token_id, &key, &sha)?)
+            Ok(service::claim_key(conn, &scope, &sha)?)
         })
         .await?;
         match claim {
@@ -376,12 +383,8 @@ async fn push_rows(
     let (answer, finished, json) = match pushed {
         Ok(done) => done,
         Err(e) => {
-            if let Some(key) = key {
-                let token_id = token.id;
-                api_db(&state, move |conn| {
-                    Ok(service::release_key(conn, token_id, &key)?)
-                })
-                .await?;
+            if let Some(scope) = key {
+                api_db(&state, move |conn| Ok(service::release_key(conn, &scope)?)).await?;
             }
             return Err(e);
         }
@@ -391,14 +394,13 @@ async fn push_rows(
     } else {
         StatusCode::ACCEPTED
     };
-    if let Some(key) = key {
+    if let Some(scope) = key {
         let stored = service::StoredAnswer {
             status_code: status.as_u16(),
             body: json.clone(),
         };
-        let token_id = token.id;
         api_db(&state, move |conn| {
-            Ok(service::finish_key(conn, token_id, &key, &stored)?)
+            Ok(service::finish_key(conn, &scope, &stored)?)
         })
         .await?;
     }
