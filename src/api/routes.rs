@@ -540,6 +540,8 @@ async fn changes(
 pub struct ActivityRequest {
     /// The contact: `{"id": 42}`, `{"source_id": 3, "external_id": "A1"}` or
     /// `{"email": "ann@example.org"}`. One that matches no contact, or several, is refused.
+    /// A token bound to a source reaches only contacts linked to that source: any other is
+    /// refused in the words of one that does not exist.
     contact: ContactRef,
     /// call, email, meeting, note, or a type an admin added.
     #[serde(rename = "type")]
@@ -555,7 +557,7 @@ pub struct ActivityRequest {
     /// The sender's own id of the activity: sending it again changes nothing.
     #[serde(default)]
     external_id: String,
-    /// The source it comes from (a token bound to a source uses its own).
+    /// The source it comes from, an existing one (a token bound to a source uses its own).
     #[serde(default)]
     source_id: Option<i64>,
     /// Anything else it came with (outcome, duration, caller_id, ...): text, numbers, booleans.
@@ -582,7 +584,7 @@ pub struct ActivityAnswer {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "No such contact (or several), or type", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such contact (or several, or none of the token's source), source or type", body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     )
 )]
