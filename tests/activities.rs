@@ -497,7 +497,7 @@ async fn a_sources_mapping_writes_entries_from_attributes_and_updates_fields_by_
     app.post(&url, &pairs(&preview("{% set x = outcome %}{{ x }}")))
         .await
         .assert_status(422)
-        .assert_contains("Subject: set is not allowed in these templates");
+        .assert_contains("Subject, line 1: `set` is not allowed in these templates");
     app.post(
         &url,
         &pairs(&preview("{{ outcome }} call, {{ duration }} s")),
@@ -1116,4 +1116,64 @@ fn the_command_line_adds_a_source_of_activities_and_imports_its_file() {
         ("1".into(), String::new()),
         "{out}"
     );
+}
+
+/// Issue 32: a mapping template that would build a value of any size is refused at save;
+/// one stored before these checks (written straight into the table) is stopped on every
+/// push and on its page, and the console keeps answering.
+#[actix_web::test]
+async fn a_mapping_that_would_build_too_much_is_refused_and_never_takes_the_console_down() {
+    use diesel::prelude::*;
+    use syncdesk::schema::activity_mappings;
+    let mut app = common::spawn().await;
+    let ann = contact(&app.state, "Ann Lee", "ann@lee.example");
+    let source = dialer(&mut app.state.pool.get().expect("connection"));
+    app.signed_in_as("admin@example.org", Role::Admin).await;
+    let url = format!("/sources/{}/activity-mapping", source.id);
+    let hostile = "{{ outcome|indent(1000000000000) }}";
+    app.post(
+        &url,
+        &[
+            ("type", "call"),
+            ("subject", hostile),
+            ("body", "{{ outcome }}"),
+        ],
+    )
+    .await
+    .assert_status(422)
+    .assert_contains("width of 0 to 100");
+    diesel::insert_into(activity_mappings::table)
+        .values((
+            activity_mappings::source_id.eq(source.id),
+            activity_mappings::activity_type.eq("call"),
+            activity_mappings::subject.eq(hostile),
+            activity_mappings::body.eq("{% for a in ('x'*99999999)|list %}{% endfor %}"),
+            activity_mappings::field_updates.eq("[]"),
+            activity_mappings::updated_at.eq(syncdesk::db::now()),
+        ))
+        .execute(&mut app.state.pool.get().expect("connection"))
+        .expect("stored");
+    let secret = token(&app.state, &[Scope::ActivitiesWrite]);
+    for n in 0..2 {
+        let answer = app
+            .send(post(
+                &secret,
+                json!({
+                    "contact": {"id": ann},
+                    "type": "call",
+                    "source_id": source.id,
+                    "external_id": format!("call-{n}"),
+                    "attributes": {"outcome": "answered"}
+                }),
+            ))
+            .await;
+        answer
+            .assert_status(422)
+            .assert_contains("width of 0 to 100");
+    }
+    app.get(&format!("{url}?type=call"))
+        .await
+        .assert_status(200)
+        .assert_contains("width of 0 to 100");
+    app.get("/activities").await.assert_status(200);
 }

@@ -273,3 +273,120 @@ async fn a_followup_uses_custom_fields_previews_and_renders_a_list() {
     .await
     .assert_status(403);
 }
+
+/// The probes of issue 32: templates that would build values of any size, or could only fail,
+/// are refused at save; one stored before these checks (written here straight into the
+/// table) is stopped in its preview and its list render, and the console keeps answering.
+#[actix_web::test]
+async fn a_template_that_would_build_too_much_is_refused_and_never_takes_the_console_down() {
+    use diesel::prelude::*;
+    use syncdesk::schema::followup_templates;
+    let mut app = common::spawn().await;
+    let ann = record(
+        &app.state,
+        RecordKind::Contact,
+        &[("name", "Ann Lee"), ("email", "ann@lee.example")],
+        None,
+    );
+    app.signed_in_as("editor@example.org", Role::Editor).await;
+    let hostile = [
+        ("{{ contact.name|indent(1000000000000) }}", "width of 0 to 100"),
+        (
+            "{% for a in ('x'*99999999)|list %}{% endfor %}",
+            "`*` on text",
+        ),
+        (
+            "{{ 'xxxxxxxxxx'|replace('', 'xxxxxxxxxx')|replace('', 'xxxxxxxxxx')|replace('', 'xxxxxxxxxx')|replace('', 'xxxxxxxxxx') }}",
+            "larger than 100 KB",
+        ),
+        (
+            "{{ range(10000)|join('          ')|replace(' ', '          ') }}",
+            "larger than 100 KB",
+        ),
+        ("{% include 'other' %}", "`include`"),
+        ("{% import 'other' as o %}", "`import`"),
+        ("{% extends 'base' %}", "`extends`"),
+        ("{{ self.body() }}", "`self"),
+    ];
+    for (body, said) in hostile {
+        app.post(
+            "/templates",
+            &[
+                ("name", "Hostile"),
+                ("kind", "contact"),
+                ("subject", "Hello"),
+                ("body", body),
+            ],
+        )
+        .await
+        .assert_status(422)
+        .assert_contains(said);
+    }
+    // Stored as an earlier version would have saved them: a viewer opens each preview.
+    let ids: Vec<i64> = {
+        let mut conn = app.state.pool.get().expect("connection");
+        hostile
+            .iter()
+            .enumerate()
+            .map(|(n, (body, _))| {
+                diesel::insert_into(followup_templates::table)
+                    .values((
+                        followup_templates::name.eq(format!("Stored {n}")),
+                        followup_templates::kind.eq("contact"),
+                        followup_templates::subject.eq("Hello"),
+                        followup_templates::body.eq(*body),
+                        followup_templates::html.eq(false),
+                        followup_templates::updated_by.eq("an earlier version"),
+                        followup_templates::created_at.eq(syncdesk::db::now()),
+                        followup_templates::updated_at.eq(syncdesk::db::now()),
+                    ))
+                    .returning(followup_templates::id)
+                    .get_result(&mut conn)
+                    .expect("stored")
+            })
+            .collect()
+    };
+    app.signed_in_as("viewer@example.org", Role::Viewer).await;
+    for (id, (body, said)) in ids.iter().zip(hostile) {
+        let page = app.get(&format!("/templates/{id}?record={ann}")).await;
+        page.assert_status(200).assert_contains(said);
+        assert!(!page.body.contains("id=\"preview-body\""), "{body}");
+        // Its list render is refused before a download starts, with the same problem.
+        app.get(&format!("/templates/{id}/render.csv"))
+            .await
+            .assert_status(400)
+            .assert_contains(said);
+    }
+    app.get("/templates").await.assert_status(200);
+}
+
+/// A template that passes its checks but fails for every record of the list is said before
+/// the download, not answered with a CSV of headers.
+#[actix_web::test]
+async fn a_render_that_fails_for_every_record_is_refused_before_the_download() {
+    let mut app = common::spawn().await;
+    record(
+        &app.state,
+        RecordKind::Contact,
+        &[("name", "Ann Lee"), ("email", "ann@lee.example")],
+        None,
+    );
+    app.signed_in_as("editor@example.org", Role::Editor).await;
+    let saved = app
+        .post(
+            "/templates",
+            &[
+                ("name", "Dated"),
+                ("kind", "contact"),
+                ("subject", "Hello {{ contact.name|date }}"),
+                ("body", "Hi"),
+            ],
+        )
+        .await;
+    let at = saved.location().expect("saved").to_string();
+    app.get(&format!("{at}/render.csv"))
+        .await
+        .assert_status(400)
+        .assert_contains("No contact could be rendered")
+        .assert_contains("is not a date");
+}

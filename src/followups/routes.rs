@@ -353,13 +353,13 @@ async fn render_csv(
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
-    // A template that does not exist is a 404 page, before any byte of a download is sent.
-    state
-        .db(move |conn| {
-            service::find(conn, id)?.ok_or_else(|| AppError::not_found("That template"))
-        })
-        .await?;
     let list = crate::records::table::ListParams::parse(&query);
+    // A template that does not exist is a 404 page, and one that cannot render this list a
+    // 400 page with its problems, before any byte of a download is sent.
+    let checked = list.clone();
+    state
+        .db(move |conn| service::render_check(conn, id, &checked).map_err(AppError::from))
+        .await?;
     Ok(crate::web::streamed_download(
         state.pool.clone(),
         format!("followup-{id}.csv"),

@@ -342,6 +342,44 @@ pub fn preview(
         .ok_or_else(|| TemplateError::one(format!("There is no {kind} #{record_id}.")))
 }
 
+/// Why a list cannot be rendered at all, said before a download starts: the template's
+/// problems (a field archived since it was saved, a construct refused since), or every
+/// record of the list's first page failing, with the first one's problem.
+pub fn render_check(
+    conn: &mut DbConn,
+    template_id: i64,
+    list: &ListParams,
+) -> Result<(), TemplateError> {
+    let template = find(conn, template_id)?.ok_or(TemplateError::NotFound)?;
+    let kind = template.kind;
+    let known = known_variables(conn, kind)?;
+    let problems = problems(&known, &template.subject, &template.body, template.html);
+    if !problems.is_empty() {
+        return Err(TemplateError::Invalid(problems));
+    }
+    let defs = fields::list(conn, kind, false)?;
+    let mut query = list.query(kind, &defs);
+    query.after = None;
+    query.count = false;
+    query.limit = 50;
+    let ids: Vec<i64> = list::page(conn, &query, &[])?
+        .rows
+        .iter()
+        .map(|r| r.record.id)
+        .collect();
+    let rendered = Renderer::new(conn, template)?.render(conn, &ids)?;
+    let tried = rendered.len();
+    let mut failures = rendered.into_iter().map(|r| r.result.err());
+    match failures.next() {
+        Some(Some(first)) if failures.all(|failed| failed.is_some()) => {
+            Err(TemplateError::one(format!(
+                "No {kind} could be rendered (the first {tried} of the list all failed): {first}"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Renders the template for every record of its kind a list selects (its search, owner,
 /// flags and custom-field filters; every record when none), as CSV rows
 /// `record_id,email,subject,body,error`, a page of records at a time.
