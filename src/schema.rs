@@ -372,8 +372,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    api_idempotency (token_id, idempotency_key) {
+    api_idempotency (token_id, request_path, idempotency_key) {
         token_id -> BigInt,
+        request_path -> Text,
         idempotency_key -> Text,
         body_sha256 -> Text,
         status_code -> Integer,

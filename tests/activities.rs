@@ -189,6 +189,160 @@ async fn activities_come_in_by_id_external_id_or_email_once_each() {
 }
 
 #[actix_web::test]
+async fn a_token_of_one_source_logs_activities_only_on_contacts_linked_to_it() {
+    use diesel::prelude::*;
+    let mut app = common::spawn().await;
+    let ann = contact(&app.state, "Ann Lee", "ann@lee.example");
+    let hedy = contact(&app.state, "Hedy Lamarr", "hedy@example.org");
+    let twin = contact(&app.state, "Twin One", "twin@example.org");
+    contact(&app.state, "Twin Two", "twin@example.org");
+    let (source, crm) = {
+        let mut conn = app.state.pool.get().expect("connection");
+        syncdesk::fields::service::create(
+            &mut conn,
+            RecordKind::Contact,
+            &syncdesk::fields::service::NewField {
+                key: "last_outcome".into(),
+                label: "Last outcome".into(),
+                field_type: "text".into(),
+                options: String::new(),
+            },
+        )
+        .expect("field");
+        let source = dialer(&mut conn);
+        let crm = syncdesk::sources::service::create(&mut conn, &common::contacts_by("CRM", "Id"))
+            .expect("source");
+        syncdesk::activities::mapping::save(
+            &mut conn,
+            source.id,
+            "call",
+            "",
+            "",
+            &[syncdesk::activities::mapping::FieldUpdate {
+                field: "last_outcome".into(),
+                template: "{{ outcome }}".into(),
+                rule: "review".into(),
+            }],
+        )
+        .expect("mapping");
+        link(&mut conn, ann, source.id, "D-1");
+        link(&mut conn, twin, source.id, "D-2");
+        link(&mut conn, hedy, crm.id, "C-9");
+        (source, crm)
+    };
+    let secret = tokens::create(
+        &mut app.state.pool.get().expect("connection"),
+        &NewToken {
+            name: "dialer".into(),
+            scopes: vec![Scope::ActivitiesWrite],
+            source_id: Some(source.id),
+            created_by: None,
+        },
+    )
+    .expect("token")
+    .1;
+    let call = |contact: Value, external_id: &str| {
+        json!({
+            "contact": contact,
+            "type": "call",
+            "external_id": external_id,
+            "attributes": {"outcome": "answered"}
+        })
+    };
+    let state = app.state.clone();
+    let proposals = || -> i64 {
+        syncdesk::schema::proposals::table
+            .count()
+            .get_result(&mut state.pool.get().expect("connection"))
+            .expect("count")
+    };
+
+    // Hedy exists but is not the dialer's: answered exactly as an e-mail nobody has.
+    let hedy_by_email = app
+        .send(post(
+            &secret,
+            call(json!({"email": "hedy@example.org"}), "h-1"),
+        ))
+        .await;
+    let nobody = app
+        .send(post(
+            &secret,
+            call(json!({"email": "nobody@example.org"}), "h-1"),
+        ))
+        .await;
+    hedy_by_email.assert_status(422);
+    assert_eq!(
+        hedy_by_email.body.replace("hedy@example.org", "X"),
+        nobody.body.replace("nobody@example.org", "X")
+    );
+    assert_eq!(
+        hedy_by_email.header("content-type"),
+        Some("application/problem+json")
+    );
+    // By id, and by another source's external id: the same.
+    let by_id = app
+        .send(post(&secret, call(json!({"id": hedy}), "h-2")))
+        .await;
+    let no_id = app
+        .send(post(&secret, call(json!({"id": 999_999}), "h-2")))
+        .await;
+    by_id.assert_status(422);
+    assert_eq!(
+        by_id.body.replace(&format!("#{hedy}:"), "#N:"),
+        no_id.body.replace("#999999:", "#N:")
+    );
+    app.send(post(
+        &secret,
+        call(json!({"source_id": crm.id, "external_id": "C-9"}), "h-3"),
+    ))
+    .await
+    .assert_status(422)
+    .assert_contains("There is no contact of source");
+    assert_eq!((count(&app.state), proposals()), (0, 0));
+
+    // Its own contacts: logged, and the mapping proposes on them.
+    app.send(post(
+        &secret,
+        call(json!({"email": "ann@lee.example"}), "a-1"),
+    ))
+    .await
+    .assert_status(201);
+    // Of two contacts sharing an e-mail, only one is the dialer's: that one.
+    let res = app
+        .send(post(
+            &secret,
+            call(json!({"email": "twin@example.org"}), "t-1"),
+        ))
+        .await;
+    res.assert_status(201);
+    let logged: Value = serde_json::from_str(&res.body).expect("json");
+    let on: i64 = syncdesk::schema::activities::table
+        .find(logged["id"].as_i64().expect("id"))
+        .select(syncdesk::schema::activities::record_id)
+        .first(&mut app.state.pool.get().expect("connection"))
+        .expect("activity");
+    assert_eq!(on, twin);
+    assert_eq!((count(&app.state), proposals()), (2, 2));
+}
+
+#[actix_web::test]
+async fn an_activity_naming_an_unknown_source_is_refused_with_422() {
+    let mut app = common::spawn().await;
+    let ann = contact(&app.state, "Ann Lee", "ann@lee.example");
+    let secret = token(&app.state, &[Scope::ActivitiesWrite]);
+    let res = app
+        .send(post(
+            &secret,
+            json!({"contact": {"id": ann}, "type": "call", "source_id": 999_999}),
+        ))
+        .await;
+    res.assert_status(422)
+        .assert_contains("source_id")
+        .assert_contains("There is no source #999999");
+    assert_eq!(count(&app.state), 0);
+}
+
+#[actix_web::test]
 async fn the_contact_page_logs_activities_and_pages_its_timeline() {
     let mut app = common::spawn().await;
     let ann = contact(&app.state, "Ann Lee", "");

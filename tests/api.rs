@@ -426,6 +426,210 @@ async fn an_idempotency_key_replays_the_first_answer() {
 }
 
 #[actix_web::test]
+async fn an_idempotency_key_is_scoped_by_token_and_path() {
+    let mut app = common::spawn().await;
+    let crm = source(&app.state, "CRM", Rule::Never);
+    let other = source(&app.state, "Other", Rule::Never);
+    let secret = token(&app.state, &[Scope::RowsWrite], None);
+    let second = token(&app.state, &[Scope::RowsWrite], None);
+    let body = json!({"rows": [{"External Id": "A", "Name": "Ann"}]});
+    let push = |secret: &str, source: i64| {
+        bearer(
+            TestRequest::post()
+                .uri(&format!("/api/v1/sources/{source}/rows"))
+                .insert_header(("Idempotency-Key", "k1"))
+                .set_json(&body),
+            secret,
+        )
+    };
+    let state = app.state.clone();
+    let runs = || -> i64 {
+        syncdesk::schema::import_runs::table
+            .count()
+            .get_result(&mut state.pool.get().expect("connection"))
+            .expect("count")
+    };
+    let first = app.send(push(&secret, crm.id)).await;
+    first.assert_status(200);
+    // The same key on another source's path is a new request: it runs, for that source.
+    let elsewhere = app.send(push(&secret, other.id)).await;
+    elsewhere.assert_status(200);
+    assert_eq!(
+        elsewhere.header("idempotency-replayed"),
+        None,
+        "{}",
+        elsewhere.body
+    );
+    assert_eq!(json_of(&elsewhere.body)["source_id"], other.id);
+    assert_eq!(runs(), 2);
+    // Another token's key is its own too.
+    let theirs = app.send(push(&second, crm.id)).await;
+    theirs.assert_status(200);
+    assert_eq!(theirs.header("idempotency-replayed"), None);
+    assert_eq!(runs(), 3);
+    // The same token, path, key and body still replay the first answer.
+    let again = app.send(push(&secret, crm.id)).await;
+    assert_eq!(again.header("idempotency-replayed"), Some("true"));
+    assert_eq!(again.body, first.body);
+    let again = app.send(push(&secret, other.id)).await;
+    assert_eq!(again.header("idempotency-replayed"), Some("true"));
+    assert_eq!(again.body, elsewhere.body);
+    assert_eq!(runs(), 3);
+}
+
+/// Runs the migrations before the one whose name contains `stop`.
+fn migrate_until(conn: &mut syncdesk::db::DbConn, stop: &str) {
+    use diesel::backend::Backend;
+    use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+    fn steps<B: Backend, C: MigrationHarness<B>>(c: &mut C, all: EmbeddedMigrations, stop: &str) {
+        for m in c.pending_migrations(all).expect("pending migrations") {
+            if m.name().to_string().contains(stop) {
+                return;
+            }
+            c.run_migration(&*m).expect("migration");
+        }
+        panic!("no migration {stop}");
+    }
+    match conn {
+        syncdesk::db::DbConn::Pg(c) => steps(c, syncdesk::db::PG_MIGRATIONS, stop),
+        syncdesk::db::DbConn::Sqlite(c) => steps(c, syncdesk::db::SQLITE_MIGRATIONS, stop),
+    }
+}
+
+/// Keys stored before they were scoped by path keep their meaning on their push's path.
+#[actix_web::test]
+async fn idempotency_keys_of_before_the_path_scope_still_replay() {
+    let db = common::TestDb::new();
+    let body = r#"{"rows": [{"External Id": "A", "Name": "Ann"}]}"#;
+    let (crm, open, restricted) = {
+        let pool = syncdesk::db::connect(&db.url).expect("connect");
+        let mut conn = pool.get().expect("connection");
+        migrate_until(&mut conn, "_idempotency_paths");
+        let crm = sources::create(&mut conn, &common::contacts_by("CRM", "External Id"))
+            .expect("source")
+            .id;
+        let new = |source_id| NewToken {
+            name: "old".into(),
+            scopes: vec![Scope::RowsWrite],
+            source_id,
+            created_by: None,
+        };
+        let (open, open_secret) = tokens::create(&mut conn, &new(None)).expect("token");
+        let (restricted, restricted_secret) =
+            tokens::create(&mut conn, &new(Some(crm))).expect("token");
+        let answer = format!(r#"{{"run_id":7,"source_id":{crm},"url":"/api/v1/runs/7"}}"#);
+        for (token, key, status, stored) in [
+            (open.id, "answered", 200, answer.as_str()),
+            (restricted.id, "running", 0, ""),
+        ] {
+            diesel::sql_query(format!(
+                "INSERT INTO api_idempotency (token_id, idempotency_key, body_sha256, \
+                 status_code, response_body, created_at) \
+                 VALUES ({token}, '{key}', '{}', {status}, '{stored}', '2026-12-01 10:00:00')",
+                tokens::body_digest(body.as_bytes())
+            ))
+            .execute(&mut *conn)
+            .expect("an old key");
+        }
+        (crm, open_secret, restricted_secret)
+    };
+    let state = syncdesk::AppState::open(db.config()).expect("state, migrated");
+    let svc = actix_web::test::init_service(syncdesk::build_app(state)).await;
+    let push = |secret: &str, key: &str| {
+        bearer(
+            TestRequest::post()
+                .uri(&format!("/api/v1/sources/{crm}/rows"))
+                .insert_header(("Idempotency-Key", key.to_string()))
+                .insert_header(("content-type", "application/json"))
+                .set_payload(body),
+            secret,
+        )
+        .to_request()
+    };
+    let replayed = actix_web::test::call_service(&svc, push(&open, "answered")).await;
+    assert_eq!(replayed.status().as_u16(), 200);
+    assert_eq!(
+        replayed
+            .headers()
+            .get("idempotency-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let replayed = actix_web::test::read_body(replayed).await;
+    assert!(
+        String::from_utf8_lossy(&replayed).contains(r#""run_id":7"#),
+        "{replayed:?}"
+    );
+    let running = actix_web::test::call_service(&svc, push(&restricted, "running")).await;
+    assert_eq!(running.status().as_u16(), 409);
+}
+
+#[actix_web::test]
+async fn a_restricted_token_reaches_only_records_and_runs_of_its_source() {
+    let mut app = common::spawn().await;
+    let crm = source(&app.state, "CRM", Rule::Never);
+    let other = source(&app.state, "Other", Rule::Never);
+    let crm_token = token(
+        &app.state,
+        &[Scope::RowsWrite, Scope::RecordsRead],
+        Some(crm.id),
+    );
+    let other_token = token(&app.state, &[Scope::RowsWrite], Some(other.id));
+    let hedy = contact(&app.state, "Hedy Lamarr", "hedy@example.org");
+    let rows = json!({"rows": [{"External Id": "A", "Name": "Ann"}]});
+    let push = |secret: &str, source: i64| {
+        bearer(
+            TestRequest::post()
+                .uri(&format!("/api/v1/sources/{source}/rows"))
+                .set_json(&rows),
+            secret,
+        )
+    };
+    let mine = json_of(&app.send(push(&crm_token, crm.id)).await.body);
+    let theirs = json_of(&app.send(push(&other_token, other.id)).await.body);
+    let get = |uri: String| bearer(TestRequest::get().uri(&uri), &crm_token);
+
+    // Records: only the one linked to CRM, by list, by id and by external id.
+    let page = json_of(&app.send(get("/api/v1/records".into())).await.body);
+    let ids: Vec<i64> = page["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["id"].as_i64())
+        .collect();
+    assert_eq!(ids, [mine["rows"][0]["record_id"].as_i64().expect("id")]);
+    let unlinked = app.send(get(format!("/api/v1/records/{hedy}"))).await;
+    let missing = app.send(get("/api/v1/records/999999".into())).await;
+    assert_problem(&unlinked, 404, "There is no record #");
+    assert_eq!(
+        unlinked.body.replace(&format!("#{hedy}."), "#N."),
+        missing.body.replace("#999999.", "#N.")
+    );
+    let other_record = theirs["rows"][0]["record_id"].as_i64().expect("id");
+    let res = app
+        .send(get(format!("/api/v1/records/{other_record}")))
+        .await;
+    assert_problem(&res, 404, "There is no record #");
+
+    // Runs: another source's run answers as a run that does not exist.
+    let run = app
+        .send(get(format!("/api/v1/runs/{}", mine["run_id"])))
+        .await;
+    run.assert_status(200);
+    let foreign = app
+        .send(get(format!("/api/v1/runs/{}", theirs["run_id"])))
+        .await;
+    let nothing = app.send(get("/api/v1/runs/999999".into())).await;
+    assert_problem(&foreign, 404, "There is no run #");
+    assert_eq!(
+        foreign
+            .body
+            .replace(&format!("#{}.", theirs["run_id"]), "#N."),
+        nothing.body.replace("#999999.", "#N.")
+    );
+}
+
+#[actix_web::test]
 async fn the_feed_over_http_never_echoes_and_pages_by_cursor() {
     let mut app = common::spawn().await;
     let crm = source(&app.state, "CRM", Rule::Always);

@@ -10,7 +10,7 @@ use super::model::{Activity, ActivityType, ContactRef, Logged, NewActivity};
 use crate::db::{self, DbConn};
 use crate::fields::model::RecordKind;
 use crate::fields::validate::norm_text;
-use crate::schema::{activities, activity_types, record_links, records};
+use crate::schema::{activities, activity_types, record_links, records, sources};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActivityError {
@@ -65,29 +65,44 @@ pub fn add_type(conn: &mut DbConn, key: &str, label: &str) -> Result<ActivityTyp
     })
 }
 
-/// The contact a reference names, or why there is none to attach the activity to.
-pub fn resolve_contact(conn: &mut DbConn, contact: &ContactRef) -> Result<i64, ActivityError> {
-    let contacts = records::table
+/// The contact a reference names, or why there is none to attach the activity to. With
+/// `within`, only contacts linked to that source count, so one outside it is answered in the
+/// same words as one that does not exist (a source's token learns nothing of other contacts).
+pub fn resolve_contact(
+    conn: &mut DbConn,
+    contact: &ContactRef,
+    within: Option<i64>,
+) -> Result<i64, ActivityError> {
+    let mut contacts = records::table
         .filter(records::kind.eq(RecordKind::Contact.as_str()))
-        .filter(records::archived.eq(false));
+        .filter(records::archived.eq(false))
+        .select(records::id)
+        .into_boxed();
+    if let Some(source) = within {
+        contacts = contacts.filter(diesel::dsl::exists(
+            record_links::table
+                .filter(record_links::source_id.eq(source))
+                .filter(record_links::record_id.eq(records::id)),
+        ));
+    }
     let found: Vec<i64> = match contact {
-        ContactRef::Id { id } => contacts
-            .filter(records::id.eq(id))
-            .select(records::id)
-            .load(conn)?,
+        ContactRef::Id { id } => contacts.filter(records::id.eq(id)).load(conn)?,
         ContactRef::ExternalId {
             source_id,
             external_id,
         } => contacts
-            .inner_join(record_links::table)
-            .filter(record_links::source_id.eq(source_id))
-            .filter(record_links::external_id.eq(external_id.trim()))
-            .select(records::id)
+            .filter(
+                records::id.eq_any(
+                    record_links::table
+                        .filter(record_links::source_id.eq(source_id))
+                        .filter(record_links::external_id.eq(external_id.trim()))
+                        .select(record_links::record_id),
+                ),
+            )
             .load(conn)?,
         ContactRef::Email { email } => contacts
             .filter(records::email_norm.eq(norm_text(email)))
             .filter(records::email_norm.ne(""))
-            .select(records::id)
             .limit(10)
             .load(conn)?,
     };
@@ -118,6 +133,16 @@ pub fn resolve_contact(conn: &mut DbConn, contact: &ContactRef) -> Result<i64, A
 /// Logs an activity on its contact. One with an external id already logged by the same sender
 /// changes nothing and answers the one there.
 pub fn log(conn: &mut DbConn, new: &NewActivity) -> Result<Logged, ActivityError> {
+    log_within(conn, new, None)
+}
+
+/// `log` for a caller restricted to one source (a source's API token): the contact must be
+/// linked to `within`, see `resolve_contact`.
+pub fn log_within(
+    conn: &mut DbConn,
+    new: &NewActivity,
+    within: Option<i64>,
+) -> Result<Logged, ActivityError> {
     let external_id = new.external_id.trim();
     if external_id.chars().count() > MAX_EXTERNAL_ID {
         return Err(ActivityError::Invalid(format!(
@@ -146,7 +171,16 @@ pub fn log(conn: &mut DbConn, new: &NewActivity) -> Result<Logged, ActivityError
             "The subject has at most {MAX_SUBJECT} characters and the body {MAX_BODY}."
         )));
     }
-    let record_id = resolve_contact(conn, &new.contact)?;
+    if let Some(source) = new.source_id {
+        // Else the insert fails on the foreign key, a 500 that says nothing.
+        let known: i64 = sources::table.find(source).count().get_result(conn)?;
+        if known == 0 {
+            return Err(ActivityError::Invalid(format!(
+                "There is no source #{source}: `source_id` must name a source of this console."
+            )));
+        }
+    }
+    let record_id = resolve_contact(conn, &new.contact, within)?;
     let attributes = serde_json::to_string(&new.attributes).unwrap_or_else(|_| "{}".into());
     let outcome = new.attributes.get("outcome").cloned().unwrap_or_default();
     // A source's mapping for this type writes the entry and updates fields.

@@ -238,15 +238,23 @@ pub fn push(
         .pool
         .get()
         .map_err(|e| PushError::Unavailable(format!("No database connection: {e}")))?;
-    let answer = run_answer(&mut conn, run_id)?.ok_or(diesel::result::Error::NotFound)?;
+    let answer = run_answer(&mut conn, run_id, None)?.ok_or(diesel::result::Error::NotFound)?;
     Ok((answer, at_once))
 }
 
-/// A run as the API reports it, with its rows once finished.
-pub fn run_answer(conn: &mut DbConn, run_id: i64) -> QueryResult<Option<RunAnswer>> {
+/// A run as the API reports it, with its rows once finished; with `source`, only a run of
+/// that source (another is answered as none).
+pub fn run_answer(
+    conn: &mut DbConn,
+    run_id: i64,
+    source: Option<i64>,
+) -> QueryResult<Option<RunAnswer>> {
     let Some(run) = engine::load_run(conn, run_id)? else {
         return Ok(None);
     };
+    if source.is_some_and(|source| source != run.source_id) {
+        return Ok(None);
+    }
     let rows = if run.finished() && run.rows_total <= ROWS_IN_ANSWER {
         Some(rows_of(conn, &run)?)
     } else {

@@ -270,7 +270,8 @@ impl From<PushError> for ApiError {
 /// Push rows through a source, as an import of a file with those rows. Up to 1,000 rows are
 /// run at once and answered with every row's outcome (200); more run in the background (202,
 /// poll the run's `url`). With `Idempotency-Key`, the same key and body get the first answer
-/// again and start nothing (409 while the first is still running); the same key with another
+/// again and start nothing (409 while the first is still running); a key counts per token and
+/// source, so the same key on another source is a new push; the same key with another
 /// body is refused (422).
 #[utoipa::path(
     post,
@@ -324,10 +325,16 @@ async fn push_rows(
         ),
     };
     let token = caller.token.clone();
-    if let Some(key) = key.clone() {
-        let (token_id, sha) = (token.id, service::body_digest(&body));
+    // Scoped by token and path: the same key on another source's push is a new request.
+    let key = key.map(|key| service::KeyScope {
+        token_id: token.id,
+        path: format!("/api/v1/sources/{source_id}/rows"),
+        key,
+    });
+    if let Some(scope) = key.clone() {
+        let sha = service::body_digest(&body);
         let claim = api_db(&state, move |conn| {
-            Ok(service::claim_key(conn, token_id, &key, &sha)?)
+            Ok(service::claim_key(conn, &scope, &sha)?)
         })
         .await?;
         match claim {
@@ -376,12 +383,8 @@ async fn push_rows(
     let (answer, finished, json) = match pushed {
         Ok(done) => done,
         Err(e) => {
-            if let Some(key) = key {
-                let token_id = token.id;
-                api_db(&state, move |conn| {
-                    Ok(service::release_key(conn, token_id, &key)?)
-                })
-                .await?;
+            if let Some(scope) = key {
+                api_db(&state, move |conn| Ok(service::release_key(conn, &scope)?)).await?;
             }
             return Err(e);
         }
@@ -391,14 +394,13 @@ async fn push_rows(
     } else {
         StatusCode::ACCEPTED
     };
-    if let Some(key) = key {
+    if let Some(scope) = key {
         let stored = service::StoredAnswer {
             status_code: status.as_u16(),
             body: json.clone(),
         };
-        let token_id = token.id;
         api_db(&state, move |conn| {
-            Ok(service::finish_key(conn, token_id, &key, &stored)?)
+            Ok(service::finish_key(conn, &scope, &stored)?)
         })
         .await?;
     }
@@ -430,10 +432,12 @@ async fn get_run(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::RowsWrite)?;
     let id = path.into_inner();
-    let answer = api_db(&state, move |conn| Ok(push::run_answer(conn, id)?))
+    // Another source's run is answered as one that does not exist: a restricted token
+    // cannot tell which run ids are taken.
+    let own = caller.token.source_id;
+    let answer = api_db(&state, move |conn| Ok(push::run_answer(conn, id, own)?))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("There is no run #{id}.")))?;
-    caller.require_source(answer.source_id)?;
     Ok(HttpResponse::Ok().json(answer))
 }
 
@@ -536,6 +540,8 @@ async fn changes(
 pub struct ActivityRequest {
     /// The contact: `{"id": 42}`, `{"source_id": 3, "external_id": "A1"}` or
     /// `{"email": "ann@example.org"}`. One that matches no contact, or several, is refused.
+    /// A token bound to a source reaches only contacts linked to that source: any other is
+    /// refused in the words of one that does not exist.
     contact: ContactRef,
     /// call, email, meeting, note, or a type an admin added.
     #[serde(rename = "type")]
@@ -551,7 +557,7 @@ pub struct ActivityRequest {
     /// The sender's own id of the activity: sending it again changes nothing.
     #[serde(default)]
     external_id: String,
-    /// The source it comes from (a token bound to a source uses its own).
+    /// The source it comes from, an existing one (a token bound to a source uses its own).
     #[serde(default)]
     source_id: Option<i64>,
     /// Anything else it came with (outcome, duration, caller_id, ...): text, numbers, booleans.
@@ -578,7 +584,7 @@ pub struct ActivityAnswer {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "No such contact (or several), or type", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such contact (or several, or none of the token's source), source or type", body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -640,10 +646,14 @@ async fn log_activity(
             None => format!("token:{}", token.id),
         },
     };
-    let logged = api_db(&state, move |conn| match activities::log(conn, &new) {
-        Ok(logged) => Ok(logged),
-        Err(ActivityError::Invalid(message)) => Err(ApiError::unprocessable(message)),
-        Err(ActivityError::Db(e)) => Err(e.into()),
+    // A token of one source reaches only the contacts linked to it.
+    let within = token.source_id;
+    let logged = api_db(&state, move |conn| {
+        match activities::log_within(conn, &new, within) {
+            Ok(logged) => Ok(logged),
+            Err(ActivityError::Invalid(message)) => Err(ApiError::unprocessable(message)),
+            Err(ActivityError::Db(e)) => Err(e.into()),
+        }
     })
     .await?;
     let (status, created) = match logged {

@@ -151,18 +151,23 @@ pub enum KeyClaim {
     OtherBody,
 }
 
+/// Where an idempotency key counts: a token's key on one request path (`/api/v1/sources/3/rows`),
+/// so the same key on another path is a new request.
+#[derive(Debug, Clone)]
+pub struct KeyScope {
+    pub token_id: i64,
+    pub path: String,
+    pub key: String,
+}
+
 /// Claims an idempotency key for a body, in one statement, so that two requests with the
 /// same key never both run: the first inserts the key (answer pending), the others read it.
-pub fn claim_key(
-    conn: &mut DbConn,
-    token_id: i64,
-    key: &str,
-    body_sha256: &str,
-) -> QueryResult<KeyClaim> {
+pub fn claim_key(conn: &mut DbConn, scope: &KeyScope, body_sha256: &str) -> QueryResult<KeyClaim> {
     let inserted = diesel::insert_into(api_idempotency::table)
         .values((
-            api_idempotency::token_id.eq(token_id),
-            api_idempotency::idempotency_key.eq(key),
+            api_idempotency::token_id.eq(scope.token_id),
+            api_idempotency::request_path.eq(&scope.path),
+            api_idempotency::idempotency_key.eq(&scope.key),
             api_idempotency::body_sha256.eq(body_sha256),
             api_idempotency::status_code.eq(0),
             api_idempotency::response_body.eq(""),
@@ -178,7 +183,7 @@ pub fn claim_key(
         Err(e) => return Err(e),
     }
     let (stored_sha, status, body) = api_idempotency::table
-        .find((token_id, key))
+        .find((scope.token_id, &scope.path, &scope.key))
         .select((
             api_idempotency::body_sha256,
             api_idempotency::status_code,
@@ -198,13 +203,8 @@ pub fn claim_key(
 }
 
 /// Keeps the answer of a push whose key `claim_key` gave.
-pub fn finish_key(
-    conn: &mut DbConn,
-    token_id: i64,
-    key: &str,
-    answer: &StoredAnswer,
-) -> QueryResult<()> {
-    diesel::update(api_idempotency::table.find((token_id, key)))
+pub fn finish_key(conn: &mut DbConn, scope: &KeyScope, answer: &StoredAnswer) -> QueryResult<()> {
+    diesel::update(api_idempotency::table.find((scope.token_id, &scope.path, &scope.key)))
         .set((
             api_idempotency::status_code.eq(i32::from(answer.status_code)),
             api_idempotency::response_body.eq(&answer.body),
@@ -214,10 +214,10 @@ pub fn finish_key(
 }
 
 /// Frees a key whose push failed before it had an answer: the client may try again with it.
-pub fn release_key(conn: &mut DbConn, token_id: i64, key: &str) -> QueryResult<()> {
+pub fn release_key(conn: &mut DbConn, scope: &KeyScope) -> QueryResult<()> {
     diesel::delete(
         api_idempotency::table
-            .find((token_id, key))
+            .find((scope.token_id, &scope.path, &scope.key))
             .filter(api_idempotency::status_code.eq(0)),
     )
     .execute(conn)?;
