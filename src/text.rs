@@ -125,10 +125,8 @@ fn first_stray_json(body: &[u8]) -> Option<char> {
                 i += 2;
                 continue;
             }
-            b if b < 0x20 || b == 0x7f => {
-                if is_stray_control(char::from(b)) {
-                    return Some(char::from(b));
-                }
+            b if (b < 0x20 || b == 0x7f) && is_stray_control(char::from(b)) => {
+                return Some(char::from(b));
             }
             // C1 controls (U+0080 to U+009F) in UTF-8.
             0xc2 if body.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) => {

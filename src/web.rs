@@ -208,14 +208,18 @@ pub async fn refuse_control_characters(
                 FORM_LIMIT
             };
             let Some(body) = read_limited(&mut req, limit).await? else {
-                let too_large = format!("The body is larger than {} KB.", limit / 1024);
                 return Ok(if api {
                     req.error_response(crate::api::error::ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
-                        too_large,
+                        format!(
+                            "The body is larger than {limit} bytes: send fewer rows per request."
+                        ),
                     ))
                 } else {
-                    req.error_response(AppError::PayloadTooLarge(too_large))
+                    req.error_response(AppError::PayloadTooLarge(format!(
+                        "The form is larger than {} KB.",
+                        limit / 1024
+                    )))
                 }
                 .map_into_right_body());
             };
