@@ -687,7 +687,7 @@ fn run_in_foreground(
     bar.finish_and_clear();
     let mut conn = state.pool.get().map_err(crate::db::DbError::from)?;
     if let Some(path) = report {
-        let out = std::fs::File::create(&path)
+        let out = crate::config::create_private_file(&path)
             .map_err(|e| CliError::Input(format!("cannot write {}: {e}", path.display())))?;
         report::report_csv(&mut conn, run_id, std::io::BufWriter::new(out))
             .map_err(|e| CliError::Input(e.to_string()))?;

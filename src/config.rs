@@ -216,9 +216,9 @@ impl Config {
         })
     }
 
-    /// Creates the data folder if needed.
+    /// Creates the data folder if needed, for this user alone (0700).
     pub fn ensure_data_dir(&self) -> Result<(), ConfigError> {
-        std::fs::create_dir_all(&self.data_dir).map_err(|e| ConfigError::DataDir {
+        create_private_dir(&self.data_dir).map_err(|e| ConfigError::DataDir {
             path: self.data_dir.display().to_string(),
             message: e.to_string(),
         })
@@ -292,15 +292,54 @@ fn decode_session_key(key: &str) -> Result<Vec<u8>, ConfigError> {
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
+    let mut options = private_options();
+    options.create_new(true);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+/// Writing, and on Unix a new file is 0600 whatever the umask: what the console writes
+/// (its database, reports, notes) holds people's data.
+fn private_options() -> std::fs::OpenOptions {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())
+    options
+}
+
+/// Creates (or empties) a file only this user can read: 0600 when it is new.
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = private_options();
+    options.create(true).truncate(true);
+    options.open(path)
+}
+
+/// Creates a file only this user can read, unless it exists (which is left as it is).
+pub fn touch_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = private_options();
+    options.create_new(true);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a folder and its missing parents, each only this user can open (0700 on Unix,
+/// whatever the umask). A folder that exists is left as it is.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
 }
 
 #[cfg(test)]

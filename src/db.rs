@@ -154,7 +154,8 @@ impl ManageConnection for DbManager {
     }
 
     fn has_broken(&self, conn: &mut DbConn) -> bool {
-        conn.is_broken()
+        // Dropped by a panic, it may be anywhere in its work: never handed out again.
+        std::thread::panicking() || conn.is_broken()
     }
 }
 
@@ -181,9 +182,13 @@ pub fn connect(database_url: &str) -> Result<DbPool, DbError> {
     let target = DbTarget::parse(database_url)?;
     if let DbTarget::Sqlite(path) = &target {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            crate::config::create_private_dir(dir)
                 .map_err(|e| DbError::Io(format!("{}: {e}", dir.display())))?;
         }
+        // Made 0600 before SQLite opens it: SQLite gives its -wal and -shm files the mode of
+        // the database file.
+        crate::config::touch_private_file(path)
+            .map_err(|e| DbError::Io(format!("{}: {e}", path.display())))?;
     }
     let manager = DbManager {
         target: target.clone(),

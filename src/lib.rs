@@ -162,9 +162,11 @@ pub fn build_app(
             .build();
     App::new()
         .app_data(aweb::Data::new(state))
-        .app_data(aweb::FormConfig::default().limit(64 * 1024))
+        .app_data(aweb::FormConfig::default().limit(web::FORM_LIMIT))
         .wrap(middleware::from_fn(auth::extract::load_signed_in_user))
         .wrap(middleware::from_fn(web::csrf_guard))
+        .wrap(middleware::from_fn(web::refuse_control_characters))
+        .wrap(middleware::from_fn(web::catch_panics))
         .wrap(middleware::from_fn(web::render_error_pages))
         .wrap(session)
         .wrap(web::security_headers())

@@ -169,6 +169,229 @@ pub async fn csrf_guard(
     }
 }
 
+/// Largest url-encoded form the console reads (its `FormConfig` limit).
+pub const FORM_LIMIT: usize = 64 * 1024;
+
+/// Refuses a request holding a stray control character (NUL and the other C0 controls but
+/// tab and line breaks, DEL, C1), raw or percent-encoded, in its path, its query string, a
+/// url-encoded form or a JSON body: 400 naming the parameter on the console, a 422 problem
+/// under `/api/`. Once here, so no handler or database (PostgreSQL text holds no NUL) sees
+/// one. Bodies are read up to their route's limit at most; multipart uploads are left to
+/// their readers (an import judges its file's bytes itself).
+pub async fn refuse_control_characters(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    use crate::text::{self, Stray};
+    let api = req.path().starts_with("/api/");
+    let mut found = text::stray_in_path(req.path())
+        .map(Stray::Path)
+        .or_else(|| text::stray_in_urlencoded(req.query_string().as_bytes()));
+    if found.is_none() {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let form = content_type.starts_with("application/x-www-form-urlencoded");
+        let json = content_type.starts_with("application/json") || content_type.contains("+json");
+        // The API reads every body as JSON, whatever its content type says. Without a
+        // token it refuses before reading one, so nothing is read for it here either.
+        let api_body = api
+            && !content_type.starts_with("multipart/")
+            && req.headers().contains_key(header::AUTHORIZATION);
+        if api_body || (!api && (form || json)) {
+            let limit = if api {
+                crate::api::routes::MAX_BODY_BYTES
+            } else {
+                FORM_LIMIT
+            };
+            let Some(body) = read_limited(&mut req, limit).await? else {
+                return Ok(if api {
+                    req.error_response(crate::api::error::ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "The body is larger than {limit} bytes: send fewer rows per request."
+                        ),
+                    ))
+                } else {
+                    req.error_response(AppError::PayloadTooLarge(format!(
+                        "The form is larger than {} KB.",
+                        limit / 1024
+                    )))
+                }
+                .map_into_right_body());
+            };
+            found = if form && !api {
+                text::stray_in_urlencoded(&body)
+            } else {
+                text::stray_in_json(&body)
+            };
+            // Put the body back for the next reader.
+            req.set_payload(Payload::from(body));
+        }
+    }
+    let Some(found) = found else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let (place, c) = match found {
+        Stray::Path(c) => ("The address".to_string(), c),
+        Stray::Parameter(name, c) => (format!("'{name}'"), c),
+        Stray::Body(c) => ("The body".to_string(), c),
+    };
+    let message = format!(
+        "{place} holds a control character (U+{:04X}), which no value may hold: remove it and \
+         send again.",
+        u32::from(c)
+    );
+    Ok(if api {
+        req.error_response(crate::api::error::ApiError::unprocessable(message))
+    } else {
+        req.error_response(AppError::BadRequest(message))
+    }
+    .map_into_right_body())
+}
+
+/// The request body, or None when it passes `limit` bytes (said by its length before any is
+/// read, or found while reading, which then stops).
+async fn read_limited(
+    req: &mut ServiceRequest,
+    limit: usize,
+) -> Result<Option<web::Bytes>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    use futures_util::StreamExt;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(None);
+    }
+    let mut payload = req.take_payload();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
+}
+
+/// A panic in a handler (or a middleware inside this one) answers 500 with the error page,
+/// or a problem under `/api/`, and logs its message; the worker goes on serving the other
+/// connections. Without this the panic would end the worker and every connection on it.
+pub async fn catch_panics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use futures_util::FutureExt;
+    // Routing needs the request to itself (no clone of it may live on), so the answer is
+    // made from what is known now, and goes out as an error (`Panicked`).
+    let answer = Panicked {
+        api: req.path().starts_with("/api/"),
+        htmx: req.headers().contains_key("HX-Request"),
+        path: req.path().to_string(),
+    };
+    let method = req.method().clone();
+    match std::panic::AssertUnwindSafe(next.call(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(res) => res,
+        Err(panic) => {
+            tracing::error!(
+                panic = panic_message(panic.as_ref()),
+                %method,
+                path = %answer.path,
+                "request handler panicked"
+            );
+            Err(answer.into())
+        }
+    }
+}
+
+/// The 500 of a panicked request, whole in itself (the middlewares around it see an error,
+/// not a response): the error page or problem, with the security headers.
+#[derive(Debug, thiserror::Error)]
+#[error("a request handler panicked")]
+struct Panicked {
+    api: bool,
+    htmx: bool,
+    path: String,
+}
+
+impl actix_web::ResponseError for Panicked {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = StatusCode::INTERNAL_SERVER_ERROR;
+        let message = AppError::internal("").to_string();
+        let mut builder = HttpResponse::build(status);
+        for (name, value) in SECURITY_HEADERS {
+            builder.insert_header((name, value));
+        }
+        if self.api {
+            let problem = crate::api::error::Problem {
+                kind: "about:blank",
+                title: "Internal Server Error",
+                status: status.as_u16(),
+                detail: message,
+            };
+            return builder
+                .content_type("application/problem+json")
+                .body(serde_json::to_string(&problem).unwrap_or_default());
+        }
+        let title = status_title(status);
+        let rendered = if self.htmx {
+            builder.insert_header(("HX-Retarget", "#messages"));
+            builder.insert_header(("HX-Reswap", "innerHTML"));
+            ErrorFragment {
+                status: status.as_u16(),
+                title,
+                message,
+            }
+            .render()
+        } else {
+            ErrorPage {
+                ctx: Ctx {
+                    user: None,
+                    csrf: String::new(),
+                    path: self.path.clone(),
+                    flash: None,
+                },
+                status: status.as_u16(),
+                title,
+                message,
+            }
+            .render()
+        };
+        match rendered {
+            Ok(html) => builder.content_type("text/html; charset=utf-8").body(html),
+            Err(_) => builder
+                .content_type("text/plain; charset=utf-8")
+                .body(title),
+        }
+    }
+}
+
+/// What a panic said, when it said it as text.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 /// Where an upload form's token must be: its first field, in the body's first bytes.
 const MULTIPART_TOKEN_WITHIN: usize = 8 * 1024;
 
@@ -185,22 +408,27 @@ fn multipart_token(head: &[u8]) -> Option<String> {
     std::str::from_utf8(&value[..end]).ok().map(str::to_string)
 }
 
+const SECURITY_HEADERS: [(&str, &str); 6] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+    ("cross-origin-opener-policy", "same-origin"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=()",
+    ),
+];
+
 /// Sent with every response.
 pub fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
-        .add((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-        ))
-        .add((header::X_FRAME_OPTIONS, "DENY"))
-        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .add((header::REFERRER_POLICY, "same-origin"))
-        .add(("Cross-Origin-Opener-Policy", "same-origin"))
-        .add((
-            "Permissions-Policy",
-            "camera=(), microphone=(), geolocation=()",
-        ))
+    SECURITY_HEADERS
+        .into_iter()
+        .fold(DefaultHeaders::new(), |headers, pair| headers.add(pair))
 }
 
 #[derive(Template)]
@@ -549,10 +777,12 @@ where
             buffer: Vec::with_capacity(DOWNLOAD_CHUNK),
             sender,
         };
-        let result = match pool.get() {
+        // A panic must cut the download too, not end it as if it were whole.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match pool.get() {
             Ok(mut conn) => write(&mut conn, &mut out).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
-        };
+        }))
+        .unwrap_or_else(|panic| Err(format!("panic: {}", panic_message(panic.as_ref()))));
         let result =
             result.and_then(|()| std::io::Write::flush(&mut out).map_err(|e| e.to_string()));
         if let Err(error) = result {
@@ -599,6 +829,96 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn boom() -> HttpResponse {
+        panic!("a bug in a handler")
+    }
+
+    async fn fine() -> HttpResponse {
+        HttpResponse::Ok().body("fine")
+    }
+
+    /// The middleware as `build_app` mounts it, in front of handlers that panic: each panic
+    /// is a 500 (a page, or a problem under /api/) with the security headers, and the same
+    /// worker answers next.
+    #[actix_web::test]
+    async fn a_panicking_handler_answers_500_and_the_worker_goes_on() {
+        use actix_web::dev::Service;
+        use actix_web::{middleware::from_fn, test, App};
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(catch_panics))
+                .wrap(from_fn(render_error_pages))
+                .route("/boom", web::get().to(boom))
+                .route("/api/v1/boom", web::get().to(boom))
+                .route("/fine", web::get().to(fine)),
+        )
+        .await;
+        // As the server does with an error no middleware turned into a response.
+        let answer = |res: Result<ServiceResponse<_>, actix_web::Error>| match res {
+            Ok(res) => res.into_parts().1.map_into_boxed_body(),
+            Err(e) => e.error_response().map_into_boxed_body(),
+        };
+        for _ in 0..2 {
+            let res = answer(
+                app.call(test::TestRequest::get().uri("/boom").to_request())
+                    .await,
+            );
+            assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(res.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+            let body = actix_web::body::to_bytes(res.into_body())
+                .await
+                .expect("body");
+            let body = String::from_utf8_lossy(&body);
+            assert!(body.contains("<!doctype html>"), "{body}");
+            assert!(body.contains("Something went wrong"), "{body}");
+            assert!(!body.contains("a bug in a handler"), "{body}");
+
+            let res = answer(
+                app.call(test::TestRequest::get().uri("/api/v1/boom").to_request())
+                    .await,
+            );
+            assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(
+                res.headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+                Some("application/problem+json")
+            );
+            let body = actix_web::body::to_bytes(res.into_body())
+                .await
+                .expect("body");
+            let problem: serde_json::Value = serde_json::from_slice(&body).expect("problem");
+            assert_eq!(problem["status"], 500);
+
+            let res = answer(
+                app.call(test::TestRequest::get().uri("/fine").to_request())
+                    .await,
+            );
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+    }
+
+    /// A download whose writer panics after its first bytes ends as an error, never as a
+    /// short file that looks whole.
+    #[actix_web::test]
+    async fn a_panicking_download_is_cut_not_ended() {
+        let dir = tempfile::tempdir().expect("folder");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let pool = crate::db::connect(&url).expect("pool");
+        let res = streamed_download(
+            pool,
+            "x.csv".into(),
+            "text/csv",
+            |_conn, out| -> Result<(), String> {
+                out.write_all(&vec![b'x'; 3 * DOWNLOAD_CHUNK])
+                    .map_err(|e| e.to_string())?;
+                panic!("a bug half-way")
+            },
+        );
+        let read = actix_web::body::to_bytes(res.into_body()).await;
+        assert!(read.is_err(), "the download ended as if whole");
+    }
 
     #[test]
     fn the_client_address_comes_from_trusted_proxies_only() {

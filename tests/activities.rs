@@ -188,6 +188,58 @@ async fn activities_come_in_by_id_external_id_or_email_once_each() {
     assert!(csv.body.contains("Renewal call"));
 }
 
+/// The export opens in a spreadsheet: who logged an activity (its origin) is a user's name,
+/// which may be a formula; no cell of the export is one.
+#[actix_web::test]
+async fn the_activities_export_is_safe_in_a_spreadsheet() {
+    let mut app = common::spawn().await;
+    let ann = contact(&app.state, "@Ann", "");
+    let editor = app.create_user("editor@example.org", Role::Editor);
+    {
+        use diesel::prelude::*;
+        use syncdesk::schema::users;
+        diesel::update(users::table.filter(users::id.eq(editor)))
+            .set(users::display_name.eq("=USER()"))
+            .execute(&mut app.state.pool.get().expect("connection"))
+            .expect("rename");
+    }
+    app.sign_in("editor@example.org", common::PASSWORD)
+        .await
+        .assert_redirect("/");
+    app.get(&format!("/records/{ann}")).await;
+    app.htmx_form(
+        &format!("/records/{ann}/activities"),
+        &[
+            ("type".to_string(), "call".to_string()),
+            ("occurred_at".to_string(), String::new()),
+            ("subject".to_string(), "+1+1".to_string()),
+            ("body".to_string(), "-plain".to_string()),
+            ("outcome".to_string(), "=1".to_string()),
+        ],
+    )
+    .await
+    .assert_status(200);
+    let csv = app.get("/activities/export.csv").await;
+    csv.assert_status(200);
+    let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+    let headers = reader.headers().expect("headers").clone();
+    let origin = headers.iter().position(|h| h == "origin").expect("origin");
+    let rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.expect("row").iter().map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 1, "{}", csv.body);
+    assert!(rows[0][origin].starts_with("'"), "{}", csv.body);
+    assert!(rows[0][origin].contains("=USER()"), "{}", csv.body);
+    for cell in rows.iter().flatten() {
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "{cell:?} in {}",
+            csv.body
+        );
+    }
+}
+
 #[actix_web::test]
 async fn a_token_of_one_source_logs_activities_only_on_contacts_linked_to_it() {
     use diesel::prelude::*;

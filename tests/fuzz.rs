@@ -87,4 +87,43 @@ proptest! {
             prop_assert_eq!(normalize(kind, &options, &value, country), Ok(value.clone()));
         }
     }
+
+    /// The edge's check finds a stray control character in a form or a JSON body exactly when
+    /// a value or a name holds one, however it was encoded, and never panics on bytes.
+    #[test]
+    fn the_edge_finds_every_stray_control_and_only_those(
+        pairs in prop::collection::vec((texty(), texty()), 0..5),
+        bytes in csvish(),
+    ) {
+        use syncdesk::text::{is_stray_control, stray_in_json, stray_in_path, stray_in_urlencoded};
+        let holds = pairs
+            .iter()
+            .any(|(k, v)| k.chars().chain(v.chars()).any(is_stray_control));
+        let form = serde_urlencoded::to_string(&pairs).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(stray_in_urlencoded(form.as_bytes()).is_some(), holds, "{}", form);
+        let object: serde_json::Map<String, serde_json::Value> = pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!([v, {"x": v}])))
+            .collect();
+        let holds = object.iter().any(|(k, v)| {
+            let value = v[0].as_str().unwrap_or_default();
+            k.chars().chain(value.chars()).any(is_stray_control)
+        });
+        let json = serde_json::to_vec(&object).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(stray_in_json(&json).is_some(), holds, "{}", String::from_utf8_lossy(&json));
+        let _ = (stray_in_json(&bytes), stray_in_urlencoded(&bytes));
+        let _ = stray_in_path(&String::from_utf8_lossy(&bytes));
+    }
+}
+
+/// Text with now and then a control character, a backslash, `%`, `+` or `&`.
+fn texty() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            6 => prop::sample::select(vec!['a', 'Z', ' ', '\\', '%', '+', '&', '=', 'é', '\t', '\n', '\r', 'u']),
+            1 => (0u32..0xa0).prop_filter_map("a char", char::from_u32),
+        ],
+        0..12,
+    )
+    .prop_map(|chars| chars.into_iter().collect())
 }

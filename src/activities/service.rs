@@ -362,12 +362,11 @@ pub fn export_csv(
     filter: &ActivityFilter,
     out: impl std::io::Write,
 ) -> Result<(), crate::sync::engine::ImportError> {
-    use crate::records::export::spreadsheet_safe;
     use crate::sync::engine::ImportError;
-    let mut writer = csv::Writer::from_writer(out);
+    let mut writer = crate::records::export::SafeCsv::new(out);
     let failed = |e: csv::Error| ImportError::Refused(format!("cannot write the export: {e}"));
     writer
-        .write_record([
+        .row([
             "id",
             "occurred_at",
             "type",
@@ -386,18 +385,18 @@ pub fn export_csv(
         let (rows, next) = page(conn, filter, before, 1_000)?;
         for (a, name) in &rows {
             writer
-                .write_record([
-                    a.id.to_string(),
-                    a.occurred_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                    a.activity_type.clone(),
-                    a.record_id.to_string(),
-                    spreadsheet_safe(name),
-                    spreadsheet_safe(&a.subject),
-                    spreadsheet_safe(&a.body),
-                    spreadsheet_safe(&a.outcome),
-                    spreadsheet_safe(&a.attributes),
-                    a.origin_label.clone(),
-                    spreadsheet_safe(&a.external_id),
+                .row([
+                    &a.id.to_string(),
+                    &a.occurred_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    &a.activity_type,
+                    &a.record_id.to_string(),
+                    name,
+                    &a.subject,
+                    &a.body,
+                    &a.outcome,
+                    &a.attributes,
+                    &a.origin_label,
+                    &a.external_id,
                 ])
                 .map_err(failed)?;
         }

@@ -111,12 +111,15 @@ async fn setup_submit(
     state: web::Data<AppState>,
     guest: Guest,
     session: Session,
-    form: web::Form<SetupForm>,
+    // Read after the check: once set-up is done the page is gone (404), whatever was sent.
+    form: Result<web::Form<SetupForm>, actix_web::Error>,
 ) -> Result<HttpResponse, AppError> {
     if !setup_still_open(&state).await? {
         return Err(setup_done());
     }
-    let form = form.into_inner();
+    let form = form
+        .map_err(|e| AppError::BadRequest(e.to_string()))?
+        .into_inner();
     let page = |error: String| SetupPage {
         ctx: guest.ctx.clone(),
         email: form.email.clone(),

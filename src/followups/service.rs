@@ -398,10 +398,10 @@ pub fn render_csv(
     query.count = false;
     query.limit = 500;
     let renderer = Renderer::new(conn, template)?;
-    let mut writer = csv::Writer::from_writer(out);
+    let mut writer = crate::records::export::SafeCsv::new(out);
     let failed = |e: csv::Error| ImportError::Refused(format!("cannot write the rows: {e}"));
     writer
-        .write_record(["record_id", "email", "subject", "body", "error"])
+        .row(["record_id", "email", "subject", "body", "error"])
         .map_err(failed)?;
     loop {
         let page = list::page(conn, &query, &[])?;
@@ -412,7 +412,7 @@ pub fn render_csv(
                 Err(problem) => (String::new(), String::new(), problem.0),
             };
             writer
-                .write_record([
+                .row([
                     rendered.record_id.to_string(),
                     rendered.email,
                     subject,

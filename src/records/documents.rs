@@ -180,7 +180,7 @@ pub fn store(
         blob_path(data_dir, &sha256).ok_or_else(|| DocumentError::Refused("bad digest".into()))?;
     if !path.exists() {
         let dir = path.parent().unwrap_or(data_dir);
-        std::fs::create_dir_all(dir)?;
+        crate::config::create_private_dir(dir)?;
         // Write aside, then rename: a crash never leaves a half-written blob under its hash.
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         tmp.write_all(bytes)?;

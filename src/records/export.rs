@@ -1,19 +1,59 @@
-//! CSV exports of a list, safe to open in a spreadsheet.
+//! CSV exports of a list, safe to open in a spreadsheet, and `SafeCsv`, the writer of every
+//! CSV the console or the command line writes.
+
+use std::borrow::Cow;
 
 use super::list::{self, ListQuery};
 use super::service;
 use crate::db::DbConn;
 use crate::fields::model::FieldDef;
 
-/// A cell that a spreadsheet would run as a formula gets a leading apostrophe (OWASP advice);
-/// a plain international phone number (`+33142685300`) is data, not a formula, and stays as is.
-pub fn spreadsheet_safe(value: &str) -> String {
+/// A cell that a spreadsheet would run as a formula gets a leading apostrophe (OWASP advice),
+/// the full-width signs some spreadsheets read as their ASCII twins included; a plain
+/// international phone number (`+33142685300`) is data, not a formula, and stays as is.
+fn spreadsheet_safe(value: &str) -> Cow<'_, str> {
     let e164 = value.strip_prefix('+').is_some_and(|digits| {
         (6..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
     });
     match value.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') if !e164 => format!("'{value}"),
-        _ => value.to_string(),
+        Some(
+            '=' | '+' | '-' | '@' | '\t' | '\r' | '\u{ff1d}' | '\u{ff0b}' | '\u{ff0d}' | '\u{ff20}',
+        ) if !e164 => Cow::Owned(format!("'{value}")),
+        _ => Cow::Borrowed(value),
+    }
+}
+
+/// The one CSV writer of exports (lists, records, activities, follow-up renders, run
+/// reports): every cell it writes, headers included, is made spreadsheet-safe, so no caller
+/// can forget one. Files read back as imports (pushed rows, a connector's query) are not
+/// exports and keep their values exact.
+pub struct SafeCsv<W: std::io::Write> {
+    out: csv::Writer<W>,
+}
+
+impl<W: std::io::Write> SafeCsv<W> {
+    pub fn new(out: W) -> Self {
+        Self {
+            out: csv::Writer::from_writer(out),
+        }
+    }
+
+    /// One row.
+    pub fn row<I, T>(&mut self, cells: I) -> csv::Result<()>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        for cell in cells {
+            self.out
+                .write_field(spreadsheet_safe(cell.as_ref()).as_bytes())?;
+        }
+        // An empty record ends the row of the fields written.
+        self.out.write_record(None::<&[u8]>)
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 
@@ -38,10 +78,10 @@ pub fn list_csv(
     labels: &[String],
     out: &mut dyn std::io::Write,
 ) -> Result<(), ExportError> {
-    let mut out = csv::Writer::from_writer(out);
+    let mut out = SafeCsv::new(out);
     let mut header = vec!["id".to_string()];
-    header.extend(labels.iter().map(|l| spreadsheet_safe(l)));
-    out.write_record(&header)?;
+    header.extend(labels.iter().cloned());
+    out.row(&header)?;
     let custom: Vec<FieldDef> = defs
         .iter()
         .filter(|d| !d.builtin && columns.contains(&d.key))
@@ -80,9 +120,9 @@ pub fn list_csv(
                         .to_string(),
                     key => row.value(key).to_string(),
                 };
-                line.push(spreadsheet_safe(&value));
+                line.push(value);
             }
-            out.write_record(&line)?;
+            out.row(&line)?;
         }
         match page.next {
             Some(next) => query.after = Some(next),
@@ -94,7 +134,7 @@ pub fn list_csv(
 }
 
 enum Sink<'a> {
-    Csv(Box<csv::Writer<&'a mut dyn std::io::Write>>),
+    Csv(Box<SafeCsv<&'a mut dyn std::io::Write>>),
     Json(&'a mut dyn std::io::Write),
 }
 
@@ -114,7 +154,7 @@ pub fn all_records(
         out.write_all(b"[")?;
         Sink::Json(out)
     } else {
-        let mut w = csv::Writer::from_writer(out);
+        let mut w = SafeCsv::new(out);
         let mut header = vec!["id".to_string()];
         header.extend(defs.iter().map(|d| d.key.clone()));
         header.extend(
@@ -128,7 +168,7 @@ pub fn all_records(
             ]
             .map(String::from),
         );
-        w.write_record(&header)?;
+        w.row(&header)?;
         Sink::Csv(Box::new(w))
     };
     let mut after = 0i64;
@@ -157,9 +197,10 @@ pub fn all_records(
             match &mut sink {
                 Sink::Csv(w) => {
                     let mut line = vec![record.id.to_string()];
-                    line.extend(defs.iter().map(|d| {
-                        spreadsheet_safe(values.get(&d.key).map(String::as_str).unwrap_or(""))
-                    }));
+                    line.extend(
+                        defs.iter()
+                            .map(|d| values.get(&d.key).cloned().unwrap_or_default()),
+                    );
                     line.push(record.company_id.map(|c| c.to_string()).unwrap_or_default());
                     line.push(owner);
                     line.push(record.forced_manual.to_string());
@@ -169,8 +210,8 @@ pub fn all_records(
                         .iter()
                         .map(|l| format!("{}:{}", l.source_name, l.external_id))
                         .collect();
-                    line.push(spreadsheet_safe(&links.join("; ")));
-                    w.write_record(&line)?;
+                    line.push(links.join("; "));
+                    w.row(&line)?;
                 }
                 Sink::Json(out) => {
                     let item = serde_json::json!({
@@ -204,17 +245,41 @@ pub fn all_records(
 
 #[cfg(test)]
 mod tests {
-    use super::spreadsheet_safe;
+    use super::{spreadsheet_safe, SafeCsv};
 
     #[test]
     fn formulas_are_defused() {
         for risky in [
-            "=1+1", "+33 1 23", "-2", "@SUM(A1)", "\tx", "\rx", "+1+1", "+12",
+            "=1+1",
+            "+33 1 23",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "+1+1",
+            "+12",
+            "\u{ff1d}1+1",
+            "\u{ff20}A1",
         ] {
             assert!(spreadsheet_safe(risky).starts_with('\''), "{risky:?}");
         }
         assert_eq!(spreadsheet_safe("+33142685300"), "+33142685300");
         assert_eq!(spreadsheet_safe("Ada"), "Ada");
         assert_eq!(spreadsheet_safe(""), "");
+    }
+
+    #[test]
+    fn every_cell_of_safe_csv_is_defused_headers_included() {
+        let mut bytes = Vec::new();
+        let mut out = SafeCsv::new(&mut bytes);
+        out.row(["id", "=label"]).expect("header");
+        out.row(["1", "@x"]).expect("row");
+        out.row(["2", "plain, \"quoted\""]).expect("row");
+        out.flush().expect("flush");
+        drop(out);
+        assert_eq!(
+            String::from_utf8(bytes).expect("utf-8"),
+            "id,'=label\n1,'@x\n2,\"plain, \"\"quoted\"\"\"\n"
+        );
     }
 }

@@ -197,7 +197,7 @@ pub fn store_file(
     max_bytes: u64,
 ) -> Result<String, ImportError> {
     let dir = data_dir.join("imports");
-    std::fs::create_dir_all(&dir)
+    crate::config::create_private_dir(&dir)
         .map_err(|e| ImportError::Refused(format!("cannot store the file: {e}")))?;
     let io = |e: std::io::Error| ImportError::Refused(format!("cannot store the file: {e}"));
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;

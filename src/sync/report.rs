@@ -45,11 +45,10 @@ pub fn report_csv(
     run_id: i64,
     out: impl std::io::Write,
 ) -> Result<(), ImportError> {
-    use crate::records::export::spreadsheet_safe;
-    let mut writer = csv::Writer::from_writer(out);
+    let mut writer = crate::records::export::SafeCsv::new(out);
     let csv_error = |e: csv::Error| ImportError::Refused(format!("cannot write the report: {e}"));
     writer
-        .write_record([
+        .row([
             "line",
             "external_id",
             "outcome",
@@ -71,13 +70,13 @@ pub fn report_csv(
         after = last.id;
         for row in &rows {
             writer
-                .write_record([
+                .row([
                     row.line.to_string(),
-                    spreadsheet_safe(&row.external_id),
+                    row.external_id.clone(),
                     row.outcome.as_str().to_string(),
                     row.record_id.map(|id| id.to_string()).unwrap_or_default(),
-                    spreadsheet_safe(&row.reason),
-                    spreadsheet_safe(&row.changes_text()),
+                    row.reason.clone(),
+                    row.changes_text(),
                 ])
                 .map_err(csv_error)?;
         }

@@ -259,7 +259,7 @@ impl Watcher {
         let to = self.move_to(path, folder, &format!("{}-{name}", run.id))?;
         let mut report_path = to.clone().into_os_string();
         report_path.push(".report.csv");
-        let out = std::fs::File::create(&report_path).map_err(|e| {
+        let out = crate::config::create_private_file(Path::new(&report_path)).map_err(|e| {
             ImportError::Refused(format!(
                 "cannot write the report beside {}: {e}",
                 to.display()
@@ -298,7 +298,7 @@ impl Watcher {
                 dir.display()
             ))
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
+        crate::config::create_private_dir(&dir).map_err(io)?;
         let to = dir.join(name);
         std::fs::rename(path, &to).map_err(io)?;
         self.seen.remove(path);
@@ -310,7 +310,9 @@ impl Watcher {
 fn write_note(file: &Path, why: &str) -> Result<(), ImportError> {
     let mut note = file.to_path_buf().into_os_string();
     note.push(".error.txt");
-    std::fs::write(&note, format!("{why}\n"))
+    use std::io::Write;
+    crate::config::create_private_file(Path::new(&note))
+        .and_then(|mut out| out.write_all(format!("{why}\n").as_bytes()))
         .map_err(|e| ImportError::Refused(format!("cannot write {}: {e}", file.display())))
 }
 
