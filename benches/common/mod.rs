@@ -2,6 +2,8 @@
 //! app served on a loopback port.
 #![allow(dead_code)]
 
+pub mod realistic;
+
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -61,6 +63,33 @@ impl BenchDb {
             _dir: dir,
             pg_drop,
         }
+    }
+}
+
+impl BenchDb {
+    /// The database's size on disk in MB: the SQLite file with its WAL, or PostgreSQL's
+    /// `pg_database_size`.
+    pub fn size_mb(&self) -> f64 {
+        let bytes = match &self.pg_drop {
+            Some(_) => {
+                use diesel::RunQueryDsl;
+                let mut conn = diesel::PgConnection::establish(&self.url).expect("PostgreSQL");
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                    "pg_database_size(current_database())",
+                ))
+                .get_result::<i64>(&mut conn)
+                .expect("size") as u64
+            }
+            None => {
+                let file = self._dir.path().join("bench.db");
+                let wal = self._dir.path().join("bench.db-wal");
+                [file, wal]
+                    .iter()
+                    .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+                    .sum()
+            }
+        };
+        bytes as f64 / 1e6
     }
 }
 

@@ -289,6 +289,59 @@ pub struct ChunkState {
 /// Rows per `IN (...)` list.
 const IN_LIST: usize = 5_000;
 
+/// Identities per statement of `identity_matches`: every statement has this many, the last
+/// padded, so that it is one prepared statement.
+const IDENTITIES_PER_QUERY: usize = 200;
+
+#[derive(QueryableByName)]
+struct IdentityMatch {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    email: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    phone: String,
+}
+
+/// The active records of `kind` whose normalised name, email and phone are one of
+/// `identities`, each looked up by its whole key in `records_identity_idx`: a chunk reads
+/// only the records that match its rows, however many share a name.
+fn identity_matches(
+    conn: &mut DbConn,
+    kind: RecordKind,
+    identities: &[&(String, String, String)],
+) -> QueryResult<Vec<IdentityMatch>> {
+    use diesel::sql_types::{Text, Untyped};
+    let Some(last) = identities.last() else {
+        return Ok(Vec::new());
+    };
+    let mut query = crate::db::kept_sql::<Untyped>(
+        "SELECT r.id AS id, r.name_norm AS name, r.email_norm AS email, r.phone_norm AS phone \
+         FROM (VALUES ",
+    );
+    for n in 0..IDENTITIES_PER_QUERY {
+        let (name, email, phone) = identities.get(n).unwrap_or(last);
+        query = query
+            .sql(if n == 0 { "(" } else { ", (" })
+            .bind::<Text, _>(name.clone())
+            .sql(", ")
+            .bind::<Text, _>(email.clone())
+            .sql(", ")
+            .bind::<Text, _>(phone.clone())
+            .sql(")");
+    }
+    query
+        .sql(") AS wanted JOIN records r ON r.kind = ")
+        .bind::<Text, _>(kind.as_str().to_string())
+        .sql(
+            " AND r.archived = false AND r.name_norm = wanted.column1 \
+             AND r.email_norm = wanted.column2 AND r.phone_norm = wanted.column3",
+        )
+        .load(conn)
+}
+
 pub fn load_chunk(
     conn: &mut DbConn,
     rules: &RunRules,
@@ -307,32 +360,24 @@ pub fn load_chunk(
             links.insert(external_id, record_id);
         }
     }
-    let mut names: Vec<&str> = rows
+    let mut wanted: Vec<&(String, String, String)> = rows
         .iter()
         .filter(|r| !links.contains_key(&r.external_id))
-        .map(|r| r.identity.0.as_str())
+        .map(|r| &r.identity)
+        // A NUL (an invalid value, kept for identity as typed) is in no stored record, and
+        // PostgreSQL refuses it in a bound text.
+        .filter(|(name, email, phone)| ![name, email, phone].iter().any(|v| v.contains('\0')))
         .collect();
-    names.sort_unstable();
-    names.dedup();
-    let wanted: HashSet<&(String, String, String)> = rows.iter().map(|r| &r.identity).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
     let mut identity: HashMap<(String, String, String), Vec<i64>> = HashMap::new();
-    for part in names.chunks(IN_LIST) {
-        // Served by records_list_name_idx (kind, archived, name_norm).
-        for (id, name, email, phone) in records::table
-            .filter(records::kind.eq(rules.kind.as_str()))
-            .filter(records::archived.eq(false))
-            .filter(records::name_norm.eq_any(part))
-            .select((
-                records::id,
-                records::name_norm,
-                records::email_norm,
-                records::phone_norm,
-            ))
-            .load::<(i64, String, String, String)>(conn)?
-        {
-            let key = (name, email, phone);
-            if wanted.contains(&key) {
-                identity.entry(key).or_default().push(id);
+    for part in wanted.chunks(IDENTITIES_PER_QUERY) {
+        for found in identity_matches(conn, rules.kind, part)? {
+            let ids = identity
+                .entry((found.name, found.email, found.phone))
+                .or_default();
+            if !ids.contains(&found.id) {
+                ids.push(found.id);
             }
         }
     }
