@@ -81,6 +81,12 @@ impl BenchDb {
                 .expect("size") as u64
             }
             None => {
+                // The WAL folded into the file first: during an import it holds pages the
+                // file will take back.
+                use diesel::RunQueryDsl;
+                if let Ok(mut conn) = self.pool.get() {
+                    let _ = diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn);
+                }
                 let file = self._dir.path().join("bench.db");
                 let wal = self._dir.path().join("bench.db-wal");
                 [file, wal]

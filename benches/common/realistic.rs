@@ -1,8 +1,9 @@
 //! Contact rows that look like a real export: names repeated by the dozen and surnames by the
 //! thousand (a few hundred of each, drawn unevenly, with accents, hyphens, apostrophes and
 //! some middle names), e-mails made from the names on ten domains (so they collide, and carry
-//! numbers as people's do), phones typed as people type them in the national and international
-//! formats of five countries (about 2 % invalid), and tags from small vocabularies. Row `i`
+//! numbers as people's do), phones typed as people type them (national forms of the source's
+//! country, international ones of five countries; about 2 % invalid), and tags from small
+//! vocabularies. Row `i`
 //! is always the same row, so a file can be written again with changes.
 #![allow(dead_code)]
 
@@ -447,8 +448,9 @@ fn local(part: &str) -> String {
         .collect()
 }
 
-/// A phone as a person types it: five countries, national or international, spaced, dotted,
-/// bracketed; about 2 % are not phone numbers at all.
+/// A phone as a person types it: national forms of the source's country (Australia) and
+/// international ones of five countries, spaced, dotted, bracketed; about 2 % are not phone
+/// numbers at all.
 fn phone(i: u64) -> String {
     let h = mix(i, 5);
     let d = |k: u64, n: u32| format!("{:0width$}", (h >> k) % 10u64.pow(n), width = n as usize);
@@ -456,16 +458,16 @@ fn phone(i: u64) -> String {
         return format!("{}", h % 100_000);
     }
     match (h >> 8) % 10 {
-        0 => format!("({}) 555-{}", 200 + (h >> 20) % 700, d(30, 4)),
-        1 => format!("+1 {} 555 {}", 200 + (h >> 20) % 700, d(30, 4)),
-        2 => format!("020 7946 {}", d(20, 4)),
-        3 => format!("+44 20 7946 {}", d(20, 4)),
-        4 => format!("06 {} {} {} {}", d(20, 2), d(27, 2), d(34, 2), d(41, 2)),
-        5 => format!("+33 6 {}.{}.{}.{}", d(20, 2), d(27, 2), d(34, 2), d(41, 2)),
-        6 => format!("030 {}", d(20, 7)),
-        7 => format!("+49 30 {}", d(20, 7)),
-        8 => format!("0412 {} {}", d(20, 3), d(30, 3)),
-        _ => format!("+61 412 {} {}", d(20, 3), d(30, 3)),
+        0 => format!("(02) 9{} {}", d(20, 3), d(30, 4)),
+        1 => format!("04{} {} {}", d(20, 2), d(27, 3), d(37, 3)),
+        2 => format!("04{}.{}.{}", d(20, 2), d(27, 3), d(37, 3)),
+        3 => format!("+61 4{} {} {}", d(20, 2), d(27, 3), d(37, 3)),
+        4 => format!("+61 2 9{} {}", d(20, 3), d(30, 4)),
+        5 => format!("+1 (212) {}-{}", 200 + (h >> 20) % 700, d(30, 4)),
+        6 => format!("+44 20 7{} {}", d(20, 3), d(30, 4)),
+        7 => format!("+33 6 {} {} {} {}", d(20, 2), d(27, 2), d(34, 2), d(41, 2)),
+        8 => format!("+49 30 {}", d(20, 8)),
+        _ => format!("+61 3 9{} {}", d(20, 3), d(30, 4)),
     }
 }
 
