@@ -350,36 +350,18 @@ impl actix_web::ResponseError for Panicked {
                 .content_type("application/problem+json")
                 .body(serde_json::to_string(&problem).unwrap_or_default());
         }
-        let title = status_title(status);
-        let rendered = if self.htmx {
-            builder.insert_header(("HX-Retarget", "#messages"));
-            builder.insert_header(("HX-Reswap", "innerHTML"));
-            ErrorFragment {
-                status: status.as_u16(),
-                title,
-                message,
-            }
-            .render()
-        } else {
-            ErrorPage {
-                ctx: Ctx {
-                    user: None,
-                    csrf: String::new(),
-                    path: self.path.clone(),
-                    flash: None,
-                },
-                status: status.as_u16(),
-                title,
-                message,
-            }
-            .render()
-        };
-        match rendered {
-            Ok(html) => builder.content_type("text/html; charset=utf-8").body(html),
-            Err(_) => builder
-                .content_type("text/plain; charset=utf-8")
-                .body(title),
-        }
+        error_html(
+            builder,
+            status,
+            self.htmx,
+            || Ctx {
+                user: None,
+                csrf: String::new(),
+                path: self.path.clone(),
+                flash: None,
+            },
+            message,
+        )
     }
 }
 
@@ -495,8 +477,29 @@ pub async fn render_error_pages(
         }
         None => error.to_string(),
     };
+    let response = error_html(
+        HttpResponse::build(status),
+        status,
+        htmx,
+        || Ctx::new(res.request(), &res.request().get_session(), None),
+        message,
+    );
+    Ok(res.into_response(response))
+}
+
+/// The error page of `status` saying `message`, or for htmx the fragment swapped into
+/// `#messages`; plain text with the status's title if the template fails.
+fn error_html(
+    mut builder: actix_web::HttpResponseBuilder,
+    status: StatusCode,
+    htmx: bool,
+    ctx: impl FnOnce() -> Ctx,
+    message: String,
+) -> HttpResponse {
     let title = status_title(status);
     let rendered = if htmx {
+        builder.insert_header(("HX-Retarget", "#messages"));
+        builder.insert_header(("HX-Reswap", "innerHTML"));
         ErrorFragment {
             status: status.as_u16(),
             title,
@@ -504,31 +507,23 @@ pub async fn render_error_pages(
         }
         .render()
     } else {
-        let session = res.request().get_session();
         ErrorPage {
-            ctx: Ctx::new(res.request(), &session, None),
+            ctx: ctx(),
             status: status.as_u16(),
             title,
             message,
         }
         .render()
     };
-    let mut builder = HttpResponse::build(status);
-    builder.content_type("text/html; charset=utf-8");
-    if htmx {
-        builder.insert_header(("HX-Retarget", "#messages"));
-        builder.insert_header(("HX-Reswap", "innerHTML"));
-    }
-    let response = match rendered {
-        Ok(html) => builder.body(html),
+    match rendered {
+        Ok(html) => builder.content_type("text/html; charset=utf-8").body(html),
         Err(e) => {
             tracing::error!(error = %e, "error page failed to render");
             builder
                 .content_type("text/plain; charset=utf-8")
                 .body(title)
         }
-    };
-    Ok(res.into_response(response))
+    }
 }
 
 fn status_title(status: StatusCode) -> &'static str {

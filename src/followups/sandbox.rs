@@ -239,10 +239,10 @@ fn too_long() -> Error {
 
 /// Counts what a filter made against the render's budget.
 fn charge(weight: usize) -> Result<(), Error> {
-    let mut budget = BUDGET.get();
-    if budget.deadline.is_some_and(|d| Instant::now() > d) {
+    if past_deadline() {
         return Err(too_long());
     }
+    let mut budget = BUDGET.get();
     budget.built = budget.built.saturating_add(weight);
     BUDGET.set(budget);
     if budget.built > MAX_BUILT {

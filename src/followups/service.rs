@@ -342,6 +342,21 @@ pub fn preview(
         .ok_or_else(|| TemplateError::one(format!("There is no {kind} #{record_id}.")))
 }
 
+/// The query of a list's first `limit` records of `kind`, without counting them.
+fn first_page(
+    conn: &mut DbConn,
+    kind: RecordKind,
+    list: &ListParams,
+    limit: i64,
+) -> QueryResult<list::ListQuery> {
+    let defs = fields::list(conn, kind, false)?;
+    let mut query = list.query(kind, &defs);
+    query.after = None;
+    query.count = false;
+    query.limit = limit;
+    Ok(query)
+}
+
 /// Why a list cannot be rendered at all, said before a download starts: the template's
 /// problems (a field archived since it was saved, a construct refused since), or every
 /// record of the list's first page failing, with the first one's problem.
@@ -357,11 +372,7 @@ pub fn render_check(
     if !problems.is_empty() {
         return Err(TemplateError::Invalid(problems));
     }
-    let defs = fields::list(conn, kind, false)?;
-    let mut query = list.query(kind, &defs);
-    query.after = None;
-    query.count = false;
-    query.limit = 50;
+    let query = first_page(conn, kind, list, 50)?;
     let ids: Vec<i64> = list::page(conn, &query, &[])?
         .rows
         .iter()
@@ -392,11 +403,7 @@ pub fn render_csv(
     use crate::sync::engine::ImportError;
     let template = find(conn, template_id)?
         .ok_or_else(|| ImportError::Refused("That template does not exist.".into()))?;
-    let defs = fields::list(conn, template.kind, false)?;
-    let mut query = list.query(template.kind, &defs);
-    query.after = None;
-    query.count = false;
-    query.limit = 500;
+    let mut query = first_page(conn, template.kind, list, 500)?;
     let renderer = Renderer::new(conn, template)?;
     let mut writer = crate::records::export::SafeCsv::new(out);
     let failed = |e: csv::Error| ImportError::Refused(format!("cannot write the rows: {e}"));
